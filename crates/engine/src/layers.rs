@@ -1,0 +1,185 @@
+//! Building blocks of the transformer: weights that are either dense tensors or quantized
+//! blocks, linear layers over them, RMS normalisation and rotary position embeddings.
+
+use std::sync::Arc;
+
+use candle_core::quantized::{QMatMul, QTensor};
+use candle_core::{DType, Device, Module, Tensor, D};
+
+use crate::error::Result;
+
+/// A weight matrix `(out_features, in_features)`, dense or in GGUF quantized blocks.
+#[derive(Debug, Clone)]
+pub enum Weight {
+    Dense(Tensor),
+    Quantized {
+        qtensor: Arc<QTensor>,
+        matmul: QMatMul,
+    },
+}
+
+impl Weight {
+    pub fn quantized(qtensor: QTensor) -> Result<Self> {
+        let qtensor = Arc::new(qtensor);
+        let matmul = QMatMul::from_arc(qtensor.clone())?;
+        Ok(Weight::Quantized { qtensor, matmul })
+    }
+
+    pub fn dims2(&self) -> Result<(usize, usize)> {
+        Ok(match self {
+            Weight::Dense(t) => t.dims2()?,
+            Weight::Quantized { qtensor, .. } => qtensor.shape().dims2()?,
+        })
+    }
+
+    /// The weight as a dense f32 tensor (dequantizing quantized blocks).
+    pub fn to_dense(&self, device: &Device) -> Result<Tensor> {
+        Ok(match self {
+            Weight::Dense(t) => t.to_dtype(DType::F32)?,
+            Weight::Quantized { qtensor, .. } => qtensor.dequantize(device)?,
+        })
+    }
+
+    pub fn is_quantized(&self) -> bool {
+        matches!(self, Weight::Quantized { .. })
+    }
+
+    /// Bytes this weight occupies in memory.
+    pub fn storage_bytes(&self) -> usize {
+        match self {
+            Weight::Dense(t) => t.elem_count() * t.dtype().size_in_bytes(),
+            Weight::Quantized { qtensor, .. } => qtensor.storage_size_in_bytes(),
+        }
+    }
+}
+
+/// `y = x W^T + b` over the last dimension of `x`.
+#[derive(Debug, Clone)]
+pub struct Linear {
+    pub weight: Weight,
+    pub bias: Option<Tensor>,
+}
+
+impl Linear {
+    pub fn new(weight: Weight, bias: Option<Tensor>) -> Self {
+        Linear { weight, bias }
+    }
+
+    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let y = match &self.weight {
+            Weight::Quantized { qtensor, matmul } => match crate::qmatmul::forward(qtensor, x)? {
+                Some(y) => y,
+                None => matmul.forward(&x.contiguous()?)?,
+            },
+            Weight::Dense(w) => {
+                let dims = x.dims().to_vec();
+                let (out, inp) = w.dims2()?;
+                let rows = x.elem_count() / inp;
+                let y = x.reshape((rows, inp))?.matmul(&w.t()?)?;
+                let mut out_dims = dims;
+                *out_dims
+                    .last_mut()
+                    .expect("linear input has at least one dimension") = out;
+                y.reshape(out_dims)?
+            }
+        };
+        match &self.bias {
+            Some(b) => Ok(y.broadcast_add(b)?),
+            None => Ok(y),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct RmsNorm {
+    pub weight: Tensor,
+    pub eps: f32,
+}
+
+impl RmsNorm {
+    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        Ok(candle_nn::ops::rms_norm(
+            &x.contiguous()?,
+            &self.weight,
+            self.eps,
+        )?)
+    }
+}
+
+/// Token embeddings; quantized tables are looked up row by row without dequantizing the whole.
+#[derive(Debug, Clone)]
+pub struct Embedding {
+    pub weight: Weight,
+    pub hidden_size: usize,
+}
+
+impl Embedding {
+    pub fn forward(&self, ids: &Tensor) -> Result<Tensor> {
+        let mut dims = ids.dims().to_vec();
+        let flat = ids.flatten_all()?;
+        let rows = match &self.weight {
+            Weight::Dense(w) => w.index_select(&flat, 0)?,
+            Weight::Quantized { matmul, .. } => matmul.embedding(&flat)?,
+        };
+        dims.push(self.hidden_size);
+        Ok(rows.reshape(dims)?)
+    }
+}
+
+/// cos and sin tables `(seq_len, head_dim / 2)` for positions `offset..offset + seq_len`.
+pub fn rotary_tables(
+    inv_freq: &[f32],
+    offset: usize,
+    seq_len: usize,
+    device: &Device,
+) -> Result<(Tensor, Tensor)> {
+    let half = inv_freq.len();
+    let mut cos = Vec::with_capacity(seq_len * half);
+    let mut sin = Vec::with_capacity(seq_len * half);
+    for p in offset..offset + seq_len {
+        for f in inv_freq {
+            let angle = p as f32 * f;
+            cos.push(angle.cos());
+            sin.push(angle.sin());
+        }
+    }
+    Ok((
+        Tensor::from_vec(cos, (seq_len, half), device)?,
+        Tensor::from_vec(sin, (seq_len, half), device)?,
+    ))
+}
+
+/// Rotary embedding in the Hugging Face "rotate half" layout, for `x` of shape `(b, h, t, d)`.
+pub fn apply_rotary(x: &Tensor, cos: &Tensor, sin: &Tensor) -> Result<Tensor> {
+    Ok(candle_nn::rotary_emb::rope(&x.contiguous()?, cos, sin)?)
+}
+
+/// Causal mask `(t, offset + t)`: 0 where a query may attend, -inf elsewhere.
+pub fn causal_mask(t: usize, offset: usize, device: &Device) -> Result<Tensor> {
+    let total = offset + t;
+    let mask: Vec<f32> = (0..t)
+        .flat_map(|i| {
+            (0..total).map(move |j| {
+                if j <= offset + i {
+                    0.0
+                } else {
+                    f32::NEG_INFINITY
+                }
+            })
+        })
+        .collect();
+    Ok(Tensor::from_vec(mask, (t, total), device)?)
+}
+
+pub fn softmax_last_dim(x: &Tensor) -> Result<Tensor> {
+    Ok(candle_nn::ops::softmax_last_dim(x)?)
+}
+
+pub fn silu(x: &Tensor) -> Result<Tensor> {
+    Ok(candle_nn::ops::silu(x)?)
+}
+
+/// Index of the largest value of the last dimension, for a 1-D tensor.
+pub fn argmax(logits: &Tensor) -> Result<u32> {
+    Ok(logits.argmax(D::Minus1)?.to_scalar::<u32>()?)
+}

@@ -1,0 +1,88 @@
+//! tunelab-engine runs Llama-family language models on the CPU (or CUDA with the `cuda`
+//! feature): it reads GGUF files and Hugging Face folders, rebuilds tokenizers and chat
+//! templates from them, computes logits with one transformer implementation whose weights are
+//! addressed by Hugging Face names, and generates text with streaming and sampling controls.
+
+pub mod config;
+pub mod error;
+pub mod generate;
+pub mod gguf;
+pub mod layers;
+pub mod loader;
+pub mod model;
+pub mod qmatmul;
+pub mod template;
+pub mod tokenizer;
+pub mod weights;
+
+pub use candle_core::{DType, Device, Tensor};
+pub use config::{Architecture, ModelConfig};
+pub use error::{EngineError, Result};
+pub use generate::{generate, Generation, SamplingParams, StopReason};
+pub use loader::{inspect, load, LoadedModel, ModelFormat, ModelSummary};
+pub use model::{Cache, Transformer};
+pub use template::{ChatTemplate, Message};
+pub use tokenizer::TextTokenizer;
+pub use weights::Precision;
+
+/// The device models run on: the first CUDA GPU when built with `cuda` and one is present,
+/// otherwise the CPU.
+pub fn default_device() -> Device {
+    #[cfg(feature = "cuda")]
+    {
+        if let Ok(device) = Device::new_cuda(0) {
+            return device;
+        }
+    }
+    Device::Cpu
+}
+
+impl LoadedModel {
+    /// Renders `messages` through the model's chat template, ready for the assistant's turn.
+    pub fn render_chat(&self, messages: &[Message]) -> Result<String> {
+        self.template.render(
+            messages,
+            true,
+            self.tokenizer.bos_token(),
+            self.tokenizer.eos_token(),
+        )
+    }
+
+    /// Answers a conversation, streaming text through `on_text`.
+    pub fn chat(
+        &self,
+        messages: &[Message],
+        params: &SamplingParams,
+        on_text: &mut dyn FnMut(&str) -> std::ops::ControlFlow<()>,
+    ) -> Result<Generation> {
+        let prompt = self.render_chat(messages)?;
+        let ids = self.tokenizer.encode(&prompt, false)?;
+        generate(
+            &self.transformer,
+            &self.tokenizer,
+            &ids,
+            &self.eos_ids,
+            params,
+            on_text,
+        )
+    }
+}
+
+/// Uses every logical CPU for tensor work unless `RAYON_NUM_THREADS` says otherwise. candle
+/// counts physical cores by default, which leaves half of a hyper-threaded laptop idle. Call it
+/// once at program start, before any model is loaded.
+pub fn configure_threads(threads: Option<usize>) {
+    let n = threads
+        .or_else(|| {
+            std::env::var("RAYON_NUM_THREADS")
+                .ok()
+                .and_then(|v| v.parse().ok())
+        })
+        .unwrap_or_else(|| {
+            std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1)
+        });
+    // Setting the variable before the first tensor operation is how candle and rayon read it.
+    std::env::set_var("RAYON_NUM_THREADS", n.to_string());
+}

@@ -1,0 +1,347 @@
+//! The Llama-family decoder: one implementation for Llama 2/3, SmolLM/SmolLM2, Mistral and
+//! Qwen2, producing logits for every position, with a key/value cache for generation.
+
+use candle_core::{Device, Tensor};
+use candle_nn::kv_cache::KvCache;
+
+use crate::config::ModelConfig;
+use crate::error::Result;
+use crate::layers::{
+    apply_rotary, causal_mask, rotary_tables, silu, softmax_last_dim, Embedding, Linear, RmsNorm,
+};
+use crate::weights::{Precision, WeightSource};
+
+#[derive(Debug, Clone)]
+pub struct Attention {
+    pub q_proj: Linear,
+    pub k_proj: Linear,
+    pub v_proj: Linear,
+    pub o_proj: Linear,
+    num_heads: usize,
+    num_kv_heads: usize,
+    head_dim: usize,
+}
+
+#[derive(Debug, Clone)]
+pub struct Mlp {
+    pub gate_proj: Linear,
+    pub up_proj: Linear,
+    pub down_proj: Linear,
+}
+
+#[derive(Debug, Clone)]
+pub struct Block {
+    pub input_layernorm: RmsNorm,
+    pub self_attn: Attention,
+    pub post_attention_layernorm: RmsNorm,
+    pub mlp: Mlp,
+}
+
+#[derive(Debug, Clone)]
+pub struct Transformer {
+    pub config: ModelConfig,
+    pub embed_tokens: Embedding,
+    pub layers: Vec<Block>,
+    pub norm: RmsNorm,
+    pub lm_head: Linear,
+    inv_freq: Vec<f32>,
+    device: Device,
+}
+
+/// Keys and values of every layer for the tokens seen so far.
+pub struct Cache {
+    layers: Vec<KvCache>,
+}
+
+impl Cache {
+    pub fn new(config: &ModelConfig) -> Self {
+        Cache {
+            layers: (0..config.num_hidden_layers)
+                .map(|_| KvCache::new(2, 512))
+                .collect(),
+        }
+    }
+
+    /// Number of positions already in the cache.
+    pub fn len(&self) -> usize {
+        self.layers
+            .first()
+            .map(|l| l.current_seq_len())
+            .unwrap_or(0)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    pub fn clear(&mut self) {
+        self.layers.iter_mut().for_each(KvCache::reset);
+    }
+}
+
+impl Attention {
+    fn forward(
+        &self,
+        x: &Tensor,
+        cos: &Tensor,
+        sin: &Tensor,
+        mask: Option<&Tensor>,
+        cache: Option<&mut KvCache>,
+    ) -> Result<Tensor> {
+        let (b, t, _) = x.dims3()?;
+        let (h, kvh, d) = (self.num_heads, self.num_kv_heads, self.head_dim);
+        let q = self
+            .q_proj
+            .forward(x)?
+            .reshape((b, t, h, d))?
+            .transpose(1, 2)?;
+        let k = self
+            .k_proj
+            .forward(x)?
+            .reshape((b, t, kvh, d))?
+            .transpose(1, 2)?;
+        let v = self
+            .v_proj
+            .forward(x)?
+            .reshape((b, t, kvh, d))?
+            .transpose(1, 2)?
+            .contiguous()?;
+        let q = apply_rotary(&q, cos, sin)?;
+        let k = apply_rotary(&k, cos, sin)?;
+        let (k, v) = match cache {
+            Some(cache) => cache.append(&k, &v)?,
+            None => (k, v),
+        };
+        let total = k.dim(2)?;
+        // Grouped-query attention without copying keys: the query heads that share a key/value
+        // head are stacked along the time axis, (b, kvh, rep * t, d).
+        let rep = h / kvh;
+        let q = q.reshape((b, kvh, rep * t, d))?;
+        let scale = 1.0 / (d as f64).sqrt();
+        let scores = (q.matmul(&k.t()?)? * scale)?;
+        let scores = match mask {
+            Some(mask) => scores
+                .reshape((b, h, t, total))?
+                .broadcast_add(mask)?
+                .reshape((b, kvh, rep * t, total))?,
+            None => scores,
+        };
+        let probs = softmax_last_dim(&scores)?;
+        let out = probs
+            .matmul(&v)?
+            .reshape((b, h, t, d))?
+            .transpose(1, 2)?
+            .reshape((b, t, h * d))?;
+        self.o_proj.forward(&out)
+    }
+}
+
+impl Mlp {
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let gate = silu(&self.gate_proj.forward(x)?)?;
+        let up = self.up_proj.forward(x)?;
+        self.down_proj.forward(&(gate * up)?)
+    }
+}
+
+impl Block {
+    fn forward(
+        &self,
+        x: &Tensor,
+        cos: &Tensor,
+        sin: &Tensor,
+        mask: Option<&Tensor>,
+        cache: Option<&mut KvCache>,
+    ) -> Result<Tensor> {
+        let h = self
+            .self_attn
+            .forward(&self.input_layernorm.forward(x)?, cos, sin, mask, cache)?;
+        let x = (x + h)?;
+        let h = self
+            .mlp
+            .forward(&self.post_attention_layernorm.forward(&x)?)?;
+        Ok((x + h)?)
+    }
+}
+
+impl Transformer {
+    /// Builds the model from its weights, checking every tensor's presence and shape.
+    pub fn load(
+        config: &ModelConfig,
+        source: &WeightSource,
+        precision: Precision,
+        device: &Device,
+    ) -> Result<Self> {
+        let c = config;
+        let (hs, q_out, kv_out) = (
+            c.hidden_size,
+            c.num_attention_heads * c.head_dim,
+            c.num_key_value_heads * c.head_dim,
+        );
+        let linear = |name: &str, out: usize, inp: usize, bias: bool| -> Result<Linear> {
+            let weight =
+                source.matrix(&format!("{name}.weight"), (out, inp), c, precision, device)?;
+            let bias = if bias {
+                Some(source.vector(&format!("{name}.bias"), out, device)?)
+            } else {
+                None
+            };
+            Ok(Linear::new(weight, bias))
+        };
+        let norm = |name: &str| -> Result<RmsNorm> {
+            Ok(RmsNorm {
+                weight: source.vector(name, hs, device)?,
+                eps: c.rms_norm_eps as f32,
+            })
+        };
+        let embed_weight = source.matrix(
+            "model.embed_tokens.weight",
+            (c.vocab_size, hs),
+            c,
+            precision,
+            device,
+        )?;
+        let mut layers = Vec::with_capacity(c.num_hidden_layers);
+        for i in 0..c.num_hidden_layers {
+            let p = format!("model.layers.{i}");
+            layers.push(Block {
+                input_layernorm: norm(&format!("{p}.input_layernorm.weight"))?,
+                self_attn: Attention {
+                    q_proj: linear(
+                        &format!("{p}.self_attn.q_proj"),
+                        q_out,
+                        hs,
+                        c.attention_bias,
+                    )?,
+                    k_proj: linear(
+                        &format!("{p}.self_attn.k_proj"),
+                        kv_out,
+                        hs,
+                        c.attention_bias,
+                    )?,
+                    v_proj: linear(
+                        &format!("{p}.self_attn.v_proj"),
+                        kv_out,
+                        hs,
+                        c.attention_bias,
+                    )?,
+                    o_proj: linear(&format!("{p}.self_attn.o_proj"), hs, q_out, false)?,
+                    num_heads: c.num_attention_heads,
+                    num_kv_heads: c.num_key_value_heads,
+                    head_dim: c.head_dim,
+                },
+                post_attention_layernorm: norm(&format!("{p}.post_attention_layernorm.weight"))?,
+                mlp: Mlp {
+                    gate_proj: linear(
+                        &format!("{p}.mlp.gate_proj"),
+                        c.intermediate_size,
+                        hs,
+                        false,
+                    )?,
+                    up_proj: linear(&format!("{p}.mlp.up_proj"), c.intermediate_size, hs, false)?,
+                    down_proj: linear(
+                        &format!("{p}.mlp.down_proj"),
+                        hs,
+                        c.intermediate_size,
+                        false,
+                    )?,
+                },
+            });
+        }
+        let lm_head = if c.tie_word_embeddings {
+            Linear::new(embed_weight.clone(), None)
+        } else {
+            linear("lm_head", c.vocab_size, hs, false)?
+        };
+        let inv_freq = c.inverse_frequencies(source.rope_freq_factors(device)?.as_deref());
+        Ok(Transformer {
+            config: c.clone(),
+            embed_tokens: Embedding {
+                weight: embed_weight,
+                hidden_size: hs,
+            },
+            layers,
+            norm: norm("model.norm.weight")?,
+            lm_head,
+            inv_freq,
+            device: device.clone(),
+        })
+    }
+
+    pub fn device(&self) -> &Device {
+        &self.device
+    }
+
+    /// Final hidden states `(b, t, hidden)` for `ids` of shape `(b, t)` starting at the cache's length.
+    fn hidden(&self, ids: &Tensor, cache: Option<&mut Cache>) -> Result<Tensor> {
+        let (_, t) = ids.dims2()?;
+        let offset = cache.as_ref().map(|c| c.len()).unwrap_or(0);
+        let (cos, sin) = rotary_tables(&self.inv_freq, offset, t, &self.device)?;
+        let mask = if t > 1 {
+            Some(causal_mask(t, offset, &self.device)?)
+        } else {
+            None
+        };
+        let mut x = self.embed_tokens.forward(ids)?;
+        match cache {
+            Some(cache) => {
+                for (block, kv) in self.layers.iter().zip(cache.layers.iter_mut()) {
+                    x = block.forward(&x, &cos, &sin, mask.as_ref(), Some(kv))?;
+                }
+            }
+            None => {
+                for block in &self.layers {
+                    x = block.forward(&x, &cos, &sin, mask.as_ref(), None)?;
+                }
+            }
+        }
+        self.norm.forward(&x)
+    }
+
+    /// Logits `(b, t, vocab)` for every position.
+    pub fn forward(&self, ids: &Tensor, cache: Option<&mut Cache>) -> Result<Tensor> {
+        let x = self.hidden(ids, cache)?;
+        self.lm_head.forward(&x)
+    }
+
+    /// Logits `(b, vocab)` of the last position only: what generation needs.
+    pub fn forward_last(&self, ids: &Tensor, cache: Option<&mut Cache>) -> Result<Tensor> {
+        let x = self.hidden(ids, cache)?;
+        let t = x.dim(1)?;
+        let last = x.narrow(1, t - 1, 1)?.squeeze(1)?;
+        self.lm_head.forward(&last)
+    }
+
+    /// Logits `(t, vocab)` for a single sequence of token ids, without a cache.
+    pub fn logits(&self, ids: &[u32]) -> Result<Tensor> {
+        let input = Tensor::new(ids, &self.device)?.unsqueeze(0)?;
+        Ok(self.forward(&input, None)?.squeeze(0)?)
+    }
+
+    /// Bytes held by weights.
+    pub fn weight_bytes(&self) -> usize {
+        let mut total =
+            self.embed_tokens.weight.storage_bytes() + self.norm.weight.elem_count() * 4;
+        if !self.config.tie_word_embeddings {
+            total += self.lm_head.weight.storage_bytes();
+        }
+        for l in &self.layers {
+            let a = &l.self_attn;
+            let m = &l.mlp;
+            for lin in [
+                &a.q_proj,
+                &a.k_proj,
+                &a.v_proj,
+                &a.o_proj,
+                &m.gate_proj,
+                &m.up_proj,
+                &m.down_proj,
+            ] {
+                total += lin.weight.storage_bytes()
+                    + lin.bias.as_ref().map(|b| b.elem_count() * 4).unwrap_or(0);
+            }
+            total += 2 * l.input_layernorm.weight.elem_count() * 4;
+        }
+        total
+    }
+}

@@ -1,0 +1,278 @@
+//! Where weights come from: a GGUF file or Hugging Face safetensors shards. Both are addressed
+//! by Hugging Face tensor names (`model.layers.3.self_attn.q_proj.weight`), so everything above
+//! this module (adapters, exports, PEFT keys) speaks one naming scheme.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use candle_core::quantized::GgmlDType;
+use candle_core::safetensors::MmapedSafetensors;
+use candle_core::{DType, Device, Tensor};
+
+use crate::config::{Architecture, ModelConfig};
+use crate::error::{EngineError, Result};
+use crate::gguf::GgufFile;
+use crate::layers::Weight;
+
+/// How weight matrices are held in memory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Precision {
+    /// As stored: GGUF quantized blocks stay quantized (fast, small); safetensors become f32.
+    #[default]
+    Native,
+    /// Everything dequantized to f32: the reference path, and what training starts from.
+    F32,
+}
+
+pub enum WeightSource {
+    Gguf(GgufFile),
+    Safetensors {
+        files: Vec<PathBuf>,
+        tensors: MmapedSafetensors,
+        index: HashMap<String, usize>,
+    },
+}
+
+/// Tensor names from a safetensors header (8-byte length, then JSON), without reading the data.
+fn safetensors_names(file: &Path) -> Result<Vec<String>> {
+    use std::io::Read;
+    let bad = |m: String| EngineError::format(file, "safetensors", m);
+    let mut f = std::fs::File::open(file).map_err(|e| EngineError::io(file, e))?;
+    let file_len = f.metadata().map_err(|e| EngineError::io(file, e))?.len();
+    let mut len = [0u8; 8];
+    f.read_exact(&mut len)
+        .map_err(|_| bad("the file is shorter than its 8-byte header length".into()))?;
+    let len = u64::from_le_bytes(len);
+    if len > 100_000_000 || len + 8 > file_len {
+        return Err(bad(format!(
+            "header length {len} does not fit in a file of {file_len} bytes"
+        )));
+    }
+    let mut header = vec![0u8; len as usize];
+    f.read_exact(&mut header)
+        .map_err(|e| EngineError::io(file, e))?;
+    let json: serde_json::Map<String, serde_json::Value> = serde_json::from_slice(&header)
+        .map_err(|e| bad(format!("header is not valid JSON: {e}")))?;
+    Ok(json
+        .into_iter()
+        .map(|(k, _)| k)
+        .filter(|k| k != "__metadata__")
+        .collect())
+}
+
+/// The GGUF name of a Hugging Face tensor name.
+fn gguf_name(hf: &str) -> Option<String> {
+    match hf {
+        "model.embed_tokens.weight" => return Some("token_embd.weight".into()),
+        "model.norm.weight" => return Some("output_norm.weight".into()),
+        "lm_head.weight" => return Some("output.weight".into()),
+        _ => {}
+    }
+    let rest = hf.strip_prefix("model.layers.")?;
+    let (layer, name) = rest.split_once('.')?;
+    let mapped = match name {
+        "input_layernorm.weight" => "attn_norm.weight",
+        "post_attention_layernorm.weight" => "ffn_norm.weight",
+        "self_attn.q_proj.weight" => "attn_q.weight",
+        "self_attn.k_proj.weight" => "attn_k.weight",
+        "self_attn.v_proj.weight" => "attn_v.weight",
+        "self_attn.o_proj.weight" => "attn_output.weight",
+        "self_attn.q_proj.bias" => "attn_q.bias",
+        "self_attn.k_proj.bias" => "attn_k.bias",
+        "self_attn.v_proj.bias" => "attn_v.bias",
+        "mlp.gate_proj.weight" => "ffn_gate.weight",
+        "mlp.up_proj.weight" => "ffn_up.weight",
+        "mlp.down_proj.weight" => "ffn_down.weight",
+        _ => return None,
+    };
+    Some(format!("blk.{layer}.{mapped}"))
+}
+
+impl WeightSource {
+    pub fn open_safetensors(files: Vec<PathBuf>) -> Result<Self> {
+        // SAFETY: read-only maps of files the user pointed at; shapes and offsets are validated
+        // by the safetensors header parser before any tensor is read.
+        let tensors = unsafe { MmapedSafetensors::multi(&files) }.map_err(|e| {
+            EngineError::format(
+                files.first().cloned().unwrap_or_default(),
+                "safetensors",
+                e.to_string(),
+            )
+        })?;
+        let mut index = HashMap::new();
+        for (i, file) in files.iter().enumerate() {
+            for name in safetensors_names(file)? {
+                index.insert(name, i);
+            }
+        }
+        Ok(WeightSource::Safetensors {
+            files,
+            tensors,
+            index,
+        })
+    }
+
+    fn path_of(&self, name: &str) -> PathBuf {
+        match self {
+            WeightSource::Gguf(g) => g.path().to_path_buf(),
+            WeightSource::Safetensors { files, index, .. } => index
+                .get(name)
+                .and_then(|i| files.get(*i))
+                .or(files.first())
+                .cloned()
+                .unwrap_or_default(),
+        }
+    }
+
+    pub fn contains(&self, name: &str) -> bool {
+        match self {
+            WeightSource::Gguf(g) => gguf_name(name).is_some_and(|n| g.has_tensor(&n)),
+            WeightSource::Safetensors { index, .. } => index.contains_key(name),
+        }
+    }
+
+    fn check_shape(&self, name: &str, got: &[usize], want: &[usize]) -> Result<()> {
+        if got != want {
+            return Err(EngineError::format(
+                self.path_of(name),
+                if matches!(self, WeightSource::Gguf(_)) {
+                    "GGUF"
+                } else {
+                    "safetensors"
+                },
+                format!(
+                    "tensor {name} has shape {got:?}, but the model configuration needs {want:?}"
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// A weight matrix; GGUF query/key projections of Llama models are brought back to the
+    /// Hugging Face row order.
+    pub fn matrix(
+        &self,
+        name: &str,
+        shape: (usize, usize),
+        config: &ModelConfig,
+        precision: Precision,
+        device: &Device,
+    ) -> Result<Weight> {
+        match self {
+            WeightSource::Gguf(g) => {
+                let gname = gguf_name(name).ok_or_else(|| EngineError::Missing {
+                    path: g.path().into(),
+                    what: format!("tensor {name}"),
+                })?;
+                let heads = if config.architecture == Architecture::Qwen2 {
+                    None
+                } else if name.ends_with("q_proj.weight") {
+                    Some(config.num_attention_heads)
+                } else if name.ends_with("k_proj.weight") {
+                    Some(config.num_key_value_heads)
+                } else {
+                    None
+                };
+                let q = g.qtensor(&gname, heads, device)?;
+                self.check_shape(name, q.shape().dims(), &[shape.0, shape.1])?;
+                let dense = matches!(q.dtype(), GgmlDType::F32 | GgmlDType::F16 | GgmlDType::BF16);
+                if precision == Precision::F32 || dense {
+                    Ok(Weight::Dense(q.dequantize(device)?))
+                } else {
+                    Weight::quantized(q)
+                }
+            }
+            WeightSource::Safetensors { .. } => Ok(Weight::Dense(self.vector_or_tensor(
+                name,
+                &[shape.0, shape.1],
+                device,
+            )?)),
+        }
+    }
+
+    /// A small tensor (norm weight, bias) as f32.
+    pub fn vector(&self, name: &str, len: usize, device: &Device) -> Result<Tensor> {
+        self.vector_or_tensor(name, &[len], device)
+    }
+
+    fn vector_or_tensor(&self, name: &str, shape: &[usize], device: &Device) -> Result<Tensor> {
+        let tensor = match self {
+            WeightSource::Gguf(g) => {
+                let gname = gguf_name(name).ok_or_else(|| EngineError::Missing {
+                    path: g.path().into(),
+                    what: format!("tensor {name}"),
+                })?;
+                g.qtensor(&gname, None, device)?.dequantize(device)?
+            }
+            WeightSource::Safetensors {
+                tensors,
+                index,
+                files,
+            } => {
+                if !index.contains_key(name) {
+                    return Err(EngineError::Missing {
+                        path: files.first().cloned().unwrap_or_default(),
+                        what: format!("tensor {name}"),
+                    });
+                }
+                tensors
+                    .load(name, device)
+                    .map_err(|e| {
+                        EngineError::format(
+                            self.path_of(name),
+                            "safetensors",
+                            format!("tensor {name}: {e}"),
+                        )
+                    })?
+                    .to_dtype(DType::F32)?
+            }
+        };
+        self.check_shape(name, tensor.dims(), shape)?;
+        Ok(tensor)
+    }
+
+    /// GGUF's per-frequency RoPE divisors (Llama 3.1+), if the file has them.
+    pub fn rope_freq_factors(&self, device: &Device) -> Result<Option<Vec<f32>>> {
+        match self {
+            WeightSource::Gguf(g) if g.has_tensor("rope_freqs.weight") => Ok(Some(
+                g.qtensor("rope_freqs.weight", None, device)?
+                    .dequantize(device)?
+                    .flatten_all()?
+                    .to_vec1()?,
+            )),
+            _ => Ok(None),
+        }
+    }
+
+    pub fn source_path(&self) -> &Path {
+        match self {
+            WeightSource::Gguf(g) => g.path(),
+            WeightSource::Safetensors { files, .. } => {
+                files.first().map(PathBuf::as_path).unwrap_or(Path::new(""))
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::gguf_name;
+
+    #[test]
+    fn hf_names_map_to_gguf_names() {
+        assert_eq!(
+            gguf_name("model.layers.12.self_attn.k_proj.weight").as_deref(),
+            Some("blk.12.attn_k.weight")
+        );
+        assert_eq!(
+            gguf_name("model.layers.0.mlp.down_proj.weight").as_deref(),
+            Some("blk.0.ffn_down.weight")
+        );
+        assert_eq!(
+            gguf_name("model.embed_tokens.weight").as_deref(),
+            Some("token_embd.weight")
+        );
+        assert_eq!(gguf_name("model.layers.0.unknown.weight"), None);
+    }
+}

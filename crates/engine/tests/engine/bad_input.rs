@@ -1,0 +1,142 @@
+//! Broken model files get one clear error naming the file and the problem, never a panic.
+
+use std::path::Path;
+
+use tunelab_engine::{Device, EngineError, Precision};
+
+use crate::{reference_model, smollm_gguf};
+
+fn load_err(path: &Path) -> String {
+    match tunelab_engine::load(path, Precision::Native, &Device::Cpu) {
+        Ok(_) => panic!("{} should not load", path.display()),
+        Err(e) => e.to_string(),
+    }
+}
+
+#[test]
+fn truncated_gguf_names_the_file_and_the_missing_bytes() {
+    let dir = tempfile::tempdir().unwrap();
+    let bytes = std::fs::read(smollm_gguf()).unwrap();
+    let cut = dir.path().join("cut.gguf");
+    std::fs::write(&cut, &bytes[..bytes.len() / 2]).unwrap();
+    let err = load_err(&cut);
+    assert!(
+        err.contains("cut.gguf") && err.contains("truncated"),
+        "{err}"
+    );
+
+    let header_only = dir.path().join("header.gguf");
+    std::fs::write(&header_only, &bytes[..2000]).unwrap();
+    let err = load_err(&header_only);
+    assert!(
+        err.contains("header.gguf") && err.contains("not a valid GGUF"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_file_that_is_not_a_model_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let junk = dir.path().join("notes.gguf");
+    std::fs::write(&junk, b"these are my notes, not a model").unwrap();
+    let err = load_err(&junk);
+    assert!(err.contains("notes.gguf") && err.contains("magic"), "{err}");
+    let err = load_err(&dir.path().join("absent.gguf"));
+    assert!(err.contains("absent.gguf"), "{err}");
+}
+
+fn write_config(dir: &Path, config: serde_json::Value) {
+    std::fs::write(
+        dir.join("config.json"),
+        serde_json::to_string_pretty(&config).unwrap(),
+    )
+    .unwrap();
+}
+
+fn tiny_config() -> serde_json::Value {
+    serde_json::json!({
+        "architectures": ["LlamaForCausalLM"], "vocab_size": 49152, "hidden_size": 16, "intermediate_size": 32,
+        "num_hidden_layers": 1, "num_attention_heads": 4, "num_key_value_heads": 2, "rms_norm_eps": 1e-5,
+        "max_position_embeddings": 64, "tie_word_embeddings": true
+    })
+}
+
+#[test]
+fn impossible_config_values_name_the_field() {
+    let dir = tempfile::tempdir().unwrap();
+    let cases = [
+        (
+            "num_attention_heads",
+            serde_json::json!(0),
+            "must be greater than 0",
+        ),
+        (
+            "num_key_value_heads",
+            serde_json::json!(3),
+            "does not divide",
+        ),
+        ("rms_norm_eps", serde_json::json!(-1.0), "small positive"),
+        ("hidden_size", serde_json::json!(null), "is missing"),
+    ];
+    for (field, value, expect) in cases {
+        let mut config = tiny_config();
+        config[field] = value;
+        write_config(dir.path(), config);
+        let err = load_err(dir.path());
+        assert!(
+            err.contains("config.json") && err.contains(field) && err.contains(expect),
+            "{field}: {err}"
+        );
+    }
+    let mut config = tiny_config();
+    config["architectures"] = serde_json::json!(["GPT2LMHeadModel"]);
+    write_config(dir.path(), config);
+    let err = load_err(dir.path());
+    assert!(
+        err.contains("GPT2LMHeadModel") && err.contains("not supported"),
+        "{err}"
+    );
+    std::fs::write(
+        dir.path().join("config.json"),
+        "{ \"hidden_size\": 16,\n  oops }",
+    )
+    .unwrap();
+    let err = load_err(dir.path());
+    assert!(
+        err.contains("config.json") && err.contains("line 2"),
+        "{err}"
+    );
+}
+
+#[test]
+fn missing_tokenizer_and_corrupt_weights_are_reported() {
+    let dir = tempfile::tempdir().unwrap();
+    write_config(dir.path(), tiny_config());
+    let err = load_err(dir.path());
+    assert!(err.contains("safetensors"), "no weights at all: {err}");
+
+    std::fs::write(
+        dir.path().join("model.safetensors"),
+        b"\x10\x00\x00\x00\x00\x00\x00\x00{not json at all}",
+    )
+    .unwrap();
+    let err = load_err(dir.path());
+    assert!(
+        err.contains("tokenizer.json") && err.contains("missing"),
+        "{err}"
+    );
+
+    reference_model()
+        .tokenizer
+        .save(&dir.path().join("tokenizer.json"))
+        .unwrap();
+    let err = load_err(dir.path());
+    assert!(
+        err.contains("model.safetensors") && err.contains("not a valid safetensors"),
+        "{err}"
+    );
+    assert!(matches!(
+        tunelab_engine::load(dir.path(), Precision::Native, &Device::Cpu),
+        Err(EngineError::Format { .. })
+    ));
+}

@@ -1,0 +1,257 @@
+//! The same weights written as a Hugging Face folder and as a llama.cpp-style GGUF (query and
+//! key rows interleaved, llama.cpp tensor names) load into the same model.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use candle_core::quantized::gguf_file::{self, Value};
+use candle_core::quantized::{GgmlDType, QTensor};
+use tunelab_engine::{Device, Precision, Tensor};
+
+use crate::{reference_model, smollm_gguf};
+
+const VOCAB: usize = 49152;
+const HIDDEN: usize = 16;
+const HEADS: usize = 4;
+const KV_HEADS: usize = 2;
+const HEAD_DIM: usize = 4;
+const INTER: usize = 32;
+const LAYERS: usize = 2;
+
+fn random(shape: &[usize], seed: u64) -> Tensor {
+    // A small deterministic generator keeps the test independent of any RNG crate's stream.
+    let n: usize = shape.iter().product();
+    let mut state = seed
+        .wrapping_mul(6364136223846793005)
+        .wrapping_add(1442695040888963407);
+    let data: Vec<f32> = (0..n)
+        .map(|_| {
+            state = state
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            ((state >> 40) as f32 / (1u64 << 24) as f32 - 0.5) * 0.4
+        })
+        .collect();
+    Tensor::from_vec(data, shape, &Device::Cpu).unwrap()
+}
+
+fn hf_weights(bias: bool) -> Vec<(String, Tensor)> {
+    let mut w = vec![
+        (
+            "model.embed_tokens.weight".to_string(),
+            random(&[VOCAB, HIDDEN], 1),
+        ),
+        (
+            "model.norm.weight".into(),
+            (random(&[HIDDEN], 2) + 1.0).unwrap(),
+        ),
+    ];
+    for i in 0..LAYERS {
+        let p = format!("model.layers.{i}");
+        let s = 100 * (i as u64 + 1);
+        w.push((
+            format!("{p}.input_layernorm.weight"),
+            (random(&[HIDDEN], s) + 1.0).unwrap(),
+        ));
+        w.push((
+            format!("{p}.post_attention_layernorm.weight"),
+            (random(&[HIDDEN], s + 1) + 1.0).unwrap(),
+        ));
+        w.push((
+            format!("{p}.self_attn.q_proj.weight"),
+            random(&[HEADS * HEAD_DIM, HIDDEN], s + 2),
+        ));
+        w.push((
+            format!("{p}.self_attn.k_proj.weight"),
+            random(&[KV_HEADS * HEAD_DIM, HIDDEN], s + 3),
+        ));
+        w.push((
+            format!("{p}.self_attn.v_proj.weight"),
+            random(&[KV_HEADS * HEAD_DIM, HIDDEN], s + 4),
+        ));
+        w.push((
+            format!("{p}.self_attn.o_proj.weight"),
+            random(&[HIDDEN, HEADS * HEAD_DIM], s + 5),
+        ));
+        w.push((
+            format!("{p}.mlp.gate_proj.weight"),
+            random(&[INTER, HIDDEN], s + 6),
+        ));
+        w.push((
+            format!("{p}.mlp.up_proj.weight"),
+            random(&[INTER, HIDDEN], s + 7),
+        ));
+        w.push((
+            format!("{p}.mlp.down_proj.weight"),
+            random(&[HIDDEN, INTER], s + 8),
+        ));
+        if bias {
+            w.push((
+                format!("{p}.self_attn.q_proj.bias"),
+                random(&[HEADS * HEAD_DIM], s + 9),
+            ));
+            w.push((
+                format!("{p}.self_attn.k_proj.bias"),
+                random(&[KV_HEADS * HEAD_DIM], s + 10),
+            ));
+            w.push((
+                format!("{p}.self_attn.v_proj.bias"),
+                random(&[KV_HEADS * HEAD_DIM], s + 11),
+            ));
+        }
+    }
+    w
+}
+
+fn write_hf(dir: &Path, arch: &str, bias: bool) {
+    let config = serde_json::json!({
+        "architectures": [arch], "vocab_size": VOCAB, "hidden_size": HIDDEN, "intermediate_size": INTER,
+        "num_hidden_layers": LAYERS, "num_attention_heads": HEADS, "num_key_value_heads": KV_HEADS,
+        "rms_norm_eps": 1e-5, "rope_theta": 10000.0, "max_position_embeddings": 128, "tie_word_embeddings": true,
+        "eos_token_id": 2
+    });
+    std::fs::write(dir.join("config.json"), config.to_string()).unwrap();
+    let tensors: HashMap<String, Tensor> = hf_weights(bias).into_iter().collect();
+    candle_core::safetensors::save(&tensors, dir.join("model.safetensors")).unwrap();
+    reference_model()
+        .tokenizer
+        .save(&dir.join("tokenizer.json"))
+        .unwrap();
+}
+
+/// llama.cpp's converter: rows of each head reordered from "two halves" to "interleaved pairs".
+fn permute(w: &Tensor, heads: usize) -> Tensor {
+    let (rows, cols) = w.dims2().unwrap();
+    w.reshape((heads, 2, rows / heads / 2, cols))
+        .unwrap()
+        .transpose(1, 2)
+        .unwrap()
+        .contiguous()
+        .unwrap()
+        .reshape((rows, cols))
+        .unwrap()
+}
+
+fn write_gguf(path: &Path) {
+    let source = tunelab_engine::gguf::GgufFile::open(&smollm_gguf()).unwrap();
+    let mut metadata: Vec<(String, Value)> = source
+        .metadata()
+        .iter()
+        .filter(|(k, _)| k.starts_with("tokenizer."))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    for (k, v) in [
+        ("general.architecture", Value::String("llama".into())),
+        ("llama.embedding_length", Value::U32(HIDDEN as u32)),
+        ("llama.feed_forward_length", Value::U32(INTER as u32)),
+        ("llama.block_count", Value::U32(LAYERS as u32)),
+        ("llama.attention.head_count", Value::U32(HEADS as u32)),
+        ("llama.attention.head_count_kv", Value::U32(KV_HEADS as u32)),
+        ("llama.attention.layer_norm_rms_epsilon", Value::F32(1e-5)),
+        ("llama.rope.freq_base", Value::F32(10000.0)),
+        ("llama.context_length", Value::U32(128)),
+    ] {
+        metadata.push((k.to_string(), v));
+    }
+    let rename = |hf: &str| -> String {
+        let hf = hf.replace("model.layers.", "blk.");
+        hf.replace("model.embed_tokens", "token_embd")
+            .replace("model.norm", "output_norm")
+            .replace(".input_layernorm", ".attn_norm")
+            .replace(".post_attention_layernorm", ".ffn_norm")
+            .replace(".self_attn.q_proj", ".attn_q")
+            .replace(".self_attn.k_proj", ".attn_k")
+            .replace(".self_attn.v_proj", ".attn_v")
+            .replace(".self_attn.o_proj", ".attn_output")
+            .replace(".mlp.gate_proj", ".ffn_gate")
+            .replace(".mlp.up_proj", ".ffn_up")
+            .replace(".mlp.down_proj", ".ffn_down")
+    };
+    let tensors: Vec<(String, QTensor)> = hf_weights(false)
+        .into_iter()
+        .map(|(name, t)| {
+            let t = if name.ends_with("q_proj.weight") {
+                permute(&t, HEADS)
+            } else if name.ends_with("k_proj.weight") {
+                permute(&t, KV_HEADS)
+            } else {
+                t
+            };
+            (
+                rename(&name),
+                QTensor::quantize(&t, GgmlDType::F32).unwrap(),
+            )
+        })
+        .collect();
+    let meta_refs: Vec<(&str, &Value)> = metadata.iter().map(|(k, v)| (k.as_str(), v)).collect();
+    let tensor_refs: Vec<(&str, &QTensor)> = tensors.iter().map(|(k, v)| (k.as_str(), v)).collect();
+    let mut file = std::fs::File::create(path).unwrap();
+    gguf_file::write(&mut file, &meta_refs, &tensor_refs).unwrap();
+}
+
+#[test]
+fn hf_folder_and_llama_cpp_gguf_of_the_same_weights_give_the_same_logits() {
+    let dir = tempfile::tempdir().unwrap();
+    write_hf(dir.path(), "LlamaForCausalLM", false);
+    let gguf_path = dir.path().join("tiny.gguf");
+    write_gguf(&gguf_path);
+    let hf = tunelab_engine::load(dir.path(), Precision::F32, &Device::Cpu).unwrap();
+    let gguf = tunelab_engine::load(&gguf_path, Precision::Native, &Device::Cpu).unwrap();
+    assert_eq!(
+        hf.summary.config.num_key_value_heads,
+        gguf.summary.config.num_key_value_heads
+    );
+    let ids = hf
+        .tokenizer
+        .encode("Round trips keep every weight in its place.", false)
+        .unwrap();
+    assert_eq!(
+        ids,
+        gguf.tokenizer
+            .encode("Round trips keep every weight in its place.", false)
+            .unwrap()
+    );
+    let a = hf.transformer.logits(&ids).unwrap();
+    let b = gguf.transformer.logits(&ids).unwrap();
+    let diff = (a - b)
+        .unwrap()
+        .abs()
+        .unwrap()
+        .max_all()
+        .unwrap()
+        .to_scalar::<f32>()
+        .unwrap();
+    assert!(diff < 1e-4, "HF and GGUF logits differ by {diff}: the query/key un-permutation or the name mapping is wrong");
+}
+
+#[test]
+fn qwen2_style_biases_are_loaded_and_used() {
+    let dir = tempfile::tempdir().unwrap();
+    write_hf(dir.path(), "Qwen2ForCausalLM", true);
+    let model = tunelab_engine::load(dir.path(), Precision::F32, &Device::Cpu).unwrap();
+    assert!(
+        model.summary.config.attention_bias,
+        "Qwen2 has q/k/v biases"
+    );
+    let ids = [10u32, 20, 30];
+    let with_bias = model.transformer.logits(&ids).unwrap();
+    let mut unbiased = model.transformer.clone();
+    for layer in unbiased.layers.iter_mut() {
+        layer.self_attn.q_proj.bias = None;
+        layer.self_attn.k_proj.bias = None;
+        layer.self_attn.v_proj.bias = None;
+    }
+    let without = unbiased.logits(&ids).unwrap();
+    let diff = (with_bias - without)
+        .unwrap()
+        .abs()
+        .unwrap()
+        .max_all()
+        .unwrap()
+        .to_scalar::<f32>()
+        .unwrap();
+    assert!(
+        diff > 1e-3,
+        "the biases change the output (difference {diff})"
+    );
+}

@@ -1,0 +1,200 @@
+//! NVIDIA GPUs, read through NVML. The library is opened at run time, so a machine without the
+//! NVIDIA driver simply reports no GPUs and a note saying why.
+
+use nvml_wrapper::enum_wrappers::device::TemperatureSensor;
+use nvml_wrapper::error::NvmlError;
+use nvml_wrapper::{Device, Nvml};
+
+use crate::GpuInfo;
+
+const CPU_FALLBACK: &str = "training and chat run on the CPU";
+
+/// The NVML handle, or the sentence explaining why there is none.
+pub(crate) struct Gpus {
+    nvml: Result<Nvml, String>,
+}
+
+/// What one read of NVML found.
+pub(crate) struct GpuSnapshot {
+    pub(crate) gpus: Vec<GpuInfo>,
+    pub(crate) note: Option<String>,
+    pub(crate) driver_version: Option<String>,
+    pub(crate) cuda_version: Option<String>,
+}
+
+impl Gpus {
+    pub(crate) fn open() -> Gpus {
+        Gpus {
+            nvml: Nvml::init().map_err(|e| init_failure_note(&e)),
+        }
+    }
+
+    pub(crate) fn is_loaded(&self) -> bool {
+        self.nvml.is_ok()
+    }
+
+    pub(crate) fn read(&self) -> GpuSnapshot {
+        let nvml = match &self.nvml {
+            Ok(nvml) => nvml,
+            Err(note) => {
+                return GpuSnapshot {
+                    gpus: Vec::new(),
+                    note: Some(note.clone()),
+                    driver_version: None,
+                    cuda_version: None,
+                }
+            }
+        };
+        let driver_version = nvml.sys_driver_version().ok();
+        let cuda_version = nvml
+            .sys_cuda_driver_version()
+            .ok()
+            .and_then(format_cuda_version);
+        let (gpus, note) = read_devices(nvml);
+        GpuSnapshot {
+            gpus,
+            note,
+            driver_version,
+            cuda_version,
+        }
+    }
+}
+
+/// Reads every device NVML knows about; a device that cannot be opened is left out and named in
+/// the note.
+fn read_devices(nvml: &Nvml) -> (Vec<GpuInfo>, Option<String>) {
+    let count = match nvml.device_count() {
+        Ok(count) => count,
+        Err(e) => {
+            let note = format!("NVML loaded but could not count the GPUs ({e}); {CPU_FALLBACK}.");
+            return (Vec::new(), Some(note));
+        }
+    };
+    if count == 0 {
+        let note = format!("The NVIDIA driver is installed but reports no GPUs; {CPU_FALLBACK}.");
+        return (Vec::new(), Some(note));
+    }
+    let mut gpus = Vec::new();
+    let mut failures = Vec::new();
+    for index in 0..count {
+        match nvml.device_by_index(index) {
+            Ok(device) => gpus.push(read_device(index, &device)),
+            Err(e) => failures.push(format!("GPU {index}: {e}")),
+        }
+    }
+    let note = if failures.is_empty() {
+        None
+    } else if gpus.is_empty() {
+        Some(format!(
+            "NVML found {count} GPU(s) but could not open any ({}); {CPU_FALLBACK}.",
+            failures.join("; ")
+        ))
+    } else {
+        Some(format!(
+            "Some GPUs could not be opened and are left out ({}).",
+            failures.join("; ")
+        ))
+    };
+    (gpus, note)
+}
+
+/// Reads one device; each reading that fails on its own becomes `None` (or 0 for memory).
+fn read_device(index: u32, device: &Device<'_>) -> GpuInfo {
+    let name = device
+        .name()
+        .ok()
+        .map(|n| n.trim().to_owned())
+        .filter(|n| !n.is_empty())
+        .unwrap_or_else(|| format!("NVIDIA GPU {index}"));
+    let (memory_total_bytes, memory_used_bytes, memory_free_bytes) = match device.memory_info() {
+        Ok(m) => (m.total, m.used.min(m.total), m.free.min(m.total)),
+        Err(_) => (0, 0, 0),
+    };
+    let power_limit_mw = device
+        .enforced_power_limit()
+        .or_else(|_| device.power_management_limit())
+        .ok();
+    GpuInfo {
+        index,
+        name,
+        uuid: device.uuid().ok().filter(|u| !u.is_empty()),
+        memory_total_bytes,
+        memory_used_bytes,
+        memory_free_bytes,
+        utilization_percent: device.utilization_rates().ok().map(|u| u.gpu.min(100)),
+        temperature_c: device.temperature(TemperatureSensor::Gpu).ok(),
+        power_draw_watts: device.power_usage().ok().map(milliwatts_to_watts),
+        power_limit_watts: power_limit_mw.map(milliwatts_to_watts),
+    }
+}
+
+fn milliwatts_to_watts(milliwatts: u32) -> f64 {
+    f64::from(milliwatts) / 1000.0
+}
+
+/// NVML encodes CUDA 12.4 as 12040.
+fn format_cuda_version(raw: i32) -> Option<String> {
+    if raw <= 0 {
+        return None;
+    }
+    let major = nvml_wrapper::cuda_driver_version_major(raw);
+    let minor = nvml_wrapper::cuda_driver_version_minor(raw);
+    Some(format!("{major}.{minor}"))
+}
+
+/// One sentence for the report when NVML cannot start.
+fn init_failure_note(error: &NvmlError) -> String {
+    match error {
+        NvmlError::LibloadingError(_)
+        | NvmlError::FailedToLoadSymbol(_)
+        | NvmlError::LibraryNotFound => {
+            format!("No NVIDIA driver found (NVML could not be loaded); {CPU_FALLBACK}.")
+        }
+        NvmlError::DriverNotLoaded => {
+            format!("The NVIDIA driver is installed but not loaded; {CPU_FALLBACK}.")
+        }
+        NvmlError::NoPermission => {
+            format!("No permission to query the NVIDIA driver through NVML; {CPU_FALLBACK}.")
+        }
+        other => format!("NVML could not start ({other}); {CPU_FALLBACK}."),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cuda_versions_read_as_major_dot_minor() {
+        assert_eq!(format_cuda_version(12040).as_deref(), Some("12.4"));
+        assert_eq!(format_cuda_version(11080).as_deref(), Some("11.8"));
+        assert_eq!(format_cuda_version(12000).as_deref(), Some("12.0"));
+        assert_eq!(format_cuda_version(0), None, "0 means no CUDA driver");
+    }
+
+    #[test]
+    fn init_failure_notes_are_one_sentence_that_mentions_the_cpu() {
+        for error in [
+            NvmlError::LibraryNotFound,
+            NvmlError::DriverNotLoaded,
+            NvmlError::NoPermission,
+            NvmlError::Unknown,
+        ] {
+            let note = init_failure_note(&error);
+            assert!(
+                note.contains("CPU"),
+                "note for {error:?} should say the CPU is used: {note}"
+            );
+            assert!(
+                note.ends_with('.'),
+                "note should be a full sentence: {note}"
+            );
+        }
+    }
+
+    #[test]
+    fn power_is_reported_in_watts() {
+        assert_eq!(milliwatts_to_watts(450_000), 450.0);
+        assert_eq!(milliwatts_to_watts(60_500), 60.5);
+    }
+}

@@ -1,0 +1,58 @@
+// The typed IPC client: the only module that talks to the Tauri backend directly.
+// Screens and logic call these functions; every rejection reaches them as an ApiError.
+import { Channel, invoke, isTauri } from '@tauri-apps/api/core';
+import type { AppInfo } from '../bindings/AppInfo';
+import type { ChatEvent } from '../bindings/ChatEvent';
+import type { ChatRequest } from '../bindings/ChatRequest';
+import type { ChatSummary } from '../bindings/ChatSummary';
+import type { HardwareReport } from '../bindings/HardwareReport';
+import type { ModelEntry } from '../bindings/ModelEntry';
+import type { ApiError } from '../bindings/ApiError';
+import { toApiError } from './api-error';
+import type { ChatTransport } from './chat/chat-transport';
+
+export const NO_BACKEND_ERROR: ApiError = {
+  code: 'no_backend',
+  message: 'The Tunelab backend is not reachable. Open this interface from the Tunelab desktop app.',
+};
+
+/** True inside the Tauri webview; false in a plain browser tab (e.g. `npm run dev` opened directly). */
+export function backendAvailable(): boolean {
+  return isTauri() || typeof (globalThis as { __TAURI_INTERNALS__?: unknown }).__TAURI_INTERNALS__ === 'object';
+}
+
+async function call<T>(command: string, args?: Record<string, unknown>): Promise<T> {
+  if (!backendAvailable()) throw { ...NO_BACKEND_ERROR };
+  try {
+    return await invoke<T>(command, args);
+  } catch (reason) {
+    throw toApiError(reason);
+  }
+}
+
+export function hardwareReport(): Promise<HardwareReport> {
+  return call<HardwareReport>('hardware_report');
+}
+
+export function listModels(): Promise<ModelEntry[]> {
+  return call<ModelEntry[]>('list_models');
+}
+
+export function appInfo(): Promise<AppInfo> {
+  return call<AppInfo>('app_info');
+}
+
+/** Streams ChatEvents to onEvent while generating; resolves with the summary when done. */
+export function chat(request: ChatRequest, onEvent: (event: ChatEvent) => void): Promise<ChatSummary> {
+  // Creating a Channel needs the Tauri internals, so check for the backend first.
+  if (!backendAvailable()) return Promise.reject({ ...NO_BACKEND_ERROR });
+  const channel = new Channel<ChatEvent>();
+  channel.onmessage = onEvent;
+  return call<ChatSummary>('chat', { request, onEvent: channel });
+}
+
+export function cancelChat(): Promise<void> {
+  return call<void>('cancel_chat');
+}
+
+export const tauriChatTransport: ChatTransport = { chat, cancelChat };

@@ -1,0 +1,15 @@
+// The screens reachable from the sidebar. Add an entry here when a new screen ships.
+
+export type ScreenId = 'home' | 'chat';
+
+export interface ScreenEntry {
+  id: ScreenId;
+  label: string;
+  /** Name of an icon in components/Icon.svelte. */
+  icon: 'home' | 'chat';
+}
+
+export const SCREENS: readonly ScreenEntry[] = [
+  { id: 'home', label: 'Home', icon: 'home' },
+  { id: 'chat', label: 'Chat', icon: 'chat' },
+];

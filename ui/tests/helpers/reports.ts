@@ -1,0 +1,54 @@
+// Sample backend payloads for component tests.
+import type { HardwareReport } from '../../src/bindings/HardwareReport';
+import type { ModelEntry } from '../../src/bindings/ModelEntry';
+
+const GiB = 1024 ** 3;
+
+export const NO_GPU_NOTE = 'No NVIDIA GPU was found (NVML is not available), so models run on the CPU.';
+
+export function cpuOnlyReport(): HardwareReport {
+  return {
+    gpus: [],
+    gpu_note: NO_GPU_NOTE,
+    driver_version: null,
+    cuda_version: null,
+    cpu: { model: 'AMD Ryzen 7 7700X', physical_cores: 8, logical_cores: 16, utilization_percent: 12.4 },
+    memory: { total_bytes: 32 * GiB, available_bytes: 20 * GiB, used_bytes: 12 * GiB },
+  };
+}
+
+export function gpuReport(): HardwareReport {
+  return {
+    ...cpuOnlyReport(),
+    gpu_note: null,
+    driver_version: '550.54.14',
+    cuda_version: '12.4',
+    gpus: [
+      {
+        index: 0,
+        name: 'NVIDIA GeForce RTX 4090',
+        uuid: 'GPU-1234',
+        memory_total_bytes: 24 * GiB,
+        memory_used_bytes: 5.2 * GiB,
+        memory_free_bytes: 18.8 * GiB,
+        utilization_percent: 37,
+        temperature_c: 54,
+        power_draw_watts: 182.3,
+        power_limit_watts: 450,
+      },
+    ],
+  };
+}
+
+export function smolModel(): ModelEntry {
+  return {
+    name: 'smollm2-135m-instruct',
+    format: 'gguf',
+    path: '/home/me/.tunelab/models/smollm2-135m-instruct.gguf',
+    architecture: 'llama',
+    quantization: 'Q8_0',
+    parameters: 134_515_008,
+    context_length: 8192,
+    size_bytes: 144_811_680,
+  };
+}
