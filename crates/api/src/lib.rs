@@ -1,1 +1,67 @@
-//! placeholder
+//! tunelab-api holds the use cases that the desktop app and the `tunelab` CLI share: the
+//! workspace on disk, the model registry and hub downloads, chat, benchmarks and the health
+//! report. Each use case is one function; the front ends only unpack arguments, call it and
+//! show the result or the error.
+
+pub mod bench;
+pub mod chat;
+pub mod error;
+pub mod hub;
+pub mod models;
+pub mod workspace;
+
+use serde::Serialize;
+use ts_rs::TS;
+
+pub use error::{ApiError, Result};
+pub use tunelab_hardware::HardwareReport;
+pub use workspace::{Workspace, DEFAULT_MODEL};
+
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+#[derive(Debug, Clone, Serialize, TS)]
+#[ts(export, export_to = "../../../ui/src/bindings/")]
+pub struct AppInfo {
+    pub version: String,
+    pub workspace_dir: String,
+    pub models_dir: String,
+    pub default_model: String,
+}
+
+pub fn app_info(ws: &Workspace) -> AppInfo {
+    AppInfo {
+        version: VERSION.to_string(),
+        workspace_dir: ws.root().display().to_string(),
+        models_dir: ws.models_dir().display().to_string(),
+        default_model: DEFAULT_MODEL.to_string(),
+    }
+}
+
+/// Everything `tunelab doctor` reports.
+#[derive(Debug, Clone, Serialize, TS)]
+#[ts(export, export_to = "../../../ui/src/bindings/")]
+pub struct DoctorReport {
+    pub app: AppInfo,
+    pub hardware: HardwareReport,
+    pub models: Vec<models::ModelEntry>,
+    /// Threads used for tensor work on the CPU.
+    pub cpu_threads: u32,
+    /// Whether this build can use NVIDIA GPUs (built with the `cuda` feature).
+    pub cuda_build: bool,
+}
+
+pub fn doctor(ws: &Workspace) -> Result<DoctorReport> {
+    Ok(DoctorReport {
+        app: app_info(ws),
+        hardware: tunelab_hardware::probe(),
+        models: models::list(ws)?,
+        cpu_threads: std::env::var("RAYON_NUM_THREADS").ok().and_then(|v| v.parse().ok()).unwrap_or(1),
+        cuda_build: cfg!(feature = "cuda"),
+    })
+}
+
+/// Sets the number of CPU threads for tensor work (default: every logical CPU). Call once at
+/// program start.
+pub fn configure_threads(threads: Option<usize>) {
+    tunelab_engine::configure_threads(threads)
+}

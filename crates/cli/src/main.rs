@@ -1,1 +1,63 @@
-fn main() {}
+//! `tunelab`: the command line over tunelab-api. Each subcommand unpacks its arguments, calls
+//! one api function and prints the result (or JSON with `--json`).
+
+mod bench;
+mod chat;
+mod doctor;
+mod models;
+mod output;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use tunelab_api::{ApiError, Workspace};
+
+#[derive(Parser)]
+#[command(name = "tunelab", version, about = "Make a language model your own, measured on your hardware")]
+struct Cli {
+    /// Workspace folder (models, runs, knowledge bases); default: TUNELAB_HOME or the platform data folder
+    #[arg(long, global = true, value_name = "DIR")]
+    home: Option<PathBuf>,
+    /// CPU threads for tensor work (default: every logical CPU)
+    #[arg(long, global = true, value_name = "N")]
+    threads: Option<usize>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Hardware, model cache and versions
+    Doctor(doctor::Args),
+    /// List, add, download and remove models
+    #[command(subcommand)]
+    Models(models::Command),
+    /// Chat with a model: one answer with --prompt, otherwise an interactive session
+    Chat(chat::Args),
+    /// Measure speed on this machine
+    #[command(subcommand)]
+    Bench(bench::Command),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tunelab_api::configure_threads(cli.threads);
+    let result = Workspace::open(cli.home).and_then(|ws| match cli.command {
+        Command::Doctor(args) => doctor::run(&ws, args),
+        Command::Models(cmd) => models::run(&ws, cmd),
+        Command::Chat(args) => chat::run(&ws, args),
+        Command::Bench(cmd) => bench::run(&ws, cmd),
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            report(&err);
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn report(err: &ApiError) {
+    eprintln!("error: {}", err.message);
+}

@@ -1,0 +1,194 @@
+//! Chat with a registered model: one answer at a time per conversation, streamed as events,
+//! cancellable between tokens. Loaded models stay in memory for the next message.
+
+use std::ops::ControlFlow;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+
+use serde::{Deserialize, Serialize};
+use ts_rs::TS;
+use tunelab_engine::{LoadedModel, Message, Precision, SamplingParams};
+
+use crate::error::{ApiError, Result};
+use crate::models;
+use crate::workspace::Workspace;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, TS)]
+#[serde(rename_all = "lowercase")]
+#[ts(export, export_to = "../../../ui/src/bindings/")]
+pub enum ChatRole {
+    System,
+    User,
+    Assistant,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, TS)]
+#[ts(export, export_to = "../../../ui/src/bindings/")]
+pub struct ChatMessage {
+    pub role: ChatRole,
+    pub content: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, TS)]
+#[ts(export, export_to = "../../../ui/src/bindings/")]
+pub struct GenerationParams {
+    pub temperature: f32,
+    pub top_k: Option<u32>,
+    pub top_p: Option<f32>,
+    pub repetition_penalty: f32,
+    #[ts(type = "number | null")]
+    pub seed: Option<u64>,
+    pub max_tokens: u32,
+    pub stop: Vec<String>,
+}
+
+impl Default for GenerationParams {
+    fn default() -> Self {
+        let d = SamplingParams::default();
+        GenerationParams {
+            temperature: d.temperature,
+            top_k: d.top_k.map(|k| k as u32),
+            top_p: d.top_p,
+            repetition_penalty: d.repetition_penalty,
+            seed: None,
+            max_tokens: d.max_tokens as u32,
+            stop: Vec::new(),
+        }
+    }
+}
+
+impl GenerationParams {
+    fn sampling(&self) -> SamplingParams {
+        SamplingParams {
+            temperature: self.temperature,
+            top_k: self.top_k.map(|k| k as usize),
+            top_p: self.top_p,
+            repetition_penalty: self.repetition_penalty,
+            seed: self.seed,
+            max_tokens: self.max_tokens as usize,
+            stop: self.stop.clone(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, TS)]
+#[ts(export, export_to = "../../../ui/src/bindings/")]
+pub struct ChatRequest {
+    pub model: String,
+    pub messages: Vec<ChatMessage>,
+    pub params: GenerationParams,
+}
+
+/// What streams to the front end while an answer is generated.
+#[derive(Debug, Clone, Serialize, TS)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+#[ts(export, export_to = "../../../ui/src/bindings/")]
+pub enum ChatEvent {
+    /// The prompt is processed; text follows.
+    PrefillDone { prompt_tokens: u32 },
+    Token { text: String },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, TS)]
+#[serde(rename_all = "snake_case")]
+#[ts(export, export_to = "../../../ui/src/bindings/")]
+pub enum StopReason {
+    Eos,
+    StopString,
+    MaxTokens,
+    ContextFull,
+    Cancelled,
+}
+
+#[derive(Debug, Clone, Serialize, TS)]
+#[ts(export, export_to = "../../../ui/src/bindings/")]
+pub struct ChatSummary {
+    pub model: String,
+    pub text: String,
+    pub prompt_tokens: u32,
+    pub generated_tokens: u32,
+    pub prefill_tokens_per_s: f64,
+    pub decode_tokens_per_s: f64,
+    pub stop_reason: StopReason,
+}
+
+/// Models kept in memory between messages: the most recently used one (a home machine rarely
+/// has room for two).
+#[derive(Default)]
+pub struct ModelCache {
+    loaded: Mutex<Option<(String, Arc<LoadedModel>)>>,
+}
+
+impl ModelCache {
+    pub fn get(&self, ws: &Workspace, name: &str) -> Result<Arc<LoadedModel>> {
+        let mut slot = self.loaded.lock().map_err(|_| ApiError::new("internal", "model cache poisoned"))?;
+        if let Some((loaded_name, model)) = slot.as_ref() {
+            if loaded_name == name {
+                return Ok(model.clone());
+            }
+        }
+        let (manifest, path) = models::resolve(ws, name)?;
+        if manifest.role != models::ModelRole::Chat {
+            return Err(ApiError::invalid(format!("`{name}` is an embedding model; choose a chat model")));
+        }
+        *slot = None; // free the previous model before loading the next
+        let model = Arc::new(tunelab_engine::load(&path, Precision::Native, &tunelab_engine::default_device())?);
+        *slot = Some((name.to_string(), model.clone()));
+        Ok(model)
+    }
+}
+
+fn engine_messages(messages: &[ChatMessage]) -> Result<Vec<Message>> {
+    if !messages.iter().any(|m| m.role == ChatRole::User) {
+        return Err(ApiError::invalid("the conversation has no user message"));
+    }
+    Ok(messages
+        .iter()
+        .map(|m| {
+            let role = match m.role {
+                ChatRole::System => "system",
+                ChatRole::User => "user",
+                ChatRole::Assistant => "assistant",
+            };
+            Message::new(role, m.content.clone())
+        })
+        .collect())
+}
+
+/// Answers the conversation in `request`, sending events to `on_event`; `cancel` stops it
+/// between two tokens.
+pub fn chat(ws: &Workspace, cache: &ModelCache, request: &ChatRequest, cancel: &AtomicBool, on_event: &mut dyn FnMut(ChatEvent)) -> Result<ChatSummary> {
+    let messages = engine_messages(&request.messages)?;
+    let model = cache.get(ws, &request.model)?;
+    let prompt = model.render_chat(&messages)?;
+    let ids = model.tokenizer.encode(&prompt, false)?;
+    let mut first = true;
+    let prompt_tokens = ids.len() as u32;
+    let out = tunelab_engine::generate(&model.transformer, &model.tokenizer, &ids, &model.eos_ids, &request.params.sampling(), &mut |text| {
+        if first {
+            on_event(ChatEvent::PrefillDone { prompt_tokens });
+            first = false;
+        }
+        on_event(ChatEvent::Token { text: text.to_string() });
+        if cancel.load(Ordering::Relaxed) {
+            ControlFlow::Break(())
+        } else {
+            ControlFlow::Continue(())
+        }
+    })?;
+    Ok(ChatSummary {
+        model: request.model.clone(),
+        text: out.text.clone(),
+        prompt_tokens,
+        generated_tokens: out.token_ids.len() as u32,
+        prefill_tokens_per_s: out.prefill_tokens_per_second(),
+        decode_tokens_per_s: out.decode_tokens_per_second(),
+        stop_reason: match out.stop_reason {
+            tunelab_engine::StopReason::Eos => StopReason::Eos,
+            tunelab_engine::StopReason::StopString => StopReason::StopString,
+            tunelab_engine::StopReason::MaxTokens => StopReason::MaxTokens,
+            tunelab_engine::StopReason::ContextFull => StopReason::ContextFull,
+            tunelab_engine::StopReason::Cancelled => StopReason::Cancelled,
+        },
+    })
+}

@@ -1,0 +1,43 @@
+//! `tunelab bench decode`
+
+use tunelab_api::chat::ModelCache;
+use tunelab_api::{Result, Workspace, DEFAULT_MODEL};
+
+use crate::output::{bytes, print_json};
+
+#[derive(clap::Subcommand)]
+pub enum Command {
+    /// Prompt processing (prefill) and generation (decode) speed in tokens per second
+    Decode {
+        #[arg(long, default_value = DEFAULT_MODEL)]
+        model: String,
+        #[arg(long, default_value_t = 264)]
+        prompt_tokens: usize,
+        #[arg(long, default_value_t = 128)]
+        gen_tokens: usize,
+        /// Runs to take the best of
+        #[arg(long, default_value_t = 3)]
+        runs: usize,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+pub fn run(ws: &Workspace, cmd: Command) -> Result<()> {
+    match cmd {
+        Command::Decode { model, prompt_tokens, gen_tokens, runs, json } => {
+            let cache = ModelCache::default();
+            let result = tunelab_api::bench::decode(ws, &cache, &model, prompt_tokens, gen_tokens, runs)?;
+            if json {
+                return print_json(&result);
+            }
+            println!("model {} on {} with {} threads, best of {} runs", result.model, result.device, result.threads, result.runs);
+            println!("prefill  {:>8.1} tokens/s   ({} prompt tokens)", result.prefill_tokens_per_s, result.prompt_tokens);
+            println!("decode   {:>8.1} tokens/s   ({} generated tokens)", result.decode_tokens_per_s, result.generated_tokens);
+            if let Some(peak) = result.peak_rss_bytes {
+                println!("peak memory {}", bytes(peak));
+            }
+            Ok(())
+        }
+    }
+}

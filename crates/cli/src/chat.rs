@@ -1,0 +1,133 @@
+//! `tunelab chat`: one answer with `--prompt`, otherwise an interactive streaming session.
+
+use std::io::{BufRead, Write};
+use std::sync::atomic::AtomicBool;
+
+use serde::Serialize;
+use tunelab_api::chat::{self, ChatEvent, ChatMessage, ChatRequest, ChatRole, ChatSummary, GenerationParams, ModelCache};
+use tunelab_api::{Result, Workspace, DEFAULT_MODEL};
+
+use crate::output::print_json;
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// Registered model name (see `tunelab models list`)
+    #[arg(long, default_value = DEFAULT_MODEL)]
+    model: String,
+    /// System message placed before the conversation
+    #[arg(long)]
+    system: Option<String>,
+    /// 0 answers deterministically (greedy); higher values vary more
+    #[arg(long, default_value_t = 0.7)]
+    temperature: f32,
+    #[arg(long)]
+    top_p: Option<f32>,
+    #[arg(long)]
+    top_k: Option<u32>,
+    /// Above 1.0 discourages repeating tokens already in the conversation
+    #[arg(long, default_value_t = 1.0)]
+    repetition_penalty: f32,
+    #[arg(long)]
+    seed: Option<u64>,
+    #[arg(long, default_value_t = 512)]
+    max_tokens: u32,
+    /// Stop the answer at this text (repeatable)
+    #[arg(long)]
+    stop: Vec<String>,
+    /// Answer this one message and exit
+    #[arg(long)]
+    prompt: Option<String>,
+    /// With --prompt: print the answer and its statistics as JSON
+    #[arg(long)]
+    json: bool,
+}
+
+impl Args {
+    fn params(&self) -> GenerationParams {
+        GenerationParams {
+            temperature: self.temperature,
+            top_k: self.top_k,
+            top_p: self.top_p.or(if self.temperature > 0.0 { Some(0.9) } else { None }),
+            repetition_penalty: self.repetition_penalty,
+            seed: self.seed,
+            max_tokens: self.max_tokens,
+            stop: self.stop.clone(),
+        }
+    }
+
+    fn opening(&self) -> Vec<ChatMessage> {
+        self.system.iter().map(|s| ChatMessage { role: ChatRole::System, content: s.clone() }).collect()
+    }
+}
+
+#[derive(Serialize)]
+struct JsonAnswer<'a> {
+    #[serde(flatten)]
+    summary: &'a ChatSummary,
+}
+
+fn answer(ws: &Workspace, cache: &ModelCache, args: &Args, messages: Vec<ChatMessage>, stream: bool) -> Result<ChatSummary> {
+    let request = ChatRequest { model: args.model.clone(), messages, params: args.params() };
+    let cancel = AtomicBool::new(false);
+    let mut stdout = std::io::stdout();
+    chat::chat(ws, cache, &request, &cancel, &mut |event| {
+        if let (true, ChatEvent::Token { text }) = (stream, event) {
+            let _ = write!(stdout, "{text}");
+            let _ = stdout.flush();
+        }
+    })
+}
+
+pub fn run(ws: &Workspace, args: Args) -> Result<()> {
+    let cache = ModelCache::default();
+    if let Some(prompt) = &args.prompt {
+        let mut messages = args.opening();
+        messages.push(ChatMessage { role: ChatRole::User, content: prompt.clone() });
+        let summary = answer(ws, &cache, &args, messages, !args.json)?;
+        if args.json {
+            return print_json(&JsonAnswer { summary: &summary });
+        }
+        println!();
+        return Ok(());
+    }
+    interactive(ws, &cache, &args)
+}
+
+fn interactive(ws: &Workspace, cache: &ModelCache, args: &Args) -> Result<()> {
+    eprintln!("Chatting with {}. Type a message and press Enter; /reset starts over, /exit or Ctrl-D quits.", args.model);
+    let mut history = args.opening();
+    let stdin = std::io::stdin();
+    let mut lines = stdin.lock().lines();
+    loop {
+        eprint!("> ");
+        let _ = std::io::stderr().flush();
+        let Some(Ok(line)) = lines.next() else { break };
+        let line = line.trim();
+        match line {
+            "" => continue,
+            "/exit" | "/quit" => break,
+            "/reset" => {
+                history = args.opening();
+                eprintln!("(conversation cleared)");
+                continue;
+            }
+            _ => {}
+        }
+        history.push(ChatMessage { role: ChatRole::User, content: line.to_string() });
+        match answer(ws, cache, args, history.clone(), true) {
+            Ok(summary) => {
+                println!();
+                eprintln!(
+                    "({} tokens, prefill {:.0} tok/s, decode {:.1} tok/s)",
+                    summary.generated_tokens, summary.prefill_tokens_per_s, summary.decode_tokens_per_s
+                );
+                history.push(ChatMessage { role: ChatRole::Assistant, content: summary.text });
+            }
+            Err(err) => {
+                history.pop();
+                eprintln!("error: {}", err.message);
+            }
+        }
+    }
+    Ok(())
+}
