@@ -1,1 +1,50 @@
-fn main() {}
+//! The Tunelab desktop shell: thin Tauri commands over tunelab-api. Token streams travel over
+//! Tauri channels; errors cross as `{code, message}`.
+
+#![cfg_attr(not(debug_assertions), windows_subsystem = "windows")]
+
+mod commands;
+
+use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, Mutex};
+
+use tunelab_api::chat::ModelCache;
+use tunelab_api::Workspace;
+
+pub struct AppState {
+    pub workspace: Workspace,
+    pub models: Arc<ModelCache>,
+    pub cancel_chat: Arc<AtomicBool>,
+    pub telemetry: Arc<Mutex<tunelab_api::Telemetry>>,
+}
+
+fn main() {
+    tunelab_api::configure_threads(None);
+    let workspace = match Workspace::open(None) {
+        Ok(ws) => ws,
+        Err(err) => {
+            eprintln!("error: {}", err.message);
+            std::process::exit(1);
+        }
+    };
+    let state = AppState {
+        workspace,
+        models: Arc::new(ModelCache::default()),
+        cancel_chat: Arc::new(AtomicBool::new(false)),
+        telemetry: Arc::new(Mutex::new(tunelab_api::Telemetry::new())),
+    };
+    let result = tauri::Builder::default()
+        .manage(state)
+        .invoke_handler(tauri::generate_handler![
+            commands::app_info,
+            commands::hardware_report,
+            commands::list_models,
+            commands::chat,
+            commands::cancel_chat,
+        ])
+        .run(tauri::generate_context!());
+    if let Err(err) = result {
+        eprintln!("error: the window could not be opened: {err}");
+        std::process::exit(1);
+    }
+}

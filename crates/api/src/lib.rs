@@ -14,7 +14,7 @@ use serde::Serialize;
 use ts_rs::TS;
 
 pub use error::{ApiError, Result};
-pub use tunelab_hardware::HardwareReport;
+pub use tunelab_hardware::{HardwareReport, Telemetry};
 pub use workspace::{Workspace, DEFAULT_MODEL};
 
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

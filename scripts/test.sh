@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Sets up the machine (scripts/setup.sh) and runs every test: front-end type checks and unit
+# tests, the Rust workspace's unit and integration tests (parity with shared/fixtures, real
+# model runs, CLI flows), and the check that generated TypeScript bindings are committed.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/setup.sh
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/tunelab/target}"
+
+echo "== front end: type check, unit tests, build"
+(cd ui && npm run check && npm test && npm run build)
+
+echo "== Rust workspace tests"
+cargo test --workspace --locked
+
+echo "== generated TypeScript bindings match the Rust types"
+if [ -n "$(git status --porcelain -- ui/src/bindings)" ]; then
+  git status --short -- ui/src/bindings
+  git --no-pager diff -- ui/src/bindings
+  echo "error: ui/src/bindings differs from what the Rust types generate; commit the regenerated files" >&2
+  exit 1
+fi
+echo "all tests passed"

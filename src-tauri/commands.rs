@@ -1,0 +1,61 @@
+//! Tauri commands: each unpacks its arguments, calls one tunelab-api function off the UI
+//! thread, and returns the result or an `ApiError`.
+
+use std::sync::atomic::Ordering;
+
+use tauri::ipc::Channel;
+use tauri::State;
+use tunelab_api::chat::{ChatEvent, ChatRequest, ChatSummary};
+use tunelab_api::models::ModelEntry;
+use tunelab_api::{ApiError, AppInfo, HardwareReport};
+
+use crate::AppState;
+
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T, ApiError> + Send + 'static) -> Result<T, ApiError> {
+    tauri::async_runtime::spawn_blocking(f)
+        .await
+        .map_err(|e| ApiError::new("internal", format!("background task failed: {e}")))?
+}
+
+#[tauri::command]
+pub fn app_info(state: State<'_, AppState>) -> AppInfo {
+    tunelab_api::app_info(&state.workspace)
+}
+
+#[tauri::command]
+pub async fn hardware_report(state: State<'_, AppState>) -> Result<HardwareReport, ApiError> {
+    let telemetry = state.telemetry.clone();
+    blocking(move || {
+        let mut t = telemetry.lock().map_err(|_| ApiError::new("internal", "telemetry lock poisoned"))?;
+        Ok(t.sample())
+    })
+    .await
+}
+
+#[tauri::command]
+pub async fn list_models(state: State<'_, AppState>) -> Result<Vec<ModelEntry>, ApiError> {
+    let ws = state.workspace.clone();
+    blocking(move || tunelab_api::models::list(&ws)).await
+}
+
+#[tauri::command]
+pub async fn chat(state: State<'_, AppState>, request: ChatRequest, on_event: Channel<ChatEvent>) -> Result<ChatSummary, ApiError> {
+    let ws = state.workspace.clone();
+    let models = state.models.clone();
+    let cancel = state.cancel_chat.clone();
+    cancel.store(false, Ordering::Relaxed);
+    blocking(move || {
+        tunelab_api::chat::chat(&ws, &models, &request, &cancel, &mut |event| {
+            // A closed window drops the channel; the answer then stops at the next cancel check.
+            if on_event.send(event).is_err() {
+                cancel.store(true, Ordering::Relaxed);
+            }
+        })
+    })
+    .await
+}
+
+#[tauri::command]
+pub fn cancel_chat(state: State<'_, AppState>) {
+    state.cancel_chat.store(true, Ordering::Relaxed);
+}
