@@ -1,6 +1,12 @@
 fn main() {
     // Every command the window may call is listed here and granted in src-tauri/capabilities/.
-    let manifest = tauri_build::AppManifest::new().commands(&["app_info", "hardware_report", "list_models", "chat", "cancel_chat"]);
+    let manifest = tauri_build::AppManifest::new().commands(&[
+        "app_info",
+        "hardware_report",
+        "list_models",
+        "chat",
+        "cancel_chat",
+    ]);
     let attrs = tauri_build::Attributes::new()
         .capabilities_path_pattern("src-tauri/capabilities/**/*")
         .app_manifest(manifest);

@@ -11,7 +11,9 @@ use tunelab_api::{ApiError, AppInfo, HardwareReport};
 
 use crate::AppState;
 
-async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T, ApiError> + Send + 'static) -> Result<T, ApiError> {
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
+) -> Result<T, ApiError> {
     tauri::async_runtime::spawn_blocking(f)
         .await
         .map_err(|e| ApiError::new("internal", format!("background task failed: {e}")))?
@@ -26,7 +28,9 @@ pub fn app_info(state: State<'_, AppState>) -> AppInfo {
 pub async fn hardware_report(state: State<'_, AppState>) -> Result<HardwareReport, ApiError> {
     let telemetry = state.telemetry.clone();
     blocking(move || {
-        let mut t = telemetry.lock().map_err(|_| ApiError::new("internal", "telemetry lock poisoned"))?;
+        let mut t = telemetry
+            .lock()
+            .map_err(|_| ApiError::new("internal", "telemetry lock poisoned"))?;
         Ok(t.sample())
     })
     .await
@@ -39,7 +43,11 @@ pub async fn list_models(state: State<'_, AppState>) -> Result<Vec<ModelEntry>, 
 }
 
 #[tauri::command]
-pub async fn chat(state: State<'_, AppState>, request: ChatRequest, on_event: Channel<ChatEvent>) -> Result<ChatSummary, ApiError> {
+pub async fn chat(
+    state: State<'_, AppState>,
+    request: ChatRequest,
+    on_event: Channel<ChatEvent>,
+) -> Result<ChatSummary, ApiError> {
     let ws = state.workspace.clone();
     let models = state.models.clone();
     let cancel = state.cancel_chat.clone();

@@ -2,14 +2,16 @@ import { describe, expect, it } from 'vitest';
 import type { ModelEntry } from '../src/bindings/ModelEntry';
 import {
   buildGenerationParams,
+  chatModels,
   defaultChatSettings,
   describeSettings,
   pickDefaultModel,
 } from '../src/lib/chat/chat-settings';
 
-function model(name: string): ModelEntry {
+function model(name: string, overrides: Partial<ModelEntry> = {}): ModelEntry {
   return {
     name,
+    role: 'chat',
     format: 'gguf',
     path: `/models/${name}`,
     architecture: 'llama',
@@ -17,6 +19,9 @@ function model(name: string): ModelEntry {
     parameters: null,
     context_length: 2048,
     size_bytes: 1,
+    description: '',
+    problem: null,
+    ...overrides,
   };
 }
 
@@ -59,5 +64,20 @@ describe('chat settings', () => {
     expect(pickDefaultModel(models, 'qwen2.5-0.5b')).toBe('qwen2.5-0.5b');
     expect(pickDefaultModel(models, 'missing')).toBe('smollm2-135m-instruct');
     expect(pickDefaultModel([])).toBe('');
+  });
+
+  it('picks only chat models whose files can be read', () => {
+    const embedding = model('all-minilm-l6-v2', { role: 'embedding' });
+    const broken = model('qwen2.5-0.5b', { problem: 'Cannot read model.gguf: unexpected end of file' });
+    const chat = model('smollm2-135m-instruct');
+
+    expect(pickDefaultModel([embedding, broken, chat])).toBe('smollm2-135m-instruct');
+    // A preferred model that is not offered falls back to the first chat model.
+    expect(pickDefaultModel([embedding, broken, chat], 'all-minilm-l6-v2')).toBe('smollm2-135m-instruct');
+    expect(pickDefaultModel([embedding, broken, chat], 'qwen2.5-0.5b')).toBe('smollm2-135m-instruct');
+    expect(chatModels([embedding, broken, chat])).toEqual([chat]);
+    // No chat model at all: nothing is picked, so the Chat screen shows its empty state.
+    expect(pickDefaultModel([embedding, broken])).toBe('');
+    expect(pickDefaultModel([embedding, broken], 'qwen2.5-0.5b')).toBe('');
   });
 });

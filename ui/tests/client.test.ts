@@ -45,7 +45,7 @@ describe('client', () => {
   });
 
   it('sends the chat request with a channel named onEvent and forwards its events', async () => {
-    const summary = { text: 'Hello', stop_reason: 'eos' };
+    const summary = { model: 'smollm2-135m-instruct', text: 'Hello', stop_reason: 'eos' };
     core.invoke.mockImplementation(async (_command: string, args: { onEvent: InstanceType<typeof core.FakeChannel> }) => {
       args.onEvent.onmessage({ kind: 'prefill_done', prompt_tokens: 7 });
       args.onEvent.onmessage({ kind: 'token', text: 'Hello' });

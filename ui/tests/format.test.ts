@@ -54,6 +54,7 @@ describe('token rates', () => {
 
   it('builds the stats line shown under an answer', () => {
     const summary: ChatSummary = {
+      model: 'smollm2-135m-instruct',
       text: 'Paris.',
       prompt_tokens: 31,
       generated_tokens: 42,
@@ -64,6 +65,9 @@ describe('token rates', () => {
     expect(formatChatStats(summary)).toBe('42 tokens · prefill 813 tok/s · decode 35.1 tok/s · stopped: eos');
     expect(formatChatStats({ ...summary, generated_tokens: 1, stop_reason: 'max_tokens' })).toBe(
       '1 token · prefill 813 tok/s · decode 35.1 tok/s · stopped: max tokens',
+    );
+    expect(formatChatStats({ ...summary, stop_reason: 'context_full' })).toBe(
+      '42 tokens · prefill 813 tok/s · decode 35.1 tok/s · stopped: context full',
     );
   });
 });

@@ -1,7 +1,7 @@
 import { render, screen } from '@testing-library/svelte';
 import { describe, expect, it } from 'vitest';
 import ModelList from '../src/components/models/ModelList.svelte';
-import { smolModel } from './helpers/reports';
+import { BROKEN_MODEL_PROBLEM, brokenModel, embeddingModel, smolModel } from './helpers/reports';
 
 describe('ModelList', () => {
   it('lists name, architecture, quantization, size and context length', () => {
@@ -13,6 +13,27 @@ describe('ModelList', () => {
     expect(screen.getByText('138.1 MiB')).toBeTruthy();
     expect(screen.getByText('8,192')).toBeTruthy();
     expect(screen.getByText('135M params')).toBeTruthy();
+  });
+
+  it('tags every model with its role and shows its description', () => {
+    render(ModelList, { models: [smolModel(), embeddingModel()] });
+
+    expect(screen.getByText('chat')).toBeTruthy();
+    expect(screen.getByText('embedding')).toBeTruthy();
+    expect(screen.getByText('all-minilm-l6-v2')).toBeTruthy();
+    const description = screen.getByText('Sentence embeddings for search.');
+    expect(description.getAttribute('title')).toBe('Sentence embeddings for search.');
+    expect(screen.queryByRole('alert')).toBeNull();
+  });
+
+  it('keeps a model whose files cannot be read, with its problem under it', () => {
+    render(ModelList, { models: [brokenModel(), smolModel()] });
+
+    expect(screen.getByText('qwen2.5-0.5b-instruct')).toBeTruthy();
+    const problem = screen.getByText(BROKEN_MODEL_PROBLEM);
+    expect(problem.closest('.problem')).toBeTruthy();
+    expect(screen.getAllByText(/unexpected end of file/)).toHaveLength(1);
+    expect(screen.getAllByText('chat')).toHaveLength(2);
   });
 
   it('tells the user how to add a model when the cache is empty', () => {

@@ -85,8 +85,12 @@ pub struct ChatRequest {
 #[ts(export, export_to = "../../../ui/src/bindings/")]
 pub enum ChatEvent {
     /// The prompt is processed; text follows.
-    PrefillDone { prompt_tokens: u32 },
-    Token { text: String },
+    PrefillDone {
+        prompt_tokens: u32,
+    },
+    Token {
+        text: String,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, TS)]
@@ -121,7 +125,10 @@ pub struct ModelCache {
 
 impl ModelCache {
     pub fn get(&self, ws: &Workspace, name: &str) -> Result<Arc<LoadedModel>> {
-        let mut slot = self.loaded.lock().map_err(|_| ApiError::new("internal", "model cache poisoned"))?;
+        let mut slot = self
+            .loaded
+            .lock()
+            .map_err(|_| ApiError::new("internal", "model cache poisoned"))?;
         if let Some((loaded_name, model)) = slot.as_ref() {
             if loaded_name == name {
                 return Ok(model.clone());
@@ -129,10 +136,16 @@ impl ModelCache {
         }
         let (manifest, path) = models::resolve(ws, name)?;
         if manifest.role != models::ModelRole::Chat {
-            return Err(ApiError::invalid(format!("`{name}` is an embedding model; choose a chat model")));
+            return Err(ApiError::invalid(format!(
+                "`{name}` is an embedding model; choose a chat model"
+            )));
         }
         *slot = None; // free the previous model before loading the next
-        let model = Arc::new(tunelab_engine::load(&path, Precision::Native, &tunelab_engine::default_device())?);
+        let model = Arc::new(tunelab_engine::load(
+            &path,
+            Precision::Native,
+            &tunelab_engine::default_device(),
+        )?);
         *slot = Some((name.to_string(), model.clone()));
         Ok(model)
     }
@@ -157,25 +170,40 @@ fn engine_messages(messages: &[ChatMessage]) -> Result<Vec<Message>> {
 
 /// Answers the conversation in `request`, sending events to `on_event`; `cancel` stops it
 /// between two tokens.
-pub fn chat(ws: &Workspace, cache: &ModelCache, request: &ChatRequest, cancel: &AtomicBool, on_event: &mut dyn FnMut(ChatEvent)) -> Result<ChatSummary> {
+pub fn chat(
+    ws: &Workspace,
+    cache: &ModelCache,
+    request: &ChatRequest,
+    cancel: &AtomicBool,
+    on_event: &mut dyn FnMut(ChatEvent),
+) -> Result<ChatSummary> {
     let messages = engine_messages(&request.messages)?;
     let model = cache.get(ws, &request.model)?;
     let prompt = model.render_chat(&messages)?;
     let ids = model.tokenizer.encode(&prompt, false)?;
     let mut first = true;
     let prompt_tokens = ids.len() as u32;
-    let out = tunelab_engine::generate(&model.transformer, &model.tokenizer, &ids, &model.eos_ids, &request.params.sampling(), &mut |text| {
-        if first {
-            on_event(ChatEvent::PrefillDone { prompt_tokens });
-            first = false;
-        }
-        on_event(ChatEvent::Token { text: text.to_string() });
-        if cancel.load(Ordering::Relaxed) {
-            ControlFlow::Break(())
-        } else {
-            ControlFlow::Continue(())
-        }
-    })?;
+    let out = tunelab_engine::generate(
+        &model.transformer,
+        &model.tokenizer,
+        &ids,
+        &model.eos_ids,
+        &request.params.sampling(),
+        &mut |text| {
+            if first {
+                on_event(ChatEvent::PrefillDone { prompt_tokens });
+                first = false;
+            }
+            on_event(ChatEvent::Token {
+                text: text.to_string(),
+            });
+            if cancel.load(Ordering::Relaxed) {
+                ControlFlow::Break(())
+            } else {
+                ControlFlow::Continue(())
+            }
+        },
+    )?;
     Ok(ChatSummary {
         model: request.model.clone(),
         text: out.text.clone(),

@@ -15,7 +15,10 @@ pub type Result<T, E = ApiError> = std::result::Result<T, E>;
 
 impl ApiError {
     pub fn new(code: &str, message: impl Into<String>) -> Self {
-        ApiError { code: code.to_string(), message: message.into() }
+        ApiError {
+            code: code.to_string(),
+            message: message.into(),
+        }
     }
 
     pub fn not_found(message: impl Into<String>) -> Self {
@@ -45,7 +48,10 @@ impl From<tunelab_engine::EngineError> for ApiError {
         let code = match &err {
             E::Io { source, .. } if source.kind() == std::io::ErrorKind::NotFound => "not_found",
             E::Io { .. } => "io",
-            E::Format { .. } | E::Config { .. } | E::Missing { .. } | E::UnsupportedArchitecture { .. } => "bad_model",
+            E::Format { .. }
+            | E::Config { .. }
+            | E::Missing { .. }
+            | E::UnsupportedArchitecture { .. } => "bad_model",
             E::Tokenizer(_) | E::Template(_) => "bad_model",
             E::InvalidRequest(_) => "invalid_input",
             E::Tensor(_) => "internal",

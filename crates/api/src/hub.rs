@@ -45,16 +45,24 @@ const GGUF_PREFERENCE: [&str; 5] = ["Q4_K_M", "Q4_K_S", "Q5_K_M", "Q8_0", "Q4_0"
 
 impl Hub {
     pub fn new(endpoint: &str, token: Option<String>) -> Self {
-        Hub { endpoint: endpoint.trim_end_matches('/').to_string(), token }
+        Hub {
+            endpoint: endpoint.trim_end_matches('/').to_string(),
+            token,
+        }
     }
 
     pub fn from_env() -> Self {
-        let endpoint = std::env::var("HF_ENDPOINT").unwrap_or_else(|_| "https://huggingface.co".into());
-        Hub::new(&endpoint, std::env::var("HF_TOKEN").ok().filter(|t| !t.is_empty()))
+        let endpoint =
+            std::env::var("HF_ENDPOINT").unwrap_or_else(|_| "https://huggingface.co".into());
+        Hub::new(
+            &endpoint,
+            std::env::var("HF_TOKEN").ok().filter(|t| !t.is_empty()),
+        )
     }
 
     fn get(&self, url: &str, range_from: u64) -> Result<ureq::http::Response<ureq::Body>> {
-        let mut req = ureq::get(url).header("User-Agent", concat!("tunelab/", env!("CARGO_PKG_VERSION")));
+        let mut req =
+            ureq::get(url).header("User-Agent", concat!("tunelab/", env!("CARGO_PKG_VERSION")));
         if let Some(token) = &self.token {
             req = req.header("Authorization", &format!("Bearer {token}"));
         }
@@ -86,25 +94,60 @@ impl Hub {
     pub fn list_files(&self, repo: &str, revision: &str) -> Result<Vec<String>> {
         let url = format!("{}/api/models/{repo}/revision/{revision}", self.endpoint);
         let mut resp = self.get(&url, 0)?;
-        let text = resp.body_mut().read_to_string().map_err(|e| self.network_error(&url, e))?;
-        let json: serde_json::Value =
-            serde_json::from_str(&text).map_err(|e| ApiError::new("hub_error", format!("{url}: unexpected answer from the hub: {e}")))?;
-        let siblings = json.get("siblings").and_then(|s| s.as_array()).ok_or_else(|| ApiError::new("hub_error", format!("{url}: the answer lists no files")))?;
-        Ok(siblings.iter().filter_map(|s| s.get("rfilename")?.as_str().map(String::from)).collect())
+        let text = resp
+            .body_mut()
+            .read_to_string()
+            .map_err(|e| self.network_error(&url, e))?;
+        let json: serde_json::Value = serde_json::from_str(&text).map_err(|e| {
+            ApiError::new(
+                "hub_error",
+                format!("{url}: unexpected answer from the hub: {e}"),
+            )
+        })?;
+        let siblings = json
+            .get("siblings")
+            .and_then(|s| s.as_array())
+            .ok_or_else(|| {
+                ApiError::new("hub_error", format!("{url}: the answer lists no files"))
+            })?;
+        Ok(siblings
+            .iter()
+            .filter_map(|s| s.get("rfilename")?.as_str().map(String::from))
+            .collect())
     }
 
     /// Downloads `file` to `dest`, resuming a previous partial download in `dest.part`.
-    fn download(&self, repo: &str, revision: &str, file: &str, dest: &Path, progress: &mut dyn FnMut(u64, Option<u64>)) -> Result<()> {
+    fn download(
+        &self,
+        repo: &str,
+        revision: &str,
+        file: &str,
+        dest: &Path,
+        progress: &mut dyn FnMut(u64, Option<u64>),
+    ) -> Result<()> {
         let url = format!("{}/{repo}/resolve/{revision}/{file}", self.endpoint);
-        let part = dest.with_extension(format!("{}part", dest.extension().map(|e| format!("{}.", e.to_string_lossy())).unwrap_or_default()));
+        let part = dest.with_extension(format!(
+            "{}part",
+            dest.extension()
+                .map(|e| format!("{}.", e.to_string_lossy()))
+                .unwrap_or_default()
+        ));
         if let Some(parent) = part.parent() {
             std::fs::create_dir_all(parent).map_err(|e| ApiError::io(parent, e))?;
         }
         let have = part.metadata().map(|m| m.len()).unwrap_or(0);
         let mut resp = self.get(&url, have)?;
         let resumed = resp.status().as_u16() == 206;
-        let length = resp.headers().get("content-length").and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
-        let (mut done, total) = if resumed { (have, length.map(|l| l + have)) } else { (0, length) };
+        let length = resp
+            .headers()
+            .get("content-length")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        let (mut done, total) = if resumed {
+            (have, length.map(|l| l + have))
+        } else {
+            (0, length)
+        };
         let mut out = std::fs::OpenOptions::new()
             .create(true)
             .write(true)
@@ -115,18 +158,29 @@ impl Hub {
         let mut reader = resp.body_mut().with_config().limit(u64::MAX).reader();
         let mut buf = vec![0u8; 1 << 20];
         loop {
-            let n = reader.read(&mut buf).map_err(|e| ApiError::new("offline", format!("{url}: download interrupted ({e}); run the same pull again to resume")))?;
+            let n = reader.read(&mut buf).map_err(|e| {
+                ApiError::new(
+                    "offline",
+                    format!("{url}: download interrupted ({e}); run the same pull again to resume"),
+                )
+            })?;
             if n == 0 {
                 break;
             }
-            out.write_all(&buf[..n]).map_err(|e| ApiError::io(&part, e))?;
+            out.write_all(&buf[..n])
+                .map_err(|e| ApiError::io(&part, e))?;
             done += n as u64;
             progress(done, total);
         }
         out.sync_all().map_err(|e| ApiError::io(&part, e))?;
         if let Some(total) = total {
             if done != total {
-                return Err(ApiError::new("offline", format!("{url}: got {done} of {total} bytes; run the same pull again to resume")));
+                return Err(ApiError::new(
+                    "offline",
+                    format!(
+                        "{url}: got {done} of {total} bytes; run the same pull again to resume"
+                    ),
+                ));
             }
         }
         std::fs::rename(&part, dest).map_err(|e| ApiError::io(dest, e))
@@ -134,7 +188,11 @@ impl Hub {
 }
 
 /// Which files to fetch, and the entry the engine loads.
-fn choose_files(repo: &str, files: &[String], file: Option<&str>) -> Result<(Vec<String>, ModelFormat, String)> {
+fn choose_files(
+    repo: &str,
+    files: &[String],
+    file: Option<&str>,
+) -> Result<(Vec<String>, ModelFormat, String)> {
     if let Some(file) = file {
         if !files.iter().any(|f| f == file) {
             return Err(ApiError::not_found(format!("{repo} has no file `{file}`")));
@@ -142,23 +200,42 @@ fn choose_files(repo: &str, files: &[String], file: Option<&str>) -> Result<(Vec
         return Ok((vec![file.to_string()], ModelFormat::Gguf, file.to_string()));
     }
     let top_level = |f: &String| !f.contains('/');
-    if files.iter().any(|f| f == "config.json") && files.iter().any(|f| top_level(f) && f.ends_with(".safetensors")) {
+    if files.iter().any(|f| f == "config.json")
+        && files
+            .iter()
+            .any(|f| top_level(f) && f.ends_with(".safetensors"))
+    {
         let wanted: Vec<String> = files
             .iter()
-            .filter(|f| top_level(f) && (FOLDER_FILES.contains(&f.as_str()) || f.ends_with(".safetensors")))
+            .filter(|f| {
+                top_level(f) && (FOLDER_FILES.contains(&f.as_str()) || f.ends_with(".safetensors"))
+            })
             .cloned()
             .collect();
         return Ok((wanted, ModelFormat::Hf, ".".into()));
     }
     let ggufs: Vec<&String> = files.iter().filter(|f| f.ends_with(".gguf")).collect();
-    let pick = GGUF_PREFERENCE.iter().find_map(|q| ggufs.iter().find(|f| f.to_uppercase().contains(q))).or(if ggufs.len() == 1 { ggufs.first() } else { None });
+    let pick = GGUF_PREFERENCE
+        .iter()
+        .find_map(|q| ggufs.iter().find(|f| f.to_uppercase().contains(q)))
+        .or(if ggufs.len() == 1 {
+            ggufs.first()
+        } else {
+            None
+        });
     match pick {
         Some(f) => Ok((vec![f.to_string()], ModelFormat::Gguf, f.to_string())),
         None if !ggufs.is_empty() => Err(ApiError::invalid(format!(
             "{repo} has several GGUF files; choose one with --file: {}",
-            ggufs.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ")
+            ggufs
+                .iter()
+                .map(|s| s.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
         ))),
-        None => Err(ApiError::invalid(format!("{repo} has neither safetensors weights with a config.json nor a GGUF file"))),
+        None => Err(ApiError::invalid(format!(
+            "{repo} has neither safetensors weights with a config.json nor a GGUF file"
+        ))),
     }
 }
 
@@ -172,9 +249,14 @@ pub fn pull(
     name: Option<&str>,
     progress: &mut dyn FnMut(&DownloadProgress),
 ) -> Result<ModelEntry> {
-    let name = name.map(str::to_string).unwrap_or_else(|| models::name_from_path(Path::new(repo.rsplit('/').next().unwrap_or(repo))));
+    let name = name.map(str::to_string).unwrap_or_else(|| {
+        models::name_from_path(Path::new(repo.rsplit('/').next().unwrap_or(repo)))
+    });
     if models::resolve(ws, &name).is_ok() {
-        return Err(ApiError::new("exists", format!("a model named `{name}` is already installed; pass --name to choose another")));
+        return Err(ApiError::new(
+            "exists",
+            format!("a model named `{name}` is already installed; pass --name to choose another"),
+        ));
     }
     let files = hub.list_files(repo, revision)?;
     let (wanted, format, entry) = choose_files(repo, &files, file)?;
@@ -188,7 +270,13 @@ pub fn pull(
             continue;
         }
         hub.download(repo, revision, f, &dest, &mut |done, total| {
-            progress(&DownloadProgress { file: f.clone(), file_index: i as u32, file_count: count, downloaded_bytes: done, total_bytes: total })
+            progress(&DownloadProgress {
+                file: f.clone(),
+                file_index: i as u32,
+                file_count: count,
+                downloaded_bytes: done,
+                total_bytes: total,
+            })
         })?;
     }
     let entry_path = staging.join(&entry);
@@ -199,13 +287,19 @@ pub fn pull(
         format,
         entry: PathBuf::from(entry),
         description: format!("{repo} from the Hugging Face hub"),
-        source: ModelSource::Hub { repo: repo.to_string(), revision: revision.to_string() },
+        source: ModelSource::Hub {
+            repo: repo.to_string(),
+            revision: revision.to_string(),
+        },
     };
     manifest.write(&staging)?;
     let folder = ws.models_dir().join(&name);
     std::fs::rename(&staging, &folder).map_err(|e| ApiError::io(&folder, e))?;
     let listed = models::list(ws)?;
-    listed.into_iter().find(|m| m.name == name).ok_or_else(|| ApiError::new("internal", "the pulled model is not listed"))
+    listed
+        .into_iter()
+        .find(|m| m.name == name)
+        .ok_or_else(|| ApiError::new("internal", "the pulled model is not listed"))
 }
 
 #[cfg(test)]
@@ -219,17 +313,30 @@ mod tests {
 
     #[test]
     fn folders_take_config_tokenizer_and_weights_only() {
-        let files = names(&["README.md", "config.json", "model.safetensors", "tokenizer.json", "onnx/model.onnx", "original/consolidated.safetensors"]);
+        let files = names(&[
+            "README.md",
+            "config.json",
+            "model.safetensors",
+            "tokenizer.json",
+            "onnx/model.onnx",
+            "original/consolidated.safetensors",
+        ]);
         let (wanted, format, entry) = choose_files("a/b", &files, None).unwrap();
         assert_eq!(format, ModelFormat::Hf);
         assert_eq!(entry, ".");
-        assert_eq!(wanted, names(&["config.json", "model.safetensors", "tokenizer.json"]));
+        assert_eq!(
+            wanted,
+            names(&["config.json", "model.safetensors", "tokenizer.json"])
+        );
     }
 
     #[test]
     fn gguf_repositories_pick_a_sensible_quantization_or_ask() {
         let files = names(&["m.Q2_K.gguf", "m.Q4_K_M.gguf", "m.Q8_0.gguf"]);
-        assert_eq!(choose_files("a/b", &files, None).unwrap().0, names(&["m.Q4_K_M.gguf"]));
+        assert_eq!(
+            choose_files("a/b", &files, None).unwrap().0,
+            names(&["m.Q4_K_M.gguf"])
+        );
         let files = names(&["m.IQ2.gguf", "m.IQ3.gguf"]);
         let err = choose_files("a/b", &files, None).unwrap_err();
         assert!(err.message.contains("--file") && err.message.contains("m.IQ3.gguf"));

@@ -55,7 +55,10 @@ pub fn doctor(ws: &Workspace) -> Result<DoctorReport> {
         app: app_info(ws),
         hardware: tunelab_hardware::probe(),
         models: models::list(ws)?,
-        cpu_threads: std::env::var("RAYON_NUM_THREADS").ok().and_then(|v| v.parse().ok()).unwrap_or(1),
+        cpu_threads: std::env::var("RAYON_NUM_THREADS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(1),
         cuda_build: cfg!(feature = "cuda"),
     })
 }

@@ -76,7 +76,12 @@ impl ModelManifest {
     pub fn read(folder: &Path) -> Result<Self> {
         let path = folder.join("model.json");
         let text = std::fs::read_to_string(&path).map_err(|e| ApiError::io(&path, e))?;
-        serde_json::from_str(&text).map_err(|e| ApiError::new("bad_model", format!("{}: line {}: {e}", path.display(), e.line())))
+        serde_json::from_str(&text).map_err(|e| {
+            ApiError::new(
+                "bad_model",
+                format!("{}: line {}: {e}", path.display(), e.line()),
+            )
+        })
     }
 
     pub fn write(&self, folder: &Path) -> Result<()> {
@@ -121,16 +126,27 @@ fn entry_for(manifest: &ModelManifest, folder: &Path) -> ModelEntry {
             Err(e) => entry.problem = Some(e.to_string()),
         },
         ModelRole::Embedding => {
-            let config = std::fs::read_to_string(path.join("config.json")).ok().and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok());
+            let config = std::fs::read_to_string(path.join("config.json"))
+                .ok()
+                .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok());
             entry.architecture = config
                 .as_ref()
                 .and_then(|c| c.get("model_type"))
                 .and_then(|v| v.as_str())
                 .unwrap_or("unknown")
                 .to_string();
-            entry.context_length = config.as_ref().and_then(|c| c.get("max_position_embeddings")).and_then(|v| v.as_u64()).map(|v| v as u32);
+            entry.context_length = config
+                .as_ref()
+                .and_then(|c| c.get("max_position_embeddings"))
+                .and_then(|v| v.as_u64())
+                .map(|v| v as u32);
             entry.size_bytes = std::fs::read_dir(&path)
-                .map(|d| d.filter_map(|e| e.ok()?.metadata().ok()).filter(|m| m.is_file()).map(|m| m.len()).sum())
+                .map(|d| {
+                    d.filter_map(|e| e.ok()?.metadata().ok())
+                        .filter(|m| m.is_file())
+                        .map(|m| m.len())
+                        .sum()
+                })
                 .unwrap_or(0);
         }
     }
@@ -149,7 +165,10 @@ pub fn list(ws: &Workspace) -> Result<Vec<ModelEntry>> {
         match ModelManifest::read(&folder) {
             Ok(manifest) => out.push(entry_for(&manifest, &folder)),
             Err(e) => out.push(ModelEntry {
-                name: folder.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(),
+                name: folder
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_default(),
                 role: ModelRole::Chat,
                 format: ModelFormat::Gguf,
                 path: folder.display().to_string(),
@@ -173,11 +192,14 @@ pub fn resolve(ws: &Workspace, name: &str) -> Result<(ModelManifest, PathBuf)> {
     if !folder.join("model.json").is_file() {
         let known: Vec<String> = list(ws)?.into_iter().map(|m| m.name).collect();
         let hint = if known.is_empty() {
-            "no models are installed yet: run scripts/setup.sh, or `tunelab models add PATH`".to_string()
+            "no models are installed yet: run scripts/setup.sh, or `tunelab models add PATH`"
+                .to_string()
         } else {
             format!("installed: {}", known.join(", "))
         };
-        return Err(ApiError::not_found(format!("no model named `{name}` ({hint})")));
+        return Err(ApiError::not_found(format!(
+            "no model named `{name}` ({hint})"
+        )));
     }
     let manifest = ModelManifest::read(&folder)?;
     let path = manifest.resolved_entry(&folder);
@@ -186,9 +208,24 @@ pub fn resolve(ws: &Workspace, name: &str) -> Result<(ModelManifest, PathBuf)> {
 
 /// A registry name from a file or folder name: lowercase letters, digits, `-`, `.` and `_`.
 pub fn name_from_path(path: &Path) -> String {
-    let stem = if path.is_dir() { path.file_name() } else { path.file_stem() };
-    let raw = stem.map(|s| s.to_string_lossy().to_lowercase()).unwrap_or_else(|| "model".into());
-    let cleaned: String = raw.chars().map(|c| if c.is_ascii_alphanumeric() || "-._".contains(c) { c } else { '-' }).collect();
+    let stem = if path.is_dir() {
+        path.file_name()
+    } else {
+        path.file_stem()
+    };
+    let raw = stem
+        .map(|s| s.to_string_lossy().to_lowercase())
+        .unwrap_or_else(|| "model".into());
+    let cleaned: String = raw
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "-._".contains(c) {
+                c
+            } else {
+                '-'
+            }
+        })
+        .collect();
     cleaned.trim_matches('-').to_string()
 }
 
@@ -196,11 +233,15 @@ fn check_name(name: &str) -> Result<()> {
     let ok = !name.is_empty()
         && name.len() <= 100
         && !name.starts_with('.')
-        && name.chars().all(|c| c.is_ascii_alphanumeric() || "-._".contains(c));
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-._".contains(c));
     if ok {
         Ok(())
     } else {
-        Err(ApiError::invalid(format!("`{name}` is not a usable model name: use letters, digits, '-', '.' and '_'")))
+        Err(ApiError::invalid(format!(
+            "`{name}` is not a usable model name: use letters, digits, '-', '.' and '_'"
+        )))
     }
 }
 
@@ -208,11 +249,16 @@ fn check_name(name: &str) -> Result<()> {
 pub fn add(ws: &Workspace, path: &Path, name: Option<&str>) -> Result<ModelEntry> {
     let path = std::fs::canonicalize(path).map_err(|e| ApiError::io(path, e))?;
     let summary = tunelab_engine::inspect(&path)?;
-    let name = name.map(str::to_string).unwrap_or_else(|| name_from_path(&path));
+    let name = name
+        .map(str::to_string)
+        .unwrap_or_else(|| name_from_path(&path));
     check_name(&name)?;
     let folder = ModelManifest::folder(ws, &name);
     if folder.join("model.json").exists() {
-        return Err(ApiError::new("exists", format!("a model named `{name}` is already registered; pass --name to choose another")));
+        return Err(ApiError::new(
+            "exists",
+            format!("a model named `{name}` is already registered; pass --name to choose another"),
+        ));
     }
     let manifest = ModelManifest {
         name: name.clone(),
@@ -222,7 +268,11 @@ pub fn add(ws: &Workspace, path: &Path, name: Option<&str>) -> Result<ModelEntry
             tunelab_engine::ModelFormat::Hf => ModelFormat::Hf,
         },
         entry: path.clone(),
-        description: format!("{} model added from {}", summary.config.architecture.as_str(), path.display()),
+        description: format!(
+            "{} model added from {}",
+            summary.config.architecture.as_str(),
+            path.display()
+        ),
         source: ModelSource::Local { path },
     };
     std::fs::create_dir_all(&folder).map_err(|e| ApiError::io(&folder, e))?;

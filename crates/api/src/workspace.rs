@@ -21,7 +21,12 @@ impl Workspace {
             Some(root) => root,
             None => directories::ProjectDirs::from("dev", "tunelab", "tunelab")
                 .map(|d| d.data_dir().to_path_buf())
-                .ok_or_else(|| ApiError::new("io", "no home folder found; set TUNELAB_HOME to a folder Tunelab may use"))?,
+                .ok_or_else(|| {
+                    ApiError::new(
+                        "io",
+                        "no home folder found; set TUNELAB_HOME to a folder Tunelab may use",
+                    )
+                })?,
         };
         let ws = Workspace { root };
         for dir in [ws.models_dir(), ws.runs_dir()] {
@@ -49,8 +54,14 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     use std::io::Write;
     let dir = path.parent().unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir).map_err(|e| ApiError::io(dir, e))?;
-    let tmp = dir.join(format!(".{}.tmp-{}", path.file_name().and_then(|n| n.to_str()).unwrap_or("file"), std::process::id()));
+    let tmp = dir.join(format!(
+        ".{}.tmp-{}",
+        path.file_name().and_then(|n| n.to_str()).unwrap_or("file"),
+        std::process::id()
+    ));
     let mut file = std::fs::File::create(&tmp).map_err(|e| ApiError::io(&tmp, e))?;
-    file.write_all(bytes).and_then(|_| file.sync_all()).map_err(|e| ApiError::io(&tmp, e))?;
+    file.write_all(bytes)
+        .and_then(|_| file.sync_all())
+        .map_err(|e| ApiError::io(&tmp, e))?;
     std::fs::rename(&tmp, path).map_err(|e| ApiError::io(path, e))
 }

@@ -25,15 +25,31 @@ pub enum Command {
 
 pub fn run(ws: &Workspace, cmd: Command) -> Result<()> {
     match cmd {
-        Command::Decode { model, prompt_tokens, gen_tokens, runs, json } => {
+        Command::Decode {
+            model,
+            prompt_tokens,
+            gen_tokens,
+            runs,
+            json,
+        } => {
             let cache = ModelCache::default();
-            let result = tunelab_api::bench::decode(ws, &cache, &model, prompt_tokens, gen_tokens, runs)?;
+            let result =
+                tunelab_api::bench::decode(ws, &cache, &model, prompt_tokens, gen_tokens, runs)?;
             if json {
                 return print_json(&result);
             }
-            println!("model {} on {} with {} threads, best of {} runs", result.model, result.device, result.threads, result.runs);
-            println!("prefill  {:>8.1} tokens/s   ({} prompt tokens)", result.prefill_tokens_per_s, result.prompt_tokens);
-            println!("decode   {:>8.1} tokens/s   ({} generated tokens)", result.decode_tokens_per_s, result.generated_tokens);
+            println!(
+                "model {} on {} with {} threads, best of {} runs",
+                result.model, result.device, result.threads, result.runs
+            );
+            println!(
+                "prefill  {:>8.1} tokens/s   ({} prompt tokens)",
+                result.prefill_tokens_per_s, result.prompt_tokens
+            );
+            println!(
+                "decode   {:>8.1} tokens/s   ({} generated tokens)",
+                result.decode_tokens_per_s, result.generated_tokens
+            );
             if let Some(peak) = result.peak_rss_bytes {
                 println!("peak memory {}", bytes(peak));
             }

@@ -4,7 +4,9 @@ use std::io::{BufRead, Write};
 use std::sync::atomic::AtomicBool;
 
 use serde::Serialize;
-use tunelab_api::chat::{self, ChatEvent, ChatMessage, ChatRequest, ChatRole, ChatSummary, GenerationParams, ModelCache};
+use tunelab_api::chat::{
+    self, ChatEvent, ChatMessage, ChatRequest, ChatRole, ChatSummary, GenerationParams, ModelCache,
+};
 use tunelab_api::{Result, Workspace, DEFAULT_MODEL};
 
 use crate::output::print_json;
@@ -47,7 +49,11 @@ impl Args {
         GenerationParams {
             temperature: self.temperature,
             top_k: self.top_k,
-            top_p: self.top_p.or(if self.temperature > 0.0 { Some(0.9) } else { None }),
+            top_p: self.top_p.or(if self.temperature > 0.0 {
+                Some(0.9)
+            } else {
+                None
+            }),
             repetition_penalty: self.repetition_penalty,
             seed: self.seed,
             max_tokens: self.max_tokens,
@@ -56,7 +62,13 @@ impl Args {
     }
 
     fn opening(&self) -> Vec<ChatMessage> {
-        self.system.iter().map(|s| ChatMessage { role: ChatRole::System, content: s.clone() }).collect()
+        self.system
+            .iter()
+            .map(|s| ChatMessage {
+                role: ChatRole::System,
+                content: s.clone(),
+            })
+            .collect()
     }
 }
 
@@ -66,8 +78,18 @@ struct JsonAnswer<'a> {
     summary: &'a ChatSummary,
 }
 
-fn answer(ws: &Workspace, cache: &ModelCache, args: &Args, messages: Vec<ChatMessage>, stream: bool) -> Result<ChatSummary> {
-    let request = ChatRequest { model: args.model.clone(), messages, params: args.params() };
+fn answer(
+    ws: &Workspace,
+    cache: &ModelCache,
+    args: &Args,
+    messages: Vec<ChatMessage>,
+    stream: bool,
+) -> Result<ChatSummary> {
+    let request = ChatRequest {
+        model: args.model.clone(),
+        messages,
+        params: args.params(),
+    };
     let cancel = AtomicBool::new(false);
     let mut stdout = std::io::stdout();
     chat::chat(ws, cache, &request, &cancel, &mut |event| {
@@ -82,7 +104,10 @@ pub fn run(ws: &Workspace, args: Args) -> Result<()> {
     let cache = ModelCache::default();
     if let Some(prompt) = &args.prompt {
         let mut messages = args.opening();
-        messages.push(ChatMessage { role: ChatRole::User, content: prompt.clone() });
+        messages.push(ChatMessage {
+            role: ChatRole::User,
+            content: prompt.clone(),
+        });
         let summary = answer(ws, &cache, &args, messages, !args.json)?;
         if args.json {
             return print_json(&JsonAnswer { summary: &summary });
@@ -113,15 +138,23 @@ fn interactive(ws: &Workspace, cache: &ModelCache, args: &Args) -> Result<()> {
             }
             _ => {}
         }
-        history.push(ChatMessage { role: ChatRole::User, content: line.to_string() });
+        history.push(ChatMessage {
+            role: ChatRole::User,
+            content: line.to_string(),
+        });
         match answer(ws, cache, args, history.clone(), true) {
             Ok(summary) => {
                 println!();
                 eprintln!(
                     "({} tokens, prefill {:.0} tok/s, decode {:.1} tok/s)",
-                    summary.generated_tokens, summary.prefill_tokens_per_s, summary.decode_tokens_per_s
+                    summary.generated_tokens,
+                    summary.prefill_tokens_per_s,
+                    summary.decode_tokens_per_s
                 );
-                history.push(ChatMessage { role: ChatRole::Assistant, content: summary.text });
+                history.push(ChatMessage {
+                    role: ChatRole::Assistant,
+                    content: summary.text,
+                });
             }
             Err(err) => {
                 history.pop();

@@ -21,7 +21,15 @@ pub fn run(ws: &Workspace, args: Args) -> Result<()> {
     for line in report.hardware.summary_lines() {
         println!("{line}");
     }
-    println!("Tensor threads: {}{}", report.cpu_threads, if report.cuda_build { " (CUDA build)" } else { "" });
+    println!(
+        "Tensor threads: {}{}",
+        report.cpu_threads,
+        if report.cuda_build {
+            " (CUDA build)"
+        } else {
+            ""
+        }
+    );
     println!("Models ({}):", report.models.len());
     if report.models.is_empty() {
         println!("  none yet: run scripts/setup.sh, or `tunelab models add PATH`");
@@ -29,7 +37,13 @@ pub fn run(ws: &Workspace, args: Args) -> Result<()> {
     for m in &report.models {
         match &m.problem {
             Some(problem) => println!("  {:<28} PROBLEM: {problem}", m.name),
-            None => println!("  {:<28} {:<9} {:<6} {}", m.name, format!("{:?}", m.role).to_lowercase(), m.quantization.as_deref().unwrap_or("-"), bytes(m.size_bytes)),
+            None => println!(
+                "  {:<28} {:<9} {:<6} {}",
+                m.name,
+                format!("{:?}", m.role).to_lowercase(),
+                m.quantization.as_deref().unwrap_or("-"),
+                bytes(m.size_bytes)
+            ),
         }
     }
     Ok(())

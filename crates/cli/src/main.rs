@@ -14,7 +14,11 @@ use clap::{Parser, Subcommand};
 use tunelab_api::{ApiError, Workspace};
 
 #[derive(Parser)]
-#[command(name = "tunelab", version, about = "Make a language model your own, measured on your hardware")]
+#[command(
+    name = "tunelab",
+    version,
+    about = "Make a language model your own, measured on your hardware"
+)]
 struct Cli {
     /// Workspace folder (models, runs, knowledge bases); default: TUNELAB_HOME or the platform data folder
     #[arg(long, global = true, value_name = "DIR")]

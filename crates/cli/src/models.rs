@@ -56,7 +56,9 @@ fn print_entry(m: &ModelEntry) {
         m.architecture,
         m.parameters.map(count).unwrap_or_else(|| "-".into()),
         bytes(m.size_bytes),
-        m.context_length.map(|c| c.to_string()).unwrap_or_else(|| "-".into()),
+        m.context_length
+            .map(|c| c.to_string())
+            .unwrap_or_else(|| "-".into()),
     );
 }
 
@@ -82,19 +84,40 @@ pub fn run(ws: &Workspace, cmd: Command) -> Result<()> {
             print_entry(&entry);
             Ok(())
         }
-        Command::Pull { repo, revision, file, name, json } => {
+        Command::Pull {
+            repo,
+            revision,
+            file,
+            name,
+            json,
+        } => {
             let bar = ProgressBar::new(0);
             bar.set_style(
-                ProgressStyle::with_template("{msg:30} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}")
-                    .expect("valid template")
-                    .progress_chars("=> "),
+                ProgressStyle::with_template(
+                    "{msg:30} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
+                )
+                .expect("valid template")
+                .progress_chars("=> "),
             );
             let hub = Hub::from_env();
-            let entry = hub::pull(ws, &hub, &repo, &revision, file.as_deref(), name.as_deref(), &mut |p| {
-                bar.set_length(p.total_bytes.unwrap_or(0));
-                bar.set_position(p.downloaded_bytes);
-                bar.set_message(format!("[{}/{}] {}", p.file_index + 1, p.file_count, p.file));
-            });
+            let entry = hub::pull(
+                ws,
+                &hub,
+                &repo,
+                &revision,
+                file.as_deref(),
+                name.as_deref(),
+                &mut |p| {
+                    bar.set_length(p.total_bytes.unwrap_or(0));
+                    bar.set_position(p.downloaded_bytes);
+                    bar.set_message(format!(
+                        "[{}/{}] {}",
+                        p.file_index + 1,
+                        p.file_count,
+                        p.file
+                    ));
+                },
+            );
             bar.finish_and_clear();
             let entry = entry?;
             if json {

@@ -4,7 +4,8 @@ use serde::Serialize;
 use tunelab_api::{ApiError, Result};
 
 pub fn print_json<T: Serialize>(value: &T) -> Result<()> {
-    let text = serde_json::to_string_pretty(value).map_err(|e| ApiError::new("internal", e.to_string()))?;
+    let text = serde_json::to_string_pretty(value)
+        .map_err(|e| ApiError::new("internal", e.to_string()))?;
     println!("{text}");
     Ok(())
 }

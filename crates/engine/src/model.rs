@@ -300,16 +300,29 @@ impl Transformer {
 
     /// Logits `(b, t, vocab)` for every position.
     pub fn forward(&self, ids: &Tensor, cache: Option<&mut Cache>) -> Result<Tensor> {
-        let x = self.hidden(ids, cache)?;
-        self.lm_head.forward(&x)
+        // Run on candle's worker pool so that tensor kernels and the engine's own parallel
+        // loops share one set of threads instead of competing for the cores.
+        self.device.with_context(|| {
+            let x = self.hidden(ids, cache)?;
+            self.lm_head.forward(&x)
+        })
     }
 
     /// Logits `(b, vocab)` of the last position only: what generation needs.
     pub fn forward_last(&self, ids: &Tensor, cache: Option<&mut Cache>) -> Result<Tensor> {
-        let x = self.hidden(ids, cache)?;
-        let t = x.dim(1)?;
-        let last = x.narrow(1, t - 1, 1)?.squeeze(1)?;
-        self.lm_head.forward(&last)
+        let run = || {
+            let x = self.hidden(ids, cache)?;
+            let t = x.dim(1)?;
+            let last = x.narrow(1, t - 1, 1)?.squeeze(1)?;
+            self.lm_head.forward(&last)
+        };
+        // Decoding steps are many short parallel sections: keep them on candle's warm pool.
+        // Prefill is one long GEMM per layer, measured faster on the global pool.
+        if ids.dim(1)? == 1 {
+            self.device.with_context(run)
+        } else {
+            run()
+        }
     }
 
     /// Logits `(t, vocab)` for a single sequence of token ids, without a cache.

@@ -104,6 +104,7 @@ const STOP_REASON_LABELS: Record<StopReason, string> = {
   eos: 'eos',
   stop_string: 'stop string',
   max_tokens: 'max tokens',
+  context_full: 'context full',
   cancelled: 'cancelled',
 };
 

@@ -35,6 +35,7 @@ export class FakeChatTransport implements ChatTransport {
         },
         finish(summary = {}) {
           resolve({
+            model: request.model,
             text,
             prompt_tokens: 12,
             generated_tokens: 3,

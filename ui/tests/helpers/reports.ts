@@ -43,6 +43,7 @@ export function gpuReport(): HardwareReport {
 export function smolModel(): ModelEntry {
   return {
     name: 'smollm2-135m-instruct',
+    role: 'chat',
     format: 'gguf',
     path: '/home/me/.tunelab/models/smollm2-135m-instruct.gguf',
     architecture: 'llama',
@@ -50,5 +51,41 @@ export function smolModel(): ModelEntry {
     parameters: 134_515_008,
     context_length: 8192,
     size_bytes: 144_811_680,
+    description: 'Small instruction-tuned chat model, fast on any CPU.',
+    problem: null,
+  };
+}
+
+export function embeddingModel(): ModelEntry {
+  return {
+    name: 'all-minilm-l6-v2',
+    role: 'embedding',
+    format: 'hf',
+    path: '/home/me/.tunelab/models/all-minilm-l6-v2',
+    architecture: 'bert',
+    quantization: null,
+    parameters: 22_713_216,
+    context_length: 512,
+    size_bytes: 90_868_376,
+    description: 'Sentence embeddings for search.',
+    problem: null,
+  };
+}
+
+export const BROKEN_MODEL_PROBLEM = 'Cannot read model.gguf: unexpected end of file (the download may be incomplete).';
+
+/** A chat model whose files cannot be read. */
+export function brokenModel(): ModelEntry {
+  return {
+    ...smolModel(),
+    name: 'qwen2.5-0.5b-instruct',
+    path: '/home/me/.tunelab/models/qwen2.5-0.5b-instruct.gguf',
+    architecture: '',
+    quantization: null,
+    parameters: null,
+    context_length: null,
+    size_bytes: 12_345,
+    description: '',
+    problem: BROKEN_MODEL_PROBLEM,
   };
 }

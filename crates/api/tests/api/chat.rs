@@ -2,14 +2,19 @@
 
 use std::sync::atomic::AtomicBool;
 
-use tunelab_api::chat::{self, ChatEvent, ChatMessage, ChatRequest, ChatRole, GenerationParams, ModelCache, StopReason};
+use tunelab_api::chat::{
+    self, ChatEvent, ChatMessage, ChatRequest, ChatRole, GenerationParams, ModelCache, StopReason,
+};
 
 use crate::workspace_with_default_model;
 
 fn request(question: &str, params: GenerationParams) -> ChatRequest {
     ChatRequest {
         model: tunelab_api::DEFAULT_MODEL.into(),
-        messages: vec![ChatMessage { role: ChatRole::User, content: question.into() }],
+        messages: vec![ChatMessage {
+            role: ChatRole::User,
+            content: question.into(),
+        }],
         params,
     }
 }
@@ -19,12 +24,34 @@ fn chat_streams_events_that_add_up_to_the_answer() {
     let (_dir, ws) = workspace_with_default_model();
     let cache = ModelCache::default();
     let mut events = Vec::new();
-    let params = GenerationParams { temperature: 0.0, max_tokens: 40, ..Default::default() };
-    let summary = chat::chat(&ws, &cache, &request("What is the capital of France?", params), &AtomicBool::new(false), &mut |e| events.push(e)).unwrap();
+    let params = GenerationParams {
+        temperature: 0.0,
+        max_tokens: 40,
+        ..Default::default()
+    };
+    let summary = chat::chat(
+        &ws,
+        &cache,
+        &request("What is the capital of France?", params),
+        &AtomicBool::new(false),
+        &mut |e| events.push(e),
+    )
+    .unwrap();
     assert!(summary.text.contains("Paris"), "{}", summary.text);
     assert_eq!(summary.stop_reason, StopReason::Eos);
-    assert!(matches!(events.first(), Some(ChatEvent::PrefillDone { prompt_tokens }) if *prompt_tokens == summary.prompt_tokens));
-    let streamed: String = events.iter().filter_map(|e| if let ChatEvent::Token { text } = e { Some(text.as_str()) } else { None }).collect();
+    assert!(
+        matches!(events.first(), Some(ChatEvent::PrefillDone { prompt_tokens }) if *prompt_tokens == summary.prompt_tokens)
+    );
+    let streamed: String = events
+        .iter()
+        .filter_map(|e| {
+            if let ChatEvent::Token { text } = e {
+                Some(text.as_str())
+            } else {
+                None
+            }
+        })
+        .collect();
     assert_eq!(streamed, summary.text);
 }
 
@@ -33,18 +60,53 @@ fn cancel_stops_the_answer_and_bad_requests_are_named() {
     let (_dir, ws) = workspace_with_default_model();
     let cache = ModelCache::default();
     let cancel = AtomicBool::new(true);
-    let params = GenerationParams { temperature: 0.0, max_tokens: 200, ..Default::default() };
-    let summary = chat::chat(&ws, &cache, &request("Count from one to one hundred.", params.clone()), &cancel, &mut |_| {}).unwrap();
+    let params = GenerationParams {
+        temperature: 0.0,
+        max_tokens: 200,
+        ..Default::default()
+    };
+    let summary = chat::chat(
+        &ws,
+        &cache,
+        &request("Count from one to one hundred.", params.clone()),
+        &cancel,
+        &mut |_| {},
+    )
+    .unwrap();
     assert_eq!(summary.stop_reason, StopReason::Cancelled);
-    assert!(summary.generated_tokens < 5, "cancelled right after the first piece of text");
+    assert!(
+        summary.generated_tokens < 5,
+        "cancelled right after the first piece of text"
+    );
 
-    let mut bad = request("hi", GenerationParams { top_p: Some(2.0), ..params.clone() });
+    let mut bad = request(
+        "hi",
+        GenerationParams {
+            top_p: Some(2.0),
+            ..params.clone()
+        },
+    );
     let err = chat::chat(&ws, &cache, &bad, &AtomicBool::new(false), &mut |_| {}).unwrap_err();
     assert_eq!(err.code, "invalid_input");
     assert!(err.message.contains("top_p"), "{}", err.message);
     bad.messages.clear();
-    assert_eq!(chat::chat(&ws, &cache, &bad, &AtomicBool::new(false), &mut |_| {}).unwrap_err().code, "invalid_input");
-    let err = chat::chat(&ws, &cache, &ChatRequest { model: "nope".into(), ..request("hi", params) }, &AtomicBool::new(false), &mut |_| {}).unwrap_err();
+    assert_eq!(
+        chat::chat(&ws, &cache, &bad, &AtomicBool::new(false), &mut |_| {})
+            .unwrap_err()
+            .code,
+        "invalid_input"
+    );
+    let err = chat::chat(
+        &ws,
+        &cache,
+        &ChatRequest {
+            model: "nope".into(),
+            ..request("hi", params)
+        },
+        &AtomicBool::new(false),
+        &mut |_| {},
+    )
+    .unwrap_err();
     assert_eq!(err.code, "not_found");
 }
 
@@ -52,8 +114,12 @@ fn cancel_stops_the_answer_and_bad_requests_are_named() {
 fn the_decode_benchmark_counts_exactly_what_it_asked_for() {
     let (_dir, ws) = workspace_with_default_model();
     let cache = ModelCache::default();
-    let bench = tunelab_api::bench::decode(&ws, &cache, tunelab_api::DEFAULT_MODEL, 40, 6, 1).unwrap();
-    assert_eq!((bench.prompt_tokens, bench.generated_tokens, bench.runs), (40, 6, 1));
+    let bench =
+        tunelab_api::bench::decode(&ws, &cache, tunelab_api::DEFAULT_MODEL, 40, 6, 1).unwrap();
+    assert_eq!(
+        (bench.prompt_tokens, bench.generated_tokens, bench.runs),
+        (40, 6, 1)
+    );
     assert!(bench.prefill_tokens_per_s > 0.0 && bench.decode_tokens_per_s > 0.0);
     assert!(bench.peak_rss_bytes.unwrap_or(0) > 0);
 }

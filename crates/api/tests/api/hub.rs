@@ -36,8 +36,12 @@ fn serve(file: Vec<u8>) -> (String, Arc<Mutex<Vec<String>>>) {
                     range_from = v.trim().trim_end_matches('-').parse().unwrap_or(0);
                 }
             }
-            log.lock().unwrap().push(format!("{path} from {range_from}"));
-            let (status, body): (&str, Vec<u8>) = if path == format!("/api/models/{REPO}/revision/main") {
+            log.lock()
+                .unwrap()
+                .push(format!("{path} from {range_from}"));
+            let (status, body): (&str, Vec<u8>) = if path
+                == format!("/api/models/{REPO}/revision/main")
+            {
                 ("200 OK", format!("{{\"siblings\":[{{\"rfilename\":\"README.md\"}},{{\"rfilename\":\"{FILE}\"}}]}}").into_bytes())
             } else if path == format!("/{REPO}/resolve/main/{FILE}") && range_from > 0 {
                 ("206 Partial Content", file[range_from..].to_vec())
@@ -46,7 +50,10 @@ fn serve(file: Vec<u8>) -> (String, Arc<Mutex<Vec<String>>>) {
             } else {
                 ("404 Not Found", b"not found".to_vec())
             };
-            let head = format!("HTTP/1.1 {status}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", body.len());
+            let head = format!(
+                "HTTP/1.1 {status}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                body.len()
+            );
             let _ = stream.write_all(head.as_bytes());
             let _ = stream.write_all(&body);
         }
@@ -65,32 +72,80 @@ fn pull_resumes_a_partial_download_and_registers_the_model() {
     std::fs::write(staging.join(format!("{FILE}.part")), &original[..10 << 20]).unwrap();
 
     let mut last = None;
-    let entry = hub::pull(&ws, &Hub::new(&endpoint, None), REPO, "main", None, Some("tiny"), &mut |p| last = Some(p.clone())).unwrap();
+    let entry = hub::pull(
+        &ws,
+        &Hub::new(&endpoint, None),
+        REPO,
+        "main",
+        None,
+        Some("tiny"),
+        &mut |p| last = Some(p.clone()),
+    )
+    .unwrap();
     assert_eq!(entry.name, "tiny");
     assert_eq!(entry.architecture, "llama");
     let last = last.expect("progress was reported");
     assert_eq!(last.downloaded_bytes, original.len() as u64);
     assert_eq!(last.total_bytes, Some(original.len() as u64));
-    assert!(seen.lock().unwrap().iter().any(|r| r.ends_with(&format!("from {}", 10 << 20))), "the download resumed with a Range request: {:?}", seen.lock().unwrap());
+    assert!(
+        seen.lock()
+            .unwrap()
+            .iter()
+            .any(|r| r.ends_with(&format!("from {}", 10 << 20))),
+        "the download resumed with a Range request: {:?}",
+        seen.lock().unwrap()
+    );
 
     let (manifest, path) = tunelab_api::models::resolve(&ws, "tiny").unwrap();
     let mut stored = Vec::new();
-    std::fs::File::open(&path).unwrap().read_to_end(&mut stored).unwrap();
-    assert!(stored == original, "the downloaded file is byte for byte the served one");
-    assert!(matches!(manifest.source, tunelab_api::models::ModelSource::Hub { ref repo, .. } if repo == REPO));
-    assert!(!staging.exists(), "the staging folder became the model folder");
+    std::fs::File::open(&path)
+        .unwrap()
+        .read_to_end(&mut stored)
+        .unwrap();
+    assert!(
+        stored == original,
+        "the downloaded file is byte for byte the served one"
+    );
+    assert!(
+        matches!(manifest.source, tunelab_api::models::ModelSource::Hub { ref repo, .. } if repo == REPO)
+    );
+    assert!(
+        !staging.exists(),
+        "the staging folder became the model folder"
+    );
 }
 
 #[test]
 fn offline_and_missing_repositories_say_what_to_do() {
     let (_dir, ws) = temp_workspace();
     // Port 9 (discard) on loopback: nothing listens there, so the connection is refused.
-    let err = hub::pull(&ws, &Hub::new("http://127.0.0.1:9", None), REPO, "main", None, None, &mut |_| {}).unwrap_err();
+    let err = hub::pull(
+        &ws,
+        &Hub::new("http://127.0.0.1:9", None),
+        REPO,
+        "main",
+        None,
+        None,
+        &mut |_| {},
+    )
+    .unwrap_err();
     assert_eq!(err.code, "offline");
     assert!(err.message.contains("models add"), "{}", err.message);
 
     let (endpoint, _) = serve(Vec::new());
-    let err = hub::pull(&ws, &Hub::new(&endpoint, None), "nobody/nothing", "main", None, None, &mut |_| {}).unwrap_err();
+    let err = hub::pull(
+        &ws,
+        &Hub::new(&endpoint, None),
+        "nobody/nothing",
+        "main",
+        None,
+        None,
+        &mut |_| {},
+    )
+    .unwrap_err();
     assert_eq!(err.code, "not_found");
-    assert!(tunelab_api::models::list(&ws).unwrap().is_empty(), "failed pulls register nothing");
+    assert!(
+        tunelab_api::models::list(&ws).unwrap().is_empty(),
+        "failed pulls register nothing"
+    );
 }

@@ -14,11 +14,17 @@ pub fn default_gguf() -> PathBuf {
         Ok(home) => PathBuf::from(home).join("models"),
         Err(_) => std::env::var("XDG_DATA_HOME")
             .map(PathBuf::from)
-            .unwrap_or_else(|_| PathBuf::from(std::env::var("HOME").expect("HOME is set")).join(".local/share"))
+            .unwrap_or_else(|_| {
+                PathBuf::from(std::env::var("HOME").expect("HOME is set")).join(".local/share")
+            })
             .join("tunelab/models"),
     };
     let path = models.join("smollm2-135m-instruct/SmolLM2-135M-Instruct.Q4_1.gguf");
-    assert!(path.is_file(), "{} is missing: run scripts/setup.sh first", path.display());
+    assert!(
+        path.is_file(),
+        "{} is missing: run scripts/setup.sh first",
+        path.display()
+    );
     path
 }
 
@@ -33,6 +39,7 @@ pub fn temp_workspace() -> (tempfile::TempDir, Workspace) {
 /// A workspace where the default model is registered under its usual name.
 pub fn workspace_with_default_model() -> (tempfile::TempDir, Workspace) {
     let (dir, ws) = temp_workspace();
-    tunelab_api::models::add(&ws, &default_gguf(), Some(tunelab_api::DEFAULT_MODEL)).expect("default model registers");
+    tunelab_api::models::add(&ws, &default_gguf(), Some(tunelab_api::DEFAULT_MODEL))
+        .expect("default model registers");
     (dir, ws)
 }

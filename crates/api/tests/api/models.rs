@@ -7,16 +7,25 @@ use crate::{default_gguf, temp_workspace};
 #[test]
 fn adding_a_gguf_registers_it_in_place_with_its_facts() {
     let (_dir, ws) = temp_workspace();
-    assert!(models::list(&ws).unwrap().is_empty(), "a new workspace has no models");
+    assert!(
+        models::list(&ws).unwrap().is_empty(),
+        "a new workspace has no models"
+    );
     let entry = models::add(&ws, &default_gguf(), None).unwrap();
-    assert_eq!(entry.name, "smollm2-135m-instruct.q4_1", "the name comes from the file name");
+    assert_eq!(
+        entry.name, "smollm2-135m-instruct.q4_1",
+        "the name comes from the file name"
+    );
     assert_eq!(entry.role, ModelRole::Chat);
     assert_eq!(entry.format, ModelFormat::Gguf);
     assert_eq!(entry.architecture, "llama");
     assert_eq!(entry.quantization.as_deref(), Some("Q4_1"));
     assert_eq!(entry.context_length, Some(8192));
     let params = entry.parameters.unwrap();
-    assert!((134_000_000..136_000_000).contains(&params), "SmolLM2-135M has about 134.5M parameters, got {params}");
+    assert!(
+        (134_000_000..136_000_000).contains(&params),
+        "SmolLM2-135M has about 134.5M parameters, got {params}"
+    );
     assert_eq!(models::list(&ws).unwrap().len(), 1);
 
     let again = models::add(&ws, &default_gguf(), None).unwrap_err();
@@ -24,7 +33,10 @@ fn adding_a_gguf_registers_it_in_place_with_its_facts() {
 
     models::remove(&ws, &entry.name).unwrap();
     assert!(models::list(&ws).unwrap().is_empty());
-    assert!(default_gguf().is_file(), "removing a model added in place keeps the user's file");
+    assert!(
+        default_gguf().is_file(),
+        "removing a model added in place keeps the user's file"
+    );
 }
 
 #[test]
@@ -39,7 +51,10 @@ fn files_that_are_not_models_are_refused_with_the_reason() {
     assert!(err.message.contains("absent.gguf"), "{}", err.message);
     let err = models::add(&ws, &default_gguf(), Some("../escape")).unwrap_err();
     assert_eq!(err.code, "invalid_input");
-    assert!(models::list(&ws).unwrap().is_empty(), "nothing was registered");
+    assert!(
+        models::list(&ws).unwrap().is_empty(),
+        "nothing was registered"
+    );
 }
 
 #[test]
@@ -59,5 +74,13 @@ fn a_broken_manifest_is_listed_with_its_problem() {
     std::fs::write(folder.join("model.json"), "{ \"name\": ").unwrap();
     let list = models::list(&ws).unwrap();
     assert_eq!(list.len(), 1);
-    assert!(list[0].problem.as_deref().unwrap_or("").contains("model.json"), "{:?}", list[0].problem);
+    assert!(
+        list[0]
+            .problem
+            .as_deref()
+            .unwrap_or("")
+            .contains("model.json"),
+        "{:?}",
+        list[0].problem
+    );
 }

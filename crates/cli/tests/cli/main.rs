@@ -24,8 +24,17 @@ fn tunelab(home: Option<&Path>, args: &[&str]) -> Output {
 }
 
 fn json(out: &Output) -> serde_json::Value {
-    assert!(out.status.success(), "tunelab failed: {}", String::from_utf8_lossy(&out.stderr));
-    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("stdout is JSON ({e}): {}", String::from_utf8_lossy(&out.stdout)))
+    assert!(
+        out.status.success(),
+        "tunelab failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "stdout is JSON ({e}): {}",
+            String::from_utf8_lossy(&out.stdout)
+        )
+    })
 }
 
 #[test]
@@ -33,10 +42,25 @@ fn after_setup_the_default_model_answers_to_its_name_with_paris() {
     // The workspace setup filled (TUNELAB_HOME or the platform data folder).
     let list = json(&tunelab(None, &["models", "list", "--json"]));
     assert!(
-        list.as_array().unwrap().iter().any(|m| m["name"] == "smollm2-135m-instruct" && m["role"] == "chat"),
+        list.as_array()
+            .unwrap()
+            .iter()
+            .any(|m| m["name"] == "smollm2-135m-instruct" && m["role"] == "chat"),
         "setup registers the default chat model: {list}"
     );
-    let out = json(&tunelab(None, &["chat", "--model", "smollm2-135m-instruct", "--prompt", "What is the capital of France?", "--temperature", "0", "--json"]));
+    let out = json(&tunelab(
+        None,
+        &[
+            "chat",
+            "--model",
+            "smollm2-135m-instruct",
+            "--prompt",
+            "What is the capital of France?",
+            "--temperature",
+            "0",
+            "--json",
+        ],
+    ));
     assert!(out["text"].as_str().unwrap().contains("Paris"), "{out}");
     assert!(out["generated_tokens"].as_u64().unwrap() > 0);
     assert!(out["prefill_tokens_per_s"].as_f64().unwrap() > 0.0);
@@ -55,7 +79,17 @@ fn doctor_and_models_work_on_a_fresh_workspace() {
     assert!(text.contains("CPU:") && text.contains("RAM:"), "{text}");
 
     let gguf = default_gguf();
-    let added = json(&tunelab(Some(home.path()), &["models", "add", gguf.to_str().unwrap(), "--name", "smol", "--json"]));
+    let added = json(&tunelab(
+        Some(home.path()),
+        &[
+            "models",
+            "add",
+            gguf.to_str().unwrap(),
+            "--name",
+            "smol",
+            "--json",
+        ],
+    ));
     assert_eq!(added["name"], "smol");
     assert_eq!(added["quantization"], "Q4_1");
     let list = json(&tunelab(Some(home.path()), &["models", "list", "--json"]));
@@ -65,23 +99,42 @@ fn doctor_and_models_work_on_a_fresh_workspace() {
 #[test]
 fn errors_are_one_clear_line_and_a_failure_exit_code() {
     let home = tempfile::tempdir().unwrap();
-    let out = tunelab(Some(home.path()), &["chat", "--model", "nope", "--prompt", "hi"]);
+    let out = tunelab(
+        Some(home.path()),
+        &["chat", "--model", "nope", "--prompt", "hi"],
+    );
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.starts_with("error: no model named `nope`"), "{stderr}");
+    assert!(
+        stderr.starts_with("error: no model named `nope`"),
+        "{stderr}"
+    );
     assert!(!stderr.contains("panicked"), "{stderr}");
     let bad = home.path().join("bad.gguf");
     std::fs::write(&bad, b"GGUF\x03\x00\x00\x00 truncated").unwrap();
     let out = tunelab(Some(home.path()), &["models", "add", bad.to_str().unwrap()]);
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success() && stderr.contains("bad.gguf") && stderr.contains("not a valid GGUF"), "{stderr}");
+    assert!(
+        !out.status.success() && stderr.contains("bad.gguf") && stderr.contains("not a valid GGUF"),
+        "{stderr}"
+    );
 }
 
 #[test]
 fn interactive_chat_streams_answers_and_keeps_the_conversation() {
     let home = tempfile::tempdir().unwrap();
     let gguf = default_gguf();
-    json(&tunelab(Some(home.path()), &["models", "add", gguf.to_str().unwrap(), "--name", "smollm2-135m-instruct", "--json"]));
+    json(&tunelab(
+        Some(home.path()),
+        &[
+            "models",
+            "add",
+            gguf.to_str().unwrap(),
+            "--name",
+            "smollm2-135m-instruct",
+            "--json",
+        ],
+    ));
     let mut child = Command::new(env!("CARGO_BIN_EXE_tunelab"))
         .arg("--home")
         .arg(home.path())
@@ -91,11 +144,19 @@ fn interactive_chat_streams_answers_and_keeps_the_conversation() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    child.stdin.take().unwrap().write_all(b"What is the capital of France?\n/reset\n/exit\n").unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"What is the capital of France?\n/reset\n/exit\n")
+        .unwrap();
     let out = child.wait_with_output().unwrap();
     assert!(out.status.success());
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stdout.contains("Paris"), "{stdout}");
-    assert!(stderr.contains("conversation cleared") && stderr.contains("tok/s"), "{stderr}");
+    assert!(
+        stderr.contains("conversation cleared") && stderr.contains("tok/s"),
+        "{stderr}"
+    );
 }

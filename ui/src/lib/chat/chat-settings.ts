@@ -57,10 +57,21 @@ export function buildChatRequest(
   return { model, messages, params: buildGenerationParams(settings) };
 }
 
-/** The preferred model when the cache has it, else the first entry, else none (""). */
+/** Whether the Chat screen can offer a model: a chat model whose files could be read. */
+export function isChatModel(model: ModelEntry): boolean {
+  return model.role === 'chat' && !model.problem;
+}
+
+/** The models the Chat screen offers, in cache order. */
+export function chatModels(models: ModelEntry[]): ModelEntry[] {
+  return models.filter(isChatModel);
+}
+
+/** Among the chat models: the preferred one when offered, else the first, else none (""). */
 export function pickDefaultModel(models: ModelEntry[], preferred?: string | null): string {
-  if (preferred && models.some((model) => model.name === preferred)) return preferred;
-  return models[0]?.name ?? '';
+  const offered = chatModels(models);
+  if (preferred && offered.some((model) => model.name === preferred)) return preferred;
+  return offered[0]?.name ?? '';
 }
 
 /** Short one-line description shown on the collapsed settings panel. */
