@@ -20,7 +20,7 @@ pub struct Args {
     #[arg(long)]
     system: Option<String>,
     /// 0 answers deterministically (greedy); higher values vary more
-    #[arg(long, default_value_t = 0.7)]
+    #[arg(long, default_value_t = 0.3)]
     temperature: f32,
     #[arg(long)]
     top_p: Option<f32>,

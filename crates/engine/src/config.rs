@@ -252,7 +252,7 @@ impl ModelConfig {
                 ));
             }
         }
-        if self.num_attention_heads % self.num_key_value_heads != 0 {
+        if !self.num_attention_heads.is_multiple_of(self.num_key_value_heads) {
             return Err(EngineError::config(
                 path,
                 "num_key_value_heads",
@@ -262,7 +262,7 @@ impl ModelConfig {
                 ),
             ));
         }
-        if self.head_dim % 2 != 0 {
+        if !self.head_dim.is_multiple_of(2) {
             return Err(EngineError::config(
                 path,
                 "head_dim",

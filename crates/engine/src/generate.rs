@@ -31,7 +31,7 @@ pub struct SamplingParams {
 impl Default for SamplingParams {
     fn default() -> Self {
         SamplingParams {
-            temperature: 0.7,
+            temperature: 0.3,
             top_k: Some(50),
             top_p: Some(0.9),
             repetition_penalty: 1.0,

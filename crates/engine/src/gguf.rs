@@ -151,11 +151,7 @@ impl GgufFile {
             .get_u64(&key("attention.key_length"))
             .or_else(|| self.get_u64(&key("rope.dimension_count")))
             .map(|v| v as usize)
-            .unwrap_or(if num_attention_heads > 0 {
-                hidden_size / num_attention_heads
-            } else {
-                0
-            });
+            .unwrap_or(hidden_size.checked_div(num_attention_heads).unwrap_or(0));
         let vocab_size = match self.get_u64(&key("vocab_size")) {
             Some(v) => v as usize,
             None => self
@@ -218,7 +214,7 @@ impl GgufFile {
         let dims = info.shape.dims().to_vec();
         let elems: usize = dims.iter().product();
         let block = info.ggml_dtype.block_size();
-        if elems % block != 0 {
+        if !elems.is_multiple_of(block) {
             return Err(EngineError::format(
                 &self.path,
                 "GGUF",
@@ -259,7 +255,7 @@ impl GgufFile {
     ) -> Result<QTensor> {
         let (dtype, dims, bytes) = self.raw(name)?;
         let tensor = match unpermute_heads {
-            Some(heads) if dims.len() >= 1 => {
+            Some(heads) if !dims.is_empty() => {
                 let rows = dims[0];
                 let row_bytes = bytes.len() / rows.max(1);
                 let fixed = unpermute_rows(bytes, rows, row_bytes, heads).ok_or_else(|| {
@@ -291,7 +287,7 @@ impl GgufFile {
 
 /// Row `h*d + i*d/2 + j` of the result is row `h*d + 2*j + i` of the input (d = rows per head).
 fn unpermute_rows(bytes: &[u8], rows: usize, row_bytes: usize, heads: usize) -> Option<Vec<u8>> {
-    if heads == 0 || rows % heads != 0 || (rows / heads) % 2 != 0 || row_bytes * rows != bytes.len()
+    if heads == 0 || !rows.is_multiple_of(heads) || !(rows / heads).is_multiple_of(2) || row_bytes * rows != bytes.len()
     {
         return None;
     }

@@ -11,12 +11,25 @@ use tunelab_engine::{Device, Precision, Tensor};
 use crate::{reference_model, smollm_gguf};
 
 const VOCAB: usize = 49152;
-const HIDDEN: usize = 16;
 const HEADS: usize = 4;
 const KV_HEADS: usize = 2;
-const HEAD_DIM: usize = 4;
-const INTER: usize = 32;
 const LAYERS: usize = 2;
+
+/// Model widths: small for the exact round trip, 256 wide so K-quant blocks (256 values) fit.
+#[derive(Clone, Copy)]
+struct Dims {
+    hidden: usize,
+    inter: usize,
+}
+
+const TINY: Dims = Dims { hidden: 16, inter: 32 };
+const WIDE: Dims = Dims { hidden: 256, inter: 512 };
+
+impl Dims {
+    fn head_dim(self) -> usize {
+        self.hidden / HEADS
+    }
+}
 
 fn random(shape: &[usize], seed: u64) -> Tensor {
     // A small deterministic generator keeps the test independent of any RNG crate's stream.
@@ -35,15 +48,16 @@ fn random(shape: &[usize], seed: u64) -> Tensor {
     Tensor::from_vec(data, shape, &Device::Cpu).unwrap()
 }
 
-fn hf_weights(bias: bool) -> Vec<(String, Tensor)> {
+fn hf_weights(d: Dims, bias: bool) -> Vec<(String, Tensor)> {
+    let (hidden, inter, head_dim) = (d.hidden, d.inter, d.head_dim());
     let mut w = vec![
         (
             "model.embed_tokens.weight".to_string(),
-            random(&[VOCAB, HIDDEN], 1),
+            random(&[VOCAB, hidden], 1),
         ),
         (
             "model.norm.weight".into(),
-            (random(&[HIDDEN], 2) + 1.0).unwrap(),
+            (random(&[hidden], 2) + 1.0).unwrap(),
         ),
     ];
     for i in 0..LAYERS {
@@ -51,52 +65,52 @@ fn hf_weights(bias: bool) -> Vec<(String, Tensor)> {
         let s = 100 * (i as u64 + 1);
         w.push((
             format!("{p}.input_layernorm.weight"),
-            (random(&[HIDDEN], s) + 1.0).unwrap(),
+            (random(&[hidden], s) + 1.0).unwrap(),
         ));
         w.push((
             format!("{p}.post_attention_layernorm.weight"),
-            (random(&[HIDDEN], s + 1) + 1.0).unwrap(),
+            (random(&[hidden], s + 1) + 1.0).unwrap(),
         ));
         w.push((
             format!("{p}.self_attn.q_proj.weight"),
-            random(&[HEADS * HEAD_DIM, HIDDEN], s + 2),
+            random(&[HEADS * head_dim, hidden], s + 2),
         ));
         w.push((
             format!("{p}.self_attn.k_proj.weight"),
-            random(&[KV_HEADS * HEAD_DIM, HIDDEN], s + 3),
+            random(&[KV_HEADS * head_dim, hidden], s + 3),
         ));
         w.push((
             format!("{p}.self_attn.v_proj.weight"),
-            random(&[KV_HEADS * HEAD_DIM, HIDDEN], s + 4),
+            random(&[KV_HEADS * head_dim, hidden], s + 4),
         ));
         w.push((
             format!("{p}.self_attn.o_proj.weight"),
-            random(&[HIDDEN, HEADS * HEAD_DIM], s + 5),
+            random(&[hidden, HEADS * head_dim], s + 5),
         ));
         w.push((
             format!("{p}.mlp.gate_proj.weight"),
-            random(&[INTER, HIDDEN], s + 6),
+            random(&[inter, hidden], s + 6),
         ));
         w.push((
             format!("{p}.mlp.up_proj.weight"),
-            random(&[INTER, HIDDEN], s + 7),
+            random(&[inter, hidden], s + 7),
         ));
         w.push((
             format!("{p}.mlp.down_proj.weight"),
-            random(&[HIDDEN, INTER], s + 8),
+            random(&[hidden, inter], s + 8),
         ));
         if bias {
             w.push((
                 format!("{p}.self_attn.q_proj.bias"),
-                random(&[HEADS * HEAD_DIM], s + 9),
+                random(&[HEADS * head_dim], s + 9),
             ));
             w.push((
                 format!("{p}.self_attn.k_proj.bias"),
-                random(&[KV_HEADS * HEAD_DIM], s + 10),
+                random(&[KV_HEADS * head_dim], s + 10),
             ));
             w.push((
                 format!("{p}.self_attn.v_proj.bias"),
-                random(&[KV_HEADS * HEAD_DIM], s + 11),
+                random(&[KV_HEADS * head_dim], s + 11),
             ));
         }
     }
@@ -104,14 +118,15 @@ fn hf_weights(bias: bool) -> Vec<(String, Tensor)> {
 }
 
 fn write_hf(dir: &Path, arch: &str, bias: bool) {
+    let d = TINY;
     let config = serde_json::json!({
-        "architectures": [arch], "vocab_size": VOCAB, "hidden_size": HIDDEN, "intermediate_size": INTER,
+        "architectures": [arch], "vocab_size": VOCAB, "hidden_size": d.hidden, "intermediate_size": d.inter,
         "num_hidden_layers": LAYERS, "num_attention_heads": HEADS, "num_key_value_heads": KV_HEADS,
         "rms_norm_eps": 1e-5, "rope_theta": 10000.0, "max_position_embeddings": 128, "tie_word_embeddings": true,
         "eos_token_id": 2
     });
     std::fs::write(dir.join("config.json"), config.to_string()).unwrap();
-    let tensors: HashMap<String, Tensor> = hf_weights(bias).into_iter().collect();
+    let tensors: HashMap<String, Tensor> = hf_weights(d, bias).into_iter().collect();
     candle_core::safetensors::save(&tensors, dir.join("model.safetensors")).unwrap();
     reference_model()
         .tokenizer
@@ -132,7 +147,8 @@ fn permute(w: &Tensor, heads: usize) -> Tensor {
         .unwrap()
 }
 
-fn write_gguf(path: &Path) {
+/// Writes the model as llama.cpp would, matrices stored as `matrix_type` (norms stay f32).
+fn write_gguf(path: &Path, d: Dims, matrix_type: GgmlDType) {
     let source = tunelab_engine::gguf::GgufFile::open(&smollm_gguf()).unwrap();
     let mut metadata: Vec<(String, Value)> = source
         .metadata()
@@ -142,8 +158,8 @@ fn write_gguf(path: &Path) {
         .collect();
     for (k, v) in [
         ("general.architecture", Value::String("llama".into())),
-        ("llama.embedding_length", Value::U32(HIDDEN as u32)),
-        ("llama.feed_forward_length", Value::U32(INTER as u32)),
+        ("llama.embedding_length", Value::U32(d.hidden as u32)),
+        ("llama.feed_forward_length", Value::U32(d.inter as u32)),
         ("llama.block_count", Value::U32(LAYERS as u32)),
         ("llama.attention.head_count", Value::U32(HEADS as u32)),
         ("llama.attention.head_count_kv", Value::U32(KV_HEADS as u32)),
@@ -167,7 +183,7 @@ fn write_gguf(path: &Path) {
             .replace(".mlp.up_proj", ".ffn_up")
             .replace(".mlp.down_proj", ".ffn_down")
     };
-    let tensors: Vec<(String, QTensor)> = hf_weights(false)
+    let tensors: Vec<(String, QTensor)> = hf_weights(d, false)
         .into_iter()
         .map(|(name, t)| {
             let t = if name.ends_with("q_proj.weight") {
@@ -177,10 +193,8 @@ fn write_gguf(path: &Path) {
             } else {
                 t
             };
-            (
-                rename(&name),
-                QTensor::quantize(&t, GgmlDType::F32).unwrap(),
-            )
+            let dtype = if t.rank() == 2 { matrix_type } else { GgmlDType::F32 };
+            (rename(&name), QTensor::quantize(&t, dtype).unwrap())
         })
         .collect();
     let meta_refs: Vec<(&str, &Value)> = metadata.iter().map(|(k, v)| (k.as_str(), v)).collect();
@@ -194,7 +208,7 @@ fn hf_folder_and_llama_cpp_gguf_of_the_same_weights_give_the_same_logits() {
     let dir = tempfile::tempdir().unwrap();
     write_hf(dir.path(), "LlamaForCausalLM", false);
     let gguf_path = dir.path().join("tiny.gguf");
-    write_gguf(&gguf_path);
+    write_gguf(&gguf_path, TINY, GgmlDType::F32);
     let hf = tunelab_engine::load(dir.path(), Precision::F32, &Device::Cpu).unwrap();
     let gguf = tunelab_engine::load(&gguf_path, Precision::Native, &Device::Cpu).unwrap();
     assert_eq!(
@@ -254,4 +268,36 @@ fn qwen2_style_biases_are_loaded_and_used() {
         diff > 1e-3,
         "the biases change the output (difference {diff})"
     );
+}
+
+fn max_abs(t: &Tensor) -> f32 {
+    t.abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap()
+}
+
+#[test]
+fn every_supported_block_type_loads_and_computes_like_its_dequantized_weights() {
+    // Native precision keeps the blocks (Tunelab's kernels for Q4_0/Q4_1/Q8_0, candle's for the
+    // K-quants); F32 precision dequantizes the same file. The two must agree: exactly up to
+    // 16-bit activation rounding for our kernels, within 8-bit activation rounding for candle's.
+    let dir = tempfile::tempdir().unwrap();
+    let ids = [15u32, 2000, 7, 31000, 42, 999];
+    for (dtype, tolerance) in [
+        (GgmlDType::F16, 1e-3),
+        (GgmlDType::Q8_0, 2e-3),
+        (GgmlDType::Q4_0, 2e-3),
+        (GgmlDType::Q4_1, 2e-3),
+        (GgmlDType::Q4K, 5e-2),
+        (GgmlDType::Q5K, 5e-2),
+        (GgmlDType::Q6K, 5e-2),
+    ] {
+        let path = dir.path().join(format!("wide-{dtype:?}.gguf"));
+        write_gguf(&path, WIDE, dtype);
+        let native = tunelab_engine::load(&path, Precision::Native, &Device::Cpu).unwrap_or_else(|e| panic!("{dtype:?}: {e}"));
+        let reference = tunelab_engine::load(&path, Precision::F32, &Device::Cpu).unwrap();
+        let a = native.transformer.logits(&ids).unwrap();
+        let b = reference.transformer.logits(&ids).unwrap();
+        let err = max_abs(&(&a - &b).unwrap()) / max_abs(&b).max(1e-6);
+        eprintln!("{dtype:?}: relative logit difference {err:.2e}");
+        assert!(err < tolerance, "{dtype:?}: native and dequantized logits differ by {err:.2e} relative");
+    }
 }
