@@ -28,7 +28,7 @@ function model(name: string, overrides: Partial<ModelEntry> = {}): ModelEntry {
 describe('chat settings', () => {
   it('maps defaults onto GenerationParams', () => {
     expect(buildGenerationParams(defaultChatSettings())).toEqual({
-      temperature: 0.7,
+      temperature: 0.3,
       top_k: null,
       top_p: 0.9,
       repetition_penalty: 1,
@@ -54,7 +54,7 @@ describe('chat settings', () => {
 
   it('describes the settings in one line', () => {
     expect(describeSettings({ ...defaultChatSettings(), seed: 42 })).toBe(
-      'temp 0.70 · top-p 0.90 · 512 max tokens · seed 42',
+      'temp 0.30 · top-p 0.90 · 512 max tokens · seed 42',
     );
   });
 

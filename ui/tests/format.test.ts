@@ -5,6 +5,7 @@ import {
   formatBytesUsage,
   formatChatStats,
   formatCount,
+  formatDriverLine,
   formatParameters,
   formatPercent,
   formatPower,
@@ -87,6 +88,14 @@ describe('other readings', () => {
     expect(formatParameters(134_515_008)).toBe('135M');
     expect(formatParameters(1_710_000_000)).toBe('1.7B');
     expect(formatParameters(null)).toBe('—');
+  });
+
+  it('describes the GPU driver and CUDA versions when known', () => {
+    expect(formatDriverLine({ driver_version: '550.54.14', cuda_version: '12.4' })).toBe(
+      'Driver 550.54.14 · CUDA 12.4',
+    );
+    expect(formatDriverLine({ driver_version: '550.54.14', cuda_version: null })).toBe('Driver 550.54.14');
+    expect(formatDriverLine({ driver_version: null, cuda_version: null })).toBe('');
   });
 
   it('computes bounded fractions', () => {

@@ -44,4 +44,17 @@ describe('ModelList', () => {
     expect(screen.getByText(/setup script/)).toBeTruthy();
     expect(screen.getByText('/home/me/.tunelab/models')).toBeTruthy();
   });
+
+  it('keeps only name, role and size when compact, with problems still shown', () => {
+    render(ModelList, { models: [smolModel(), brokenModel()], compact: true });
+
+    expect(screen.getAllByRole('columnheader').map((cell) => cell.textContent)).toEqual(['Name', 'Size']);
+    expect(screen.getByText('smollm2-135m-instruct')).toBeTruthy();
+    expect(screen.getAllByText('chat')).toHaveLength(2);
+    expect(screen.getByText('138.1 MiB')).toBeTruthy();
+    expect(screen.queryByText('llama')).toBeNull();
+    expect(screen.queryByText('GGUF')).toBeNull();
+    expect(screen.queryByText('Small instruction-tuned chat model, fast on any CPU.')).toBeNull();
+    expect(screen.getByText(BROKEN_MODEL_PROBLEM)).toBeTruthy();
+  });
 });

@@ -1,6 +1,7 @@
 // Number formatting shared by every screen. All helpers accept null for "unknown" and
 // render it as an em dash, so cards never show "NaN" or "null".
 import type { ChatSummary } from '../bindings/ChatSummary';
+import type { HardwareReport } from '../bindings/HardwareReport';
 import type { StopReason } from '../bindings/StopReason';
 
 export const UNKNOWN = '—';
@@ -98,6 +99,16 @@ export function formatParameters(count: number | null | undefined): string {
 export function fractionOf(part: number | null | undefined, whole: number | null | undefined): number | null {
   if (!isKnown(part) || !isKnown(whole) || whole <= 0) return null;
   return Math.min(1, Math.max(0, part / whole));
+}
+
+/** "Driver 550.54.14 · CUDA 12.4", or "" when neither is known (no NVIDIA GPU). */
+export function formatDriverLine(report: Pick<HardwareReport, 'driver_version' | 'cuda_version'>): string {
+  return [
+    report.driver_version ? `Driver ${report.driver_version}` : null,
+    report.cuda_version ? `CUDA ${report.cuda_version}` : null,
+  ]
+    .filter(Boolean)
+    .join(' · ');
 }
 
 const STOP_REASON_LABELS: Record<StopReason, string> = {

@@ -19,7 +19,7 @@ export const TOP_P_RANGE = { min: 0, max: 1, step: 0.01 } as const;
 export const MAX_TOKENS_RANGE = { min: 1, max: 32768 } as const;
 
 export function defaultChatSettings(): ChatSettings {
-  return { systemPrompt: '', temperature: 0.7, topP: 0.9, maxTokens: 512, seed: null };
+  return { systemPrompt: '', temperature: 0.3, topP: 0.9, maxTokens: 512, seed: null };
 }
 
 function clamp(value: number, min: number, max: number, fallback: number): number {

@@ -1,3 +1,4 @@
+import type { ApiError } from '../../bindings/ApiError';
 import type { ChatEvent } from '../../bindings/ChatEvent';
 import type { ChatRequest } from '../../bindings/ChatRequest';
 import type { ChatSummary } from '../../bindings/ChatSummary';
@@ -11,4 +12,30 @@ export interface ChatTransport {
   chat(request: ChatRequest, onEvent: (event: ChatEvent) => void): Promise<ChatSummary>;
   /** Asks the backend to stop the generation in progress. */
   cancelChat(): Promise<void>;
+}
+
+/** Rejection when a second answer is asked for while one is still being generated. */
+export const CHAT_BUSY_ERROR: ApiError = {
+  code: 'busy',
+  message: 'Another chat is still answering. Wait for it to finish or stop it, then send again.',
+};
+
+/**
+ * Lets the sessions that share the returned transport generate one answer at a time. The
+ * backend has a single stop switch for all generations, so two at once would stop together.
+ */
+export function oneAtATime(transport: ChatTransport): ChatTransport {
+  let running = false;
+  return {
+    async chat(request, onEvent) {
+      if (running) throw { ...CHAT_BUSY_ERROR };
+      running = true;
+      try {
+        return await transport.chat(request, onEvent);
+      } finally {
+        running = false;
+      }
+    },
+    cancelChat: () => transport.cancelChat(),
+  };
 }
