@@ -31,7 +31,7 @@ describe('chat settings', () => {
       temperature: 0.3,
       top_k: null,
       top_p: 0.9,
-      repetition_penalty: 1,
+      repetition_penalty: 1.1,
       seed: null,
       max_tokens: 512,
       stop: [],

@@ -101,6 +101,8 @@ pub enum StopReason {
     StopString,
     MaxTokens,
     ContextFull,
+    /// The answer started repeating itself and was stopped.
+    Repetition,
     Cancelled,
 }
 
@@ -216,6 +218,7 @@ pub fn chat(
             tunelab_engine::StopReason::StopString => StopReason::StopString,
             tunelab_engine::StopReason::MaxTokens => StopReason::MaxTokens,
             tunelab_engine::StopReason::ContextFull => StopReason::ContextFull,
+            tunelab_engine::StopReason::Repetition => StopReason::Repetition,
             tunelab_engine::StopReason::Cancelled => StopReason::Cancelled,
         },
     })

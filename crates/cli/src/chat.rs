@@ -27,7 +27,7 @@ pub struct Args {
     #[arg(long)]
     top_k: Option<u32>,
     /// Above 1.0 discourages repeating tokens already in the conversation
-    #[arg(long, default_value_t = 1.0)]
+    #[arg(long, default_value_t = 1.1)]
     repetition_penalty: f32,
     #[arg(long)]
     seed: Option<u64>,

@@ -21,7 +21,9 @@ pub struct SamplingParams {
     pub temperature: f32,
     pub top_k: Option<usize>,
     pub top_p: Option<f32>,
-    /// 1.0 disables it; above 1.0 discourages tokens already in the context.
+    /// 1.0 disables it; above 1.0 discourages repeating tokens of the answer so far. The prompt is
+    /// left out on purpose: penalising the question's own words pushes small models away from
+    /// the right answer ("What is the capital of France?" must be free to say "France").
     pub repetition_penalty: f32,
     pub seed: Option<u64>,
     pub max_tokens: usize,
@@ -34,7 +36,7 @@ impl Default for SamplingParams {
             temperature: 0.3,
             top_k: Some(50),
             top_p: Some(0.9),
-            repetition_penalty: 1.0,
+            repetition_penalty: 1.1,
             seed: None,
             max_tokens: 512,
             stop: Vec::new(),
@@ -80,6 +82,8 @@ pub enum StopReason {
     MaxTokens,
     /// The model's context window is full.
     ContextFull,
+    /// The answer fell into a loop, repeating the same tokens over and over.
+    Repetition,
     Cancelled,
 }
 
@@ -241,6 +245,19 @@ fn held_back(text: &str, stops: &[String]) -> usize {
     hold
 }
 
+/// True when the tail of `tokens` is one short block repeated many times ("fashion, fashion,
+/// fashion, ..."), the failure mode of small models that users most dislike. A block of `p`
+/// tokens counts as a loop once it fills the last max(4p, 32) tokens.
+pub fn is_looping(tokens: &[u32]) -> bool {
+    (1..=32).any(|p| {
+        let span = (4 * p).max(32);
+        tokens.len() >= span && {
+            let tail = &tokens[tokens.len() - span..];
+            tail.iter().enumerate().skip(p).all(|(i, t)| *t == tail[i - p])
+        }
+    })
+}
+
 /// Generates a continuation of `prompt_ids`. `on_text` receives each new piece of text and may
 /// return `ControlFlow::Break` to cancel.
 pub fn generate(
@@ -265,7 +282,7 @@ pub fn generate(
     let device = model.device().clone();
     let mut cache = Cache::new(&model.config);
     let mut sampler = Sampler::new(params);
-    let mut context: HashSet<u32> = prompt_ids.iter().copied().collect();
+    let mut context: HashSet<u32> = HashSet::new();
     let mut stream = TextStream {
         tokenizer,
         ids: Vec::new(),
@@ -314,6 +331,9 @@ pub fn generate(
         }
         if generated.len() >= params.max_tokens {
             break StopReason::MaxTokens;
+        }
+        if is_looping(&generated) {
+            break StopReason::Repetition;
         }
         if prompt_ids.len() + generated.len() >= context_limit {
             break StopReason::ContextFull;
@@ -401,6 +421,18 @@ mod tests {
         assert_eq!(held_back("Paris</ans", &stops), 5);
         assert_eq!(held_back("Paris", &stops), 0);
         assert_eq!(held_back("a <", &stops), 1);
+    }
+
+    #[test]
+    fn loops_are_told_apart_from_ordinary_text() {
+        let fashion: Vec<u32> = [7, 8].iter().copied().cycle().take(40).collect();
+        assert!(is_looping(&fashion), "a two-token block repeated 20 times is a loop");
+        let phrase: Vec<u32> = (0..12).cycle().take(50).collect();
+        assert!(is_looping(&phrase), "a 12-token sentence repeated four times is a loop");
+        let counting: Vec<u32> = (0..200).collect();
+        assert!(!is_looping(&counting), "text that moves on is not a loop");
+        let short: Vec<u32> = [7, 8].iter().copied().cycle().take(20).collect();
+        assert!(!is_looping(&short), "a few repeats are allowed (lists, emphasis)");
     }
 
     #[test]

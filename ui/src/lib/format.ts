@@ -116,6 +116,7 @@ const STOP_REASON_LABELS: Record<StopReason, string> = {
   stop_string: 'stop string',
   max_tokens: 'max tokens',
   context_full: 'context full',
+  repetition: 'repeating itself',
   cancelled: 'cancelled',
 };
 

@@ -203,6 +203,28 @@ fn cached_decoding_gives_the_same_logits_as_a_full_forward() {
 }
 
 #[test]
+fn the_cache_stays_exact_when_it_grows_past_its_first_allocation() {
+    // The cache allocates 512 positions at a time; decoding across that boundary must not
+    // change a single logit beyond rounding.
+    let model = reference_model();
+    let unit = model.tokenizer.encode("Tunelab measures every method on the user's own hardware. ", false).unwrap();
+    let ids: Vec<u32> = unit.iter().copied().cycle().take(530).collect();
+    let full = logits_rows(&model.transformer.logits(&ids).unwrap());
+    let mut cache = tunelab_engine::Cache::new(&model.transformer.config);
+    let dev = model.transformer.device().clone();
+    let split = 505;
+    let prefix = Tensor::new(&ids[..split], &dev).unwrap().unsqueeze(0).unwrap();
+    model.transformer.forward(&prefix, Some(&mut cache)).unwrap();
+    for (i, id) in ids[split..].iter().enumerate() {
+        let step = Tensor::new(&[*id], &dev).unwrap().unsqueeze(0).unwrap();
+        let row = model.transformer.forward_last(&step, Some(&mut cache)).unwrap().squeeze(0).unwrap().to_vec1::<f32>().unwrap();
+        let want = &full[split + i];
+        let max_err = row.iter().zip(want).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
+        assert!(max_err < 2e-3, "position {}: cached logits differ from the full pass by {max_err}", split + i);
+    }
+}
+
+#[test]
 fn quantized_weights_agree_with_the_reference_on_the_top_token() {
     // Chat keeps the GGUF's 4-bit blocks and quantizes activations to 8 bits inside the matmul,
     // as llama.cpp does; that moves logits slightly, so the check is on the ranking.

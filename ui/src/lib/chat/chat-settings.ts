@@ -34,7 +34,7 @@ export function buildGenerationParams(settings: ChatSettings): GenerationParams 
     temperature: clamp(settings.temperature, TEMPERATURE_RANGE.min, TEMPERATURE_RANGE.max, defaults.temperature),
     top_k: null,
     top_p: clamp(settings.topP, TOP_P_RANGE.min, TOP_P_RANGE.max, defaults.topP),
-    repetition_penalty: 1,
+    repetition_penalty: 1.1,
     seed:
       typeof seed === 'number' && Number.isSafeInteger(seed) && seed >= 0 ? seed : null,
     max_tokens: Math.round(
