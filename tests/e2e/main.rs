@@ -15,18 +15,25 @@ struct Driver(Child);
 
 impl Drop for Driver {
     fn drop(&mut self) {
-        let _ = Command::new("kill").args(["-TERM", "--", &format!("-{}", self.0.id())]).status();
+        let _ = Command::new("kill")
+            .args(["-TERM", "--", &format!("-{}", self.0.id())])
+            .status();
         let _ = self.0.wait();
     }
 }
 
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 fn default_gguf() -> std::path::PathBuf {
     let ws = tunelab_api::Workspace::open(None).expect("the default workspace opens");
-    let (_, path) = tunelab_api::models::resolve(&ws, tunelab_api::DEFAULT_MODEL).expect("setup installed the default model");
+    let (_, path) = tunelab_api::models::resolve(&ws, tunelab_api::DEFAULT_MODEL)
+        .expect("setup installed the default model");
     path
 }
 
@@ -38,7 +45,12 @@ fn start(home: &std::path::Path) -> (Driver, Session) {
     use std::os::unix::process::CommandExt;
     let child = Command::new("tauri-driver")
         .process_group(0)
-        .args(["--port", &port.to_string(), "--native-port", &native.to_string()])
+        .args([
+            "--port",
+            &port.to_string(),
+            "--native-port",
+            &native.to_string(),
+        ])
         .env("TUNELAB_HOME", home)
         .env("WEBKIT_DISABLE_DMABUF_RENDERER", "1")
         .stdout(Stdio::null())
@@ -46,17 +58,31 @@ fn start(home: &std::path::Path) -> (Driver, Session) {
         .spawn()
         .expect("tauri-driver is installed (scripts/setup.sh installs it)");
     let driver = Driver(child);
-    let session = Session::start(&format!("http://127.0.0.1:{port}"), env!("CARGO_BIN_EXE_tunelab-app"));
+    let session = Session::start(
+        &format!("http://127.0.0.1:{port}"),
+        env!("CARGO_BIN_EXE_tunelab-app"),
+    );
     (driver, session)
 }
 
 /// Captures the X display (WebKitWebDriver's own screenshot call hangs under Xvfb).
 fn screenshot(path: &std::path::Path) {
-    let window = Command::new("xdotool").args(["search", "--name", "^Tunelab$"]).output().ok();
-    let id = window.and_then(|o| String::from_utf8(o.stdout).ok()).and_then(|s| s.lines().next().map(String::from));
+    let window = Command::new("xdotool")
+        .args(["search", "--name", "^Tunelab$"])
+        .output()
+        .ok();
+    let id = window
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .and_then(|s| s.lines().next().map(String::from));
     let target = id.unwrap_or_else(|| "root".into());
-    let status = Command::new("import").args(["-window", &target, path.to_str().unwrap()]).status();
-    assert!(status.is_ok_and(|s| s.success()), "ImageMagick's import captured {}", path.display());
+    let status = Command::new("import")
+        .args(["-window", &target, path.to_str().unwrap()])
+        .status();
+    assert!(
+        status.is_ok_and(|s| s.success()),
+        "ImageMagick's import captured {}",
+        path.display()
+    );
 }
 
 #[test]
@@ -66,15 +92,27 @@ fn the_first_screen_shows_hardware_and_streams_a_chat_answer() {
     let long = Duration::from_secs(60);
 
     let cpu = app.wait_text(".hardware-card", long, |t| t.contains("GPU"));
-    assert!(cpu.contains("NVIDIA") || cpu.contains("GiB"), "the GPU card reports what was found: {cpu}");
+    assert!(
+        cpu.contains("NVIDIA") || cpu.contains("GiB"),
+        "the GPU card reports what was found: {cpu}"
+    );
     app.wait_text("main", long, |t| t.contains("Cores") && t.contains("Used"));
     let page = app.text_content("main").unwrap_or_default();
-    assert!(page.contains("AMD") || page.contains("Intel") || page.contains("CPU"), "the CPU is named: {page}");
+    assert!(
+        page.contains("AMD") || page.contains("Intel") || page.contains("CPU"),
+        "the CPU is named: {page}"
+    );
     assert!(page.contains("GiB RAM"), "the RAM size is shown: {page}");
-    assert!(page.contains("Answering with smollm2-135m-instruct"), "the quick chat uses the default model: {page}");
+    assert!(
+        page.contains("Answering with smollm2-135m-instruct"),
+        "the quick chat uses the default model: {page}"
+    );
 
     let input = app.find(".quick-chat textarea[aria-label='Message']", long);
-    app.type_text(&input, "Give me three tips for learning a new language.\u{E007}");
+    app.type_text(
+        &input,
+        "Give me three tips for learning a new language.\u{E007}",
+    );
     // Streaming: text shows up in the answer bubble while it is still being generated.
     let mut saw_partial = false;
     let deadline = std::time::Instant::now() + Duration::from_secs(120);
@@ -82,15 +120,31 @@ fn the_first_screen_shows_hardware_and_streams_a_chat_answer() {
         if let Some(stats) = app.text_content(".quick-chat .turn.assistant .meta") {
             break stats;
         }
-        let partial = app.text_content(".quick-chat .turn.assistant .text").unwrap_or_default();
+        let partial = app
+            .text_content(".quick-chat .turn.assistant .text")
+            .unwrap_or_default();
         saw_partial |= !partial.trim().is_empty();
-        assert!(std::time::Instant::now() < deadline, "no answer finished within two minutes; so far: {partial:?}");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no answer finished within two minutes; so far: {partial:?}"
+        );
         std::thread::sleep(Duration::from_millis(30));
     };
-    assert!(saw_partial, "part of the answer was visible before it finished");
-    assert!(stats.contains("tok/s") && stats.contains("stopped:"), "the answer ends with its statistics: {stats}");
-    let answer = app.wait_text(".quick-chat .turn.assistant .text", long, |t| !t.trim().is_empty());
-    assert!(answer.split_whitespace().count() > 5, "a real answer: {answer}");
+    assert!(
+        saw_partial,
+        "part of the answer was visible before it finished"
+    );
+    assert!(
+        stats.contains("tok/s") && stats.contains("stopped:"),
+        "the answer ends with its statistics: {stats}"
+    );
+    let answer = app.wait_text(".quick-chat .turn.assistant .text", long, |t| {
+        !t.trim().is_empty()
+    });
+    assert!(
+        answer.split_whitespace().count() > 5,
+        "a real answer: {answer}"
+    );
 
     let shots = std::env::var("TUNELAB_E2E_SCREENSHOTS").ok();
     if let Some(dir) = &shots {
@@ -102,7 +156,10 @@ fn the_first_screen_shows_hardware_and_streams_a_chat_answer() {
     let link = app.find(".quick-chat button.open-chat", long);
     app.click(&link);
     let picker = app.wait_text("select", long, |t| t.contains("smollm2-135m-instruct"));
-    assert!(!picker.contains("all-minilm-l6-v2"), "embedding models are not offered for chat: {picker}");
+    assert!(
+        !picker.contains("all-minilm-l6-v2"),
+        "embedding models are not offered for chat: {picker}"
+    );
     if let Some(dir) = &shots {
         screenshot(&std::path::Path::new(dir).join("chat.png"));
     }

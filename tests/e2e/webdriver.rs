@@ -17,13 +17,25 @@ fn post(url: &str, body: Value) -> Value {
         .build()
         .send_json(body)
         .unwrap_or_else(|e| panic!("POST {url}: {e}"));
-    let text = resp.body_mut().read_to_string().expect("WebDriver answers with text");
+    let text = resp
+        .body_mut()
+        .read_to_string()
+        .expect("WebDriver answers with text");
     serde_json::from_str(&text).unwrap_or_else(|_| panic!("POST {url}: not JSON: {text}"))
 }
 
 fn get(url: &str) -> Value {
-    let mut resp = ureq::get(url).config().http_status_as_error(false).timeout_global(Some(Duration::from_secs(30))).build().call().unwrap_or_else(|e| panic!("GET {url}: {e}"));
-    let text = resp.body_mut().read_to_string().expect("WebDriver answers with text");
+    let mut resp = ureq::get(url)
+        .config()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(30)))
+        .build()
+        .call()
+        .unwrap_or_else(|e| panic!("GET {url}: {e}"));
+    let text = resp
+        .body_mut()
+        .read_to_string()
+        .expect("WebDriver answers with text");
     serde_json::from_str(&text).unwrap_or_else(|_| panic!("GET {url}: not JSON: {text}"))
 }
 
@@ -33,16 +45,26 @@ impl Session {
         let caps = json!({ "capabilities": { "alwaysMatch": { "browserName": "wry", "tauri:options": { "application": application } } } });
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
-            let answer = ureq::post(&format!("{base}/session")).config().http_status_as_error(false).build().send_json(&caps);
+            let answer = ureq::post(&format!("{base}/session"))
+                .config()
+                .http_status_as_error(false)
+                .build()
+                .send_json(&caps);
             if let Ok(mut resp) = answer {
                 let text = resp.body_mut().read_to_string().unwrap_or_default();
                 let v: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
                 if let Some(id) = v["value"]["sessionId"].as_str() {
-                    return Session { base: base.to_string(), id: id.to_string() };
+                    return Session {
+                        base: base.to_string(),
+                        id: id.to_string(),
+                    };
                 }
                 assert!(Instant::now() < deadline, "no WebDriver session: {text}");
             }
-            assert!(Instant::now() < deadline, "tauri-driver did not answer at {base}");
+            assert!(
+                Instant::now() < deadline,
+                "tauri-driver did not answer at {base}"
+            );
             std::thread::sleep(Duration::from_millis(300));
         }
     }
@@ -55,25 +77,40 @@ impl Session {
     pub fn find(&self, css: &str, timeout: Duration) -> String {
         let deadline = Instant::now() + timeout;
         loop {
-            let v = post(&self.url("/element"), json!({ "using": "css selector", "value": css }));
+            let v = post(
+                &self.url("/element"),
+                json!({ "using": "css selector", "value": css }),
+            );
             // W3C names the element reference with this fixed key; errors come as {error, message}.
             if let Some(id) = v["value"]["element-6066-11e4-a52e-4f735466cecf"].as_str() {
                 return id.to_string();
             }
-            assert!(Instant::now() < deadline, "no element matches `{css}` after {timeout:?}");
+            assert!(
+                Instant::now() < deadline,
+                "no element matches `{css}` after {timeout:?}"
+            );
             std::thread::sleep(Duration::from_millis(200));
         }
     }
 
     pub fn text(&self, element: &str) -> String {
-        get(&self.url(&format!("/element/{element}/text")))["value"].as_str().unwrap_or_default().to_string()
+        get(&self.url(&format!("/element/{element}/text")))["value"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
     }
 
     /// The DOM text of the first element matching `css` (including text WebKit's rendered-text
     /// view leaves out, such as ellipsised titles), or None when nothing matches.
     pub fn text_content(&self, css: &str) -> Option<String> {
-        let script = "const e = document.querySelector(arguments[0]); return e ? e.textContent : null;";
-        post(&self.url("/execute/sync"), json!({ "script": script, "args": [css] }))["value"].as_str().map(String::from)
+        let script =
+            "const e = document.querySelector(arguments[0]); return e ? e.textContent : null;";
+        post(
+            &self.url("/execute/sync"),
+            json!({ "script": script, "args": [css] }),
+        )["value"]
+            .as_str()
+            .map(String::from)
     }
 
     pub fn click(&self, element: &str) {
@@ -81,7 +118,10 @@ impl Session {
     }
 
     pub fn type_text(&self, element: &str, text: &str) {
-        post(&self.url(&format!("/element/{element}/value")), json!({ "text": text }));
+        post(
+            &self.url(&format!("/element/{element}/value")),
+            json!({ "text": text }),
+        );
     }
 
     /// Waits until the element's text satisfies `check`, returning the text.
@@ -93,7 +133,10 @@ impl Session {
             if check(&text) {
                 return text;
             }
-            assert!(Instant::now() < deadline, "`{css}` never reached the expected text; last: {text:?}");
+            assert!(
+                Instant::now() < deadline,
+                "`{css}` never reached the expected text; last: {text:?}"
+            );
             std::thread::sleep(Duration::from_millis(250));
         }
     }

@@ -252,7 +252,10 @@ impl ModelConfig {
                 ));
             }
         }
-        if !self.num_attention_heads.is_multiple_of(self.num_key_value_heads) {
+        if !self
+            .num_attention_heads
+            .is_multiple_of(self.num_key_value_heads)
+        {
             return Err(EngineError::config(
                 path,
                 "num_key_value_heads",

@@ -253,7 +253,10 @@ pub fn is_looping(tokens: &[u32]) -> bool {
         let span = (4 * p).max(32);
         tokens.len() >= span && {
             let tail = &tokens[tokens.len() - span..];
-            tail.iter().enumerate().skip(p).all(|(i, t)| *t == tail[i - p])
+            tail.iter()
+                .enumerate()
+                .skip(p)
+                .all(|(i, t)| *t == tail[i - p])
         }
     })
 }
@@ -426,13 +429,22 @@ mod tests {
     #[test]
     fn loops_are_told_apart_from_ordinary_text() {
         let fashion: Vec<u32> = [7, 8].iter().copied().cycle().take(40).collect();
-        assert!(is_looping(&fashion), "a two-token block repeated 20 times is a loop");
+        assert!(
+            is_looping(&fashion),
+            "a two-token block repeated 20 times is a loop"
+        );
         let phrase: Vec<u32> = (0..12).cycle().take(50).collect();
-        assert!(is_looping(&phrase), "a 12-token sentence repeated four times is a loop");
+        assert!(
+            is_looping(&phrase),
+            "a 12-token sentence repeated four times is a loop"
+        );
         let counting: Vec<u32> = (0..200).collect();
         assert!(!is_looping(&counting), "text that moves on is not a loop");
         let short: Vec<u32> = [7, 8].iter().copied().cycle().take(20).collect();
-        assert!(!is_looping(&short), "a few repeats are allowed (lists, emphasis)");
+        assert!(
+            !is_looping(&short),
+            "a few repeats are allowed (lists, emphasis)"
+        );
     }
 
     #[test]

@@ -287,7 +287,10 @@ impl GgufFile {
 
 /// Row `h*d + i*d/2 + j` of the result is row `h*d + 2*j + i` of the input (d = rows per head).
 fn unpermute_rows(bytes: &[u8], rows: usize, row_bytes: usize, heads: usize) -> Option<Vec<u8>> {
-    if heads == 0 || !rows.is_multiple_of(heads) || !(rows / heads).is_multiple_of(2) || row_bytes * rows != bytes.len()
+    if heads == 0
+        || !rows.is_multiple_of(heads)
+        || !(rows / heads).is_multiple_of(2)
+        || row_bytes * rows != bytes.len()
     {
         return None;
     }

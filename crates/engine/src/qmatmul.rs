@@ -325,7 +325,13 @@ mod tests {
         let x = Tensor::randn(0f32, 1.0, (rows, k), &Device::Cpu).unwrap();
         let want = x.matmul(&dense.t().unwrap()).unwrap();
         let got = forward(&q, &x).unwrap().expect("format handled");
-        let scale = want.abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
+        let scale = want
+            .abs()
+            .unwrap()
+            .max_all()
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap();
         let err = (want - got)
             .unwrap()
             .abs()

@@ -22,8 +22,14 @@ struct Dims {
     inter: usize,
 }
 
-const TINY: Dims = Dims { hidden: 16, inter: 32 };
-const WIDE: Dims = Dims { hidden: 256, inter: 512 };
+const TINY: Dims = Dims {
+    hidden: 16,
+    inter: 32,
+};
+const WIDE: Dims = Dims {
+    hidden: 256,
+    inter: 512,
+};
 
 impl Dims {
     fn head_dim(self) -> usize {
@@ -134,6 +140,18 @@ fn write_hf(dir: &Path, arch: &str, bias: bool) {
         .unwrap();
 }
 
+/// Turns the folder's model into one with its own output projection (`lm_head.weight`).
+fn untie(dir: &Path) {
+    let path = dir.join("config.json");
+    let mut config: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    config["tie_word_embeddings"] = serde_json::json!(false);
+    std::fs::write(&path, config.to_string()).unwrap();
+    let mut tensors: HashMap<String, Tensor> = hf_weights(TINY, false).into_iter().collect();
+    tensors.insert("lm_head.weight".into(), random(&[VOCAB, TINY.hidden], 77));
+    candle_core::safetensors::save(&tensors, dir.join("model.safetensors")).unwrap();
+}
+
 /// llama.cpp's converter: rows of each head reordered from "two halves" to "interleaved pairs".
 fn permute(w: &Tensor, heads: usize) -> Tensor {
     let (rows, cols) = w.dims2().unwrap();
@@ -193,7 +211,11 @@ fn write_gguf(path: &Path, d: Dims, matrix_type: GgmlDType) {
             } else {
                 t
             };
-            let dtype = if t.rank() == 2 { matrix_type } else { GgmlDType::F32 };
+            let dtype = if t.rank() == 2 {
+                matrix_type
+            } else {
+                GgmlDType::F32
+            };
             (rename(&name), QTensor::quantize(&t, dtype).unwrap())
         })
         .collect();
@@ -271,7 +293,12 @@ fn qwen2_style_biases_are_loaded_and_used() {
 }
 
 fn max_abs(t: &Tensor) -> f32 {
-    t.abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap()
+    t.abs()
+        .unwrap()
+        .max_all()
+        .unwrap()
+        .to_scalar::<f32>()
+        .unwrap()
 }
 
 #[test]
@@ -292,12 +319,48 @@ fn every_supported_block_type_loads_and_computes_like_its_dequantized_weights() 
     ] {
         let path = dir.path().join(format!("wide-{dtype:?}.gguf"));
         write_gguf(&path, WIDE, dtype);
-        let native = tunelab_engine::load(&path, Precision::Native, &Device::Cpu).unwrap_or_else(|e| panic!("{dtype:?}: {e}"));
+        let native = tunelab_engine::load(&path, Precision::Native, &Device::Cpu)
+            .unwrap_or_else(|e| panic!("{dtype:?}: {e}"));
         let reference = tunelab_engine::load(&path, Precision::F32, &Device::Cpu).unwrap();
         let a = native.transformer.logits(&ids).unwrap();
         let b = reference.transformer.logits(&ids).unwrap();
         let err = max_abs(&(&a - &b).unwrap()) / max_abs(&b).max(1e-6);
         eprintln!("{dtype:?}: relative logit difference {err:.2e}");
-        assert!(err < tolerance, "{dtype:?}: native and dequantized logits differ by {err:.2e} relative");
+        assert!(
+            err < tolerance,
+            "{dtype:?}: native and dequantized logits differ by {err:.2e} relative"
+        );
     }
+}
+
+#[test]
+fn untied_models_use_their_own_output_projection() {
+    let dir = tempfile::tempdir().unwrap();
+    write_hf(dir.path(), "LlamaForCausalLM", false);
+    let tied = tunelab_engine::load(dir.path(), Precision::F32, &Device::Cpu).unwrap();
+    untie(dir.path());
+    let untied = tunelab_engine::load(dir.path(), Precision::F32, &Device::Cpu).unwrap();
+    assert!(!untied.summary.config.tie_word_embeddings);
+    let ids = [3u32, 500, 9000];
+    let diff = max_abs(
+        &(tied.transformer.logits(&ids).unwrap() - untied.transformer.logits(&ids).unwrap())
+            .unwrap(),
+    );
+    assert!(
+        diff > 1e-3,
+        "lm_head.weight, not the embeddings, produces the logits (difference {diff})"
+    );
+
+    // Declared untied but shipped without the projection: refused, naming the tensor.
+    let mut tensors: HashMap<String, Tensor> = hf_weights(TINY, false).into_iter().collect();
+    tensors.remove("lm_head.weight");
+    candle_core::safetensors::save(&tensors, dir.path().join("model.safetensors")).unwrap();
+    let err = tunelab_engine::load(dir.path(), Precision::F32, &Device::Cpu)
+        .err()
+        .expect("missing lm_head is an error")
+        .to_string();
+    assert!(
+        err.contains("lm_head.weight") && err.contains("missing"),
+        "{err}"
+    );
 }
