@@ -7,6 +7,7 @@ pub mod config;
 pub mod error;
 pub mod generate;
 pub mod gguf;
+pub mod grad_ops;
 pub mod layers;
 pub mod loader;
 pub mod model;

@@ -1,0 +1,415 @@
+//! Differentiable versions of the transformer's fused operations.
+//!
+//! candle's fused RMSNorm, softmax and RoPE kernels have no backward pass: a model built on
+//! them trains nothing and says nothing. These ops compute the same forward results with our
+//! own CPU kernels (f32 and f64, parallel over rows) and carry a hand-derived backward pass
+//! written with tensor operations, so it runs on any device. Each is checked against central
+//! finite differences in the tests below.
+
+use candle_core::{
+    backend::BackendStorage, CpuStorage, CustomOp1, CustomOp2, CustomOp3, Layout, Result, Shape,
+    Tensor, D,
+};
+use rayon::prelude::*;
+
+/// The contiguous slice behind a CPU tensor argument.
+fn slice<'a, T: candle_core::WithDType>(storage: &'a [T], layout: &Layout) -> Result<&'a [T]> {
+    match layout.contiguous_offsets() {
+        Some((a, b)) => Ok(&storage[a..b]),
+        None => candle_core::bail!("differentiable ops need contiguous inputs"),
+    }
+}
+
+/// Applies `f(row_in, row_out)` to every row of length `dim`, in parallel.
+fn map_rows<T: Copy + Send + Sync + Default>(
+    input: &[T],
+    dim: usize,
+    f: impl Fn(usize, &[T], &mut [T]) + Sync,
+) -> Vec<T> {
+    let mut out = vec![T::default(); input.len()];
+    out.par_chunks_mut(dim)
+        .zip(input.par_chunks(dim))
+        .enumerate()
+        .for_each(|(i, (o, x))| f(i, x, o));
+    out
+}
+
+macro_rules! float_dispatch {
+    ($storage:expr, $layout:expr, |$x:ident: $t:ident| $body:expr) => {
+        match $storage {
+            CpuStorage::F32(v) => {
+                type $t = f32;
+                let $x = slice(v, $layout)?;
+                CpuStorage::F32($body)
+            }
+            CpuStorage::F64(v) => {
+                type $t = f64;
+                let $x = slice(v, $layout)?;
+                CpuStorage::F64($body)
+            }
+            other => candle_core::bail!(
+                "differentiable ops take f32 or f64, got {:?}",
+                other.dtype()
+            ),
+        }
+    };
+}
+
+// ---------------------------------------------------------------------------------------------
+// RMSNorm: y = x / sqrt(mean(x²) + eps) * w
+struct RmsNorm {
+    eps: f64,
+}
+
+impl CustomOp2 for RmsNorm {
+    fn name(&self) -> &'static str {
+        "rms-norm-grad"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let dim = l1.shape().dims().last().copied().unwrap_or(1);
+        let eps = self.eps;
+        let out = match (s1, s2) {
+            (CpuStorage::F32(x), CpuStorage::F32(w)) => {
+                let (x, w) = (slice(x, l1)?, slice(w, l2)?);
+                CpuStorage::F32(map_rows(x, dim, |_, row, out| {
+                    let ms =
+                        row.iter().map(|v| (*v as f64) * (*v as f64)).sum::<f64>() / dim as f64;
+                    let r = (1.0 / (ms + eps).sqrt()) as f32;
+                    for ((o, v), g) in out.iter_mut().zip(row).zip(w) {
+                        *o = v * r * g;
+                    }
+                }))
+            }
+            (CpuStorage::F64(x), CpuStorage::F64(w)) => {
+                let (x, w) = (slice(x, l1)?, slice(w, l2)?);
+                CpuStorage::F64(map_rows(x, dim, |_, row, out| {
+                    let r =
+                        1.0 / (row.iter().map(|v| v * v).sum::<f64>() / dim as f64 + eps).sqrt();
+                    for ((o, v), g) in out.iter_mut().zip(row).zip(w) {
+                        *o = v * r * g;
+                    }
+                }))
+            }
+            _ => candle_core::bail!("rms-norm-grad: input and weight must both be f32 or both f64"),
+        };
+        Ok((out, l1.shape().clone()))
+    }
+
+    fn bwd(
+        &self,
+        x: &Tensor,
+        w: &Tensor,
+        _y: &Tensor,
+        dy: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>)> {
+        let dim = x.dim(D::Minus1)? as f64;
+        let r = (x.sqr()?.mean_keepdim(D::Minus1)? + self.eps)?
+            .sqrt()?
+            .recip()?;
+        let dyw = dy.broadcast_mul(w)?;
+        // dx = r·(dy·w) − x·r³·mean(dy·w·x)
+        let proj = ((&dyw * x)?.sum_keepdim(D::Minus1)? / dim)?;
+        let dx = (dyw.broadcast_mul(&r)? - x.broadcast_mul(&(r.powf(3.0)? * proj)?)?)?;
+        // dw = Σ_rows dy·x·r
+        let normed = x.broadcast_mul(&r)?;
+        let rows = dy.elem_count() / w.elem_count();
+        let dw = (dy * normed)?.reshape((rows, w.elem_count()))?.sum(0)?;
+        Ok((Some(dx), Some(dw)))
+    }
+}
+
+pub fn rms_norm(x: &Tensor, weight: &Tensor, eps: f64) -> Result<Tensor> {
+    x.contiguous()?
+        .apply_op2(&weight.contiguous()?, RmsNorm { eps })
+}
+
+// ---------------------------------------------------------------------------------------------
+// Softmax over the last dimension.
+struct Softmax;
+
+impl CustomOp1 for Softmax {
+    fn name(&self) -> &'static str {
+        "softmax-grad"
+    }
+
+    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
+        let dim = l.shape().dims().last().copied().unwrap_or(1);
+        let out = float_dispatch!(s, l, |x: T| map_rows(x, dim, |_, row, out| {
+            let max = row.iter().copied().fold(T::NEG_INFINITY, T::max);
+            let mut total = 0.0;
+            for (o, v) in out.iter_mut().zip(row) {
+                *o = (v - max).exp();
+                total += *o;
+            }
+            out.iter_mut().for_each(|o| *o /= total);
+        }));
+        Ok((out, l.shape().clone()))
+    }
+
+    fn bwd(&self, _x: &Tensor, y: &Tensor, dy: &Tensor) -> Result<Option<Tensor>> {
+        // dx = y·(dy − Σ dy·y)
+        let dot = (dy * y)?.sum_keepdim(D::Minus1)?;
+        Ok(Some((y * dy.broadcast_sub(&dot)?)?))
+    }
+}
+
+pub fn softmax_last_dim(x: &Tensor) -> Result<Tensor> {
+    x.contiguous()?.apply_op1(Softmax)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Rotary embedding, Hugging Face "rotate half" layout: x (b, h, t, d), cos/sin (t, d/2).
+struct Rope;
+
+impl CustomOp3 for Rope {
+    fn name(&self) -> &'static str {
+        "rope-grad"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let dims = l1.shape().dims();
+        let (t, d) = (dims[dims.len() - 2], dims[dims.len() - 1]);
+        let half = d / 2;
+        macro_rules! run {
+            ($variant:ident, $x:expr, $c:expr, $s:expr) => {{
+                let (x, c, s) = (slice($x, l1)?, slice($c, l2)?, slice($s, l3)?);
+                CpuStorage::$variant(map_rows(x, d, |row_index, row, out| {
+                    let pos = row_index % t;
+                    let (c, s) = (
+                        &c[pos * half..(pos + 1) * half],
+                        &s[pos * half..(pos + 1) * half],
+                    );
+                    for i in 0..half {
+                        let (a, b) = (row[i], row[i + half]);
+                        out[i] = a * c[i] - b * s[i];
+                        out[i + half] = b * c[i] + a * s[i];
+                    }
+                }))
+            }};
+        }
+        let out = match (s1, s2, s3) {
+            (CpuStorage::F32(x), CpuStorage::F32(c), CpuStorage::F32(s)) => run!(F32, x, c, s),
+            (CpuStorage::F64(x), CpuStorage::F64(c), CpuStorage::F64(s)) => run!(F64, x, c, s),
+            _ => candle_core::bail!("rope-grad: x, cos and sin must share f32 or f64"),
+        };
+        Ok((out, l1.shape().clone()))
+    }
+
+    fn bwd(
+        &self,
+        _x: &Tensor,
+        cos: &Tensor,
+        sin: &Tensor,
+        _y: &Tensor,
+        dy: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        // A rotation's transpose rotates back: the same op with -sin.
+        let dx = rope(dy, cos, &sin.neg()?)?;
+        Ok((Some(dx), None, None))
+    }
+}
+
+pub fn rope(x: &Tensor, cos: &Tensor, sin: &Tensor) -> Result<Tensor> {
+    x.contiguous()?
+        .apply_op3(&cos.contiguous()?, &sin.contiguous()?, Rope)
+}
+
+// ---------------------------------------------------------------------------------------------
+// The gated MLP's activation: y = silu(gate) · up.
+struct SiluMul;
+
+impl CustomOp2 for SiluMul {
+    fn name(&self) -> &'static str {
+        "silu-mul-grad"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        macro_rules! run {
+            ($variant:ident, $g:expr, $u:expr) => {{
+                let (g, u) = (slice($g, l1)?, slice($u, l2)?);
+                let mut out = vec![Default::default(); g.len()];
+                out.par_iter_mut()
+                    .zip(g.par_iter().zip(u.par_iter()))
+                    .for_each(|(o, (g, u))| *o = g / (1.0 + (-g).exp()) * u);
+                CpuStorage::$variant(out)
+            }};
+        }
+        let out = match (s1, s2) {
+            (CpuStorage::F32(g), CpuStorage::F32(u)) => run!(F32, g, u),
+            (CpuStorage::F64(g), CpuStorage::F64(u)) => run!(F64, g, u),
+            _ => candle_core::bail!("silu-mul-grad: gate and up must share f32 or f64"),
+        };
+        Ok((out, l1.shape().clone()))
+    }
+
+    fn bwd(
+        &self,
+        g: &Tensor,
+        u: &Tensor,
+        _y: &Tensor,
+        dy: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>)> {
+        let sig = (g.neg()?.exp()? + 1.0)?.recip()?;
+        let silu = (g * &sig)?;
+        // d silu / dg = σ(g)·(1 + g·(1 − σ(g)))
+        let dsilu = (&sig * ((g * (1.0 - &sig)?)? + 1.0)?)?;
+        let dg = ((dy * u)? * dsilu)?;
+        let du = (dy * silu)?;
+        Ok((Some(dg), Some(du)))
+    }
+}
+
+pub fn silu_mul(gate: &Tensor, up: &Tensor) -> Result<Tensor> {
+    gate.contiguous()?.apply_op2(&up.contiguous()?, SiluMul)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::{DType, Device, Var};
+
+    /// Compares the analytic gradient of `loss = Σ f(inputs)·probe` with central differences,
+    /// in f64, for every input element.
+    fn check_gradients(inputs: &[Tensor], f: impl Fn(&[Tensor]) -> Result<Tensor>) {
+        let vars: Vec<Var> = inputs
+            .iter()
+            .map(|t| Var::from_tensor(t).unwrap())
+            .collect();
+        let tensors: Vec<Tensor> = vars.iter().map(|v| v.as_tensor().clone()).collect();
+        let out = f(&tensors).unwrap();
+        let probe = Tensor::randn(0f64, 1.0, out.shape(), &Device::Cpu).unwrap();
+        let loss = |ts: &[Tensor]| -> f64 {
+            (f(ts).unwrap() * &probe)
+                .unwrap()
+                .sum_all()
+                .unwrap()
+                .to_scalar::<f64>()
+                .unwrap()
+        };
+        let grads = (out * &probe)
+            .unwrap()
+            .sum_all()
+            .unwrap()
+            .backward()
+            .unwrap();
+        let h = 1e-6;
+        for (k, var) in vars.iter().enumerate() {
+            let analytic: Vec<f64> = grads
+                .get(var.as_tensor())
+                .expect("gradient reaches every input")
+                .flatten_all()
+                .unwrap()
+                .to_vec1()
+                .unwrap();
+            let base: Vec<f64> = inputs[k].flatten_all().unwrap().to_vec1().unwrap();
+            for i in 0..base.len() {
+                let shifted = |delta: f64| {
+                    let mut v = base.clone();
+                    v[i] += delta;
+                    let mut ts: Vec<Tensor> = inputs.to_vec();
+                    ts[k] = Tensor::from_vec(v, inputs[k].shape(), &Device::Cpu).unwrap();
+                    loss(&ts)
+                };
+                let numeric = (shifted(h) - shifted(-h)) / (2.0 * h);
+                let err = (numeric - analytic[i]).abs() / numeric.abs().max(1.0);
+                assert!(
+                    err < 1e-6,
+                    "input {k} element {i}: finite difference {numeric}, backward {}",
+                    analytic[i]
+                );
+            }
+        }
+    }
+
+    fn randn(shape: &[usize]) -> Tensor {
+        Tensor::randn(0f64, 1.0, shape, &Device::Cpu).unwrap()
+    }
+
+    #[test]
+    fn rms_norm_backward_matches_finite_differences() {
+        check_gradients(&[randn(&[2, 3, 8]), randn(&[8])], |t| {
+            rms_norm(&t[0], &t[1], 1e-5)
+        });
+    }
+
+    #[test]
+    fn softmax_backward_matches_finite_differences() {
+        check_gradients(&[randn(&[2, 4, 6])], |t| softmax_last_dim(&t[0]));
+    }
+
+    #[test]
+    fn rope_backward_matches_finite_differences() {
+        let (cos, sin) =
+            crate::layers::rotary_tables(&[1.0, 0.1, 0.01], 3, 5, &Device::Cpu).unwrap();
+        let (cos, sin) = (
+            cos.to_dtype(DType::F64).unwrap(),
+            sin.to_dtype(DType::F64).unwrap(),
+        );
+        check_gradients(&[randn(&[1, 2, 5, 6])], |t| rope(&t[0], &cos, &sin));
+    }
+
+    #[test]
+    fn silu_mul_backward_matches_finite_differences() {
+        check_gradients(&[randn(&[3, 7]), randn(&[3, 7])], |t| {
+            silu_mul(&t[0], &t[1])
+        });
+    }
+
+    #[test]
+    fn forward_results_equal_candles_fused_kernels() {
+        let dev = Device::Cpu;
+        let x = Tensor::randn(0f32, 1.0, (2, 3, 5, 8), &dev).unwrap();
+        let w = Tensor::randn(0f32, 1.0, 8, &dev).unwrap();
+        let close = |a: Tensor, b: Tensor| {
+            a.sub(&b)
+                .unwrap()
+                .abs()
+                .unwrap()
+                .max_all()
+                .unwrap()
+                .to_scalar::<f32>()
+                .unwrap()
+                < 1e-5
+        };
+        assert!(close(
+            rms_norm(&x, &w, 1e-5).unwrap(),
+            candle_nn::ops::rms_norm(&x, &w, 1e-5).unwrap()
+        ));
+        assert!(close(
+            softmax_last_dim(&x).unwrap(),
+            candle_nn::ops::softmax_last_dim(&x).unwrap()
+        ));
+        let (cos, sin) = crate::layers::rotary_tables(&[1.0, 0.5, 0.1, 0.01], 7, 5, &dev).unwrap();
+        assert!(close(
+            rope(&x, &cos, &sin).unwrap(),
+            candle_nn::rotary_emb::rope(&x, &cos, &sin).unwrap()
+        ));
+        let g = Tensor::randn(0f32, 1.0, (4, 6), &dev).unwrap();
+        let u = Tensor::randn(0f32, 1.0, (4, 6), &dev).unwrap();
+        assert!(close(
+            silu_mul(&g, &u).unwrap(),
+            (candle_nn::ops::silu(&g).unwrap() * &u).unwrap()
+        ));
+    }
+}
