@@ -3,19 +3,29 @@
 
 use std::path::Path;
 
+use tokenizers::decoders::byte_fallback::ByteFallback;
 use tokenizers::decoders::byte_level::ByteLevel as ByteLevelDecoder;
+use tokenizers::decoders::fuse::Fuse;
+use tokenizers::decoders::sequence::Sequence as DecoderSequence;
+use tokenizers::decoders::strip::Strip;
 use tokenizers::models::bpe::BPE;
+use tokenizers::normalizers::prepend::Prepend;
+use tokenizers::normalizers::replace::Replace;
+use tokenizers::normalizers::utils::Sequence as NormalizerSequence;
 use tokenizers::pre_tokenizers::byte_level::ByteLevel;
 use tokenizers::pre_tokenizers::digits::Digits;
 use tokenizers::pre_tokenizers::sequence::Sequence;
 use tokenizers::pre_tokenizers::split::{Split, SplitPattern};
 use tokenizers::pre_tokenizers::PreTokenizerWrapper;
-use tokenizers::{AddedToken, SplitDelimiterBehavior, Tokenizer};
+use tokenizers::{
+    AddedToken, DecoderWrapper, NormalizerWrapper, SplitDelimiterBehavior, Tokenizer,
+};
 
 use crate::error::{EngineError, Result};
 use crate::gguf::GgufFile;
 
 /// GGUF token types (llama.cpp's `llama_token_type`).
+const TOKEN_TYPE_NORMAL: u64 = 1;
 const TOKEN_TYPE_CONTROL: u64 = 3;
 const TOKEN_TYPE_USER_DEFINED: u64 = 4;
 
@@ -68,65 +78,58 @@ impl TextTokenizer {
         })
     }
 
-    /// Rebuilds a byte-level BPE tokenizer from `tokenizer.ggml.*` metadata.
+    /// Rebuilds the tokenizer from `tokenizer.ggml.*` metadata: byte-level BPE (`gpt2`: Llama 3,
+    /// SmolLM, Qwen2) or SentencePiece BPE with byte fallback (`llama`: Llama 2, Mistral).
     pub fn from_gguf(gguf: &GgufFile) -> Result<Self> {
         let path = gguf.path();
-        let model = gguf.get_str("tokenizer.ggml.model").unwrap_or("");
-        if model != "gpt2" {
-            return Err(EngineError::Tokenizer(format!(
-                "{}: tokenizer type `{model}` cannot be rebuilt from GGUF metadata (byte-level BPE `gpt2` can); \
-                 add the model as a Hugging Face folder with its tokenizer.json instead",
-                path.display()
-            )));
-        }
+        let missing = |key: &str| EngineError::Missing {
+            path: path.to_path_buf(),
+            what: format!("metadata key {key}"),
+        };
         let tokens = gguf
             .get_string_array("tokenizer.ggml.tokens")
-            .ok_or_else(|| EngineError::Missing {
-                path: path.to_path_buf(),
-                what: "metadata key tokenizer.ggml.tokens".into(),
-            })?;
-        let merges = gguf
-            .get_string_array("tokenizer.ggml.merges")
-            .ok_or_else(|| EngineError::Missing {
-                path: path.to_path_buf(),
-                what: "metadata key tokenizer.ggml.merges".into(),
-            })?;
+            .ok_or_else(|| missing("tokenizer.ggml.tokens"))?;
         let types = gguf
             .get_numeric_array("tokenizer.ggml.token_type")
             .unwrap_or_default();
-
+        let token_type = |i: usize| types.get(i).map(|v| *v as u64).unwrap_or(TOKEN_TYPE_NORMAL);
         let vocab: tokenizers::models::bpe::Vocab = tokens
             .iter()
             .enumerate()
             .map(|(i, t)| (t.to_string(), i as u32))
             .collect();
-        let mut merge_pairs = Vec::with_capacity(merges.len());
-        for (line, merge) in merges.iter().enumerate() {
-            let (a, b) = merge.split_once(' ').ok_or_else(|| {
-                tok_err(
-                    path,
-                    format!("merge {line} (`{merge}`) is not two tokens separated by a space"),
-                )
-            })?;
-            merge_pairs.push((a.to_string(), b.to_string()));
-        }
-        let pre = gguf.get_str("tokenizer.ggml.pre").unwrap_or("default");
-        let ignore_merges = matches!(pre, "llama-bpe" | "llama3");
-        let bpe = BPE::builder()
-            .vocab_and_merges(vocab, merge_pairs)
-            .ignore_merges(ignore_merges)
-            .build()
-            .map_err(|e| tok_err(path, e))?;
-        let mut inner = Tokenizer::new(bpe);
-        inner.with_pre_tokenizer(Some(pre_tokenizer(pre).map_err(|e| tok_err(path, e))?));
-        inner.with_decoder(Some(ByteLevelDecoder::default()));
-
+        let model = gguf.get_str("tokenizer.ggml.model").unwrap_or("");
+        let (mut inner, add_bos_default) = match model {
+            "gpt2" => {
+                let merges = gguf.get_string_array("tokenizer.ggml.merges").ok_or_else(|| missing("tokenizer.ggml.merges"))?;
+                (byte_level_bpe(gguf, vocab, &merges)?, false)
+            }
+            "llama" => {
+                let scores = gguf.get_numeric_array("tokenizer.ggml.scores").ok_or_else(|| missing("tokenizer.ggml.scores"))?;
+                let unk = gguf.get_u64("tokenizer.ggml.unknown_token_id").and_then(|i| tokens.get(i as usize)).map(|t| t.to_string());
+                let pieces: Vec<(&str, f64)> = tokens
+                    .iter()
+                    .enumerate()
+                    .filter(|(i, _)| matches!(token_type(*i), TOKEN_TYPE_NORMAL | TOKEN_TYPE_USER_DEFINED))
+                    .map(|(i, t)| (*t, scores.get(i).copied().unwrap_or(0.0)))
+                    .collect();
+                let add_space_prefix = gguf.get_bool("tokenizer.ggml.add_space_prefix").unwrap_or(true);
+                (sentencepiece_bpe(path, vocab, &pieces, unk, add_space_prefix)?, true)
+            }
+            other => {
+                return Err(EngineError::Tokenizer(format!(
+                    "{}: tokenizer type `{other}` cannot be rebuilt from GGUF metadata (`gpt2` and `llama` can); \
+                     add the model as a Hugging Face folder with its tokenizer.json instead",
+                    path.display()
+                )))
+            }
+        };
         let added: Vec<AddedToken> = tokens
             .iter()
             .enumerate()
-            .filter_map(|(i, t)| match types.get(i).map(|v| *v as u64) {
-                Some(TOKEN_TYPE_CONTROL) => Some(AddedToken::from(t.to_string(), true)),
-                Some(TOKEN_TYPE_USER_DEFINED) => {
+            .filter_map(|(i, t)| match token_type(i) {
+                TOKEN_TYPE_CONTROL => Some(AddedToken::from(t.to_string(), true)),
+                TOKEN_TYPE_USER_DEFINED => {
                     Some(AddedToken::from(t.to_string(), false).normalized(false))
                 }
                 _ => None,
@@ -135,7 +138,6 @@ impl TextTokenizer {
         inner
             .add_special_tokens(added)
             .map_err(|e| tok_err(path, e))?;
-
         let name = |key: &str| {
             gguf.get_u64(key)
                 .and_then(|id| tokens.get(id as usize))
@@ -147,7 +149,7 @@ impl TextTokenizer {
             eos_token: name("tokenizer.ggml.eos_token_id"),
             add_bos: gguf
                 .get_bool("tokenizer.ggml.add_bos_token")
-                .unwrap_or(false),
+                .unwrap_or(add_bos_default),
         })
     }
 
@@ -208,6 +210,95 @@ impl TextTokenizer {
     pub fn save(&self, path: &Path) -> Result<()> {
         self.inner.save(path, false).map_err(|e| tok_err(path, e))
     }
+}
+
+/// Byte-level BPE with the merges stored in the file and the pre-tokenizer GGUF names.
+fn byte_level_bpe(
+    gguf: &GgufFile,
+    vocab: tokenizers::models::bpe::Vocab,
+    merges: &[&str],
+) -> Result<Tokenizer> {
+    let path = gguf.path();
+    let mut pairs = Vec::with_capacity(merges.len());
+    for (line, merge) in merges.iter().enumerate() {
+        let (a, b) = merge.split_once(' ').ok_or_else(|| {
+            tok_err(
+                path,
+                format!("merge {line} (`{merge}`) is not two tokens separated by a space"),
+            )
+        })?;
+        pairs.push((a.to_string(), b.to_string()));
+    }
+    let pre = gguf.get_str("tokenizer.ggml.pre").unwrap_or("default");
+    let bpe = BPE::builder()
+        .vocab_and_merges(vocab, pairs)
+        .ignore_merges(matches!(pre, "llama-bpe" | "llama3"))
+        .build()
+        .map_err(|e| tok_err(path, e))?;
+    let mut inner = Tokenizer::new(bpe);
+    inner.with_pre_tokenizer(Some(pre_tokenizer(pre).map_err(|e| tok_err(path, e))?));
+    inner.with_decoder(Some(ByteLevelDecoder::default()));
+    Ok(inner)
+}
+
+/// SentencePiece's BPE as a `tokenizers` model: merges ranked by the score of the piece they
+/// make (the conversion transformers applies to Llama 2 tokenizers), unknown characters spelled
+/// as `<0xNN>` byte tokens, spaces written as `▁`.
+fn sentencepiece_bpe(
+    path: &Path,
+    vocab: tokenizers::models::bpe::Vocab,
+    pieces: &[(&str, f64)],
+    unk: Option<String>,
+    add_space_prefix: bool,
+) -> Result<Tokenizer> {
+    let known: std::collections::HashSet<&str> = pieces.iter().map(|(p, _)| *p).collect();
+    let mut ranked: Vec<(f64, u32, u32, String, String)> = Vec::new();
+    for (piece, score) in pieces {
+        let cuts = piece.char_indices().skip(1).map(|(i, _)| i);
+        for cut in cuts {
+            let (left, right) = piece.split_at(cut);
+            if known.contains(left) && known.contains(right) {
+                ranked.push((
+                    *score,
+                    vocab[left],
+                    vocab[right],
+                    left.to_string(),
+                    right.to_string(),
+                ));
+            }
+        }
+    }
+    // Higher score merges first; ties keep the order of the parts' ids.
+    ranked.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)).then(a.2.cmp(&b.2)));
+    let merges = ranked.into_iter().map(|(_, _, _, l, r)| (l, r)).collect();
+    let mut builder = BPE::builder()
+        .vocab_and_merges(vocab, merges)
+        .byte_fallback(true)
+        .fuse_unk(true);
+    if let Some(unk) = unk {
+        builder = builder.unk_token(unk);
+    }
+    let bpe = builder.build().map_err(|e| tok_err(path, e))?;
+    let mut inner = Tokenizer::new(bpe);
+    let replace = Replace::new(" ", "▁").map_err(|e| tok_err(path, e))?;
+    let normalizer: NormalizerWrapper = if add_space_prefix {
+        NormalizerSequence::new(vec![Prepend::new("▁".into()).into(), replace.into()]).into()
+    } else {
+        replace.into()
+    };
+    inner
+        .with_normalizer(Some(normalizer))
+        .map_err(|e| tok_err(path, e))?;
+    let mut decoders: Vec<DecoderWrapper> = vec![
+        Replace::new("▁", " ").map_err(|e| tok_err(path, e))?.into(),
+        ByteFallback::new().into(),
+        Fuse::new().into(),
+    ];
+    if add_space_prefix {
+        decoders.push(Strip::new(' ', 1, 0).into());
+    }
+    inner.with_decoder(Some(DecoderSequence::new(decoders)));
+    Ok(inner)
 }
 
 /// The pre-tokenizer a GGUF `tokenizer.ggml.pre` name stands for.

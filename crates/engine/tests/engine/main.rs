@@ -6,6 +6,7 @@ mod bad_input;
 mod formats;
 mod generation;
 mod parity;
+mod tokenizers;
 
 use std::path::PathBuf;
 use std::sync::OnceLock;
