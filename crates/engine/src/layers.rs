@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use candle_core::quantized::{QMatMul, QTensor};
-use candle_core::{DType, Device, Module, Tensor, D};
+use candle_core::{DType, Device, Module, Tensor, Var, D};
 
 use crate::error::Result;
 
@@ -53,20 +53,69 @@ impl Weight {
     }
 }
 
-/// `y = x W^T + b` over the last dimension of `x`.
+/// Whether a forward pass only answers (fused kernels, KV cache) or also records what backward
+/// needs (differentiable kernels, adapter dropout).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    Inference,
+    Training,
+}
+
+/// A low-rank update added to a frozen layer's output: `y += scale · (x Aᵀ) Bᵀ` (LoRA). `a` is
+/// `(rank, in_features)`, `b` is `(out_features, rank)`; both are the trainable variables.
+#[derive(Debug, Clone)]
+pub struct LoraAdapter {
+    pub a: Var,
+    pub b: Var,
+    pub scale: f64,
+    /// Dropout on the adapter's input, applied in training only.
+    pub dropout: f32,
+}
+
+impl LoraAdapter {
+    fn forward(&self, x: &Tensor, mode: Mode) -> Result<Tensor> {
+        let x = if mode == Mode::Training && self.dropout > 0.0 {
+            candle_nn::ops::dropout(x, self.dropout)?
+        } else {
+            x.clone()
+        };
+        let inp = self.a.dim(1)?;
+        let rows = x.elem_count() / inp;
+        let low = x.reshape((rows, inp))?.matmul(&self.a.t()?)?;
+        let y = (low.matmul(&self.b.t()?)? * self.scale)?;
+        let mut dims = x.dims().to_vec();
+        *dims.last_mut().expect("adapter input has a last dimension") = self.b.dim(0)?;
+        Ok(y.reshape(dims)?)
+    }
+}
+
+/// `y = x Wᵀ + b` over the last dimension of `x`, with an optional LoRA adapter. The weight and
+/// bias are never trained: gradients flow through them to the input only.
 #[derive(Debug, Clone)]
 pub struct Linear {
     pub weight: Weight,
     pub bias: Option<Tensor>,
+    pub adapter: Option<LoraAdapter>,
 }
 
 impl Linear {
     pub fn new(weight: Weight, bias: Option<Tensor>) -> Self {
-        Linear { weight, bias }
+        Linear {
+            weight,
+            bias,
+            adapter: None,
+        }
     }
 
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        self.forward_mode(x, Mode::Inference)
+    }
+
+    pub fn forward_mode(&self, x: &Tensor, mode: Mode) -> Result<Tensor> {
         let y = match &self.weight {
+            Weight::Quantized { qtensor, .. } if mode == Mode::Training => {
+                crate::qmatmul::forward_trainable(qtensor, x)?
+            }
             Weight::Quantized { qtensor, matmul } => match crate::qmatmul::forward(qtensor, x)? {
                 Some(y) => y,
                 None => matmul.forward(&x.contiguous()?)?,
@@ -83,8 +132,12 @@ impl Linear {
                 y.reshape(out_dims)?
             }
         };
-        match &self.bias {
-            Some(b) => Ok(y.broadcast_add(b)?),
+        let y = match &self.bias {
+            Some(b) => y.broadcast_add(b)?,
+            None => y,
+        };
+        match &self.adapter {
+            Some(adapter) => Ok((y + adapter.forward(x, mode)?)?),
             None => Ok(y),
         }
     }
@@ -98,11 +151,18 @@ pub struct RmsNorm {
 
 impl RmsNorm {
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        Ok(candle_nn::ops::rms_norm(
-            &x.contiguous()?,
-            &self.weight,
-            self.eps,
-        )?)
+        self.forward_mode(x, Mode::Inference)
+    }
+
+    pub fn forward_mode(&self, x: &Tensor, mode: Mode) -> Result<Tensor> {
+        match mode {
+            Mode::Inference => Ok(candle_nn::ops::rms_norm(
+                &x.contiguous()?,
+                &self.weight,
+                self.eps,
+            )?),
+            Mode::Training => Ok(crate::grad_ops::rms_norm(x, &self.weight, self.eps as f64)?),
+        }
     }
 }
 

@@ -6,8 +6,10 @@ use candle_nn::kv_cache::KvCache;
 
 use crate::config::ModelConfig;
 use crate::error::Result;
+use crate::grad_ops;
 use crate::layers::{
-    apply_rotary, causal_mask, rotary_tables, silu, softmax_last_dim, Embedding, Linear, RmsNorm,
+    apply_rotary, causal_mask, rotary_tables, silu, softmax_last_dim, Embedding, Linear, Mode,
+    RmsNorm,
 };
 use crate::weights::{Precision, WeightSource};
 
@@ -79,35 +81,43 @@ impl Cache {
     }
 }
 
+/// What every block of one forward pass shares.
+struct Pass<'a> {
+    cos: &'a Tensor,
+    sin: &'a Tensor,
+    mask: Option<&'a Tensor>,
+    mode: Mode,
+}
+
+impl Pass<'_> {
+    fn rotate(&self, x: &Tensor) -> Result<Tensor> {
+        match self.mode {
+            Mode::Inference => apply_rotary(x, self.cos, self.sin),
+            Mode::Training => Ok(grad_ops::rope(x, self.cos, self.sin)?),
+        }
+    }
+
+    fn softmax(&self, x: &Tensor) -> Result<Tensor> {
+        match self.mode {
+            Mode::Inference => softmax_last_dim(x),
+            Mode::Training => Ok(grad_ops::softmax_last_dim(x)?),
+        }
+    }
+}
+
 impl Attention {
-    fn forward(
-        &self,
-        x: &Tensor,
-        cos: &Tensor,
-        sin: &Tensor,
-        mask: Option<&Tensor>,
-        cache: Option<&mut KvCache>,
-    ) -> Result<Tensor> {
+    fn forward(&self, x: &Tensor, pass: &Pass, cache: Option<&mut KvCache>) -> Result<Tensor> {
         let (b, t, _) = x.dims3()?;
         let (h, kvh, d) = (self.num_heads, self.num_kv_heads, self.head_dim);
-        let q = self
-            .q_proj
-            .forward(x)?
-            .reshape((b, t, h, d))?
-            .transpose(1, 2)?;
-        let k = self
-            .k_proj
-            .forward(x)?
-            .reshape((b, t, kvh, d))?
-            .transpose(1, 2)?;
-        let v = self
-            .v_proj
-            .forward(x)?
-            .reshape((b, t, kvh, d))?
-            .transpose(1, 2)?
-            .contiguous()?;
-        let q = apply_rotary(&q, cos, sin)?;
-        let k = apply_rotary(&k, cos, sin)?;
+        let project = |proj: &Linear, heads: usize| -> Result<Tensor> {
+            Ok(proj
+                .forward_mode(x, pass.mode)?
+                .reshape((b, t, heads, d))?
+                .transpose(1, 2)?)
+        };
+        let q = pass.rotate(&project(&self.q_proj, h)?)?;
+        let k = pass.rotate(&project(&self.k_proj, kvh)?)?;
+        let v = project(&self.v_proj, kvh)?.contiguous()?;
         let (k, v) = match cache {
             Some(cache) => cache.append(&k, &v)?,
             None => (k, v),
@@ -119,47 +129,47 @@ impl Attention {
         let q = q.reshape((b, kvh, rep * t, d))?;
         let scale = 1.0 / (d as f64).sqrt();
         let scores = (q.matmul(&k.t()?)? * scale)?;
-        let scores = match mask {
+        let scores = match pass.mask {
             Some(mask) => scores
                 .reshape((b, h, t, total))?
                 .broadcast_add(mask)?
                 .reshape((b, kvh, rep * t, total))?,
             None => scores,
         };
-        let probs = softmax_last_dim(&scores)?;
+        let probs = pass.softmax(&scores)?;
         let out = probs
             .matmul(&v)?
             .reshape((b, h, t, d))?
             .transpose(1, 2)?
             .reshape((b, t, h * d))?;
-        self.o_proj.forward(&out)
+        self.o_proj.forward_mode(&out, pass.mode)
     }
 }
 
 impl Mlp {
-    fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let gate = silu(&self.gate_proj.forward(x)?)?;
-        let up = self.up_proj.forward(x)?;
-        self.down_proj.forward(&(gate * up)?)
+    fn forward(&self, x: &Tensor, mode: Mode) -> Result<Tensor> {
+        let gate = self.gate_proj.forward_mode(x, mode)?;
+        let up = self.up_proj.forward_mode(x, mode)?;
+        let hidden = match mode {
+            Mode::Inference => (silu(&gate)? * up)?,
+            Mode::Training => grad_ops::silu_mul(&gate, &up)?,
+        };
+        self.down_proj.forward_mode(&hidden, mode)
     }
 }
 
 impl Block {
-    fn forward(
-        &self,
-        x: &Tensor,
-        cos: &Tensor,
-        sin: &Tensor,
-        mask: Option<&Tensor>,
-        cache: Option<&mut KvCache>,
-    ) -> Result<Tensor> {
-        let h = self
-            .self_attn
-            .forward(&self.input_layernorm.forward(x)?, cos, sin, mask, cache)?;
+    fn forward(&self, x: &Tensor, pass: &Pass, cache: Option<&mut KvCache>) -> Result<Tensor> {
+        let h = self.self_attn.forward(
+            &self.input_layernorm.forward_mode(x, pass.mode)?,
+            pass,
+            cache,
+        )?;
         let x = (x + h)?;
-        let h = self
-            .mlp
-            .forward(&self.post_attention_layernorm.forward(&x)?)?;
+        let h = self.mlp.forward(
+            &self.post_attention_layernorm.forward_mode(&x, pass.mode)?,
+            pass.mode,
+        )?;
         Ok((x + h)?)
     }
 }
@@ -273,7 +283,7 @@ impl Transformer {
     }
 
     /// Final hidden states `(b, t, hidden)` for `ids` of shape `(b, t)` starting at the cache's length.
-    fn hidden(&self, ids: &Tensor, cache: Option<&mut Cache>) -> Result<Tensor> {
+    fn hidden(&self, ids: &Tensor, cache: Option<&mut Cache>, mode: Mode) -> Result<Tensor> {
         let (_, t) = ids.dims2()?;
         let offset = cache.as_ref().map(|c| c.len()).unwrap_or(0);
         let (cos, sin) = rotary_tables(&self.inv_freq, offset, t, &self.device)?;
@@ -282,20 +292,33 @@ impl Transformer {
         } else {
             None
         };
+        let pass = Pass {
+            cos: &cos,
+            sin: &sin,
+            mask: mask.as_ref(),
+            mode,
+        };
         let mut x = self.embed_tokens.forward(ids)?;
         match cache {
             Some(cache) => {
                 for (block, kv) in self.layers.iter().zip(cache.layers.iter_mut()) {
-                    x = block.forward(&x, &cos, &sin, mask.as_ref(), Some(kv))?;
+                    x = block.forward(&x, &pass, Some(kv))?;
                 }
             }
             None => {
                 for block in &self.layers {
-                    x = block.forward(&x, &cos, &sin, mask.as_ref(), None)?;
+                    x = block.forward(&x, &pass, None)?;
                 }
             }
         }
-        self.norm.forward(&x)
+        self.norm.forward_mode(&x, mode)
+    }
+
+    /// Logits `(b, t, vocab)` through differentiable kernels, for training: gradients reach
+    /// every adapter; frozen weights pass them on without keeping any.
+    pub fn forward_train(&self, ids: &Tensor) -> Result<Tensor> {
+        let x = self.hidden(ids, None, Mode::Training)?;
+        self.lm_head.forward_mode(&x, Mode::Training)
     }
 
     /// Logits `(b, t, vocab)` for every position.
@@ -303,7 +326,7 @@ impl Transformer {
         // Run on candle's worker pool so that tensor kernels and the engine's own parallel
         // loops share one set of threads instead of competing for the cores.
         self.device.with_context(|| {
-            let x = self.hidden(ids, cache)?;
+            let x = self.hidden(ids, cache, Mode::Inference)?;
             self.lm_head.forward(&x)
         })
     }
@@ -311,7 +334,7 @@ impl Transformer {
     /// Logits `(b, vocab)` of the last position only: what generation needs.
     pub fn forward_last(&self, ids: &Tensor, cache: Option<&mut Cache>) -> Result<Tensor> {
         let run = || {
-            let x = self.hidden(ids, cache)?;
+            let x = self.hidden(ids, cache, Mode::Inference)?;
             let t = x.dim(1)?;
             let last = x.narrow(1, t - 1, 1)?.squeeze(1)?;
             self.lm_head.forward(&last)

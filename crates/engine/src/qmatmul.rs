@@ -312,6 +312,76 @@ pub fn forward(qtensor: &QTensor, x: &Tensor) -> candle_core::Result<Option<Tens
     ))
 }
 
+/// `x @ Wᵀ` for training through a frozen quantized weight: the matrix is decoded for this call
+/// only, in the forward pass and again in the backward pass, so at most one layer's weights are
+/// ever held in full precision. Gradients flow to `x`; the weight never gets one.
+struct TrainableBlockMatmul {
+    qtensor: std::sync::Arc<QTensor>,
+}
+
+fn cpu_tensor(storage: &CpuStorage, layout: &Layout) -> candle_core::Result<Tensor> {
+    let values = match (storage, layout.contiguous_offsets()) {
+        (CpuStorage::F32(v), Some((a, b))) => v[a..b].to_vec(),
+        _ => candle_core::bail!("quantized training matmul takes contiguous f32 activations"),
+    };
+    Tensor::from_vec(values, layout.shape(), &candle_core::Device::Cpu)
+}
+
+fn into_cpu_storage(t: &Tensor) -> candle_core::Result<CpuStorage> {
+    Ok(CpuStorage::F32(t.flatten_all()?.to_vec1::<f32>()?))
+}
+
+impl CustomOp1 for TrainableBlockMatmul {
+    fn name(&self) -> &'static str {
+        "trainable-block-matmul"
+    }
+
+    fn cpu_fwd(
+        &self,
+        storage: &CpuStorage,
+        layout: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        let x = cpu_tensor(storage, layout)?;
+        let w = self.qtensor.dequantize(&candle_core::Device::Cpu)?;
+        let (n, k) = w.dims2()?;
+        let rows = x.elem_count() / k;
+        let y = x.reshape((rows, k))?.matmul(&w.t()?)?;
+        let mut dims = layout.shape().dims().to_vec();
+        *dims.last_mut().expect("activations have a last dimension") = n;
+        Ok((into_cpu_storage(&y)?, Shape::from(dims)))
+    }
+
+    fn bwd(&self, x: &Tensor, _y: &Tensor, dy: &Tensor) -> candle_core::Result<Option<Tensor>> {
+        let w = self.qtensor.dequantize(dy.device())?;
+        let (n, k) = w.dims2()?;
+        let rows = dy.elem_count() / n;
+        let dx = dy.contiguous()?.reshape((rows, n))?.matmul(&w)?;
+        debug_assert_eq!(dx.dim(1)?, k);
+        Ok(Some(dx.reshape(x.shape())?))
+    }
+}
+
+/// Differentiable `x @ Wᵀ` for a frozen quantized weight (QLoRA's base layers).
+pub fn forward_trainable(
+    qtensor: &std::sync::Arc<QTensor>,
+    x: &Tensor,
+) -> candle_core::Result<Tensor> {
+    if !x.device().is_cpu() {
+        // Off the CPU, decode the layer and let the tensor graph carry the gradient.
+        let w = qtensor.dequantize(x.device())?;
+        let k = w.dim(1)?;
+        let mut dims = x.dims().to_vec();
+        *dims.last_mut().expect("activations have a last dimension") = w.dim(0)?;
+        return x
+            .reshape((x.elem_count() / k, k))?
+            .matmul(&w.t()?)?
+            .reshape(dims);
+    }
+    x.contiguous()?.apply_op1(TrainableBlockMatmul {
+        qtensor: qtensor.clone(),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -378,5 +448,48 @@ mod tests {
                 "{dtype:?}: {scalar} vs {vector}"
             );
         }
+    }
+}
+
+#[cfg(test)]
+mod training_tests {
+    use super::*;
+    use candle_core::{Device, Var};
+
+    #[test]
+    fn quantized_training_matmul_passes_the_gradient_to_its_input_only() {
+        let dev = Device::Cpu;
+        let w = Tensor::randn(0f32, 1.0, (24, 64), &dev).unwrap();
+        let q = std::sync::Arc::new(QTensor::quantize(&w, GgmlDType::Q4_1).unwrap());
+        let dense = q.dequantize(&dev).unwrap();
+        let x = Var::from_tensor(&Tensor::randn(0f32, 1.0, (2, 3, 64), &dev).unwrap()).unwrap();
+        let probe = Tensor::randn(0f32, 1.0, (2, 3, 24), &dev).unwrap();
+        let y = forward_trainable(&q, x.as_tensor()).unwrap();
+        let want = x.as_tensor().broadcast_matmul(&dense.t().unwrap()).unwrap();
+        let diff = (&y - &want)
+            .unwrap()
+            .abs()
+            .unwrap()
+            .max_all()
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap();
+        assert!(
+            diff < 1e-4,
+            "forward equals the dequantized product (diff {diff})"
+        );
+        let grads = (y * &probe).unwrap().sum_all().unwrap().backward().unwrap();
+        // d/dx Σ (x Wᵀ)·P = P W
+        let expected = probe.broadcast_matmul(&dense).unwrap();
+        let got = grads.get(x.as_tensor()).expect("the input gets a gradient");
+        let diff = (got - expected)
+            .unwrap()
+            .abs()
+            .unwrap()
+            .max_all()
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap();
+        assert!(diff < 1e-3, "input gradient equals P·W (diff {diff})");
     }
 }

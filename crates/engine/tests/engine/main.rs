@@ -7,6 +7,7 @@ mod formats;
 mod generation;
 mod parity;
 mod tokenizers;
+mod training;
 
 use std::path::PathBuf;
 use std::sync::OnceLock;

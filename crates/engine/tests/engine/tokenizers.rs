@@ -32,7 +32,7 @@ fn sentencepiece_gguf(dir: &std::path::Path) -> std::path::PathBuf {
     );
     let array =
         |f: &dyn Fn(&(String, f32, i32)) -> Value| Value::Array(tokens.iter().map(f).collect());
-    let metadata = vec![
+    let metadata = [
         ("tokenizer.ggml.model", Value::String("llama".into())),
         (
             "tokenizer.ggml.tokens",

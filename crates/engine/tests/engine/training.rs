@@ -1,0 +1,149 @@
+//! The training path of the transformer: differentiable kernels, LoRA adapter slots, frozen
+//! base weights (f32 or GGUF blocks) that pass gradients on without keeping any.
+
+use candle_core::{DType, Device, Tensor, Var};
+use candle_nn::Optimizer;
+use tunelab_engine::layers::LoraAdapter;
+use tunelab_engine::Transformer;
+
+use crate::{native_model, reference_model};
+
+fn ids_tensor(ids: &[u32]) -> Tensor {
+    Tensor::new(ids, &Device::Cpu)
+        .unwrap()
+        .unsqueeze(0)
+        .unwrap()
+}
+
+/// Next-token cross-entropy of `ids` under `model` (training kernels).
+fn loss(model: &Transformer, ids: &[u32]) -> Tensor {
+    let logits = model
+        .forward_train(&ids_tensor(&ids[..ids.len() - 1]))
+        .unwrap()
+        .squeeze(0)
+        .unwrap();
+    let targets = Tensor::new(&ids[1..], &Device::Cpu).unwrap();
+    candle_nn::loss::cross_entropy(&logits, &targets).unwrap()
+}
+
+/// Puts a rank-4 adapter (A random, B zero, so the output is unchanged at first) on the query
+/// and value projections of every layer; returns the trainable variables.
+fn add_lora(model: &mut Transformer) -> Vec<Var> {
+    let mut vars = Vec::new();
+    for layer in model.layers.iter_mut() {
+        for proj in [&mut layer.self_attn.q_proj, &mut layer.self_attn.v_proj] {
+            let (out, inp) = proj.weight.dims2().unwrap();
+            let a = Var::from_tensor(
+                &(Tensor::randn(0f32, 1.0, (4, inp), &Device::Cpu).unwrap() * 0.02).unwrap(),
+            )
+            .unwrap();
+            let b = Var::zeros((out, 4), DType::F32, &Device::Cpu).unwrap();
+            vars.push(a.clone());
+            vars.push(b.clone());
+            proj.adapter = Some(LoraAdapter {
+                a,
+                b,
+                scale: 2.0,
+                dropout: 0.0,
+            });
+        }
+    }
+    vars
+}
+
+#[test]
+fn training_kernels_give_the_inference_logits() {
+    let model = &reference_model().transformer;
+    let ids = reference_model()
+        .tokenizer
+        .encode("The capital of France is Paris.", false)
+        .unwrap();
+    let a = model.forward(&ids_tensor(&ids), None).unwrap();
+    let b = model.forward_train(&ids_tensor(&ids)).unwrap();
+    let diff = (a - b)
+        .unwrap()
+        .abs()
+        .unwrap()
+        .max_all()
+        .unwrap()
+        .to_scalar::<f32>()
+        .unwrap();
+    assert!(
+        diff < 1e-3,
+        "training and inference kernels agree (max difference {diff})"
+    );
+}
+
+#[test]
+fn gradients_reach_adapters_and_never_frozen_weights() {
+    let mut model = reference_model().transformer.clone();
+    let vars = add_lora(&mut model);
+    let ids = reference_model()
+        .tokenizer
+        .encode("Tunelab trains adapters at home.", false)
+        .unwrap();
+    let grads = loss(&model, &ids).backward().unwrap();
+    for (i, var) in vars.iter().enumerate() {
+        let g = grads
+            .get(var.as_tensor())
+            .unwrap_or_else(|| panic!("adapter variable {i} has a gradient"));
+        let norm = g
+            .sqr()
+            .unwrap()
+            .sum_all()
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap();
+        if i % 2 == 1 {
+            assert!(
+                norm > 0.0,
+                "B of adapter {} gets a non-zero gradient",
+                i / 2
+            );
+        }
+    }
+    let layer = &model.layers[0];
+    if let tunelab_engine::layers::Weight::Dense(w) = &layer.self_attn.q_proj.weight {
+        assert!(
+            grads.get(w).is_none(),
+            "the frozen base weight keeps no gradient"
+        );
+    }
+    assert!(
+        grads.get(&layer.input_layernorm.weight).is_none(),
+        "norm weights are frozen too"
+    );
+}
+
+#[test]
+fn lora_on_a_quantized_base_learns_a_sentence() {
+    // QLoRA's situation: the base stays in its GGUF blocks; a few AdamW steps on the
+    // adapters alone must lower the loss on a sentence the model does not know.
+    let mut model = native_model().transformer.clone();
+    let vars = add_lora(&mut model);
+    let ids = native_model()
+        .tokenizer
+        .encode(
+            "Zorblat the purple toaster sings at dawn in Quibbleton.",
+            false,
+        )
+        .unwrap();
+    let first = loss(&model, &ids).to_scalar::<f32>().unwrap();
+    let params = candle_nn::ParamsAdamW {
+        lr: 1e-2,
+        weight_decay: 0.0,
+        ..Default::default()
+    };
+    let mut opt = candle_nn::AdamW::new(vars, params).unwrap();
+    let mut last = first;
+    for _ in 0..10 {
+        let l = loss(&model, &ids);
+        last = l.to_scalar::<f32>().unwrap();
+        opt.backward_step(&l).unwrap();
+    }
+    let after = loss(&model, &ids).to_scalar::<f32>().unwrap();
+    assert!(
+        after < first * 0.8,
+        "loss falls from {first:.3} (last step {last:.3}) to {after:.3}"
+    );
+}
