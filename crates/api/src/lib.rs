@@ -5,6 +5,7 @@
 
 pub mod bench;
 pub mod chat;
+pub mod data;
 pub mod error;
 pub mod hub;
 pub mod models;

@@ -3,6 +3,7 @@
 
 mod bench;
 mod chat;
+mod data;
 mod doctor;
 mod models;
 mod output;
@@ -42,6 +43,9 @@ enum Command {
     /// Measure speed on this machine
     #[command(subcommand)]
     Bench(bench::Command),
+    /// Check training datasets
+    #[command(subcommand)]
+    Data(data::Command),
 }
 
 fn main() -> ExitCode {
@@ -52,6 +56,7 @@ fn main() -> ExitCode {
         Command::Models(cmd) => models::run(&ws, cmd),
         Command::Chat(args) => chat::run(&ws, args),
         Command::Bench(cmd) => bench::run(&ws, cmd),
+        Command::Data(cmd) => data::run(&ws, cmd),
     });
     match result {
         Ok(()) => ExitCode::SUCCESS,

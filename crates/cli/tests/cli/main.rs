@@ -160,3 +160,61 @@ fn interactive_chat_streams_answers_and_keeps_the_conversation() {
         "{stderr}"
     );
 }
+
+#[test]
+fn data_check_reports_json_and_locates_problems_by_file_and_line() {
+    let sample = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../datasets/lora-json-extract/train.jsonl");
+    // The workspace setup filled, where the default model is registered.
+    let report = json(&tunelab(
+        None,
+        &[
+            "data",
+            "check",
+            sample.to_str().unwrap(),
+            "--model",
+            "smollm2-135m-instruct",
+            "--json",
+        ],
+    ));
+    assert_eq!(report["format"], "messages");
+    assert_eq!(report["issues"].as_array().unwrap().len(), 0, "{report}");
+    assert!(report["rows_usable"].as_u64().unwrap() >= 120, "{report}");
+    assert!(report["tokens"]["median"].as_u64().unwrap() > 0, "{report}");
+
+    let home = tempfile::tempdir().unwrap();
+    let bad = home.path().join("bad.jsonl");
+    std::fs::write(
+        &bad,
+        "{\"messages\": [{\"role\": \"bot\", \"content\": \"hi\"}]}\n{\"messages\": [\n",
+    )
+    .unwrap();
+    let out = tunelab(Some(home.path()), &["data", "check", bad.to_str().unwrap()]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "no usable rows: {stdout}{stderr}"
+    );
+    let path = bad.display();
+    assert!(
+        stdout.contains(&format!(
+            "{path}:1: field `messages[0].role`: unknown role `bot`"
+        )) && stdout.contains(&format!("{path}:2: not valid JSON")),
+        "{stdout}"
+    );
+    assert!(stderr.contains("no usable rows"), "{stderr}");
+
+    // One good row among bad ones: the issues are warnings and the check passes.
+    let mixed = home.path().join("mixed.jsonl");
+    let good = "{\"messages\": [{\"role\": \"user\", \"content\": \"hi\"}, {\"role\": \"assistant\", \"content\": \"hello\"}]}";
+    std::fs::write(&mixed, format!("{good}\n{{\"messages\": 3}}\n")).unwrap();
+    let out = tunelab(
+        Some(home.path()),
+        &["data", "check", mixed.to_str().unwrap()],
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}");
+    assert!(stdout.contains("warning: 1 of 2 rows skipped"), "{stdout}");
+}

@@ -1,0 +1,64 @@
+//! Training data: checking a dataset file before training on it. The check reads every record,
+//! reports each problem with its file, line and field, and, given a model, tokenizes the
+//! conversations through that model's chat template to measure them.
+
+use std::path::Path;
+
+use tunelab_train::data::{check_dataset, DataError};
+
+pub use tunelab_train::data::{
+    DataReport, DatasetFormat, Issue, IssueKind, ReadOptions, RoleCounts, TextDocuments, TokenStats,
+};
+
+use crate::chat::ModelCache;
+use crate::error::{ApiError, Result};
+use crate::workspace::Workspace;
+
+impl From<DataError> for ApiError {
+    fn from(err: DataError) -> Self {
+        match err {
+            DataError::Io { ref source, .. } if source.kind() == std::io::ErrorKind::NotFound => {
+                ApiError::not_found(err.to_string())
+            }
+            DataError::Io { .. } => ApiError::new("io", err.to_string()),
+            DataError::UnknownFormat { .. } | DataError::InvalidOption(_) => {
+                ApiError::invalid(err.to_string())
+            }
+            DataError::Model(message) => ApiError::new("bad_model", message),
+            DataError::Engine(err) => err.into(),
+        }
+    }
+}
+
+/// Checks `file` in `format` (detected when `None`); with `model`, also measures every
+/// conversation in that model's tokens against `max_len`.
+pub fn check(
+    ws: &Workspace,
+    cache: &ModelCache,
+    file: &Path,
+    format: Option<DatasetFormat>,
+    model: Option<&str>,
+    max_len: usize,
+) -> Result<DataReport> {
+    let options = ReadOptions {
+        format,
+        ..ReadOptions::default()
+    };
+    check_with_options(ws, cache, file, &options, model, max_len)
+}
+
+/// [`check`] with every reading option (CSV column names, how plain text is cut).
+pub fn check_with_options(
+    ws: &Workspace,
+    cache: &ModelCache,
+    file: &Path,
+    options: &ReadOptions,
+    model: Option<&str>,
+    max_len: usize,
+) -> Result<DataReport> {
+    if max_len == 0 {
+        return Err(ApiError::invalid("the max length must be at least 1 token"));
+    }
+    let loaded = model.map(|name| cache.get(ws, name)).transpose()?;
+    Ok(check_dataset(file, options, loaded.as_deref(), max_len)?)
+}

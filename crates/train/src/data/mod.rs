@@ -1,0 +1,195 @@
+//! Training data: reading datasets in the common formats ([`read_dataset`]), checking them
+//! ([`check_dataset`] and its [`DataReport`]), turning conversations into token ids with the
+//! loss on the assistant's replies only ([`tokenize_dataset`]), packing plain text into
+//! fixed-length blocks ([`pack`]) and splitting off a validation set ([`split_train_validation`]).
+
+mod conversation;
+mod csv_rows;
+pub mod format;
+pub mod issue;
+mod json_records;
+pub mod pack;
+pub mod render;
+pub mod report;
+pub mod split;
+mod text_docs;
+
+use std::path::{Path, PathBuf};
+
+use tunelab_engine::Message;
+
+pub use format::DatasetFormat;
+pub use issue::{DataError, Issue, IssueKind, Result};
+pub use pack::pack;
+pub use render::{
+    chat_pieces, eos_id, tokenize_chat, tokenize_dataset, tokenize_example, tokenize_text,
+    RenderOptions, TextPiece, TokenizedExample, TokenizedSet, TrainOn, IGNORE_INDEX,
+};
+pub use report::{check_dataset, DataReport, RoleCounts, TokenStats};
+pub use split::{split_train_validation, TrainValidationSplit};
+pub use text_docs::TextDocuments;
+
+/// How to read a dataset file. The default detects everything.
+#[derive(Debug, Clone, Default)]
+pub struct ReadOptions {
+    /// Forces a format instead of detecting it from the extension and the first record.
+    pub format: Option<DatasetFormat>,
+    /// CSV: the prompt column (default: `prompt`, else `instruction`).
+    pub prompt_column: Option<String>,
+    /// CSV: the response column (default: `response`, else `output`).
+    pub response_column: Option<String>,
+    /// Plain text: paragraphs (default) or the whole file as one document.
+    pub text_documents: TextDocuments,
+}
+
+/// What one record holds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ExampleContent {
+    /// A conversation ending with an assistant turn; roles are "system", "user", "assistant".
+    Chat(Vec<Message>),
+    /// A document for plain language modelling.
+    Text(String),
+}
+
+/// One usable record and the 1-based line of the file it starts on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Example {
+    pub line: usize,
+    pub content: ExampleContent,
+}
+
+/// A dataset file as read: its usable records and the issues of the others.
+#[derive(Debug, Clone)]
+pub struct Dataset {
+    pub file: PathBuf,
+    /// None only when the file is empty and its extension does not tell.
+    pub format: Option<DatasetFormat>,
+    /// Records seen, usable or not.
+    pub rows_total: usize,
+    pub examples: Vec<Example>,
+    /// Every problem found, in file order; records with a problem are not in `examples`.
+    pub issues: Vec<Issue>,
+}
+
+/// Reads and checks a dataset file. Problems with records become [`Issue`]s; only an
+/// unreadable file or an undetectable format is an error.
+pub fn read_dataset(path: &Path, options: &ReadOptions) -> Result<Dataset> {
+    let bytes = std::fs::read(path).map_err(|e| DataError::io(path, e))?;
+    let mut dataset = Dataset {
+        file: path.to_path_buf(),
+        format: options
+            .format
+            .or_else(|| format::format_from_extension(path)),
+        rows_total: 0,
+        examples: Vec::new(),
+        issues: Vec::new(),
+    };
+    let text = match String::from_utf8(bytes) {
+        Ok(text) => text,
+        Err(err) => {
+            let valid = &err.as_bytes()[..err.utf8_error().valid_up_to()];
+            let line = valid.iter().filter(|b| **b == b'\n').count() + 1;
+            let message = "the file is not UTF-8 text; save it as UTF-8";
+            dataset
+                .issues
+                .push(Issue::new(path, line, None, IssueKind::BadSyntax, message));
+            return Ok(dataset);
+        }
+    };
+    if text.trim().is_empty() {
+        dataset.issues.push(Issue::new(
+            path,
+            1,
+            None,
+            IssueKind::Empty,
+            "the file is empty",
+        ));
+        return Ok(dataset);
+    }
+    match dataset.format {
+        Some(DatasetFormat::Csv) => {
+            let tsv = path
+                .extension()
+                .is_some_and(|e| e.eq_ignore_ascii_case("tsv"));
+            let rows = csv_rows::read(
+                path,
+                &text,
+                if tsv { b'\t' } else { b',' },
+                options.prompt_column.as_deref(),
+                options.response_column.as_deref(),
+                &mut dataset.issues,
+            );
+            dataset.rows_total = rows.rows_total;
+            dataset.examples = rows.examples;
+        }
+        Some(DatasetFormat::Text) => {
+            dataset.examples = text_docs::read(&text, options.text_documents);
+            dataset.rows_total = dataset.examples.len();
+        }
+        Some(_) | None => read_json(path, &text, options.format, &mut dataset)?,
+    }
+    if dataset.rows_total == 0 && dataset.issues.is_empty() {
+        dataset.issues.push(Issue::new(
+            path,
+            1,
+            None,
+            IssueKind::Empty,
+            "the file holds no records",
+        ));
+    }
+    dataset.issues.sort_by_key(|i| i.line);
+    Ok(dataset)
+}
+
+fn read_json(
+    path: &Path,
+    text: &str,
+    forced: Option<DatasetFormat>,
+    dataset: &mut Dataset,
+) -> Result<()> {
+    let first = text.trim_start().chars().next();
+    if forced.is_none() && !matches!(first, Some('[') | Some('{')) {
+        return Err(DataError::UnknownFormat {
+            path: path.to_path_buf(),
+            message: "cannot tell the format: the file is neither JSON nor JSONL, and its \
+                      extension is not .csv, .tsv or .txt (choose one with --format)"
+                .into(),
+        });
+    }
+    let records = json_records::split(path, text, &mut dataset.issues);
+    dataset.rows_total = records.rows_total;
+    let format = match forced {
+        Some(format) => format,
+        None => match records
+            .records
+            .iter()
+            .find_map(|r| format::format_of_record(&r.value))
+        {
+            Some(format) => format,
+            None if records.records.is_empty() => return Ok(()),
+            None => {
+                return Err(DataError::UnknownFormat {
+                    path: path.to_path_buf(),
+                    message: format!(
+                        "cannot tell the format from the record at line {}: expected a \
+                         `messages` (OpenAI), `conversations` (ShareGPT) or `instruction` and \
+                         `output` (Alpaca) field (or choose one with --format)",
+                        records.records[0].line
+                    ),
+                })
+            }
+        },
+    };
+    dataset.format = Some(format);
+    for record in &records.records {
+        let mut check = conversation::RecordCheck::new(path, record.line);
+        match conversation::from_record(format, &record.value, &mut check) {
+            Some(messages) => dataset.examples.push(Example {
+                line: record.line,
+                content: ExampleContent::Chat(messages),
+            }),
+            None => dataset.issues.append(&mut check.issues),
+        }
+    }
+    Ok(())
+}

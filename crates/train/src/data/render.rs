@@ -1,0 +1,259 @@
+//! Conversations to token ids and labels through the model's own chat template, with the loss
+//! on the assistant's replies only.
+//!
+//! The rendered text is cut into pieces by rendering prefixes of the conversation: for the
+//! assistant turn `i`, `messages[..i]` with the generation prompt ends where the reply starts,
+//! and `messages[..=i]` without it ends after the reply and the template's end-of-turn marker.
+//! That span, less any whitespace the template writes after the marker, is trained on: the
+//! model learns the reply and to stop (`<|im_end|>` for ChatML). The line break ChatML writes
+//! after `<|im_end|>` is not trained: generation stops at the marker, so the model never
+//! produces it. Each piece is tokenized on its own, so a label boundary is always a token
+//! boundary.
+
+use serde::{Deserialize, Serialize};
+use tunelab_engine::{LoadedModel, Message};
+
+use super::issue::{DataError, Issue, IssueKind, Result};
+use super::{Dataset, Example, ExampleContent};
+
+/// The label of a token the loss ignores (PyTorch's `ignore_index` convention).
+pub const IGNORE_INDEX: i64 = -100;
+
+/// Which tokens of a conversation the loss covers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TrainOn {
+    /// The assistant's replies and their end-of-turn markers.
+    #[default]
+    AssistantReplies,
+    /// Every token, prompts included.
+    AllTokens,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RenderOptions {
+    pub train_on: TrainOn,
+    /// Conversations longer than this many tokens lose their end. Plain-text documents are
+    /// kept whole: [`super::pack`] cuts them into blocks.
+    pub max_len: usize,
+}
+
+/// A stretch of rendered text and whether the loss covers it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TextPiece {
+    pub text: String,
+    pub trainable: bool,
+}
+
+/// Token ids and their labels. `labels[t]` is `ids[t]` where the loss covers token `t` and
+/// [`IGNORE_INDEX`] elsewhere: labels are aligned with ids, not shifted; the trainer predicts
+/// `labels[t + 1]` from the logits at position `t`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenizedExample {
+    /// Line of the record in its file (for a packed block: of the document it starts in).
+    pub line: usize,
+    pub ids: Vec<u32>,
+    pub labels: Vec<i64>,
+    /// Length before truncation.
+    pub full_len: usize,
+}
+
+impl TokenizedExample {
+    pub fn truncated(&self) -> bool {
+        self.full_len > self.ids.len()
+    }
+
+    /// Tokens the loss covers.
+    pub fn trainable_tokens(&self) -> usize {
+        self.labels.iter().filter(|l| **l != IGNORE_INDEX).count()
+    }
+}
+
+fn inconsistent(turn: usize, what: &str) -> DataError {
+    DataError::Model(format!(
+        "the chat template renders the conversation inconsistently at turn {turn}: {what}, so \
+         the reply's tokens cannot be told from the prompt's"
+    ))
+}
+
+fn push(pieces: &mut Vec<TextPiece>, text: &str, trainable: bool) {
+    if !text.is_empty() {
+        pieces.push(TextPiece {
+            text: text.to_string(),
+            trainable,
+        });
+    }
+}
+
+/// The rendered conversation cut into prompt and reply pieces; their concatenation is the
+/// whole conversation as the template renders it.
+pub fn chat_pieces(model: &LoadedModel, messages: &[Message]) -> Result<Vec<TextPiece>> {
+    let (bos, eos) = (model.tokenizer.bos_token(), model.tokenizer.eos_token());
+    let render = |upto: &[Message], prompt: bool| model.template.render(upto, prompt, bos, eos);
+    let mut pieces = Vec::new();
+    let mut covered = String::new();
+    for (i, message) in messages.iter().enumerate() {
+        if message.role != "assistant" {
+            continue;
+        }
+        let prompt = render(&messages[..i], true)?;
+        let with_reply = render(&messages[..=i], false)?;
+        let context = prompt
+            .strip_prefix(covered.as_str())
+            .ok_or_else(|| inconsistent(i, "the earlier turns change once it is added"))?;
+        let reply = with_reply
+            .strip_prefix(prompt.as_str())
+            .ok_or_else(|| inconsistent(i, "the reply does not follow the generation prompt"))?;
+        let reply = reply.trim_end();
+        push(&mut pieces, context, false);
+        push(&mut pieces, reply, true);
+        covered = prompt + reply;
+    }
+    let full = render(messages, false)?;
+    let rest = full.strip_prefix(covered.as_str()).ok_or_else(|| {
+        inconsistent(
+            messages.len(),
+            "the whole conversation differs from its turns",
+        )
+    })?;
+    push(&mut pieces, rest, false);
+    Ok(pieces)
+}
+
+/// Ids and labels of a conversation, each piece tokenized on its own.
+pub fn tokenize_chat(
+    model: &LoadedModel,
+    messages: &[Message],
+    train_on: TrainOn,
+) -> Result<(Vec<u32>, Vec<i64>)> {
+    let (mut ids, mut labels) = (Vec::new(), Vec::new());
+    for piece in chat_pieces(model, messages)? {
+        let piece_ids = model.tokenizer.encode(&piece.text, false)?;
+        let trained = piece.trainable || train_on == TrainOn::AllTokens;
+        labels.extend(
+            piece_ids
+                .iter()
+                .map(|&id| if trained { id as i64 } else { IGNORE_INDEX }),
+        );
+        ids.extend(piece_ids);
+    }
+    Ok((ids, labels))
+}
+
+/// The id that ends a document: the tokenizer's EOS, else the model's first stop token.
+pub fn eos_id(model: &LoadedModel) -> Result<u32> {
+    model
+        .tokenizer
+        .eos_token()
+        .and_then(|t| model.tokenizer.token_to_id(t))
+        .or_else(|| model.eos_ids.first().copied())
+        .ok_or_else(|| {
+            DataError::Model("the model names no end-of-text token to end documents with".into())
+        })
+}
+
+/// Ids of a plain-text document: BOS where the model expects one, the text, then EOS. Every
+/// token is trained on.
+pub fn tokenize_text(model: &LoadedModel, text: &str) -> Result<Vec<u32>> {
+    let mut ids = model.tokenizer.encode(text, true)?;
+    ids.push(eos_id(model)?);
+    Ok(ids)
+}
+
+/// One example tokenized; conversations are cut to `options.max_len` tokens.
+pub fn tokenize_example(
+    model: &LoadedModel,
+    example: &Example,
+    options: &RenderOptions,
+) -> Result<TokenizedExample> {
+    let (mut ids, mut labels) = match &example.content {
+        ExampleContent::Chat(messages) => tokenize_chat(model, messages, options.train_on)?,
+        ExampleContent::Text(text) => {
+            let ids = tokenize_text(model, text)?;
+            let labels = ids.iter().map(|&id| id as i64).collect();
+            (ids, labels)
+        }
+    };
+    let full_len = ids.len();
+    if matches!(example.content, ExampleContent::Chat(_)) {
+        ids.truncate(options.max_len);
+        labels.truncate(options.max_len);
+    }
+    Ok(TokenizedExample {
+        line: example.line,
+        ids,
+        labels,
+        full_len,
+    })
+}
+
+/// A dataset's examples tokenized, with the issues tokenizing found.
+#[derive(Debug, Clone)]
+pub struct TokenizedSet {
+    pub examples: Vec<TokenizedExample>,
+    /// For each of `examples`, its index in the dataset's examples.
+    pub sources: Vec<usize>,
+    /// Kept examples whose end was cut off at the maximum length.
+    pub truncated: usize,
+    /// Over-long examples (kept) and examples that could not be rendered or have nothing
+    /// left to train on (left out), in file order.
+    pub issues: Vec<Issue>,
+}
+
+/// Tokenizes every example of `dataset` for training.
+pub fn tokenize_dataset(
+    model: &LoadedModel,
+    dataset: &Dataset,
+    options: &RenderOptions,
+) -> TokenizedSet {
+    let mut set = TokenizedSet {
+        examples: Vec::new(),
+        sources: Vec::new(),
+        truncated: 0,
+        issues: Vec::new(),
+    };
+    let file = dataset.file.as_path();
+    for (index, example) in dataset.examples.iter().enumerate() {
+        let tokenized = match tokenize_example(model, example, options) {
+            Ok(tokenized) => tokenized,
+            Err(err) => {
+                set.issues.push(Issue::new(
+                    file,
+                    example.line,
+                    None,
+                    IssueKind::Template,
+                    err.to_string(),
+                ));
+                continue;
+            }
+        };
+        if tokenized.truncated() {
+            let (len, max) = (tokenized.full_len, options.max_len);
+            if tokenized.trainable_tokens() == 0 {
+                let message = format!(
+                    "{len} tokens, and the prompt alone fills the max length of {max}: no reply \
+                     token is left to train on (shorten the prompt or raise the max length)"
+                );
+                set.issues.push(Issue::new(
+                    file,
+                    example.line,
+                    None,
+                    IssueKind::NothingToTrain,
+                    message,
+                ));
+                continue;
+            }
+            let message = format!(
+                "{len} tokens, over the max length of {max}: the last {} are cut off in training",
+                len - max
+            );
+            let mut issue = Issue::new(file, example.line, None, IssueKind::TooLong, message);
+            issue.excluded = false;
+            set.issues.push(issue);
+            set.truncated += 1;
+        }
+        set.examples.push(tokenized);
+        set.sources.push(index);
+    }
+    set
+}
