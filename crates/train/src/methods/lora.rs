@@ -1,0 +1,298 @@
+//! LoRA: low-rank adapters on the frozen model's linear layers, saved and loaded in the PEFT
+//! format (adapter_config.json + adapter_model.safetensors with PEFT key names) and mergeable
+//! into the base weights.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use candle_core::{DType, Tensor, Var};
+use serde::{Deserialize, Serialize};
+use tunelab_engine::layers::{Linear, LoraAdapter, Weight};
+use tunelab_engine::Transformer;
+
+use crate::methods::MethodError;
+
+/// The linear layers of a Llama block, by their Hugging Face (and PEFT) names.
+pub const ALL_LINEAR: [&str; 7] = [
+    "q_proj",
+    "k_proj",
+    "v_proj",
+    "o_proj",
+    "gate_proj",
+    "up_proj",
+    "down_proj",
+];
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct LoraConfig {
+    pub rank: usize,
+    pub alpha: f64,
+    pub dropout: f32,
+    /// Module names from `ALL_LINEAR`, or `["all-linear"]`.
+    pub targets: Vec<String>,
+    /// Scale by alpha/√rank instead of alpha/rank (rank-stabilised LoRA).
+    pub rslora: bool,
+}
+
+impl Default for LoraConfig {
+    fn default() -> Self {
+        LoraConfig {
+            rank: 16,
+            alpha: 32.0,
+            dropout: 0.05,
+            targets: vec!["all-linear".into()],
+            rslora: false,
+        }
+    }
+}
+
+impl LoraConfig {
+    pub fn scale(&self) -> f64 {
+        if self.rslora {
+            self.alpha / (self.rank as f64).sqrt()
+        } else {
+            self.alpha / self.rank as f64
+        }
+    }
+
+    /// The target module names, with "all-linear" expanded; unknown names are an error.
+    pub fn target_modules(&self) -> Result<Vec<&'static str>, MethodError> {
+        let mut out = Vec::new();
+        for t in &self.targets {
+            if t == "all-linear" {
+                return Ok(ALL_LINEAR.to_vec());
+            }
+            match ALL_LINEAR
+                .iter()
+                .find(|m| **m == t.as_str() || m.trim_end_matches("_proj") == t.as_str())
+            {
+                Some(m) => out.push(*m),
+                None => {
+                    return Err(MethodError::Config(format!(
+                        "unknown LoRA target `{t}`; choose from {} or all-linear",
+                        ALL_LINEAR.join(", ")
+                    )))
+                }
+            }
+        }
+        if out.is_empty() {
+            return Err(MethodError::Config(
+                "LoRA needs at least one target module".into(),
+            ));
+        }
+        Ok(out)
+    }
+}
+
+/// Every (PEFT module path, linear layer) pair of the model, e.g.
+/// `base_model.model.model.layers.0.self_attn.q_proj`.
+fn linear_layers(model: &mut Transformer) -> Vec<(String, &'static str, &mut Linear)> {
+    let mut out = Vec::new();
+    for (i, layer) in model.layers.iter_mut().enumerate() {
+        let a = &mut layer.self_attn;
+        let m = &mut layer.mlp;
+        for (name, group, linear) in [
+            ("q_proj", "self_attn", &mut a.q_proj),
+            ("k_proj", "self_attn", &mut a.k_proj),
+            ("v_proj", "self_attn", &mut a.v_proj),
+            ("o_proj", "self_attn", &mut a.o_proj),
+            ("gate_proj", "mlp", &mut m.gate_proj),
+            ("up_proj", "mlp", &mut m.up_proj),
+            ("down_proj", "mlp", &mut m.down_proj),
+        ] {
+            out.push((
+                format!("base_model.model.model.layers.{i}.{group}.{name}"),
+                name,
+                linear,
+            ));
+        }
+    }
+    out
+}
+
+/// Attaches fresh adapters (A uniform in ±1/√in as PEFT initialises it, B zero, so the model's
+/// output is unchanged) and returns the trainable variables under their PEFT key names.
+pub fn attach(
+    model: &mut Transformer,
+    config: &LoraConfig,
+    seed: u64,
+) -> Result<Vec<(String, Var)>, MethodError> {
+    let targets = config.target_modules()?;
+    if config.rank == 0 {
+        return Err(MethodError::Config("LoRA rank must be at least 1".into()));
+    }
+    let device = model.device().clone();
+    let mut rng = seed.max(1);
+    let mut vars = Vec::new();
+    for (path, name, linear) in linear_layers(model) {
+        if !targets.contains(&name) {
+            continue;
+        }
+        let (out, inp) = linear.weight.dims2()?;
+        let bound = 1.0 / (inp as f64).sqrt();
+        let values: Vec<f32> = (0..config.rank * inp)
+            .map(|_| {
+                rng ^= rng << 13;
+                rng ^= rng >> 7;
+                rng ^= rng << 17;
+                ((rng >> 11) as f64 / (1u64 << 53) as f64 * 2.0 - 1.0) as f32 * bound as f32
+            })
+            .collect();
+        let a = Var::from_tensor(&Tensor::from_vec(values, (config.rank, inp), &device)?)?;
+        let b = Var::zeros((out, config.rank), DType::F32, &device)?;
+        vars.push((format!("{path}.lora_A.weight"), a.clone()));
+        vars.push((format!("{path}.lora_B.weight"), b.clone()));
+        linear.adapter = Some(LoraAdapter {
+            a,
+            b,
+            scale: config.scale(),
+            dropout: config.dropout,
+        });
+    }
+    Ok(vars)
+}
+
+/// PEFT's adapter_config.json for these adapters.
+pub fn peft_config(
+    config: &LoraConfig,
+    base_model: &str,
+) -> Result<serde_json::Value, MethodError> {
+    Ok(serde_json::json!({
+        "peft_type": "LORA",
+        "task_type": "CAUSAL_LM",
+        "base_model_name_or_path": base_model,
+        "r": config.rank,
+        "lora_alpha": config.alpha,
+        "lora_dropout": config.dropout,
+        "target_modules": config.target_modules()?,
+        "use_rslora": config.rslora,
+        "bias": "none",
+        "fan_in_fan_out": false,
+        "inference_mode": true,
+        "init_lora_weights": true,
+        "modules_to_save": null,
+        "layers_to_transform": null,
+        "layers_pattern": null,
+        "rank_pattern": {},
+        "alpha_pattern": {},
+        "revision": null
+    }))
+}
+
+/// Writes `adapter_config.json` and `adapter_model.safetensors` into `dir` (which must exist).
+pub fn save_peft(
+    dir: &Path,
+    vars: &[(String, Var)],
+    config: &LoraConfig,
+    base_model: &str,
+) -> Result<(), MethodError> {
+    let tensors: HashMap<String, Tensor> = vars
+        .iter()
+        .map(|(k, v)| (k.clone(), v.as_tensor().clone()))
+        .collect();
+    candle_core::safetensors::save(&tensors, dir.join("adapter_model.safetensors"))?;
+    let json =
+        serde_json::to_string_pretty(&peft_config(config, base_model)?).expect("config serializes");
+    std::fs::write(dir.join("adapter_config.json"), json + "\n")
+        .map_err(|e| MethodError::Io(dir.join("adapter_config.json"), e))?;
+    Ok(())
+}
+
+/// Reads a PEFT LoRA adapter folder and attaches it to `model`; every key must match a layer.
+pub fn load_peft(
+    dir: &Path,
+    model: &mut Transformer,
+) -> Result<(LoraConfig, Vec<(String, Var)>), MethodError> {
+    let config_path = dir.join("adapter_config.json");
+    let text = std::fs::read_to_string(&config_path)
+        .map_err(|e| MethodError::Io(config_path.clone(), e))?;
+    let raw: serde_json::Value = serde_json::from_str(&text)
+        .map_err(|e| MethodError::Config(format!("{}: {e}", config_path.display())))?;
+    let field = |name: &str| {
+        raw.get(name).ok_or_else(|| {
+            MethodError::Config(format!(
+                "{}: field `{name}` is missing",
+                config_path.display()
+            ))
+        })
+    };
+    if field("peft_type")?.as_str() != Some("LORA") {
+        return Err(MethodError::Config(format!(
+            "{}: peft_type is not LORA",
+            config_path.display()
+        )));
+    }
+    let targets = match field("target_modules")? {
+        serde_json::Value::Array(items) => items
+            .iter()
+            .filter_map(|v| v.as_str().map(String::from))
+            .collect(),
+        serde_json::Value::String(s) => vec![s.clone()],
+        _ => Vec::new(),
+    };
+    let config = LoraConfig {
+        rank: field("r")?.as_u64().unwrap_or(0) as usize,
+        alpha: field("lora_alpha")?.as_f64().unwrap_or(0.0),
+        dropout: raw
+            .get("lora_dropout")
+            .and_then(|v| v.as_f64())
+            .unwrap_or(0.0) as f32,
+        targets,
+        rslora: raw
+            .get("use_rslora")
+            .and_then(|v| v.as_bool())
+            .unwrap_or(false),
+    };
+    let weights_path = dir.join("adapter_model.safetensors");
+    let device = model.device().clone();
+    let mut tensors = candle_core::safetensors::load(&weights_path, &device)
+        .map_err(|e| MethodError::Config(format!("{}: {e}", weights_path.display())))?;
+    let mut vars = Vec::new();
+    for (path, _, linear) in linear_layers(model) {
+        let (ka, kb) = (
+            format!("{path}.lora_A.weight"),
+            format!("{path}.lora_B.weight"),
+        );
+        let (Some(a), Some(b)) = (tensors.remove(&ka), tensors.remove(&kb)) else {
+            continue;
+        };
+        let a = Var::from_tensor(&a.to_dtype(DType::F32)?)?;
+        let b = Var::from_tensor(&b.to_dtype(DType::F32)?)?;
+        vars.push((ka, a.clone()));
+        vars.push((kb, b.clone()));
+        linear.adapter = Some(LoraAdapter {
+            a,
+            b,
+            scale: config.scale(),
+            dropout: 0.0,
+        });
+    }
+    if let Some(extra) = tensors.keys().next() {
+        return Err(MethodError::Config(format!(
+            "{}: tensor `{extra}` matches no layer of this model",
+            weights_path.display()
+        )));
+    }
+    if vars.is_empty() {
+        return Err(MethodError::Config(format!(
+            "{}: no LoRA tensors for this model",
+            weights_path.display()
+        )));
+    }
+    Ok((config, vars))
+}
+
+/// Folds every adapter into its layer: `W ← W + scale · B A`, leaving a plain f32 model.
+pub fn merge(model: &mut Transformer) -> Result<(), MethodError> {
+    let device = model.device().clone();
+    for (_, _, linear) in linear_layers(model) {
+        let Some(adapter) = linear.adapter.take() else {
+            continue;
+        };
+        let w = linear.weight.to_dense(&device)?;
+        let delta = (adapter.b.as_tensor().matmul(adapter.a.as_tensor())? * adapter.scale)?;
+        linear.weight = Weight::Dense((w + delta)?);
+    }
+    Ok(())
+}
