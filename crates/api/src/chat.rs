@@ -2,6 +2,7 @@
 //! cancellable between tokens. Loaded models stay in memory for the next message.
 
 use std::ops::ControlFlow;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -75,6 +76,10 @@ impl GenerationParams {
 #[ts(export, export_to = "../../../ui/src/bindings/")]
 pub struct ChatRequest {
     pub model: String,
+    /// A trained adapter to answer with: a run id, a run folder or a PEFT adapter folder.
+    #[serde(default)]
+    #[ts(optional)]
+    pub adapter: Option<String>,
     pub messages: Vec<ChatMessage>,
     pub params: GenerationParams,
 }
@@ -119,20 +124,30 @@ pub struct ChatSummary {
 }
 
 /// Models kept in memory between messages: the most recently used one (a home machine rarely
-/// has room for two).
+/// has room for two), with the adapter it was loaded with.
 #[derive(Default)]
 pub struct ModelCache {
-    loaded: Mutex<Option<(String, Arc<LoadedModel>)>>,
+    loaded: Mutex<Option<(String, Option<PathBuf>, Arc<LoadedModel>)>>,
 }
 
 impl ModelCache {
     pub fn get(&self, ws: &Workspace, name: &str) -> Result<Arc<LoadedModel>> {
+        self.get_with_adapter(ws, name, None)
+    }
+
+    /// The model with a PEFT LoRA adapter folder attached (unmerged).
+    pub fn get_with_adapter(
+        &self,
+        ws: &Workspace,
+        name: &str,
+        adapter: Option<&Path>,
+    ) -> Result<Arc<LoadedModel>> {
         let mut slot = self
             .loaded
             .lock()
             .map_err(|_| ApiError::new("internal", "model cache poisoned"))?;
-        if let Some((loaded_name, model)) = slot.as_ref() {
-            if loaded_name == name {
+        if let Some((loaded_name, loaded_adapter, model)) = slot.as_ref() {
+            if loaded_name == name && loaded_adapter.as_deref() == adapter {
                 return Ok(model.clone());
             }
         }
@@ -143,12 +158,17 @@ impl ModelCache {
             )));
         }
         *slot = None; // free the previous model before loading the next
-        let model = Arc::new(tunelab_engine::load(
-            &path,
-            Precision::Native,
-            &tunelab_engine::default_device(),
-        )?);
-        *slot = Some((name.to_string(), model.clone()));
+        let mut model =
+            tunelab_engine::load(&path, Precision::Native, &tunelab_engine::default_device())?;
+        if let Some(dir) = adapter {
+            tunelab_train::methods::lora::load_peft(dir, &mut model.transformer)?;
+        }
+        let model = Arc::new(model);
+        *slot = Some((
+            name.to_string(),
+            adapter.map(Path::to_path_buf),
+            model.clone(),
+        ));
         Ok(model)
     }
 }
@@ -180,7 +200,12 @@ pub fn chat(
     on_event: &mut dyn FnMut(ChatEvent),
 ) -> Result<ChatSummary> {
     let messages = engine_messages(&request.messages)?;
-    let model = cache.get(ws, &request.model)?;
+    let adapter = request
+        .adapter
+        .as_deref()
+        .map(|a| crate::train::resolve_adapter(ws, a))
+        .transpose()?;
+    let model = cache.get_with_adapter(ws, &request.model, adapter.as_deref())?;
     let prompt = model.render_chat(&messages)?;
     let ids = model.tokenizer.encode(&prompt, false)?;
     let mut first = true;

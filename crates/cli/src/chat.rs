@@ -16,6 +16,9 @@ pub struct Args {
     /// Registered model name (see `tunelab models list`)
     #[arg(long, default_value = DEFAULT_MODEL)]
     model: String,
+    /// A trained adapter: run id (see `tunelab runs list`), run folder or PEFT adapter folder
+    #[arg(long)]
+    adapter: Option<String>,
     /// System message placed before the conversation
     #[arg(long)]
     system: Option<String>,
@@ -87,6 +90,7 @@ fn answer(
 ) -> Result<ChatSummary> {
     let request = ChatRequest {
         model: args.model.clone(),
+        adapter: args.adapter.clone(),
         messages,
         params: args.params(),
     };

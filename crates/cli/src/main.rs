@@ -7,6 +7,7 @@ mod data;
 mod doctor;
 mod models;
 mod output;
+mod train;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -46,6 +47,12 @@ enum Command {
     /// Check training datasets
     #[command(subcommand)]
     Data(data::Command),
+    /// Train a model on a dataset: LoRA or QLoRA adapters
+    #[command(subcommand)]
+    Train(train::TrainCommand),
+    /// Training runs: list them or show one
+    #[command(subcommand)]
+    Runs(train::RunsCommand),
 }
 
 fn main() -> ExitCode {
@@ -57,6 +64,8 @@ fn main() -> ExitCode {
         Command::Chat(args) => chat::run(&ws, args),
         Command::Bench(cmd) => bench::run(&ws, cmd),
         Command::Data(cmd) => data::run(&ws, cmd),
+        Command::Train(cmd) => train::run_train(&ws, cmd),
+        Command::Runs(cmd) => train::run_runs(&ws, cmd),
     });
     match result {
         Ok(()) => ExitCode::SUCCESS,

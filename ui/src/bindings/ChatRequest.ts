@@ -2,4 +2,8 @@
 import type { ChatMessage } from "./ChatMessage";
 import type { GenerationParams } from "./GenerationParams";
 
-export type ChatRequest = { model: string, messages: Array<ChatMessage>, params: GenerationParams, };
+export type ChatRequest = { model: string, 
+/**
+ * A trained adapter to answer with: a run id, a run folder or a PEFT adapter folder.
+ */
+adapter?: string, messages: Array<ChatMessage>, params: GenerationParams, };

@@ -11,6 +11,7 @@ use crate::workspace_with_default_model;
 fn request(question: &str, params: GenerationParams) -> ChatRequest {
     ChatRequest {
         model: tunelab_api::DEFAULT_MODEL.into(),
+        adapter: None,
         messages: vec![ChatMessage {
             role: ChatRole::User,
             content: question.into(),

@@ -4,6 +4,7 @@
 mod chat;
 mod hub;
 mod models;
+mod train;
 
 use std::path::PathBuf;
 

@@ -1,0 +1,322 @@
+//! Training runs: from a dataset file and a registered model to a tuned result in its own run
+//! folder. One function starts (or resumes) a run; others list and show runs.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicBool;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
+use tunelab_engine::Precision;
+use tunelab_train::data::{
+    read_dataset, split_train_validation, tokenize_dataset, DatasetFormat, ReadOptions,
+    RenderOptions, TrainOn,
+};
+use tunelab_train::methods::lora::{self, LoraConfig};
+use tunelab_train::methods::MethodError;
+use tunelab_train::trainer::{self, RunDir, TrainError};
+
+pub use tunelab_train::methods::lora::LoraConfig as LoraSettings;
+pub use tunelab_train::trainer::{EvalMetrics, ProgressSink, StepMetrics, TrainSettings};
+
+use crate::error::{ApiError, Result};
+use crate::models;
+use crate::workspace::Workspace;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Method {
+    /// Adapters over the base dequantized to f32.
+    #[default]
+    Lora,
+    /// Adapters over the base kept in 4-bit blocks, decoded one layer at a time.
+    Qlora,
+}
+
+impl Method {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Method::Lora => "lora",
+            Method::Qlora => "qlora",
+        }
+    }
+}
+
+/// Everything a run needs; saved, with every default filled in, as the run's config.json.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct RunConfig {
+    pub method: Method,
+    pub model: String,
+    pub data: PathBuf,
+    pub format: Option<DatasetFormat>,
+    /// Longest example in tokens; longer ones are cut (and counted).
+    pub seq_len: usize,
+    pub val_fraction: f64,
+    pub train_on: TrainOn,
+    pub lora: LoraConfig,
+    pub train: TrainSettings,
+}
+
+impl Default for RunConfig {
+    fn default() -> Self {
+        RunConfig {
+            method: Method::Lora,
+            model: crate::DEFAULT_MODEL.to_string(),
+            data: PathBuf::new(),
+            format: None,
+            seq_len: 512,
+            val_fraction: 0.1,
+            train_on: TrainOn::default(),
+            lora: LoraConfig::default(),
+            train: TrainSettings::default(),
+        }
+    }
+}
+
+/// summary.json: how the run ended and what it cost.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RunSummary {
+    pub id: String,
+    pub method: Method,
+    pub model: String,
+    pub status: String,
+    pub steps: u64,
+    pub total_steps: u64,
+    pub final_loss: Option<f64>,
+    pub val_loss: Option<f64>,
+    pub tokens_seen: u64,
+    pub train_examples: usize,
+    pub val_examples: usize,
+    pub truncated_examples: usize,
+    pub trainable_parameters: u64,
+    pub wall_time_s: f64,
+    pub peak_rss_bytes: Option<u64>,
+    pub device: String,
+    pub started_at: u64,
+    pub finished_at: u64,
+    /// Folder with the result in its exchange format (a PEFT adapter).
+    pub artifact: PathBuf,
+}
+
+fn now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+impl From<TrainError> for ApiError {
+    fn from(err: TrainError) -> Self {
+        let code = match err {
+            TrainError::Config(_) => "invalid_input",
+            TrainError::NonFinite { .. } => "diverged",
+            TrainError::Io(..) => "io",
+            _ => "internal",
+        };
+        ApiError::new(code, err.to_string())
+    }
+}
+
+impl From<MethodError> for ApiError {
+    fn from(err: MethodError) -> Self {
+        let code = if matches!(err, MethodError::Config(_)) {
+            "invalid_input"
+        } else {
+            "internal"
+        };
+        ApiError::new(code, err.to_string())
+    }
+}
+
+/// A new run folder name: method, model and the start time.
+pub fn new_run_id(config: &RunConfig) -> String {
+    format!("{}-{}-{}", config.method.as_str(), config.model, now())
+}
+
+/// Trains as `config` says in `run_dir` (created if needed). A folder that already holds
+/// checkpoints of the same configuration resumes from the latest one.
+pub fn run(
+    ws: &Workspace,
+    config: &RunConfig,
+    run_dir: &Path,
+    sink: &mut dyn ProgressSink,
+    cancel: &AtomicBool,
+) -> Result<RunSummary> {
+    let started_at = now();
+    let (_, model_path) = models::resolve(ws, &config.model)?;
+    let run = RunDir::create(run_dir)?;
+    let saved = run.path().join("config.json");
+    if saved.is_file() {
+        let previous: RunConfig = serde_json::from_str(
+            &std::fs::read_to_string(&saved).map_err(|e| ApiError::io(&saved, e))?,
+        )
+        .map_err(|e| ApiError::invalid(format!("{}: {e}", saved.display())))?;
+        if &previous != config {
+            return Err(ApiError::invalid(format!(
+                "{} already holds a run with another configuration; choose a new output folder or resume it as it was",
+                run.path().display()
+            )));
+        }
+    }
+    run.write_json("config.json", config)?;
+
+    let precision = match config.method {
+        Method::Lora => Precision::F32,
+        Method::Qlora => Precision::Native,
+    };
+    let device = tunelab_engine::default_device();
+    let mut model = tunelab_engine::load(&model_path, precision, &device)?;
+    if config.method == Method::Qlora
+        && !model
+            .transformer
+            .layers
+            .iter()
+            .any(|l| l.self_attn.q_proj.weight.is_quantized())
+    {
+        return Err(ApiError::invalid(format!(
+            "QLoRA needs a 4-bit base; `{}` is not quantized (use a GGUF file of it, or LoRA)",
+            config.model
+        )));
+    }
+    let options = ReadOptions {
+        format: config.format,
+        ..ReadOptions::default()
+    };
+    let dataset = read_dataset(&config.data, &options)?;
+    let tokenized = tokenize_dataset(
+        &model,
+        &dataset,
+        &RenderOptions {
+            train_on: config.train_on,
+            max_len: config.seq_len,
+        },
+    );
+    if tokenized.examples.is_empty() {
+        let first = dataset
+            .issues
+            .iter()
+            .chain(&tokenized.issues)
+            .next()
+            .map(|i| format!(": {i}"))
+            .unwrap_or_default();
+        return Err(ApiError::invalid(format!(
+            "{} has no usable examples{first}; run `tunelab data check` for the full report",
+            config.data.display()
+        )));
+    }
+    let split = split_train_validation(tokenized.examples, config.val_fraction, config.train.seed)?;
+    let params = lora::attach(&mut model.transformer, &config.lora, config.train.seed)?;
+    let trainable: u64 = params.iter().map(|(_, v)| v.elem_count() as u64).sum();
+    let pad_id = model.eos_ids.first().copied().unwrap_or(0);
+    let outcome = trainer::train(
+        &model.transformer,
+        &params,
+        &split.train,
+        &split.validation,
+        &config.train,
+        &run,
+        pad_id,
+        sink,
+        cancel,
+    )?;
+
+    let artifact = run.artifact_dir();
+    if !outcome.cancelled {
+        let staging = run.path().join(".artifact.partial");
+        std::fs::create_dir_all(&staging).map_err(|e| ApiError::io(&staging, e))?;
+        lora::save_peft(&staging, &params, &config.lora, &config.model)?;
+        if artifact.exists() {
+            std::fs::remove_dir_all(&artifact).map_err(|e| ApiError::io(&artifact, e))?;
+        }
+        std::fs::rename(&staging, &artifact).map_err(|e| ApiError::io(&artifact, e))?;
+    }
+    let summary = RunSummary {
+        id: run
+            .path()
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default(),
+        method: config.method,
+        model: config.model.clone(),
+        status: if outcome.cancelled {
+            "cancelled".into()
+        } else {
+            "completed".into()
+        },
+        steps: outcome.steps,
+        total_steps: config.train.total_steps(split.train.len()),
+        final_loss: outcome.final_loss,
+        val_loss: outcome.val_loss,
+        tokens_seen: outcome.tokens_seen,
+        train_examples: split.train.len(),
+        val_examples: split.validation.len(),
+        truncated_examples: tokenized.truncated,
+        trainable_parameters: trainable,
+        wall_time_s: outcome.elapsed_s,
+        peak_rss_bytes: tunelab_hardware::peak_rss_bytes(),
+        device: format!("{device:?}").to_lowercase(),
+        started_at,
+        finished_at: now(),
+        artifact,
+    };
+    run.write_json("summary.json", &summary)?;
+    Ok(summary)
+}
+
+/// Runs in the workspace, newest first, with their summaries where they have one.
+pub fn list(ws: &Workspace) -> Result<Vec<(String, RunConfig, Option<RunSummary>)>> {
+    let dir = ws.runs_dir();
+    let mut out = Vec::new();
+    for path in std::fs::read_dir(&dir)
+        .map_err(|e| ApiError::io(&dir, e))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+    {
+        if let Ok((config, summary)) = show(&path) {
+            let id = path
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            out.push((id, config, summary));
+        }
+    }
+    out.sort_by_key(|(_, _, s)| std::cmp::Reverse(s.as_ref().map(|s| s.started_at).unwrap_or(0)));
+    Ok(out)
+}
+
+/// A run folder's configuration and summary.
+pub fn show(run_dir: &Path) -> Result<(RunConfig, Option<RunSummary>)> {
+    let read = |name: &str| -> Result<Option<String>> {
+        let path = run_dir.join(name);
+        if !path.is_file() {
+            return Ok(None);
+        }
+        std::fs::read_to_string(&path)
+            .map(Some)
+            .map_err(|e| ApiError::io(&path, e))
+    };
+    let config = read("config.json")?.ok_or_else(|| {
+        ApiError::not_found(format!(
+            "{} is not a run folder (no config.json)",
+            run_dir.display()
+        ))
+    })?;
+    let config = serde_json::from_str(&config).map_err(|e| {
+        ApiError::invalid(format!("{}: {e}", run_dir.join("config.json").display()))
+    })?;
+    let summary = read("summary.json")?.and_then(|s| serde_json::from_str(&s).ok());
+    Ok((config, summary))
+}
+
+/// A run id in the workspace, or a path to a run folder or to an adapter folder: the adapter.
+pub fn resolve_adapter(ws: &Workspace, run_or_dir: &str) -> Result<PathBuf> {
+    let candidates = [PathBuf::from(run_or_dir), ws.runs_dir().join(run_or_dir)];
+    for c in candidates {
+        if c.join("adapter_config.json").is_file() {
+            return Ok(c);
+        }
+        if c.join("artifact/adapter_config.json").is_file() {
+            return Ok(c.join("artifact"));
+        }
+    }
+    Err(ApiError::not_found(format!("no adapter at `{run_or_dir}`: give a run id from `tunelab runs list`, a run folder or a PEFT adapter folder")))
+}

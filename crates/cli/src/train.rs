@@ -1,0 +1,230 @@
+//! `tunelab train lora|qlora` and `tunelab runs list|show`.
+
+use std::path::PathBuf;
+use std::sync::atomic::AtomicBool;
+
+use indicatif::{ProgressBar, ProgressStyle};
+use tunelab_api::train::{self, EvalMetrics, Method, ProgressSink, RunConfig, StepMetrics};
+use tunelab_api::{ApiError, Result, Workspace};
+
+use crate::output::{bytes, print_json};
+
+#[derive(clap::Args)]
+pub struct TrainArgs {
+    /// Registered model name
+    #[arg(long)]
+    model: Option<String>,
+    /// Dataset file (Alpaca, ShareGPT, messages JSONL, CSV)
+    #[arg(long)]
+    data: Option<PathBuf>,
+    /// A TOML file with any of the run's settings (flags override it)
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Run folder (default: a new folder under the workspace's runs/); an existing run resumes
+    #[arg(long)]
+    out: Option<PathBuf>,
+    #[arg(long)]
+    max_steps: Option<u64>,
+    #[arg(long)]
+    epochs: Option<f64>,
+    #[arg(long)]
+    lr: Option<f64>,
+    #[arg(long)]
+    batch_size: Option<usize>,
+    #[arg(long)]
+    seq_len: Option<usize>,
+    #[arg(long)]
+    rank: Option<usize>,
+    #[arg(long)]
+    alpha: Option<f64>,
+    /// Print the summary as JSON
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(clap::Subcommand)]
+pub enum TrainCommand {
+    /// LoRA adapters over the base model in 32-bit floats
+    Lora(TrainArgs),
+    /// LoRA adapters over the base model kept in 4-bit blocks (less memory)
+    Qlora(TrainArgs),
+}
+
+#[derive(clap::Subcommand)]
+pub enum RunsCommand {
+    /// Training runs in the workspace, newest first
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// One run's configuration and results
+    Show {
+        /// Run id (from `tunelab runs list`) or run folder
+        run: String,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn resolve_config(method: Method, args: &TrainArgs) -> Result<RunConfig> {
+    let mut config = match &args.config {
+        Some(path) => {
+            let text = std::fs::read_to_string(path).map_err(|e| ApiError::io(path, e))?;
+            toml::from_str::<RunConfig>(&text)
+                .map_err(|e| ApiError::invalid(format!("{}: {e}", path.display())))?
+        }
+        None => RunConfig::default(),
+    };
+    config.method = method;
+    if let Some(m) = &args.model {
+        config.model = m.clone();
+    }
+    if let Some(d) = &args.data {
+        config.data = d.clone();
+    }
+    if config.data.as_os_str().is_empty() {
+        return Err(ApiError::invalid(
+            "no dataset: pass --data FILE (or `data` in the --config file)",
+        ));
+    }
+    config.data = std::fs::canonicalize(&config.data).map_err(|e| ApiError::io(&config.data, e))?;
+    let t = &mut config.train;
+    t.max_steps = args.max_steps.unwrap_or(t.max_steps);
+    t.epochs = args.epochs.unwrap_or(t.epochs);
+    t.lr = args.lr.unwrap_or(t.lr);
+    t.batch_size = args.batch_size.unwrap_or(t.batch_size);
+    config.seq_len = args.seq_len.unwrap_or(config.seq_len);
+    config.lora.rank = args.rank.unwrap_or(config.lora.rank);
+    config.lora.alpha = args.alpha.unwrap_or(config.lora.alpha);
+    Ok(config)
+}
+
+pub fn run_train(ws: &Workspace, cmd: TrainCommand) -> Result<()> {
+    let (method, args) = match cmd {
+        TrainCommand::Lora(a) => (Method::Lora, a),
+        TrainCommand::Qlora(a) => (Method::Qlora, a),
+    };
+    let config = resolve_config(method, &args)?;
+    let dir = args
+        .out
+        .clone()
+        .unwrap_or_else(|| ws.runs_dir().join(train::new_run_id(&config)));
+    let bar = ProgressBar::new(0);
+    bar.set_style(
+        ProgressStyle::with_template("{bar:30} step {pos}/{len} {msg} eta {eta}")
+            .expect("valid template")
+            .progress_chars("=> "),
+    );
+    if args.json {
+        bar.set_draw_target(indicatif::ProgressDrawTarget::hidden());
+    }
+    let mut sink = BarSink { bar: bar.clone() };
+    let summary = train::run(ws, &config, &dir, &mut sink, &AtomicBool::new(false));
+    bar.finish_and_clear();
+    let summary = summary?;
+    if args.json {
+        return print_json(&summary);
+    }
+    println!(
+        "Run {} {} after {} steps in {:.0} s",
+        summary.id, summary.status, summary.steps, summary.wall_time_s
+    );
+    println!(
+        "  loss {}  validation loss {}",
+        fmt_opt(summary.final_loss),
+        fmt_opt(summary.val_loss)
+    );
+    println!(
+        "  {} tokens seen, {} trainable parameters, peak memory {}",
+        summary.tokens_seen,
+        summary.trainable_parameters,
+        summary
+            .peak_rss_bytes
+            .map(bytes)
+            .unwrap_or_else(|| "-".into())
+    );
+    println!("  adapter (PEFT): {}", summary.artifact.display());
+    println!(
+        "  chat with it:   tunelab chat --model {} --adapter {}",
+        summary.model, summary.id
+    );
+    Ok(())
+}
+
+fn fmt_opt(v: Option<f64>) -> String {
+    v.map(|v| format!("{v:.4}")).unwrap_or_else(|| "-".into())
+}
+
+pub fn run_runs(ws: &Workspace, cmd: RunsCommand) -> Result<()> {
+    match cmd {
+        RunsCommand::List { json } => {
+            let runs = train::list(ws)?;
+            if json {
+                let rows: Vec<_> = runs.iter().map(|(id, config, summary)| serde_json::json!({ "id": id, "config": config, "summary": summary })).collect();
+                return print_json(&rows);
+            }
+            if runs.is_empty() {
+                println!("No runs yet. Start one with `tunelab train lora --data FILE`.");
+            }
+            for (id, config, summary) in &runs {
+                let (status, steps, loss) = match summary {
+                    Some(s) => (
+                        s.status.as_str(),
+                        s.steps.to_string(),
+                        fmt_opt(s.val_loss.or(s.final_loss)),
+                    ),
+                    None => ("unfinished", "-".into(), "-".into()),
+                };
+                println!(
+                    "{id:<48} {:<6} {:<24} {status:<10} steps {steps:>5}  loss {loss}",
+                    config.method.as_str(),
+                    config.model
+                );
+            }
+            Ok(())
+        }
+        RunsCommand::Show { run, json } => {
+            let dir = if PathBuf::from(&run).is_dir() {
+                PathBuf::from(&run)
+            } else {
+                ws.runs_dir().join(&run)
+            };
+            let (config, summary) = train::show(&dir)?;
+            if json {
+                return print_json(&serde_json::json!({ "config": config, "summary": summary }));
+            }
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&config).expect("config serializes")
+            );
+            match summary {
+                Some(s) => println!("{}", serde_json::to_string_pretty(&s).expect("summary serializes")),
+                None => println!("(no summary: the run has not finished; run the same command again to resume it)"),
+            }
+            Ok(())
+        }
+    }
+}
+
+/// Shows training progress as a bar with loss, learning rate and speed.
+struct BarSink {
+    bar: ProgressBar,
+}
+
+impl ProgressSink for BarSink {
+    fn step(&mut self, m: &StepMetrics) {
+        self.bar.set_length(m.total_steps);
+        self.bar.set_position(m.step);
+        self.bar.set_message(format!(
+            "loss {:.4} lr {:.1e} {:.0} tok/s",
+            m.loss, m.lr, m.tokens_per_s
+        ));
+    }
+
+    fn eval(&mut self, m: &EvalMetrics) {
+        self.bar.println(format!(
+            "step {}: validation loss {:.4}",
+            m.step, m.val_loss
+        ));
+    }
+}
