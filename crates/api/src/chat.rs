@@ -127,7 +127,14 @@ pub struct ChatSummary {
 /// has room for two), with the adapter it was loaded with.
 #[derive(Default)]
 pub struct ModelCache {
-    loaded: Mutex<Option<(String, Option<PathBuf>, Arc<LoadedModel>)>>,
+    loaded: Mutex<Option<CachedModel>>,
+}
+
+/// A loaded model with the name and adapter it was asked for.
+struct CachedModel {
+    name: String,
+    adapter: Option<PathBuf>,
+    model: Arc<LoadedModel>,
 }
 
 impl ModelCache {
@@ -146,9 +153,9 @@ impl ModelCache {
             .loaded
             .lock()
             .map_err(|_| ApiError::new("internal", "model cache poisoned"))?;
-        if let Some((loaded_name, loaded_adapter, model)) = slot.as_ref() {
-            if loaded_name == name && loaded_adapter.as_deref() == adapter {
-                return Ok(model.clone());
+        if let Some(cached) = slot.as_ref() {
+            if cached.name == name && cached.adapter.as_deref() == adapter {
+                return Ok(cached.model.clone());
             }
         }
         let (manifest, path) = models::resolve(ws, name)?;
@@ -164,11 +171,11 @@ impl ModelCache {
             tunelab_train::methods::lora::load_peft(dir, &mut model.transformer)?;
         }
         let model = Arc::new(model);
-        *slot = Some((
-            name.to_string(),
-            adapter.map(Path::to_path_buf),
-            model.clone(),
-        ));
+        *slot = Some(CachedModel {
+            name: name.to_string(),
+            adapter: adapter.map(Path::to_path_buf),
+            model: model.clone(),
+        });
         Ok(model)
     }
 }
