@@ -402,14 +402,7 @@ mod tests {
             .unwrap()
             .to_scalar::<f32>()
             .unwrap();
-        let err = (want - got)
-            .unwrap()
-            .abs()
-            .unwrap()
-            .max_all()
-            .unwrap()
-            .to_scalar::<f32>()
-            .unwrap();
+        let err = crate::layers::max_abs_diff(&want, &got).unwrap();
         // 16-bit activations round at 1/65534 of each block's largest value: relative error ~1e-5.
         assert!(
             err < 1e-4 * scale,
@@ -466,14 +459,7 @@ mod training_tests {
         let probe = Tensor::randn(0f32, 1.0, (2, 3, 24), &dev).unwrap();
         let y = forward_trainable(&q, x.as_tensor()).unwrap();
         let want = x.as_tensor().broadcast_matmul(&dense.t().unwrap()).unwrap();
-        let diff = (&y - &want)
-            .unwrap()
-            .abs()
-            .unwrap()
-            .max_all()
-            .unwrap()
-            .to_scalar::<f32>()
-            .unwrap();
+        let diff = crate::layers::max_abs_diff(&y, &want).unwrap();
         assert!(
             diff < 1e-4,
             "forward equals the dequantized product (diff {diff})"
@@ -482,14 +468,7 @@ mod training_tests {
         // d/dx Σ (x Wᵀ)·P = P W
         let expected = probe.broadcast_matmul(&dense).unwrap();
         let got = grads.get(x.as_tensor()).expect("the input gets a gradient");
-        let diff = (got - expected)
-            .unwrap()
-            .abs()
-            .unwrap()
-            .max_all()
-            .unwrap()
-            .to_scalar::<f32>()
-            .unwrap();
+        let diff = crate::layers::max_abs_diff(got, &expected).unwrap();
         assert!(diff < 1e-3, "input gradient equals P·W (diff {diff})");
     }
 }

@@ -249,14 +249,7 @@ fn hf_folder_and_llama_cpp_gguf_of_the_same_weights_give_the_same_logits() {
     );
     let a = hf.transformer.logits(&ids).unwrap();
     let b = gguf.transformer.logits(&ids).unwrap();
-    let diff = (a - b)
-        .unwrap()
-        .abs()
-        .unwrap()
-        .max_all()
-        .unwrap()
-        .to_scalar::<f32>()
-        .unwrap();
+    let diff = tunelab_engine::layers::max_abs_diff(&a, &b).unwrap();
     assert!(diff < 1e-4, "HF and GGUF logits differ by {diff}: the query/key un-permutation or the name mapping is wrong");
 }
 
@@ -278,14 +271,7 @@ fn qwen2_style_biases_are_loaded_and_used() {
         layer.self_attn.v_proj.bias = None;
     }
     let without = unbiased.logits(&ids).unwrap();
-    let diff = (with_bias - without)
-        .unwrap()
-        .abs()
-        .unwrap()
-        .max_all()
-        .unwrap()
-        .to_scalar::<f32>()
-        .unwrap();
+    let diff = tunelab_engine::layers::max_abs_diff(&with_bias, &without).unwrap();
     assert!(
         diff > 1e-3,
         "the biases change the output (difference {diff})"

@@ -60,14 +60,7 @@ fn training_kernels_give_the_inference_logits() {
         .unwrap();
     let a = model.forward(&ids_tensor(&ids), None).unwrap();
     let b = model.forward_train(&ids_tensor(&ids)).unwrap();
-    let diff = (a - b)
-        .unwrap()
-        .abs()
-        .unwrap()
-        .max_all()
-        .unwrap()
-        .to_scalar::<f32>()
-        .unwrap();
+    let diff = tunelab_engine::layers::max_abs_diff(&a, &b).unwrap();
     assert!(
         diff < 1e-3,
         "training and inference kernels agree (max difference {diff})"

@@ -16,14 +16,7 @@ fn logits(t: &tunelab_engine::Transformer) -> Tensor {
 }
 
 fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
-    (a - b)
-        .unwrap()
-        .abs()
-        .unwrap()
-        .max_all()
-        .unwrap()
-        .to_scalar::<f32>()
-        .unwrap()
+    tunelab_engine::layers::max_abs_diff(a, b).unwrap()
 }
 
 /// Gives every B a small random value, standing in for trained adapters.
