@@ -12,7 +12,6 @@ use tunelab_train::data::{
     RenderOptions, TrainOn,
 };
 use tunelab_train::methods::lora::{self, LoraConfig};
-use tunelab_train::methods::MethodError;
 use tunelab_train::trainer::{self, RunDir, TrainError};
 
 pub use tunelab_train::methods::lora::LoraConfig as LoraSettings;
@@ -112,17 +111,6 @@ impl From<TrainError> for ApiError {
             TrainError::NonFinite { .. } => "diverged",
             TrainError::Io(..) => "io",
             _ => "internal",
-        };
-        ApiError::new(code, err.to_string())
-    }
-}
-
-impl From<MethodError> for ApiError {
-    fn from(err: MethodError) -> Self {
-        let code = if matches!(err, MethodError::Config(_)) {
-            "invalid_input"
-        } else {
-            "internal"
         };
         ApiError::new(code, err.to_string())
     }

@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use tunelab_engine::layers::{Linear, LoraAdapter, Weight};
 use tunelab_engine::Transformer;
 
-use crate::methods::MethodError;
+use crate::trainer::TrainError;
 
 /// The linear layers of a Llama block, by their Hugging Face (and PEFT) names.
 pub const ALL_LINEAR: [&str; 7] = [
@@ -57,7 +57,7 @@ impl LoraConfig {
     }
 
     /// The target module names, with "all-linear" expanded; unknown names are an error.
-    pub fn target_modules(&self) -> Result<Vec<&'static str>, MethodError> {
+    pub fn target_modules(&self) -> Result<Vec<&'static str>, TrainError> {
         let mut out = Vec::new();
         for t in &self.targets {
             if t == "all-linear" {
@@ -69,7 +69,7 @@ impl LoraConfig {
             {
                 Some(m) => out.push(*m),
                 None => {
-                    return Err(MethodError::Config(format!(
+                    return Err(TrainError::Config(format!(
                         "unknown LoRA target `{t}`; choose from {} or all-linear",
                         ALL_LINEAR.join(", ")
                     )))
@@ -77,7 +77,7 @@ impl LoraConfig {
             }
         }
         if out.is_empty() {
-            return Err(MethodError::Config(
+            return Err(TrainError::Config(
                 "LoRA needs at least one target module".into(),
             ));
         }
@@ -117,10 +117,10 @@ pub fn attach(
     model: &mut Transformer,
     config: &LoraConfig,
     seed: u64,
-) -> Result<Vec<(String, Var)>, MethodError> {
+) -> Result<Vec<(String, Var)>, TrainError> {
     let targets = config.target_modules()?;
     if config.rank == 0 {
-        return Err(MethodError::Config("LoRA rank must be at least 1".into()));
+        return Err(TrainError::Config("LoRA rank must be at least 1".into()));
     }
     let device = model.device().clone();
     let mut rng = seed.max(1);
@@ -154,10 +154,7 @@ pub fn attach(
 }
 
 /// PEFT's adapter_config.json for these adapters.
-pub fn peft_config(
-    config: &LoraConfig,
-    base_model: &str,
-) -> Result<serde_json::Value, MethodError> {
+pub fn peft_config(config: &LoraConfig, base_model: &str) -> Result<serde_json::Value, TrainError> {
     Ok(serde_json::json!({
         "peft_type": "LORA",
         "task_type": "CAUSAL_LM",
@@ -186,7 +183,7 @@ pub fn save_peft(
     vars: &[(String, Var)],
     config: &LoraConfig,
     base_model: &str,
-) -> Result<(), MethodError> {
+) -> Result<(), TrainError> {
     let tensors: HashMap<String, Tensor> = vars
         .iter()
         .map(|(k, v)| (k.clone(), v.as_tensor().clone()))
@@ -195,7 +192,7 @@ pub fn save_peft(
     let json =
         serde_json::to_string_pretty(&peft_config(config, base_model)?).expect("config serializes");
     std::fs::write(dir.join("adapter_config.json"), json + "\n")
-        .map_err(|e| MethodError::Io(dir.join("adapter_config.json"), e))?;
+        .map_err(|e| TrainError::Io(dir.join("adapter_config.json"), e))?;
     Ok(())
 }
 
@@ -203,22 +200,22 @@ pub fn save_peft(
 pub fn load_peft(
     dir: &Path,
     model: &mut Transformer,
-) -> Result<(LoraConfig, Vec<(String, Var)>), MethodError> {
+) -> Result<(LoraConfig, Vec<(String, Var)>), TrainError> {
     let config_path = dir.join("adapter_config.json");
     let text = std::fs::read_to_string(&config_path)
-        .map_err(|e| MethodError::Io(config_path.clone(), e))?;
+        .map_err(|e| TrainError::Io(config_path.clone(), e))?;
     let raw: serde_json::Value = serde_json::from_str(&text)
-        .map_err(|e| MethodError::Config(format!("{}: {e}", config_path.display())))?;
+        .map_err(|e| TrainError::Config(format!("{}: {e}", config_path.display())))?;
     let field = |name: &str| {
         raw.get(name).ok_or_else(|| {
-            MethodError::Config(format!(
+            TrainError::Config(format!(
                 "{}: field `{name}` is missing",
                 config_path.display()
             ))
         })
     };
     if field("peft_type")?.as_str() != Some("LORA") {
-        return Err(MethodError::Config(format!(
+        return Err(TrainError::Config(format!(
             "{}: peft_type is not LORA",
             config_path.display()
         )));
@@ -247,7 +244,7 @@ pub fn load_peft(
     let weights_path = dir.join("adapter_model.safetensors");
     let device = model.device().clone();
     let mut tensors = candle_core::safetensors::load(&weights_path, &device)
-        .map_err(|e| MethodError::Config(format!("{}: {e}", weights_path.display())))?;
+        .map_err(|e| TrainError::Config(format!("{}: {e}", weights_path.display())))?;
     let mut vars = Vec::new();
     for (path, _, linear) in linear_layers(model) {
         let (ka, kb) = (
@@ -269,13 +266,13 @@ pub fn load_peft(
         });
     }
     if let Some(extra) = tensors.keys().next() {
-        return Err(MethodError::Config(format!(
+        return Err(TrainError::Config(format!(
             "{}: tensor `{extra}` matches no layer of this model",
             weights_path.display()
         )));
     }
     if vars.is_empty() {
-        return Err(MethodError::Config(format!(
+        return Err(TrainError::Config(format!(
             "{}: no LoRA tensors for this model",
             weights_path.display()
         )));
@@ -284,7 +281,7 @@ pub fn load_peft(
 }
 
 /// Folds every adapter into its layer: `W ← W + scale · B A`, leaving a plain f32 model.
-pub fn merge(model: &mut Transformer) -> Result<(), MethodError> {
+pub fn merge(model: &mut Transformer) -> Result<(), TrainError> {
     let device = model.device().clone();
     for (_, _, linear) in linear_layers(model) {
         let Some(adapter) = linear.adapter.take() else {
