@@ -98,3 +98,112 @@ pub fn decode(
         peak_rss_bytes: tunelab_hardware::peak_rss_bytes(),
     })
 }
+
+#[derive(Debug, Clone, Serialize, TS)]
+#[ts(export, export_to = "../../../ui/src/bindings/")]
+pub struct TrainBench {
+    pub model: String,
+    pub method: String,
+    pub batch_size: u32,
+    pub seq_len: u32,
+    /// Measured steps (after one warm-up step).
+    pub steps: u32,
+    /// Trained tokens per second over the measured steps.
+    pub tokens_per_s: f64,
+    #[ts(type = "number | null")]
+    pub peak_rss_bytes: Option<u64>,
+    #[ts(type = "number")]
+    pub trainable_parameters: u64,
+}
+
+/// A training-speed benchmark on fixed batches of `batch × seq_len` tokens (every token
+/// trained), LoRA rank 16 on all linear layers, as PyTorch + PEFT is measured for comparison.
+pub fn train(
+    ws: &Workspace,
+    model_name: &str,
+    method: crate::train::Method,
+    batch: usize,
+    seq_len: usize,
+    steps: usize,
+) -> Result<TrainBench> {
+    use tunelab_train::data::TokenizedExample;
+    use tunelab_train::trainer::{EvalMetrics, ProgressSink, RunDir, StepMetrics, TrainSettings};
+
+    struct Rates(Vec<f64>);
+    impl ProgressSink for Rates {
+        fn step(&mut self, m: &StepMetrics) {
+            self.0.push(m.tokens_per_s);
+        }
+        fn eval(&mut self, _: &EvalMetrics) {}
+    }
+
+    if batch == 0 || seq_len < 2 || steps == 0 {
+        return Err(ApiError::invalid(
+            "the training benchmark needs batch ≥ 1, seq_len ≥ 2 and steps ≥ 1",
+        ));
+    }
+    let (_, path) = crate::models::resolve(ws, model_name)?;
+    let precision = match method {
+        crate::train::Method::Lora => tunelab_engine::Precision::F32,
+        crate::train::Method::Qlora => tunelab_engine::Precision::Native,
+    };
+    let mut model = tunelab_engine::load(&path, precision, &tunelab_engine::default_device())?;
+    let params =
+        tunelab_train::methods::lora::attach(&mut model.transformer, &Default::default(), 1)?;
+    let vocab = model.transformer.config.vocab_size as u64;
+    let mut state = 0x853C_49E6_748F_EA9Bu64;
+    let examples: Vec<TokenizedExample> = (0..batch)
+        .map(|i| {
+            let ids: Vec<u32> = (0..seq_len)
+                .map(|_| {
+                    state = state
+                        .wrapping_mul(6364136223846793005)
+                        .wrapping_add(1442695040888963407);
+                    ((state >> 33) % vocab) as u32
+                })
+                .collect();
+            let labels = ids.iter().map(|t| *t as i64).collect();
+            TokenizedExample {
+                line: i + 1,
+                full_len: seq_len,
+                ids,
+                labels,
+            }
+        })
+        .collect();
+    let dir = std::env::temp_dir().join(format!("tunelab-bench-train-{}", std::process::id()));
+    let run = RunDir::create(&dir)?;
+    let settings = TrainSettings {
+        max_steps: steps as u64 + 1,
+        batch_size: batch,
+        eval_every: 0,
+        save_every: 0,
+        warmup_steps: 0,
+        ..Default::default()
+    };
+    let mut rates = Rates(Vec::new());
+    let outcome = tunelab_train::trainer::train(
+        &model.transformer,
+        &params,
+        &examples,
+        &[],
+        &settings,
+        &run,
+        0,
+        &mut rates,
+        &std::sync::atomic::AtomicBool::new(false),
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+    outcome?;
+    let measured = &rates.0[1..];
+    Ok(TrainBench {
+        model: model_name.to_string(),
+        method: method.as_str().to_string(),
+        batch_size: batch as u32,
+        seq_len: seq_len as u32,
+        steps: measured.len() as u32,
+        tokens_per_s: measured.iter().sum::<f64>() / measured.len().max(1) as f64,
+        peak_rss_bytes: tunelab_hardware::peak_rss_bytes(),
+        trainable_parameters: params.iter().map(|(_, v)| v.elem_count() as u64).sum(),
+    })
+}

@@ -21,10 +21,61 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Training speed and peak memory: LoRA rank 16 on all linear layers, every token trained
+    Train {
+        #[arg(long, default_value = DEFAULT_MODEL)]
+        model: String,
+        /// lora (f32 base) or qlora (4-bit base)
+        #[arg(long, default_value = "lora")]
+        method: String,
+        #[arg(long, default_value_t = 4)]
+        batch_size: usize,
+        #[arg(long, default_value_t = 256)]
+        seq_len: usize,
+        /// Measured steps, after one warm-up step
+        #[arg(long, default_value_t = 3)]
+        steps: usize,
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 pub fn run(ws: &Workspace, cmd: Command) -> Result<()> {
     match cmd {
+        Command::Train {
+            model,
+            method,
+            batch_size,
+            seq_len,
+            steps,
+            json,
+        } => {
+            let method = match method.as_str() {
+                "lora" => tunelab_api::train::Method::Lora,
+                "qlora" => tunelab_api::train::Method::Qlora,
+                other => {
+                    return Err(tunelab_api::ApiError::invalid(format!(
+                        "unknown method `{other}`: choose lora or qlora"
+                    )))
+                }
+            };
+            let result = tunelab_api::bench::train(ws, &model, method, batch_size, seq_len, steps)?;
+            if json {
+                return print_json(&result);
+            }
+            println!(
+                "{} on {} at batch {} x {} tokens, {} measured steps",
+                result.method, result.model, result.batch_size, result.seq_len, result.steps
+            );
+            println!(
+                "training {:>8.1} tokens/s   ({} trainable parameters)",
+                result.tokens_per_s, result.trainable_parameters
+            );
+            if let Some(peak) = result.peak_rss_bytes {
+                println!("peak memory {}", bytes(peak));
+            }
+            Ok(())
+        }
         Command::Decode {
             model,
             prompt_tokens,

@@ -92,3 +92,19 @@ fn a_qlora_run_leaves_a_self_describing_folder_and_an_adapter_chat_can_use() {
     assert_eq!(err.code, "invalid_input");
     assert!(train::resolve_adapter(&ws, "no-such-run").is_err());
 }
+
+#[test]
+fn the_training_benchmark_measures_tokens_per_second_and_memory() {
+    let (_dir, ws) = workspace_with_default_model();
+    let bench = tunelab_api::bench::train(&ws, tunelab_api::DEFAULT_MODEL, Method::Qlora, 1, 16, 1)
+        .unwrap();
+    assert_eq!((bench.batch_size, bench.seq_len, bench.steps), (1, 16, 1));
+    assert!(bench.tokens_per_s > 0.0 && bench.peak_rss_bytes.unwrap_or(0) > 0);
+    assert_eq!(
+        bench.trainable_parameters, 4_884_480,
+        "rank 16 on all 7 linear layers of 30 blocks"
+    );
+    assert!(
+        tunelab_api::bench::train(&ws, tunelab_api::DEFAULT_MODEL, Method::Lora, 0, 16, 1).is_err()
+    );
+}
