@@ -82,11 +82,11 @@ impl Cache {
 }
 
 /// What every block of one forward pass shares.
-struct Pass<'a> {
-    cos: &'a Tensor,
-    sin: &'a Tensor,
-    mask: Option<&'a Tensor>,
-    mode: Mode,
+pub(crate) struct Pass<'a> {
+    pub cos: &'a Tensor,
+    pub sin: &'a Tensor,
+    pub mask: Option<&'a Tensor>,
+    pub mode: Mode,
 }
 
 impl Pass<'_> {
@@ -159,7 +159,12 @@ impl Mlp {
 }
 
 impl Block {
-    fn forward(&self, x: &Tensor, pass: &Pass, cache: Option<&mut KvCache>) -> Result<Tensor> {
+    pub(crate) fn forward(
+        &self,
+        x: &Tensor,
+        pass: &Pass,
+        cache: Option<&mut KvCache>,
+    ) -> Result<Tensor> {
         let h = self.self_attn.forward(
             &self.input_layernorm.forward_mode(x, pass.mode)?,
             pass,
@@ -318,6 +323,41 @@ impl Transformer {
     /// every adapter; frozen weights pass them on without keeping any.
     pub fn forward_train(&self, ids: &Tensor) -> Result<Tensor> {
         let x = self.hidden(ids, None, Mode::Training)?;
+        self.lm_head.forward_mode(&x, Mode::Training)
+    }
+
+    /// [`forward_train`](Self::forward_train) keeping only each block's input for backward (see
+    /// `checkpoint`); adapter gradients arrive in `side` instead of the gradient store.
+    pub fn forward_train_checkpointed(
+        &self,
+        ids: &Tensor,
+        side: &std::sync::Arc<crate::checkpoint::SideGrads>,
+    ) -> Result<Tensor> {
+        if !self.device.is_cpu() {
+            return self.forward_train(ids);
+        }
+        let (_, t) = ids.dims2()?;
+        let (cos, sin) = rotary_tables(&self.inv_freq, 0, t, &self.device)?;
+        let mask = if t > 1 {
+            Some(causal_mask(t, 0, &self.device)?)
+        } else {
+            None
+        };
+        // A variable at the bottom makes candle record the block ops above it.
+        let mut x = candle_core::Var::from_tensor(&self.embed_tokens.forward(ids)?)?
+            .as_tensor()
+            .clone();
+        for block in &self.layers {
+            let op = crate::checkpoint::CheckpointedBlock {
+                block: block.clone(),
+                cos: cos.clone(),
+                sin: sin.clone(),
+                mask: mask.clone(),
+                side: side.clone(),
+            };
+            x = x.apply_op1(op)?;
+        }
+        let x = self.norm.forward_mode(&x, Mode::Training)?;
         self.lm_head.forward_mode(&x, Mode::Training)
     }
 

@@ -140,3 +140,55 @@ fn lora_on_a_quantized_base_learns_a_sentence() {
         "loss falls from {first:.3} (last step {last:.3}) to {after:.3}"
     );
 }
+
+#[test]
+fn checkpointed_blocks_give_the_same_loss_and_gradients() {
+    let mut model = native_model().transformer.clone();
+    let vars = add_lora(&mut model);
+    for v in vars.iter().skip(1).step_by(2) {
+        v.set(&(Tensor::randn(0f32, 1.0, v.shape(), &Device::Cpu).unwrap() * 0.01).unwrap())
+            .unwrap();
+    }
+    let ids = native_model()
+        .tokenizer
+        .encode("Checkpointing trades compute for memory.", false)
+        .unwrap();
+    let targets = Tensor::new(&ids[1..], &Device::Cpu).unwrap();
+    let input = ids_tensor(&ids[..ids.len() - 1]);
+
+    let plain = loss(&model, &ids);
+    let plain_grads = plain.backward().unwrap();
+
+    let side = std::sync::Arc::new(tunelab_engine::checkpoint::SideGrads::default());
+    let logits = model
+        .forward_train_checkpointed(&input, &side)
+        .unwrap()
+        .squeeze(0)
+        .unwrap();
+    let checked = candle_nn::loss::cross_entropy(&logits, &targets).unwrap();
+    let _ = checked.backward().unwrap();
+    let (a, b) = (
+        plain.to_scalar::<f32>().unwrap(),
+        checked.to_scalar::<f32>().unwrap(),
+    );
+    assert!((a - b).abs() < 1e-4, "same loss: {a} vs {b}");
+    for (i, var) in vars.iter().enumerate() {
+        let want = plain_grads.get(var.as_tensor()).expect("plain gradient");
+        let got = side
+            .take(var.as_tensor())
+            .unwrap_or_else(|| panic!("variable {i} got its gradient through the side store"));
+        let diff = tunelab_engine::layers::max_abs_diff(want, &got).unwrap();
+        let scale = want
+            .abs()
+            .unwrap()
+            .max_all()
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap()
+            .max(1e-6);
+        assert!(
+            diff <= 1e-3 * scale,
+            "variable {i}: gradients differ by {diff} (scale {scale})"
+        );
+    }
+}
