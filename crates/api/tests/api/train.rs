@@ -108,3 +108,100 @@ fn the_training_benchmark_measures_tokens_per_second_and_memory() {
         tunelab_api::bench::train(&ws, tunelab_api::DEFAULT_MODEL, Method::Lora, 0, 16, 1).is_err()
     );
 }
+
+/// Share of `prompts` whose greedy answer is one JSON object with the sample set's keys.
+fn json_answers(
+    ws: &tunelab_api::Workspace,
+    adapter: Option<&str>,
+    system: &str,
+    prompts: &[&str],
+) -> usize {
+    let cache = ModelCache::default();
+    prompts
+        .iter()
+        .filter(|p| {
+            let request = ChatRequest {
+                model: tunelab_api::DEFAULT_MODEL.into(),
+                adapter: adapter.map(String::from),
+                messages: vec![
+                    ChatMessage {
+                        role: ChatRole::System,
+                        content: system.into(),
+                    },
+                    ChatMessage {
+                        role: ChatRole::User,
+                        content: (**p).into(),
+                    },
+                ],
+                params: GenerationParams {
+                    temperature: 0.0,
+                    max_tokens: 80,
+                    ..Default::default()
+                },
+            };
+            let text = chat::chat(ws, &cache, &request, &AtomicBool::new(false), &mut |_| {})
+                .unwrap()
+                .text;
+            serde_json::from_str::<serde_json::Value>(text.trim()).is_ok_and(|v| {
+                ["intent", "items", "name", "address", "time"]
+                    .iter()
+                    .all(|k| v.get(k).is_some())
+            })
+        })
+        .count()
+}
+
+#[test]
+fn lora_on_the_sample_set_moves_answers_to_the_json_format() {
+    let (_dir, ws) = workspace_with_default_model();
+    let first: serde_json::Value = serde_json::from_str(
+        std::fs::read_to_string(sample_data())
+            .unwrap()
+            .lines()
+            .next()
+            .unwrap(),
+    )
+    .unwrap();
+    let system = first["messages"][0]["content"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    // Written for this test, not in the training set.
+    let prompts = [
+        "Hello, Priya here. Two large veggie pizzas to 3 Birch Lane on Friday at 7pm please.",
+        "Please cancel the order I placed for Tuesday, it's Tom.",
+        "The garlic bread I got yesterday was burnt.",
+        "Do you have gluten free bases?",
+    ];
+    let before = json_answers(&ws, None, &system, &prompts);
+    let mut config = RunConfig {
+        method: Method::Qlora,
+        data: sample_data(),
+        seq_len: 256,
+        ..Default::default()
+    };
+    config.train.max_steps = 24;
+    config.train.batch_size = 2;
+    config.train.lr = 2e-3;
+    config.train.warmup_steps = 2;
+    config.train.eval_every = 0;
+    let summary = train::run(
+        &ws,
+        &config,
+        &ws.runs_dir().join("json"),
+        &mut Count(0),
+        &AtomicBool::new(false),
+    )
+    .unwrap();
+    let after = json_answers(&ws, Some("json"), &system, &prompts);
+    eprintln!("JSON answers: {before}/4 before, {after}/4 after; validation loss {:?}", summary.val_loss);
+    assert!(
+        summary.val_loss.unwrap() < 0.5,
+        "validation loss falls to {:?}",
+        summary.val_loss
+    );
+    assert!(
+        after >= 3 && after > before,
+        "answers in the JSON format: {before}/4 before training, {after}/4 after"
+    );
+}
