@@ -12,7 +12,6 @@ use std::sync::{Arc, Mutex};
 
 use candle_core::{CpuStorage, CustomOp1, Layout, Shape, Tensor, TensorId, Var};
 
-use crate::layers::Linear;
 use crate::model::{Block, Pass};
 
 /// Gradients of adapter variables, gathered while blocks are recomputed in backward.
@@ -50,20 +49,10 @@ pub(crate) struct CheckpointedBlock {
 }
 
 fn adapter_vars(block: &Block) -> Vec<Var> {
-    let a = &block.self_attn;
-    let m = &block.mlp;
-    let linears: [&Linear; 7] = [
-        &a.q_proj,
-        &a.k_proj,
-        &a.v_proj,
-        &a.o_proj,
-        &m.gate_proj,
-        &m.up_proj,
-        &m.down_proj,
-    ];
-    linears
-        .iter()
-        .filter_map(|l| l.adapter.as_ref())
+    block
+        .linears()
+        .into_iter()
+        .filter_map(|(_, l)| l.adapter.as_ref())
         .flat_map(|ad| [ad.a.clone(), ad.b.clone()])
         .collect()
 }

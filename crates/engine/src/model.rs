@@ -159,6 +159,35 @@ impl Mlp {
 }
 
 impl Block {
+    /// The block's linear layers with their Hugging Face paths inside the block
+    /// (`self_attn.q_proj`, ...), in the order Hugging Face lists them.
+    pub fn linears(&self) -> [(&'static str, &Linear); 7] {
+        let (a, m) = (&self.self_attn, &self.mlp);
+        [
+            ("self_attn.q_proj", &a.q_proj),
+            ("self_attn.k_proj", &a.k_proj),
+            ("self_attn.v_proj", &a.v_proj),
+            ("self_attn.o_proj", &a.o_proj),
+            ("mlp.gate_proj", &m.gate_proj),
+            ("mlp.up_proj", &m.up_proj),
+            ("mlp.down_proj", &m.down_proj),
+        ]
+    }
+
+    /// [`linears`](Self::linears), mutable (to attach or merge adapters).
+    pub fn linears_mut(&mut self) -> [(&'static str, &mut Linear); 7] {
+        let (a, m) = (&mut self.self_attn, &mut self.mlp);
+        [
+            ("self_attn.q_proj", &mut a.q_proj),
+            ("self_attn.k_proj", &mut a.k_proj),
+            ("self_attn.v_proj", &mut a.v_proj),
+            ("self_attn.o_proj", &mut a.o_proj),
+            ("mlp.gate_proj", &mut m.gate_proj),
+            ("mlp.up_proj", &mut m.up_proj),
+            ("mlp.down_proj", &mut m.down_proj),
+        ]
+    }
+
     pub(crate) fn forward(
         &self,
         x: &Tensor,
@@ -402,17 +431,7 @@ impl Transformer {
             total += self.lm_head.weight.storage_bytes();
         }
         for l in &self.layers {
-            let a = &l.self_attn;
-            let m = &l.mlp;
-            for lin in [
-                &a.q_proj,
-                &a.k_proj,
-                &a.v_proj,
-                &a.o_proj,
-                &m.gate_proj,
-                &m.up_proj,
-                &m.down_proj,
-            ] {
+            for (_, lin) in l.linears() {
                 total += lin.weight.storage_bytes()
                     + lin.bias.as_ref().map(|b| b.elem_count() * 4).unwrap_or(0);
             }

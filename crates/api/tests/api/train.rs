@@ -194,7 +194,10 @@ fn lora_on_the_sample_set_moves_answers_to_the_json_format() {
     )
     .unwrap();
     let after = json_answers(&ws, Some("json"), &system, &prompts);
-    eprintln!("JSON answers: {before}/4 before, {after}/4 after; validation loss {:?}", summary.val_loss);
+    eprintln!(
+        "JSON answers: {before}/4 before, {after}/4 after; validation loss {:?}",
+        summary.val_loss
+    );
     assert!(
         summary.val_loss.unwrap() < 0.5,
         "validation loss falls to {:?}",

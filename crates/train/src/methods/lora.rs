@@ -90,19 +90,10 @@ impl LoraConfig {
 fn linear_layers(model: &mut Transformer) -> Vec<(String, &'static str, &mut Linear)> {
     let mut out = Vec::new();
     for (i, layer) in model.layers.iter_mut().enumerate() {
-        let a = &mut layer.self_attn;
-        let m = &mut layer.mlp;
-        for (name, group, linear) in [
-            ("q_proj", "self_attn", &mut a.q_proj),
-            ("k_proj", "self_attn", &mut a.k_proj),
-            ("v_proj", "self_attn", &mut a.v_proj),
-            ("o_proj", "self_attn", &mut a.o_proj),
-            ("gate_proj", "mlp", &mut m.gate_proj),
-            ("up_proj", "mlp", &mut m.up_proj),
-            ("down_proj", "mlp", &mut m.down_proj),
-        ] {
+        for (path, linear) in layer.linears_mut() {
+            let name = path.rsplit('.').next().unwrap_or(path);
             out.push((
-                format!("base_model.model.model.layers.{i}.{group}.{name}"),
+                format!("base_model.model.model.layers.{i}.{path}"),
                 name,
                 linear,
             ));
