@@ -111,19 +111,43 @@ pub struct TrainOutcome {
     pub cancelled: bool,
 }
 
-/// The example at global position `p`: epochs visit every example once, each in its own
-/// seeded order, so the data position follows from the step alone and a resume is exact.
-fn example_index(p: u64, n: usize, seed: u64) -> usize {
-    let epoch = p / n as u64;
-    let mut order: Vec<usize> = (0..n).collect();
-    let mut state = seed ^ epoch.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ 0xD1B5_4A32_D192_ED03;
-    for i in (1..n).rev() {
-        state ^= state << 13;
-        state ^= state >> 7;
-        state ^= state << 17;
-        order.swap(i, (state % (i as u64 + 1)) as usize);
+/// The order examples are visited in: every epoch visits each example once, in its own seeded
+/// order, so the data position follows from the step alone and a resume is exact. The order of
+/// the current epoch is kept, so it is shuffled once per epoch rather than once per example.
+struct DataOrder {
+    n: usize,
+    seed: u64,
+    epoch: Option<u64>,
+    order: Vec<usize>,
+}
+
+impl DataOrder {
+    fn new(n: usize, seed: u64) -> Self {
+        DataOrder {
+            n,
+            seed,
+            epoch: None,
+            order: Vec::new(),
+        }
     }
-    order[(p % n as u64) as usize]
+
+    /// The example at global position `p`.
+    fn index(&mut self, p: u64) -> usize {
+        let epoch = p / self.n as u64;
+        if self.epoch != Some(epoch) {
+            self.order = (0..self.n).collect();
+            let mut state =
+                self.seed ^ epoch.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ 0xD1B5_4A32_D192_ED03;
+            for i in (1..self.n).rev() {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                self.order.swap(i, (state % (i as u64 + 1)) as usize);
+            }
+            self.epoch = Some(epoch);
+        }
+        self.order[(p % self.n as u64) as usize]
+    }
 }
 
 /// Right-padded ids and labels for a batch.
@@ -234,6 +258,7 @@ pub fn train(
     let elapsed = |start: &Instant| elapsed_before + start.elapsed().as_secs_f64();
     let (mut final_loss, mut val_loss, mut cancelled) = (None, None, false);
     let per_micro = settings.batch_size as u64;
+    let mut order = DataOrder::new(train_set.len(), settings.seed);
     while step < total {
         if cancel.load(Ordering::Relaxed) {
             cancelled = true;
@@ -252,7 +277,7 @@ pub fn train(
         for micro in 0..settings.grad_accum as u64 {
             let first = (step * settings.grad_accum as u64 + micro) * per_micro;
             let batch: Vec<&TokenizedExample> = (first..first + per_micro)
-                .map(|p| &train_set[example_index(p, train_set.len(), settings.seed)])
+                .map(|p| &train_set[order.index(p)])
                 .collect();
             let (ids, labels, tokens) = batch_tensors(&batch, pad_id, model.device())?;
             let side = Arc::new(SideGrads::default());
