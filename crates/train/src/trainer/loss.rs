@@ -2,6 +2,7 @@
 //! positions whose target is trainable (label ≠ -100) count.
 
 use candle_core::{DType, Result, Tensor, D};
+use tunelab_engine::Transformer;
 
 /// Label value that excludes a token from the loss.
 pub const IGNORE: i64 = crate::data::IGNORE_INDEX;
@@ -29,6 +30,43 @@ pub fn masked_cross_entropy(logits: &Tensor, labels: &[Vec<i64>]) -> Result<(Ten
     let weights = Tensor::from_vec(weights, b * (t - 1), dev)?;
     let total = (picked * weights)?.sum_all()?.neg()?;
     Ok(((total / count.max(1) as f64)?, count))
+}
+
+/// The rows of the flattened `(b, t)` positions whose next token counts, and those tokens.
+pub fn counted_targets(labels: &[Vec<i64>], t: usize, vocab: usize) -> (Vec<u32>, Vec<u32>) {
+    let (mut rows, mut targets) = (Vec::new(), Vec::new());
+    for (b, row) in labels.iter().enumerate() {
+        for pos in 1..t {
+            let label = row.get(pos).copied().unwrap_or(IGNORE);
+            if label != IGNORE && label >= 0 && (label as usize) < vocab {
+                rows.push((b * t + pos - 1) as u32);
+                targets.push(label as u32);
+            }
+        }
+    }
+    (rows, targets)
+}
+
+/// [`masked_cross_entropy`] from the final hidden states `(b, t, hidden)` through the model's
+/// frozen output head, chunked so that full logits never exist; only positions whose target
+/// counts go through the head at all.
+pub fn masked_head_loss(
+    model: &Transformer,
+    hidden: &Tensor,
+    labels: &[Vec<i64>],
+    with_grad: bool,
+) -> Result<(Tensor, usize)> {
+    let (b, t, h) = hidden.dims3()?;
+    let (rows, targets) = counted_targets(labels, t, model.config.vocab_size);
+    if rows.is_empty() {
+        return Ok((hidden.sum_all()?.zeros_like()?.to_dtype(DType::F32)?, 0));
+    }
+    let index = Tensor::from_vec(rows, targets.len(), hidden.device())?;
+    let picked = hidden.reshape((b * t, h))?.index_select(&index, 0)?;
+    let loss = model
+        .head_loss(&picked, &targets, with_grad)
+        .map_err(|e| candle_core::Error::Msg(e.to_string()))?;
+    Ok((loss, targets.len()))
 }
 
 #[cfg(test)]

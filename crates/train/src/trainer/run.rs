@@ -11,7 +11,7 @@ use tunelab_engine::checkpoint::SideGrads;
 use tunelab_engine::Transformer;
 
 use crate::data::TokenizedExample;
-use crate::trainer::loss::{masked_cross_entropy, IGNORE};
+use crate::trainer::loss::{masked_head_loss, IGNORE};
 use crate::trainer::optim::{clip_grad_norm, learning_rate, AdamW, AdamWConfig, Schedule};
 use crate::trainer::run_dir::{load_checkpoint, CheckpointState, RunDir};
 use crate::trainer::TrainError;
@@ -200,8 +200,8 @@ fn validation_loss(
     for chunk in val.chunks(batch.max(1)) {
         let refs: Vec<&TokenizedExample> = chunk.iter().collect();
         let (ids, labels, _) = batch_tensors(&refs, pad_id, model.device())?;
-        let logits = model.forward(&ids, None)?;
-        let (loss, n) = masked_cross_entropy(&logits, &labels)?;
+        let hidden = model.hidden_states(&ids)?;
+        let (loss, n) = masked_head_loss(model, &hidden, &labels, false)?;
         total += loss.to_scalar::<f32>()? as f64 * n as f64;
         count += n as u64;
     }
@@ -281,12 +281,12 @@ pub fn train(
                 .collect();
             let (ids, labels, tokens) = batch_tensors(&batch, pad_id, model.device())?;
             let side = Arc::new(SideGrads::default());
-            let logits = if settings.activation_checkpointing {
-                model.forward_train_checkpointed(&ids, &side)?
+            let hidden = if settings.activation_checkpointing {
+                model.hidden_train(&ids, Some(&side))?
             } else {
-                model.forward_train(&ids)?
+                model.hidden_train(&ids, None)?
             };
-            let (loss, _) = masked_cross_entropy(&logits, &labels)?;
+            let (loss, _) = masked_head_loss(model, &hidden, &labels, true)?;
             let value = loss.to_scalar::<f32>()? as f64;
             if !value.is_finite() {
                 return Err(TrainError::NonFinite {
