@@ -132,7 +132,22 @@ pub fn rms_norm(x: &Tensor, weight: &Tensor, eps: f64) -> Result<Tensor> {
 
 // ---------------------------------------------------------------------------------------------
 // Softmax over the last dimension.
-struct Softmax;
+/// Softmax over the last dimension; with `causal = Some((t, offset))`, rows are queries at
+/// positions `offset + row % t` and keys after them get probability zero (the causal mask
+/// applied inside the kernel, so no masked copy of the scores exists).
+struct Softmax {
+    causal: Option<(usize, usize)>,
+}
+
+impl Softmax {
+    /// Number of keys row `i` may see.
+    fn visible(&self, i: usize, dim: usize) -> usize {
+        match self.causal {
+            Some((t, offset)) => (offset + i % t + 1).min(dim),
+            None => dim,
+        }
+    }
+}
 
 impl CustomOp1 for Softmax {
     fn name(&self) -> &'static str {
@@ -141,7 +156,9 @@ impl CustomOp1 for Softmax {
 
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
         let dim = l.shape().dims().last().copied().unwrap_or(1);
-        let out = float_dispatch!(s, l, |x: T| map_rows(x, dim, |_, row, out| {
+        let out = float_dispatch!(s, l, |x: T| map_rows(x, dim, |i, row, out| {
+            let n = self.visible(i, dim);
+            let (row, out) = (&row[..n], &mut out[..n]);
             let max = row.iter().copied().fold(T::NEG_INFINITY, T::max);
             let mut total = 0.0;
             for (o, v) in out.iter_mut().zip(row) {
@@ -154,14 +171,93 @@ impl CustomOp1 for Softmax {
     }
 
     fn bwd(&self, _x: &Tensor, y: &Tensor, dy: &Tensor) -> Result<Option<Tensor>> {
-        // dx = y·(dy − Σ dy·y)
-        let dot = (dy * y)?.sum_keepdim(D::Minus1)?;
-        Ok(Some((y * dy.broadcast_sub(&dot)?)?))
+        if !y.device().is_cpu() {
+            // dx = y·(dy − Σ dy·y); masked entries have y = 0 and stay 0.
+            let dot = (dy * y)?.sum_keepdim(D::Minus1)?;
+            return Ok(Some((y * dy.broadcast_sub(&dot)?)?));
+        }
+        Ok(Some(
+            y.apply_op2_no_bwd(&dy.contiguous()?, &SoftmaxBackward)?,
+        ))
+    }
+}
+
+/// `dx = y·(dy − Σ dy·y)` row by row in one pass over the memory.
+struct SoftmaxBackward;
+
+impl CustomOp2 for SoftmaxBackward {
+    fn name(&self) -> &'static str {
+        "softmax-backward"
+    }
+
+    fn cpu_fwd(
+        &self,
+        ys: &CpuStorage,
+        yl: &Layout,
+        dys: &CpuStorage,
+        dyl: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let dim = yl.shape().dims().last().copied().unwrap_or(1);
+        fn run<T>(y: &[T], dy: &[T], dim: usize) -> Vec<T>
+        where
+            T: Copy + Send + Sync + Default,
+            T: std::ops::Add<Output = T> + std::ops::Sub<Output = T> + std::ops::Mul<Output = T>,
+        {
+            let mut out = vec![T::default(); y.len()];
+            out.par_chunks_mut(dim)
+                .zip(y.par_chunks(dim).zip(dy.par_chunks(dim)))
+                .for_each(|(o, (y, dy))| {
+                    let dot = y
+                        .iter()
+                        .zip(dy)
+                        .fold(T::default(), |acc, (&a, &b)| acc + a * b);
+                    for ((o, &y), &dy) in o.iter_mut().zip(y).zip(dy) {
+                        *o = y * (dy - dot);
+                    }
+                });
+            out
+        }
+        let out = match (ys, dys) {
+            (CpuStorage::F32(y), CpuStorage::F32(dy)) => {
+                CpuStorage::F32(run(slice(y, yl)?, slice(dy, dyl)?, dim))
+            }
+            (CpuStorage::F64(y), CpuStorage::F64(dy)) => {
+                CpuStorage::F64(run(slice(y, yl)?, slice(dy, dyl)?, dim))
+            }
+            _ => candle_core::bail!("softmax backward takes matching f32 or f64 tensors"),
+        };
+        Ok((out, yl.shape().clone()))
     }
 }
 
 pub fn softmax_last_dim(x: &Tensor) -> Result<Tensor> {
-    x.contiguous()?.apply_op1(Softmax)
+    x.contiguous()?.apply_op1(Softmax { causal: None })
+}
+
+/// Softmax of attention scores `(…, rows, keys)` under the causal mask: row `r` is the query
+/// at position `offset + r % t`, and sees keys `0..=offset + r % t`. On the CPU the mask is
+/// applied inside the kernel; elsewhere it is added to the scores first.
+pub fn causal_softmax_last_dim(x: &Tensor, t: usize, offset: usize) -> Result<Tensor> {
+    if !x.device().is_cpu() {
+        let keys = x.dim(D::Minus1)?;
+        let rows = x.dim(D::Minus2)?;
+        let mask: Vec<f32> = (0..rows)
+            .flat_map(|r| {
+                (0..keys).map(move |k| {
+                    if k <= offset + r % t {
+                        0.0
+                    } else {
+                        f32::NEG_INFINITY
+                    }
+                })
+            })
+            .collect();
+        let mask = Tensor::from_vec(mask, (rows, keys), x.device())?.to_dtype(x.dtype())?;
+        return softmax_last_dim(&x.broadcast_add(&mask)?);
+    }
+    x.contiguous()?.apply_op1(Softmax {
+        causal: Some((t, offset)),
+    })
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -356,6 +452,10 @@ mod tests {
     #[test]
     fn softmax_backward_matches_finite_differences() {
         check_gradients(&[randn(&[2, 4, 6])], |t| softmax_last_dim(&t[0]));
+        // Rows are queries at positions 2 + r % 3 over 6 keys: keys after each are masked.
+        check_gradients(&[randn(&[2, 6, 6])], |t| {
+            causal_softmax_last_dim(&t[0], 3, 2)
+        });
     }
 
     #[test]
@@ -399,6 +499,22 @@ mod tests {
         assert!(close(
             softmax_last_dim(&x).unwrap(),
             candle_nn::ops::softmax_last_dim(&x).unwrap()
+        ));
+        // The in-kernel causal mask equals adding the model's mask and taking the softmax:
+        // rows stacked as (rep · t) queries at offset 4, as grouped-query attention lays them.
+        let (t, offset, keys) = (3, 4, 7);
+        let scores = Tensor::randn(0f32, 1.0, (2, 2 * t, keys), &dev).unwrap();
+        let mask = crate::layers::causal_mask(t, offset, &dev).unwrap();
+        let masked = scores
+            .reshape((2, 2, t, keys))
+            .unwrap()
+            .broadcast_add(&mask)
+            .unwrap()
+            .reshape((2, 2 * t, keys))
+            .unwrap();
+        assert!(close(
+            causal_softmax_last_dim(&scores, t, offset).unwrap(),
+            candle_nn::ops::softmax_last_dim(&masked).unwrap()
         ));
         let (cos, sin) = crate::layers::rotary_tables(&[1.0, 0.5, 0.1, 0.01], 7, 5, &dev).unwrap();
         assert!(close(
