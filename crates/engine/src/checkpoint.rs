@@ -46,6 +46,8 @@ pub(crate) struct CheckpointedBlock {
     pub sin: Tensor,
     pub mask: Option<Tensor>,
     pub side: Arc<SideGrads>,
+    /// Dropout seed of this block: the recomputation draws the forward pass's masks again.
+    pub seed: u64,
 }
 
 fn adapter_vars(block: &Block) -> Vec<Var> {
@@ -65,7 +67,7 @@ impl CheckpointedBlock {
             mask: self.mask.as_ref(),
             mode: crate::layers::Mode::Training,
         };
-        self.block.forward(x, &pass, None)
+        crate::layers::with_dropout_seed(self.seed, || self.block.forward(x, &pass, None))
     }
 }
 

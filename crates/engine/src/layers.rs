@@ -79,23 +79,50 @@ impl LoraAdapter {
         } else {
             x.clone()
         };
-        let inp = self.a.dim(1)?;
+        // Inference records no graph: detached views of the variables share their storage.
+        let (a, b) = match mode {
+            Mode::Training => (self.a.as_tensor().clone(), self.b.as_tensor().clone()),
+            Mode::Inference => (self.a.detach(), self.b.detach()),
+        };
+        let inp = a.dim(1)?;
         let rows = x.elem_count() / inp;
-        let low = x.reshape((rows, inp))?.matmul(&self.a.t()?)?;
-        let y = (low.matmul(&self.b.t()?)? * self.scale)?;
+        let low = x.reshape((rows, inp))?.matmul(&a.t()?)?;
+        let y = (low.matmul(&b.t()?)? * self.scale)?;
         let mut dims = x.dims().to_vec();
         *dims.last_mut().expect("adapter input has a last dimension") = self.b.dim(0)?;
         Ok(y.reshape(dims)?)
     }
 }
 
-/// Keeps each element with probability `1 - p`, scaled by `1 / (1 - p)`. The mask comes from a
-/// cheap xorshift generator: candle's dropout draws from a cryptographic generator, which took
-/// a sixth of a LoRA training step's time.
-fn dropout_mask(x: &Tensor, p: f32) -> Result<Tensor> {
-    use std::sync::atomic::{AtomicU64, Ordering};
-    static STREAM: AtomicU64 = AtomicU64::new(0x2545_F491_4F6C_DD1D);
-    let mut state = STREAM.fetch_add(0x9E37_79B9_7F4A_7C15, Ordering::Relaxed) | 1;
+thread_local! {
+    /// Where this thread's dropout masks come from: each mask takes the next seed.
+    static DROPOUT_STREAM: std::cell::Cell<u64> = const { std::cell::Cell::new(0x2545_F491_4F6C_DD1D) };
+}
+
+/// The seed of the next dropout mask drawn on this thread.
+pub fn next_dropout_seed() -> u64 {
+    DROPOUT_STREAM.with(|s| {
+        let seed = s.get();
+        s.set(seed.wrapping_add(0x9E37_79B9_7F4A_7C15));
+        seed
+    })
+}
+
+/// Runs `f` with this thread's dropout masks drawn from `seed`, then puts the stream back:
+/// running the same layers twice under the same seed draws the same masks (what activation
+/// checkpointing needs when it recomputes a block).
+pub fn with_dropout_seed<R>(seed: u64, f: impl FnOnce() -> R) -> R {
+    let saved = DROPOUT_STREAM.with(|s| s.replace(seed));
+    let out = f();
+    DROPOUT_STREAM.with(|s| s.set(saved));
+    out
+}
+
+/// Keeps each element with probability `1 - p`, scaled by `1 / (1 - p)`, from a cheap xorshift
+/// generator seeded by `seed` (the same seed gives the same mask). candle's dropout draws from
+/// a cryptographic generator, which took a sixth of a LoRA training step's time.
+pub fn dropout_mask_seeded(x: &Tensor, p: f32, seed: u64) -> Result<Tensor> {
+    let mut state = seed | 1;
     let keep = 1.0 / (1.0 - p);
     let threshold = (p as f64 * u32::MAX as f64) as u32;
     let mask: Vec<f32> = (0..x.elem_count())
@@ -111,6 +138,10 @@ fn dropout_mask(x: &Tensor, p: f32) -> Result<Tensor> {
         })
         .collect();
     Ok(Tensor::from_vec(mask, x.shape(), x.device())?.to_dtype(x.dtype())?)
+}
+
+fn dropout_mask(x: &Tensor, p: f32) -> Result<Tensor> {
+    dropout_mask_seeded(x, p, next_dropout_seed())
 }
 
 /// `y = x Wᵀ + b` over the last dimension of `x`, with an optional LoRA adapter. The weight and
@@ -136,6 +167,11 @@ impl Linear {
     }
 
     pub fn forward_mode(&self, x: &Tensor, mode: Mode) -> Result<Tensor> {
+        if let (Mode::Training, Some(adapter)) = (mode, &self.adapter) {
+            if x.device().is_cpu() && x.dtype() == DType::F32 {
+                return self.forward_fused(x, adapter);
+            }
+        }
         let y = match &self.weight {
             Weight::Quantized { qtensor, .. } if mode == Mode::Training => {
                 crate::qmatmul::forward_trainable(qtensor, x)?
@@ -164,6 +200,34 @@ impl Linear {
             Some(adapter) => Ok((y + adapter.forward(x, mode)?)?),
             None => Ok(y),
         }
+    }
+}
+
+impl Linear {
+    /// Training through the layer and its adapter as one operation (see `lora_op`).
+    fn forward_fused(&self, x: &Tensor, adapter: &LoraAdapter) -> Result<Tensor> {
+        let (out, inp) = self.weight.dims2()?;
+        let rows = x.elem_count() / inp;
+        let op = crate::lora_op::LoraLinear {
+            weight: self.weight.clone(),
+            scale: adapter.scale,
+            dropout: adapter.dropout,
+            seed: next_dropout_seed(),
+        };
+        let y = x.reshape((rows, inp))?.contiguous()?.apply_op3(
+            adapter.a.as_tensor(),
+            adapter.b.as_tensor(),
+            op,
+        )?;
+        let mut dims = x.dims().to_vec();
+        *dims
+            .last_mut()
+            .expect("linear input has at least one dimension") = out;
+        let y = y.reshape(dims)?;
+        Ok(match &self.bias {
+            Some(b) => y.broadcast_add(b)?,
+            None => y,
+        })
     }
 }
 

@@ -128,15 +128,25 @@ impl Attention {
         let rep = h / kvh;
         let q = q.reshape((b, kvh, rep * t, d))?;
         let scale = 1.0 / (d as f64).sqrt();
-        let scores = (q.matmul(&k.t()?)? * scale)?;
-        let scores = match pass.mask {
-            Some(mask) => scores
-                .reshape((b, h, t, total))?
-                .broadcast_add(mask)?
-                .reshape((b, kvh, rep * t, total))?,
-            None => scores,
+        let probs = match (pass.mode, pass.mask) {
+            // Training scales the (smaller) queries and masks inside the softmax kernel, so
+            // neither a scaled nor a masked copy of the scores is kept for backward.
+            (Mode::Training, Some(_)) => {
+                let scores = (q * scale)?.matmul(&k.t()?)?;
+                grad_ops::causal_softmax_last_dim(&scores, t, total - t)?
+            }
+            (_, mask) => {
+                let scores = (q.matmul(&k.t()?)? * scale)?;
+                let scores = match mask {
+                    Some(mask) => scores
+                        .reshape((b, h, t, total))?
+                        .broadcast_add(mask)?
+                        .reshape((b, kvh, rep * t, total))?,
+                    None => scores,
+                };
+                pass.softmax(&scores)?
+            }
         };
-        let probs = pass.softmax(&scores)?;
         let out = probs
             .matmul(&v)?
             .reshape((b, h, t, d))?
@@ -362,9 +372,22 @@ impl Transformer {
         ids: &Tensor,
         side: &std::sync::Arc<crate::checkpoint::SideGrads>,
     ) -> Result<Tensor> {
-        if !self.device.is_cpu() {
-            return self.forward_train(ids);
-        }
+        let x = self.hidden_train(ids, Some(side))?;
+        self.lm_head.forward_mode(&x, Mode::Training)
+    }
+
+    /// The final normed hidden states `(b, t, hidden)` through the training kernels, with each
+    /// block checkpointed when `side` is given (CPU only; elsewhere blocks keep their
+    /// activations). Pair with [`head_loss`](Self::head_loss) to never hold full logits.
+    pub fn hidden_train(
+        &self,
+        ids: &Tensor,
+        side: Option<&std::sync::Arc<crate::checkpoint::SideGrads>>,
+    ) -> Result<Tensor> {
+        let side = match side {
+            Some(side) if self.device.is_cpu() => side,
+            _ => return self.hidden(ids, None, Mode::Training),
+        };
         let (_, t) = ids.dims2()?;
         let (cos, sin) = rotary_tables(&self.inv_freq, 0, t, &self.device)?;
         let mask = if t > 1 {
@@ -383,11 +406,25 @@ impl Transformer {
                 sin: sin.clone(),
                 mask: mask.clone(),
                 side: side.clone(),
+                seed: crate::layers::next_dropout_seed(),
             };
             x = x.apply_op1(op)?;
         }
-        let x = self.norm.forward_mode(&x, Mode::Training)?;
-        self.lm_head.forward_mode(&x, Mode::Training)
+        self.norm.forward_mode(&x, Mode::Training)
+    }
+
+    /// The final normed hidden states `(b, t, hidden)` through the inference kernels, recording
+    /// no graph: what validation needs.
+    pub fn hidden_states(&self, ids: &Tensor) -> Result<Tensor> {
+        self.device
+            .with_context(|| self.hidden(ids, None, Mode::Inference))
+    }
+
+    /// Mean cross-entropy of the output head on `hidden` rows `(n, hidden)` against one target
+    /// each, computed in chunks (see `head_loss`); with `with_grad` it back-propagates into
+    /// `hidden`. The head stays frozen.
+    pub fn head_loss(&self, hidden: &Tensor, targets: &[u32], with_grad: bool) -> Result<Tensor> {
+        crate::head_loss::head_cross_entropy(&self.lm_head, hidden, targets, with_grad)
     }
 
     /// Logits `(b, t, vocab)` for every position.
