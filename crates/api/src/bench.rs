@@ -114,18 +114,46 @@ pub struct TrainBench {
     pub peak_rss_bytes: Option<u64>,
     #[ts(type = "number")]
     pub trainable_parameters: u64,
+    /// Whether blocks were recomputed in backward instead of keeping their activations.
+    pub activation_checkpointing: bool,
+}
+
+/// What to measure in [`train`].
+#[derive(Debug, Clone)]
+pub struct TrainBenchRequest {
+    pub model: String,
+    pub method: crate::train::Method,
+    pub batch_size: usize,
+    pub seq_len: usize,
+    /// Measured steps, after one warm-up step.
+    pub steps: usize,
+    pub activation_checkpointing: bool,
+}
+
+impl Default for TrainBenchRequest {
+    fn default() -> Self {
+        TrainBenchRequest {
+            model: crate::DEFAULT_MODEL.to_string(),
+            method: crate::train::Method::Lora,
+            batch_size: 4,
+            seq_len: 256,
+            steps: 3,
+            activation_checkpointing: true,
+        }
+    }
 }
 
 /// A training-speed benchmark on fixed batches of `batch × seq_len` tokens (every token
 /// trained), LoRA rank 16 on all linear layers, as PyTorch + PEFT is measured for comparison.
-pub fn train(
-    ws: &Workspace,
-    model_name: &str,
-    method: crate::train::Method,
-    batch: usize,
-    seq_len: usize,
-    steps: usize,
-) -> Result<TrainBench> {
+pub fn train(ws: &Workspace, request: &TrainBenchRequest) -> Result<TrainBench> {
+    let TrainBenchRequest {
+        model: ref model_name,
+        method,
+        batch_size: batch,
+        seq_len,
+        steps,
+        activation_checkpointing,
+    } = *request;
     use tunelab_train::data::TokenizedExample;
     use tunelab_train::trainer::{EvalMetrics, ProgressSink, RunDir, StepMetrics, TrainSettings};
 
@@ -179,6 +207,7 @@ pub fn train(
         eval_every: 0,
         save_every: 0,
         warmup_steps: 0,
+        activation_checkpointing,
         ..Default::default()
     };
     let mut rates = Rates(Vec::new());
@@ -205,5 +234,6 @@ pub fn train(
         tokens_per_s: measured.iter().sum::<f64>() / measured.len().max(1) as f64,
         peak_rss_bytes: tunelab_hardware::peak_rss_bytes(),
         trainable_parameters: params.iter().map(|(_, v)| v.elem_count() as u64).sum(),
+        activation_checkpointing,
     })
 }

@@ -35,6 +35,10 @@ pub enum Command {
         /// Measured steps, after one warm-up step
         #[arg(long, default_value_t = 3)]
         steps: usize,
+        /// Keep every block's activations instead of recomputing them in backward: faster,
+        /// more memory
+        #[arg(long)]
+        no_checkpointing: bool,
         #[arg(long)]
         json: bool,
     },
@@ -48,6 +52,7 @@ pub fn run(ws: &Workspace, cmd: Command) -> Result<()> {
             batch_size,
             seq_len,
             steps,
+            no_checkpointing,
             json,
         } => {
             let method = match method.as_str() {
@@ -59,13 +64,30 @@ pub fn run(ws: &Workspace, cmd: Command) -> Result<()> {
                     )))
                 }
             };
-            let result = tunelab_api::bench::train(ws, &model, method, batch_size, seq_len, steps)?;
+            let request = tunelab_api::bench::TrainBenchRequest {
+                model,
+                method,
+                batch_size,
+                seq_len,
+                steps,
+                activation_checkpointing: !no_checkpointing,
+            };
+            let result = tunelab_api::bench::train(ws, &request)?;
             if json {
                 return print_json(&result);
             }
             println!(
-                "{} on {} at batch {} x {} tokens, {} measured steps",
-                result.method, result.model, result.batch_size, result.seq_len, result.steps
+                "{} on {} at batch {} x {} tokens, {} measured steps, activation checkpointing {}",
+                result.method,
+                result.model,
+                result.batch_size,
+                result.seq_len,
+                result.steps,
+                if result.activation_checkpointing {
+                    "on"
+                } else {
+                    "off"
+                }
             );
             println!(
                 "training {:>8.1} tokens/s   ({} trainable parameters)",

@@ -2,6 +2,7 @@
 
 use std::sync::atomic::AtomicBool;
 
+use tunelab_api::bench::TrainBenchRequest;
 use tunelab_api::chat::{self, ChatMessage, ChatRequest, ChatRole, GenerationParams, ModelCache};
 use tunelab_api::train::{self, EvalMetrics, Method, ProgressSink, RunConfig, StepMetrics};
 
@@ -96,17 +97,31 @@ fn a_qlora_run_leaves_a_self_describing_folder_and_an_adapter_chat_can_use() {
 #[test]
 fn the_training_benchmark_measures_tokens_per_second_and_memory() {
     let (_dir, ws) = workspace_with_default_model();
-    let bench = tunelab_api::bench::train(&ws, tunelab_api::DEFAULT_MODEL, Method::Qlora, 1, 16, 1)
-        .unwrap();
+    let bench = tunelab_api::bench::train(
+        &ws,
+        &TrainBenchRequest {
+            method: Method::Qlora,
+            batch_size: 1,
+            seq_len: 16,
+            steps: 1,
+            ..Default::default()
+        },
+    )
+    .unwrap();
     assert_eq!((bench.batch_size, bench.seq_len, bench.steps), (1, 16, 1));
     assert!(bench.tokens_per_s > 0.0 && bench.peak_rss_bytes.unwrap_or(0) > 0);
     assert_eq!(
         bench.trainable_parameters, 4_884_480,
         "rank 16 on all 7 linear layers of 30 blocks"
     );
-    assert!(
-        tunelab_api::bench::train(&ws, tunelab_api::DEFAULT_MODEL, Method::Lora, 0, 16, 1).is_err()
-    );
+    assert!(tunelab_api::bench::train(
+        &ws,
+        &TrainBenchRequest {
+            batch_size: 0,
+            ..Default::default()
+        }
+    )
+    .is_err());
 }
 
 /// Share of `prompts` whose greedy answer is one JSON object with the sample set's keys.
