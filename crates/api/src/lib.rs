@@ -9,6 +9,7 @@ pub mod data;
 pub mod error;
 pub mod hub;
 pub mod models;
+pub mod plan;
 pub mod train;
 pub mod workspace;
 

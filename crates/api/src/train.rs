@@ -6,6 +6,7 @@ use std::sync::atomic::AtomicBool;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
+use ts_rs::TS;
 use tunelab_engine::Precision;
 use tunelab_train::data::{
     read_dataset, split_train_validation, tokenize_dataset, DatasetFormat, ReadOptions,
@@ -21,8 +22,9 @@ use crate::error::{ApiError, Result};
 use crate::models;
 use crate::workspace::Workspace;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default, TS)]
 #[serde(rename_all = "lowercase")]
+#[ts(export, export_to = "../../../ui/src/bindings/")]
 pub enum Method {
     /// Adapters over the base dequantized to f32.
     #[default]
@@ -121,8 +123,16 @@ pub fn new_run_id(config: &RunConfig) -> String {
     format!("{}-{}-{}", config.method.as_str(), config.model, now())
 }
 
+/// How a run starts.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RunOptions {
+    /// Start even when the memory plan says the run will not fit.
+    pub force: bool,
+}
+
 /// Trains as `config` says in `run_dir` (created if needed). A folder that already holds
-/// checkpoints of the same configuration resumes from the latest one.
+/// checkpoints of the same configuration resumes from the latest one. A run whose memory plan
+/// does not fit the device is refused before anything is loaded.
 pub fn run(
     ws: &Workspace,
     config: &RunConfig,
@@ -130,8 +140,24 @@ pub fn run(
     sink: &mut dyn ProgressSink,
     cancel: &AtomicBool,
 ) -> Result<RunSummary> {
+    run_with(ws, config, run_dir, sink, cancel, RunOptions::default())
+}
+
+/// [`run`] with options.
+pub fn run_with(
+    ws: &Workspace,
+    config: &RunConfig,
+    run_dir: &Path,
+    sink: &mut dyn ProgressSink,
+    cancel: &AtomicBool,
+    options: RunOptions,
+) -> Result<RunSummary> {
     let started_at = now();
     let (_, model_path) = models::resolve(ws, &config.model)?;
+    let plan = crate::plan::train(ws, config)?;
+    if !plan.fits && !options.force {
+        return Err(crate::plan::refusal(&plan));
+    }
     let run = RunDir::create(run_dir)?;
     let saved = run.path().join("config.json");
     if saved.is_file() {

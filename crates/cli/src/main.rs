@@ -50,6 +50,9 @@ enum Command {
     /// Train a model on a dataset: LoRA or QLoRA adapters
     #[command(subcommand)]
     Train(train::TrainCommand),
+    /// Plan a run's memory before starting it
+    #[command(subcommand)]
+    Plan(train::PlanCommand),
     /// Training runs: list them or show one
     #[command(subcommand)]
     Runs(train::RunsCommand),
@@ -65,6 +68,7 @@ fn main() -> ExitCode {
         Command::Bench(cmd) => bench::run(&ws, cmd),
         Command::Data(cmd) => data::run(&ws, cmd),
         Command::Train(cmd) => train::run_train(&ws, cmd),
+        Command::Plan(cmd) => train::run_plan(&ws, cmd),
         Command::Runs(cmd) => train::run_runs(&ws, cmd),
     });
     match result {

@@ -37,6 +37,12 @@ pub struct TrainArgs {
     rank: Option<usize>,
     #[arg(long)]
     alpha: Option<f64>,
+    /// Keep every block's activations for backward: faster, far more memory
+    #[arg(long)]
+    no_checkpointing: bool,
+    /// Start even when the memory plan says the run will not fit
+    #[arg(long)]
+    force: bool,
     /// Print the summary as JSON
     #[arg(long)]
     json: bool,
@@ -48,6 +54,14 @@ pub enum TrainCommand {
     Lora(TrainArgs),
     /// LoRA adapters over the base model kept in 4-bit blocks (less memory)
     Qlora(TrainArgs),
+}
+
+#[derive(clap::Subcommand)]
+pub enum PlanCommand {
+    /// The peak memory a training run would need, set against the free memory, with what to
+    /// change when it does not fit. Takes the same options as `tunelab train`.
+    #[command(subcommand)]
+    Train(TrainCommand),
 }
 
 #[derive(clap::Subcommand)]
@@ -66,7 +80,7 @@ pub enum RunsCommand {
     },
 }
 
-fn resolve_config(method: Method, args: &TrainArgs) -> Result<RunConfig> {
+fn resolve_config(method: Method, args: &TrainArgs, need_data: bool) -> Result<RunConfig> {
     let mut config = match &args.config {
         Some(path) => {
             let text = std::fs::read_to_string(path).map_err(|e| ApiError::io(path, e))?;
@@ -83,11 +97,15 @@ fn resolve_config(method: Method, args: &TrainArgs) -> Result<RunConfig> {
         config.data = d.clone();
     }
     if config.data.as_os_str().is_empty() {
-        return Err(ApiError::invalid(
-            "no dataset: pass --data FILE (or `data` in the --config file)",
-        ));
+        if need_data {
+            return Err(ApiError::invalid(
+                "no dataset: pass --data FILE (or `data` in the --config file)",
+            ));
+        }
+    } else {
+        config.data =
+            std::fs::canonicalize(&config.data).map_err(|e| ApiError::io(&config.data, e))?;
     }
-    config.data = std::fs::canonicalize(&config.data).map_err(|e| ApiError::io(&config.data, e))?;
     let t = &mut config.train;
     t.max_steps = args.max_steps.unwrap_or(t.max_steps);
     t.epochs = args.epochs.unwrap_or(t.epochs);
@@ -96,7 +114,60 @@ fn resolve_config(method: Method, args: &TrainArgs) -> Result<RunConfig> {
     config.seq_len = args.seq_len.unwrap_or(config.seq_len);
     config.lora.rank = args.rank.unwrap_or(config.lora.rank);
     config.lora.alpha = args.alpha.unwrap_or(config.lora.alpha);
+    if args.no_checkpointing {
+        config.train.activation_checkpointing = false;
+    }
     Ok(config)
+}
+
+pub fn run_plan(ws: &Workspace, cmd: PlanCommand) -> Result<()> {
+    let PlanCommand::Train(cmd) = cmd;
+    let (method, args) = match cmd {
+        TrainCommand::Lora(a) => (Method::Lora, a),
+        TrainCommand::Qlora(a) => (Method::Qlora, a),
+    };
+    let config = resolve_config(method, &args, false)?;
+    let plan = tunelab_api::plan::train(ws, &config)?;
+    if args.json {
+        return print_json(&plan);
+    }
+    let e = &plan.estimate;
+    println!(
+        "{} on {}, batch {} x {} tokens, activation checkpointing {}, on {}",
+        plan.method.as_str(),
+        plan.model,
+        plan.batch_size,
+        plan.seq_len,
+        if plan.activation_checkpointing {
+            "on"
+        } else {
+            "off"
+        },
+        plan.device
+    );
+    for (part, value) in [
+        ("weights", e.weights_bytes),
+        ("trainable + optimizer", e.trainable_bytes),
+        ("kept activations", e.activations_bytes),
+        ("working memory", e.working_bytes),
+        ("runtime", e.runtime_bytes),
+    ] {
+        println!("  {part:<22}{:>10}", bytes(value));
+    }
+    println!("  {:<22}{:>10}", "peak (estimate)", bytes(e.total_bytes));
+    match plan.available_bytes {
+        Some(free) => println!(
+            "  {:<22}{:>10}  -> {}",
+            "free now",
+            bytes(free),
+            if plan.fits { "fits" } else { "does not fit" }
+        ),
+        None => println!("  free memory unknown"),
+    }
+    for line in &plan.advice {
+        println!("  - {line}");
+    }
+    Ok(())
 }
 
 pub fn run_train(ws: &Workspace, cmd: TrainCommand) -> Result<()> {
@@ -104,7 +175,7 @@ pub fn run_train(ws: &Workspace, cmd: TrainCommand) -> Result<()> {
         TrainCommand::Lora(a) => (Method::Lora, a),
         TrainCommand::Qlora(a) => (Method::Qlora, a),
     };
-    let config = resolve_config(method, &args)?;
+    let config = resolve_config(method, &args, true)?;
     let dir = args
         .out
         .clone()
@@ -119,7 +190,15 @@ pub fn run_train(ws: &Workspace, cmd: TrainCommand) -> Result<()> {
         bar.set_draw_target(indicatif::ProgressDrawTarget::hidden());
     }
     let mut sink = BarSink { bar: bar.clone() };
-    let summary = train::run(ws, &config, &dir, &mut sink, &AtomicBool::new(false));
+    let options = train::RunOptions { force: args.force };
+    let summary = train::run_with(
+        ws,
+        &config,
+        &dir,
+        &mut sink,
+        &AtomicBool::new(false),
+        options,
+    );
     bar.finish_and_clear();
     let summary = summary?;
     if args.json {

@@ -10,6 +10,7 @@
 
 pub mod data;
 pub mod methods;
+pub mod plan;
 pub mod trainer;
 
 pub use data::{

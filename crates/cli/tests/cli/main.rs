@@ -218,3 +218,90 @@ fn data_check_reports_json_and_locates_problems_by_file_and_line() {
     assert!(out.status.success(), "{stdout}");
     assert!(stdout.contains("warning: 1 of 2 rows skipped"), "{stdout}");
 }
+
+#[test]
+fn the_memory_plan_is_within_a_quarter_of_the_measured_peak() {
+    // Each measurement runs in a process of its own, so its peak RSS is the run's alone.
+    for method in ["lora", "qlora"] {
+        let plan = json(&tunelab(
+            None,
+            &[
+                "plan",
+                "train",
+                method,
+                "--batch-size",
+                "2",
+                "--seq-len",
+                "128",
+                "--json",
+            ],
+        ));
+        let planned = plan["estimate"]["total_bytes"].as_f64().unwrap();
+        let bench = json(&tunelab(
+            None,
+            &[
+                "bench",
+                "train",
+                "--method",
+                method,
+                "--batch-size",
+                "2",
+                "--seq-len",
+                "128",
+                "--steps",
+                "1",
+                "--json",
+            ],
+        ));
+        let measured = bench["peak_rss_bytes"].as_f64().unwrap();
+        let error = (planned - measured).abs() / measured;
+        assert!(
+            error <= 0.25,
+            "{method}: planned {:.0} MiB, measured {:.0} MiB ({:.0}% apart)",
+            planned / 1048576.0,
+            measured / 1048576.0,
+            error * 100.0
+        );
+        assert_eq!(plan["trainable_parameters"], bench["trainable_parameters"]);
+    }
+}
+
+#[test]
+fn a_run_that_cannot_fit_is_refused_before_it_writes_anything() {
+    let data =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../datasets/lora-json-extract/train.jsonl");
+    let out_dir = tempfile::tempdir().unwrap();
+    let run = out_dir.path().join("run");
+    let huge = [
+        "--data",
+        data.to_str().unwrap(),
+        "--batch-size",
+        "4096",
+        "--seq-len",
+        "8192",
+        "--no-checkpointing",
+    ];
+    let plan = json(&tunelab(
+        None,
+        &[&["plan", "train", "lora"][..], &huge, &["--json"]].concat(),
+    ));
+    assert_eq!(plan["fits"], false, "{plan}");
+    assert!(!plan["advice"].as_array().unwrap().is_empty());
+
+    let out = tunelab(
+        None,
+        &[
+            &["train", "lora"][..],
+            &huge,
+            &["--out", run.to_str().unwrap()],
+        ]
+        .concat(),
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("this run needs about") && stderr.contains("To fit"),
+        "the refusal says what it needs and what to change: {stderr}"
+    );
+    assert!(!run.exists(), "nothing is written for a refused run");
+}
