@@ -8,4 +8,8 @@ steps: number,
 /**
  * Trained tokens per second over the measured steps.
  */
-tokens_per_s: number, peak_rss_bytes: number | null, trainable_parameters: number, };
+tokens_per_s: number, peak_rss_bytes: number | null, trainable_parameters: number, 
+/**
+ * Whether blocks were recomputed in backward instead of keeping their activations.
+ */
+activation_checkpointing: boolean, };
