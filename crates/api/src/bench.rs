@@ -173,7 +173,7 @@ pub fn train(ws: &Workspace, request: &TrainBenchRequest) -> Result<TrainBench> 
     let (_, path) = crate::models::resolve(ws, model_name)?;
     let precision = match method {
         crate::train::Method::Lora => tunelab_engine::Precision::F32,
-        crate::train::Method::Qlora => tunelab_engine::Precision::Native,
+        crate::train::Method::Qlora => tunelab_engine::Precision::Nf4,
     };
     let mut model = tunelab_engine::load(&path, precision, &tunelab_engine::default_device())?;
     let params =

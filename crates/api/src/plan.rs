@@ -58,23 +58,26 @@ pub fn train(ws: &Workspace, config: &RunConfig) -> Result<TrainPlan> {
             .quantization
             .as_deref()
             .is_some_and(|q| q.starts_with('Q'));
-    let estimate_for = |k: &Knobs| -> Option<MemoryEstimate> {
+    let estimate_for = |k: &Knobs| -> MemoryEstimate {
         let base = match k.method {
             Method::Lora => BaseWeights::F32,
             Method::Qlora if quantized_file => BaseWeights::Stored {
                 bytes: summary.size_bytes,
                 quantized_head: true,
             },
-            Method::Qlora => return None,
+            Method::Qlora => BaseWeights::Stored {
+                bytes: nf4_bytes(&summary.config),
+                quantized_head: false,
+            },
         };
-        Some(estimate(&PlanInput {
+        estimate(&PlanInput {
             config: &summary.config,
             base,
             trainable_parameters: trainable,
             batch_size: k.batch_size,
             seq_len: k.seq_len,
             activation_checkpointing: k.checkpointing,
-        }))
+        })
     };
     let knobs = Knobs {
         method: config.method,
@@ -82,12 +85,7 @@ pub fn train(ws: &Workspace, config: &RunConfig) -> Result<TrainPlan> {
         seq_len: config.seq_len,
         checkpointing: config.train.activation_checkpointing,
     };
-    let Some(planned) = estimate_for(&knobs) else {
-        return Err(ApiError::invalid(format!(
-            "QLoRA needs a 4-bit base; `{}` is not quantized (use a GGUF file of it, or LoRA)",
-            config.model
-        )));
-    };
+    let planned = estimate_for(&knobs);
     let (device, available) = free_memory();
     let budget = available.map(|a| (a as f64 * USABLE_SHARE) as u64);
     let fits_in = |e: &MemoryEstimate| budget.is_none_or(|b| e.total_bytes <= b);
@@ -95,10 +93,9 @@ pub fn train(ws: &Workspace, config: &RunConfig) -> Result<TrainPlan> {
 
     let mut advice = Vec::new();
     let mut suggest = |k: Knobs, what: String| {
-        if let Some(e) = estimate_for(&k) {
-            if fits_in(&e) {
-                advice.push(format!("{what}: about {}", gib(e.total_bytes)));
-            }
+        let e = estimate_for(&k);
+        if fits_in(&e) {
+            advice.push(format!("{what}: about {}", gib(e.total_bytes)));
         }
     };
     if fits {
@@ -139,7 +136,7 @@ pub fn train(ws: &Workspace, config: &RunConfig) -> Result<TrainPlan> {
                 checkpointing: true,
                 ..knobs.clone()
             };
-            if estimate_for(&k).is_some_and(|e| fits_in(&e)) {
+            if fits_in(&estimate_for(&k)) {
                 suggest(
                     k,
                     format!(
@@ -158,7 +155,7 @@ pub fn train(ws: &Workspace, config: &RunConfig) -> Result<TrainPlan> {
                 checkpointing: true,
                 ..knobs.clone()
             };
-            if estimate_for(&k).is_some_and(|e| fits_in(&e)) {
+            if fits_in(&estimate_for(&k)) {
                 suggest(
                     k,
                     format!("shorten the sequence length to {seq} tokens with checkpointing"),
@@ -204,6 +201,15 @@ pub fn refusal(plan: &TrainPlan) -> ApiError {
             plan.advice.join("; or ")
         ),
     )
+}
+
+/// A 16/32-bit base held for QLoRA: the blocks' matrices in NF4 (half a byte per weight and a
+/// scale per 64), the embeddings and output head in f32.
+fn nf4_bytes(c: &tunelab_engine::ModelConfig) -> u64 {
+    let embed = (c.vocab_size * c.hidden_size) as u64;
+    let head = if c.tie_word_embeddings { 0 } else { embed };
+    let blocks = c.parameter_count() - embed - head;
+    blocks / 2 + blocks / tunelab_engine::nf4::BLOCK as u64 * 4 + (embed + head) * 4
 }
 
 /// The training device and its free memory.

@@ -29,7 +29,8 @@ pub enum Method {
     /// Adapters over the base dequantized to f32.
     #[default]
     Lora,
-    /// Adapters over the base kept in 4-bit blocks, decoded one layer at a time.
+    /// Adapters over the base kept in 4 bits (a GGUF's own blocks, or NF4 made from a 16/32-bit
+    /// base while it loads), decoded one layer at a time.
     Qlora,
 }
 
@@ -176,22 +177,10 @@ pub fn run_with(
 
     let precision = match config.method {
         Method::Lora => Precision::F32,
-        Method::Qlora => Precision::Native,
+        Method::Qlora => Precision::Nf4,
     };
     let device = tunelab_engine::default_device();
     let mut model = tunelab_engine::load(&model_path, precision, &device)?;
-    if config.method == Method::Qlora
-        && !model
-            .transformer
-            .layers
-            .iter()
-            .any(|l| l.self_attn.q_proj.weight.is_quantized())
-    {
-        return Err(ApiError::invalid(format!(
-            "QLoRA needs a 4-bit base; `{}` is not quantized (use a GGUF file of it, or LoRA)",
-            config.model
-        )));
-    }
     let options = ReadOptions {
         format: config.format,
         ..ReadOptions::default()

@@ -58,6 +58,7 @@ fn chunked(
     let w = match &head.weight {
         Weight::Dense(w) => w.detach(),
         Weight::Quantized { qtensor, .. } => qtensor.dequantize(hidden.device())?,
+        Weight::Nf4(q) => q.dequantize(hidden.device())?,
     };
     let w = w.to_dtype(hidden.dtype())?;
     let vocab = w.dim(0)?;

@@ -16,6 +16,8 @@ pub enum Weight {
         qtensor: Arc<QTensor>,
         matmul: QMatMul,
     },
+    /// 4-bit NormalFloat blocks (QLoRA over a 16/32-bit base).
+    Nf4(Arc<crate::nf4::Nf4Tensor>),
 }
 
 impl Weight {
@@ -29,6 +31,7 @@ impl Weight {
         Ok(match self {
             Weight::Dense(t) => t.dims2()?,
             Weight::Quantized { qtensor, .. } => qtensor.shape().dims2()?,
+            Weight::Nf4(q) => q.dims2(),
         })
     }
 
@@ -37,11 +40,12 @@ impl Weight {
         Ok(match self {
             Weight::Dense(t) => t.to_dtype(DType::F32)?,
             Weight::Quantized { qtensor, .. } => qtensor.dequantize(device)?,
+            Weight::Nf4(q) => q.dequantize(device)?,
         })
     }
 
     pub fn is_quantized(&self) -> bool {
-        matches!(self, Weight::Quantized { .. })
+        matches!(self, Weight::Quantized { .. } | Weight::Nf4(_))
     }
 
     /// Bytes this weight occupies in memory.
@@ -49,6 +53,7 @@ impl Weight {
         match self {
             Weight::Dense(t) => t.elem_count() * t.dtype().size_in_bytes(),
             Weight::Quantized { qtensor, .. } => qtensor.storage_size_in_bytes(),
+            Weight::Nf4(q) => q.storage_bytes(),
         }
     }
 }
@@ -180,6 +185,18 @@ impl Linear {
                 Some(y) => y,
                 None => matmul.forward(&x.contiguous()?)?,
             },
+            Weight::Nf4(q) => {
+                // Decoded for this product only; the gradient flows to `x` alone.
+                let w = q.dequantize(x.device())?;
+                let (out, inp) = w.dims2()?;
+                let mut dims = x.dims().to_vec();
+                *dims
+                    .last_mut()
+                    .expect("linear input has at least one dimension") = out;
+                x.reshape((x.elem_count() / inp, inp))?
+                    .matmul(&w.t()?)?
+                    .reshape(dims)?
+            }
             Weight::Dense(w) => {
                 let dims = x.dims().to_vec();
                 let (out, inp) = w.dims2()?;
@@ -268,6 +285,7 @@ impl Embedding {
         let rows = match &self.weight {
             Weight::Dense(w) => w.index_select(&flat, 0)?,
             Weight::Quantized { matmul, .. } => matmul.embedding(&flat)?,
+            Weight::Nf4(q) => q.dequantize(ids.device())?.index_select(&flat, 0)?,
         };
         dims.push(self.hidden_size);
         Ok(rows.reshape(dims)?)

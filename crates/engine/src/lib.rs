@@ -14,6 +14,7 @@ pub mod layers;
 pub mod loader;
 mod lora_op;
 pub mod model;
+pub mod nf4;
 pub mod qmatmul;
 pub mod template;
 pub mod tokenizer;

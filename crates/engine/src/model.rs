@@ -460,6 +460,24 @@ impl Transformer {
         Ok(self.forward(&input, None)?.squeeze(0)?)
     }
 
+    /// Converts the blocks' dense matrices to NF4 (QLoRA over a model already in memory; see
+    /// `Precision::Nf4` to quantize while loading). Returns how many were converted.
+    pub fn quantize_nf4(&mut self) -> Result<usize> {
+        let mut converted = 0;
+        for layer in self.layers.iter_mut() {
+            for (_, linear) in layer.linears_mut() {
+                if let crate::layers::Weight::Dense(w) = &linear.weight {
+                    if w.dim(1)? % crate::nf4::BLOCK == 0 {
+                        let q = crate::nf4::Nf4Tensor::quantize(w)?;
+                        linear.weight = crate::layers::Weight::Nf4(std::sync::Arc::new(q));
+                        converted += 1;
+                    }
+                }
+            }
+        }
+        Ok(converted)
+    }
+
     /// Bytes held by weights.
     pub fn weight_bytes(&self) -> usize {
         let mut total =

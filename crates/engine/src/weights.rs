@@ -23,6 +23,22 @@ pub enum Precision {
     Native,
     /// Everything dequantized to f32: the reference path, and what training starts from.
     F32,
+    /// For QLoRA: GGUF quantized blocks stay as they are; 16/32-bit matrices of the
+    /// transformer blocks become NF4 as each is read (the embeddings and the output head stay
+    /// in f32), so the full-precision model never exists in memory at once.
+    Nf4,
+}
+
+/// A block matrix in NF4 when `precision` asks for it and its rows fit NF4's blocks; any
+/// other matrix dense.
+fn nf4_or_dense(name: &str, w: Tensor, precision: Precision) -> Result<Weight> {
+    let (_, cols) = w.dims2()?;
+    if precision == Precision::Nf4 && name.contains(".layers.") && cols % crate::nf4::BLOCK == 0 {
+        return Ok(Weight::Nf4(std::sync::Arc::new(
+            crate::nf4::Nf4Tensor::quantize(&w)?,
+        )));
+    }
+    Ok(Weight::Dense(w))
 }
 
 pub enum WeightSource {
@@ -178,16 +194,16 @@ impl WeightSource {
                 self.check_shape(name, q.shape().dims(), &[shape.0, shape.1])?;
                 let dense = matches!(q.dtype(), GgmlDType::F32 | GgmlDType::F16 | GgmlDType::BF16);
                 if precision == Precision::F32 || dense {
-                    Ok(Weight::Dense(q.dequantize(device)?))
+                    nf4_or_dense(name, q.dequantize(device)?, precision)
                 } else {
                     Weight::quantized(q)
                 }
             }
-            WeightSource::Safetensors { .. } => Ok(Weight::Dense(self.vector_or_tensor(
+            WeightSource::Safetensors { .. } => nf4_or_dense(
                 name,
-                &[shape.0, shape.1],
-                device,
-            )?)),
+                self.vector_or_tensor(name, &[shape.0, shape.1], device)?,
+                precision,
+            ),
         }
     }
 

@@ -124,7 +124,10 @@ fn hf_weights(d: Dims, bias: bool) -> Vec<(String, Tensor)> {
 }
 
 fn write_hf(dir: &Path, arch: &str, bias: bool) {
-    let d = TINY;
+    write_hf_dims(dir, arch, bias, TINY);
+}
+
+fn write_hf_dims(dir: &Path, arch: &str, bias: bool, d: Dims) {
     let config = serde_json::json!({
         "architectures": [arch], "vocab_size": VOCAB, "hidden_size": d.hidden, "intermediate_size": d.inter,
         "num_hidden_layers": LAYERS, "num_attention_heads": HEADS, "num_key_value_heads": KV_HEADS,
@@ -349,4 +352,39 @@ fn untied_models_use_their_own_output_projection() {
         err.contains("lm_head.weight") && err.contains("missing"),
         "{err}"
     );
+}
+
+#[test]
+fn a_16_or_32_bit_folder_loads_for_qlora_with_nf4_blocks() {
+    let dir = tempfile::tempdir().unwrap();
+    write_hf_dims(dir.path(), "LlamaForCausalLM", false, WIDE);
+    let full = tunelab_engine::load(dir.path(), Precision::F32, &Device::Cpu).unwrap();
+    let nf4 = tunelab_engine::load(dir.path(), Precision::Nf4, &Device::Cpu).unwrap();
+    for layer in &nf4.transformer.layers {
+        for (name, linear) in layer.linears() {
+            assert!(
+                matches!(linear.weight, tunelab_engine::layers::Weight::Nf4(_)),
+                "{name} is held in NF4"
+            );
+        }
+    }
+    assert!(
+        matches!(
+            nf4.transformer.embed_tokens.weight,
+            tunelab_engine::layers::Weight::Dense(_)
+        ),
+        "embeddings stay dense"
+    );
+    // Quantizing while loading equals loading in f32 and quantizing in memory.
+    let mut converted = full.transformer.clone();
+    assert_eq!(converted.quantize_nf4().unwrap(), LAYERS * 7);
+    let ids = full
+        .tokenizer
+        .encode("Four bits per weight.", false)
+        .unwrap();
+    let a = converted.logits(&ids).unwrap();
+    let b = nf4.transformer.logits(&ids).unwrap();
+    let diff = tunelab_engine::layers::max_abs_diff(&a, &b).unwrap();
+    assert!(diff < 1e-5, "the two NF4 paths differ by {diff}");
+    assert!(nf4.transformer.weight_bytes() < full.transformer.weight_bytes());
 }

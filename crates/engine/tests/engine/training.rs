@@ -207,3 +207,55 @@ fn checkpointed_blocks_give_the_same_loss_and_gradients() {
         );
     }
 }
+
+#[test]
+fn an_nf4_base_keeps_the_answers_and_trains_adapters() {
+    // QLoRA over a 16/32-bit base: the blocks' matrices in NF4, decoded a layer at a time.
+    let mut model = reference_model().transformer.clone();
+    let f32_bytes = model.weight_bytes();
+    assert_eq!(model.quantize_nf4().unwrap(), 30 * 7);
+    assert!(
+        model.weight_bytes() < f32_bytes / 2,
+        "NF4 blocks hold {} bytes against {f32_bytes}",
+        model.weight_bytes()
+    );
+    let tokenizer = &reference_model().tokenizer;
+    let ids = tokenizer
+        .encode(
+            "The capital of France is Paris, and the capital of Italy is Rome.",
+            false,
+        )
+        .unwrap();
+    // The next-token loss on ordinary text stays close to the full-precision model's.
+    let full = loss(&reference_model().transformer, &ids)
+        .to_scalar::<f32>()
+        .unwrap();
+    let quantized = loss(&model, &ids).to_scalar::<f32>().unwrap();
+    assert!(
+        quantized < full * 1.15,
+        "NF4 loss {quantized:.3} against {full:.3} in f32"
+    );
+
+    let vars = add_lora(&mut model);
+    let sentence = tokenizer
+        .encode(
+            "Zorblat the purple toaster sings at dawn in Quibbleton.",
+            false,
+        )
+        .unwrap();
+    let first = loss(&model, &sentence).to_scalar::<f32>().unwrap();
+    let params = candle_nn::ParamsAdamW {
+        lr: 5e-3,
+        weight_decay: 0.0,
+        ..Default::default()
+    };
+    let mut opt = candle_nn::AdamW::new(vars, params).unwrap();
+    for _ in 0..10 {
+        opt.backward_step(&loss(&model, &sentence)).unwrap();
+    }
+    let after = loss(&model, &sentence).to_scalar::<f32>().unwrap();
+    assert!(
+        after < first * 0.8,
+        "loss falls from {first:.3} to {after:.3}"
+    );
+}
