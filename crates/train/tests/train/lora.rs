@@ -7,7 +7,8 @@ use tunelab_train::methods::lora::{self, LoraConfig};
 fn model(precision: Precision) -> &'static LoadedModel {
     match precision {
         Precision::F32 => crate::f32_model(),
-        Precision::Native => crate::native_model(),
+        // On the default GGUF, NF4 keeps the file's own 4-bit blocks: the native model.
+        Precision::Native | Precision::Nf4 => crate::native_model(),
     }
 }
 
