@@ -12,20 +12,13 @@
 use candle_core::{CpuStorage, CustomOp3, Layout, Shape, Tensor};
 
 use crate::layers::{dropout_mask_seeded, Weight};
+use crate::qmatmul::cpu_tensor as tensor;
 
 pub(crate) struct LoraLinear {
     pub weight: Weight,
     pub scale: f64,
     pub dropout: f32,
     pub seed: u64,
-}
-
-fn tensor(storage: &CpuStorage, layout: &Layout) -> candle_core::Result<Tensor> {
-    let values = match (storage, layout.contiguous_offsets()) {
-        (CpuStorage::F32(v), Some((a, b))) => v[a..b].to_vec(),
-        _ => candle_core::bail!("the LoRA layer takes contiguous f32 tensors"),
-    };
-    Tensor::from_vec(values, layout.shape(), &candle_core::Device::Cpu)
 }
 
 impl LoraLinear {

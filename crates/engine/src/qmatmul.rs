@@ -319,10 +319,11 @@ struct TrainableBlockMatmul {
     qtensor: std::sync::Arc<QTensor>,
 }
 
-fn cpu_tensor(storage: &CpuStorage, layout: &Layout) -> candle_core::Result<Tensor> {
+/// A copy of a contiguous f32 CPU storage as a tensor (custom ops receive raw storage).
+pub(crate) fn cpu_tensor(storage: &CpuStorage, layout: &Layout) -> candle_core::Result<Tensor> {
     let values = match (storage, layout.contiguous_offsets()) {
         (CpuStorage::F32(v), Some((a, b))) => v[a..b].to_vec(),
-        _ => candle_core::bail!("quantized training matmul takes contiguous f32 activations"),
+        _ => candle_core::bail!("training ops take contiguous f32 activations"),
     };
     Tensor::from_vec(values, layout.shape(), &candle_core::Device::Cpu)
 }
