@@ -34,12 +34,12 @@ const HEAD_CHUNK_ELEMENTS: u64 = 4 << 20;
 const HEAD_CHUNK_COPIES: u64 = 3;
 /// One checkpointed block recomputed in backward, with its gradients and allocator slack, in
 /// units of the block's forward activations.
-const RECOMPUTE_FACTOR: f64 = 2.6;
+const RECOMPUTE_FACTOR: f64 = 4.1;
 /// Saved activations per block without checkpointing, in units of the estimate below (views,
 /// custom-op copies and allocator slack make them slightly larger).
-const SAVED_FACTOR: f64 = 1.1;
+const SAVED_FACTOR: f64 = 1.25;
 /// The backward pass's transient gradients without checkpointing, in block activations.
-const BACKWARD_FACTOR: f64 = 8.0;
+const BACKWARD_FACTOR: f64 = 9.0;
 
 /// How the frozen base is held.
 #[derive(Debug, Clone, Copy, PartialEq)]
