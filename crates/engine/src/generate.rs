@@ -276,9 +276,10 @@ pub fn generate(
         return Err(EngineError::InvalidRequest("the prompt is empty".into()));
     }
     let context_limit = model.config.max_position_embeddings;
-    if prompt_ids.len() >= context_limit {
+    let virtual_tokens = model.virtual_tokens();
+    if prompt_ids.len() + virtual_tokens >= context_limit {
         return Err(EngineError::InvalidRequest(format!(
-            "the prompt has {} tokens, but the model's context window is {context_limit}",
+            "the prompt has {} tokens (and the soft prompt {virtual_tokens}), but the model's context window is {context_limit}",
             prompt_ids.len()
         )));
     }

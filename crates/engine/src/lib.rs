@@ -20,7 +20,7 @@ pub mod template;
 pub mod tokenizer;
 pub mod weights;
 
-pub use candle_core::{DType, Device, Tensor};
+pub use candle_core::{DType, Device, Tensor, Var};
 pub use config::{Architecture, ModelConfig};
 pub use error::{EngineError, Result};
 pub use generate::{generate, Generation, SamplingParams, StopReason};

@@ -46,6 +46,9 @@ pub struct Transformer {
     pub layers: Vec<Block>,
     pub norm: RmsNorm,
     pub lm_head: Linear,
+    /// Soft prompt: virtual token embeddings `(n, hidden)` placed before every sequence (prompt
+    /// tuning). Their positions come first; outputs are returned for the real tokens only.
+    pub soft_prompt: Option<Tensor>,
     inv_freq: Vec<f32>,
     device: Device,
 }
@@ -317,6 +320,7 @@ impl Transformer {
             layers,
             norm: norm("model.norm.weight")?,
             lm_head,
+            soft_prompt: None,
             inv_freq,
             device: device.clone(),
         })
@@ -328,8 +332,9 @@ impl Transformer {
 
     /// Final hidden states `(b, t, hidden)` for `ids` of shape `(b, t)` starting at the cache's length.
     fn hidden(&self, ids: &Tensor, cache: Option<&mut Cache>, mode: Mode) -> Result<Tensor> {
-        let (_, t) = ids.dims2()?;
         let offset = cache.as_ref().map(|c| c.len()).unwrap_or(0);
+        let (x, virtual_tokens) = self.embed(ids, offset, mode)?;
+        let t = x.dim(1)?;
         let (cos, sin) = rotary_tables(&self.inv_freq, offset, t, &self.device)?;
         let mask = if t > 1 {
             Some(causal_mask(t, offset, &self.device)?)
@@ -342,7 +347,7 @@ impl Transformer {
             mask: mask.as_ref(),
             mode,
         };
-        let mut x = self.embed_tokens.forward(ids)?;
+        let mut x = x;
         match cache {
             Some(cache) => {
                 for (block, kv) in self.layers.iter().zip(cache.layers.iter_mut()) {
@@ -355,7 +360,38 @@ impl Transformer {
                 }
             }
         }
-        self.norm.forward_mode(&x, mode)
+        let x = self.norm.forward_mode(&x, mode)?;
+        Ok(x.narrow(1, virtual_tokens, t - virtual_tokens)?)
+    }
+
+    /// Token embeddings `(b, t, hidden)` of `ids`, with the soft prompt in front when the
+    /// sequence starts here (`offset` 0); returns them and the number of virtual tokens added.
+    fn embed(&self, ids: &Tensor, offset: usize, mode: Mode) -> Result<(Tensor, usize)> {
+        let x = self.embed_tokens.forward(ids)?;
+        match (&self.soft_prompt, offset) {
+            (Some(prompt), 0) => {
+                let prompt = match mode {
+                    Mode::Training => prompt.clone(),
+                    Mode::Inference => prompt.detach(),
+                };
+                let (b, _, h) = x.dims3()?;
+                let n = prompt.dim(0)?;
+                let prefix = prompt
+                    .to_dtype(x.dtype())?
+                    .unsqueeze(0)?
+                    .broadcast_as((b, n, h))?;
+                Ok((Tensor::cat(&[&prefix, &x], 1)?, n))
+            }
+            _ => Ok((x, 0)),
+        }
+    }
+
+    /// Virtual tokens the soft prompt adds before a sequence.
+    pub fn virtual_tokens(&self) -> usize {
+        self.soft_prompt
+            .as_ref()
+            .and_then(|p| p.dim(0).ok())
+            .unwrap_or(0)
     }
 
     /// Logits `(b, t, vocab)` through differentiable kernels, for training: gradients reach
@@ -388,17 +424,23 @@ impl Transformer {
             Some(side) if self.device.is_cpu() => side,
             _ => return self.hidden(ids, None, Mode::Training),
         };
-        let (_, t) = ids.dims2()?;
+        let (embedded, virtual_tokens) = self.embed(ids, 0, Mode::Training)?;
+        let t = embedded.dim(1)?;
         let (cos, sin) = rotary_tables(&self.inv_freq, 0, t, &self.device)?;
         let mask = if t > 1 {
             Some(causal_mask(t, 0, &self.device)?)
         } else {
             None
         };
-        // A variable at the bottom makes candle record the block ops above it.
-        let mut x = candle_core::Var::from_tensor(&self.embed_tokens.forward(ids)?)?
-            .as_tensor()
-            .clone();
+        // A tracked tensor at the bottom makes candle record the block ops above it: the soft
+        // prompt when there is one, otherwise a variable made of the embeddings.
+        let mut x = if virtual_tokens > 0 {
+            embedded
+        } else {
+            candle_core::Var::from_tensor(&embedded)?
+                .as_tensor()
+                .clone()
+        };
         for block in &self.layers {
             let op = crate::checkpoint::CheckpointedBlock {
                 block: block.clone(),
@@ -410,7 +452,8 @@ impl Transformer {
             };
             x = x.apply_op1(op)?;
         }
-        self.norm.forward_mode(&x, Mode::Training)
+        let x = self.norm.forward_mode(&x, Mode::Training)?;
+        Ok(x.narrow(1, virtual_tokens, t - virtual_tokens)?)
     }
 
     /// The final normed hidden states `(b, t, hidden)` through the inference kernels, recording
