@@ -171,13 +171,13 @@ pub fn train(ws: &Workspace, request: &TrainBenchRequest) -> Result<TrainBench> 
         ));
     }
     let (_, path) = crate::models::resolve(ws, model_name)?;
-    let precision = match method {
-        crate::train::Method::Lora => tunelab_engine::Precision::F32,
-        crate::train::Method::Qlora => tunelab_engine::Precision::Nf4,
+    let mut model =
+        tunelab_engine::load(&path, method.precision(), &tunelab_engine::default_device())?;
+    let config = crate::train::RunConfig {
+        method,
+        ..Default::default()
     };
-    let mut model = tunelab_engine::load(&path, precision, &tunelab_engine::default_device())?;
-    let params =
-        tunelab_train::methods::lora::attach(&mut model.transformer, &Default::default(), 1)?;
+    let params = crate::train::attach_trainable(&mut model, &config)?;
     let vocab = model.transformer.config.vocab_size as u64;
     let mut state = 0x853C_49E6_748F_EA9Bu64;
     let examples: Vec<TokenizedExample> = (0..batch)

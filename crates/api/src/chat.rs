@@ -142,7 +142,7 @@ impl ModelCache {
         self.get_with_adapter(ws, name, None)
     }
 
-    /// The model with a PEFT LoRA adapter folder attached (unmerged).
+    /// The model with a PEFT adapter folder attached: LoRA (unmerged) or a soft prompt.
     pub fn get_with_adapter(
         &self,
         ws: &Workspace,
@@ -168,7 +168,21 @@ impl ModelCache {
         let mut model =
             tunelab_engine::load(&path, Precision::Native, &tunelab_engine::default_device())?;
         if let Some(dir) = adapter {
-            tunelab_train::methods::lora::load_peft(dir, &mut model.transformer)?;
+            use tunelab_train::methods::{lora, peft_type, soft_prompt};
+            match peft_type(dir)?.as_str() {
+                "LORA" => {
+                    lora::load_peft(dir, &mut model.transformer)?;
+                }
+                "PROMPT_TUNING" => {
+                    soft_prompt::load_peft(dir, &mut model.transformer)?;
+                }
+                other => {
+                    return Err(ApiError::invalid(format!(
+                        "{}: peft_type {other} is not supported; Tunelab reads LORA and PROMPT_TUNING adapters",
+                        dir.join("adapter_config.json").display()
+                    )))
+                }
+            }
         }
         let model = Arc::new(model);
         *slot = Some(CachedModel {

@@ -51,8 +51,17 @@ struct Knobs {
 pub fn train(ws: &Workspace, config: &RunConfig) -> Result<TrainPlan> {
     let (_, path) = models::resolve(ws, &config.model)?;
     let summary = inspect(&path)?;
-    let targets = config.lora.target_modules()?;
-    let trainable = lora_parameters(&summary.config, config.lora.rank, &targets);
+    let (trainable, virtual_tokens) = match config.method {
+        Method::Lora | Method::Qlora => {
+            let targets = config.lora.target_modules()?;
+            let count = lora_parameters(&summary.config, config.lora.rank, &targets);
+            (count, 0)
+        }
+        Method::SoftPrompt => {
+            let n = config.soft_prompt.num_virtual_tokens;
+            ((n * summary.config.hidden_size) as u64, n)
+        }
+    };
     let quantized_file = summary.format == ModelFormat::Gguf
         && summary
             .quantization
@@ -60,7 +69,7 @@ pub fn train(ws: &Workspace, config: &RunConfig) -> Result<TrainPlan> {
             .is_some_and(|q| q.starts_with('Q'));
     let estimate_for = |k: &Knobs| -> MemoryEstimate {
         let base = match k.method {
-            Method::Lora => BaseWeights::F32,
+            Method::Lora | Method::SoftPrompt => BaseWeights::F32,
             Method::Qlora if quantized_file => BaseWeights::Stored {
                 bytes: summary.size_bytes,
                 quantized_head: true,
@@ -75,7 +84,8 @@ pub fn train(ws: &Workspace, config: &RunConfig) -> Result<TrainPlan> {
             base,
             trainable_parameters: trainable,
             batch_size: k.batch_size,
-            seq_len: k.seq_len,
+            // The virtual tokens run through every layer with the real ones.
+            seq_len: k.seq_len + virtual_tokens,
             activation_checkpointing: k.checkpointing,
         })
     };

@@ -8,11 +8,13 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use serde::{Deserialize, Serialize};
 use ts_rs::TS;
 use tunelab_engine::Precision;
+use tunelab_engine::Var;
 use tunelab_train::data::{
     read_dataset, split_train_validation, tokenize_dataset, DatasetFormat, ReadOptions,
     RenderOptions, TrainOn,
 };
 use tunelab_train::methods::lora::{self, LoraConfig};
+use tunelab_train::methods::soft_prompt::{self, SoftPromptConfig};
 use tunelab_train::trainer::{self, RunDir, TrainError};
 
 pub use tunelab_train::methods::lora::LoraConfig as LoraSettings;
@@ -23,7 +25,7 @@ use crate::models;
 use crate::workspace::Workspace;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default, TS)]
-#[serde(rename_all = "lowercase")]
+#[serde(rename_all = "kebab-case")]
 #[ts(export, export_to = "../../../ui/src/bindings/")]
 pub enum Method {
     /// Adapters over the base dequantized to f32.
@@ -32,6 +34,8 @@ pub enum Method {
     /// Adapters over the base kept in 4 bits (a GGUF's own blocks, or NF4 made from a 16/32-bit
     /// base while it loads), decoded one layer at a time.
     Qlora,
+    /// Trained virtual token embeddings before every input; every weight frozen.
+    SoftPrompt,
 }
 
 impl Method {
@@ -39,8 +43,60 @@ impl Method {
         match self {
             Method::Lora => "lora",
             Method::Qlora => "qlora",
+            Method::SoftPrompt => "soft-prompt",
         }
     }
+
+    /// How the base model is held while this method trains.
+    pub fn precision(self) -> Precision {
+        match self {
+            Method::Lora | Method::SoftPrompt => Precision::F32,
+            Method::Qlora => Precision::Nf4,
+        }
+    }
+}
+
+/// Attaches the trainable parameters `config.method` trains to `model`.
+pub fn attach_trainable(
+    model: &mut tunelab_engine::LoadedModel,
+    config: &RunConfig,
+) -> Result<Vec<(String, Var)>> {
+    Ok(match config.method {
+        Method::Lora | Method::Qlora => {
+            lora::attach(&mut model.transformer, &config.lora, config.train.seed)?
+        }
+        Method::SoftPrompt => soft_prompt::attach(
+            &mut model.transformer,
+            &model.tokenizer,
+            &config.soft_prompt,
+            config.train.seed,
+        )?,
+    })
+}
+
+/// Writes the trained parameters into `dir` in the format other tools read (PEFT).
+fn save_artifact(
+    dir: &Path,
+    model: &tunelab_engine::LoadedModel,
+    params: &[(String, Var)],
+    config: &RunConfig,
+) -> Result<()> {
+    match config.method {
+        Method::Lora | Method::Qlora => lora::save_peft(dir, params, &config.lora, &config.model)?,
+        Method::SoftPrompt => {
+            let (_, embeddings) = params
+                .first()
+                .ok_or_else(|| ApiError::new("internal", "the soft prompt has no parameters"))?;
+            soft_prompt::save_peft(
+                dir,
+                embeddings,
+                &config.soft_prompt,
+                &model.transformer.config,
+                &config.model,
+            )?
+        }
+    }
+    Ok(())
 }
 
 /// Everything a run needs; saved, with every default filled in, as the run's config.json.
@@ -56,6 +112,7 @@ pub struct RunConfig {
     pub val_fraction: f64,
     pub train_on: TrainOn,
     pub lora: LoraConfig,
+    pub soft_prompt: SoftPromptConfig,
     pub train: TrainSettings,
 }
 
@@ -70,6 +127,7 @@ impl Default for RunConfig {
             val_fraction: 0.1,
             train_on: TrainOn::default(),
             lora: LoraConfig::default(),
+            soft_prompt: SoftPromptConfig::default(),
             train: TrainSettings::default(),
         }
     }
@@ -175,12 +233,8 @@ pub fn run_with(
     }
     run.write_json("config.json", config)?;
 
-    let precision = match config.method {
-        Method::Lora => Precision::F32,
-        Method::Qlora => Precision::Nf4,
-    };
     let device = tunelab_engine::default_device();
-    let mut model = tunelab_engine::load(&model_path, precision, &device)?;
+    let mut model = tunelab_engine::load(&model_path, config.method.precision(), &device)?;
     let options = ReadOptions {
         format: config.format,
         ..ReadOptions::default()
@@ -208,7 +262,7 @@ pub fn run_with(
         )));
     }
     let split = split_train_validation(tokenized.examples, config.val_fraction, config.train.seed)?;
-    let params = lora::attach(&mut model.transformer, &config.lora, config.train.seed)?;
+    let params = attach_trainable(&mut model, config)?;
     let trainable: u64 = params.iter().map(|(_, v)| v.elem_count() as u64).sum();
     let pad_id = model.eos_ids.first().copied().unwrap_or(0);
     let outcome = trainer::train(
@@ -227,7 +281,7 @@ pub fn run_with(
     if !outcome.cancelled {
         let staging = run.path().join(".artifact.partial");
         std::fs::create_dir_all(&staging).map_err(|e| ApiError::io(&staging, e))?;
-        lora::save_peft(&staging, &params, &config.lora, &config.model)?;
+        save_artifact(&staging, &model, &params, config)?;
         if artifact.exists() {
             std::fs::remove_dir_all(&artifact).map_err(|e| ApiError::io(&artifact, e))?;
         }

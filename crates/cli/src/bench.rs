@@ -21,11 +21,12 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Training speed and peak memory: LoRA rank 16 on all linear layers, every token trained
+    /// Training speed and peak memory, every token trained: LoRA rank 16 on all linear layers,
+    /// or a 20-token soft prompt
     Train {
         #[arg(long, default_value = DEFAULT_MODEL)]
         model: String,
-        /// lora (f32 base) or qlora (4-bit base)
+        /// lora (f32 base), qlora (4-bit base) or soft-prompt (20 virtual tokens)
         #[arg(long, default_value = "lora")]
         method: String,
         #[arg(long, default_value_t = 4)]
@@ -58,9 +59,10 @@ pub fn run(ws: &Workspace, cmd: Command) -> Result<()> {
             let method = match method.as_str() {
                 "lora" => tunelab_api::train::Method::Lora,
                 "qlora" => tunelab_api::train::Method::Qlora,
+                "soft-prompt" => tunelab_api::train::Method::SoftPrompt,
                 other => {
                     return Err(tunelab_api::ApiError::invalid(format!(
-                        "unknown method `{other}`: choose lora or qlora"
+                        "unknown method `{other}`: choose lora, qlora or soft-prompt"
                     )))
                 }
             };

@@ -53,7 +53,7 @@ enum Command {
     /// Check training datasets
     #[command(subcommand)]
     Data(data::Command),
-    /// Train a model on a dataset: LoRA or QLoRA adapters
+    /// Train a model on a dataset: LoRA or QLoRA adapters, or a soft prompt
     #[command(subcommand)]
     Train(train::TrainCommand),
     /// Plan a run's memory before starting it

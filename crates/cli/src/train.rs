@@ -37,6 +37,12 @@ pub struct TrainArgs {
     rank: Option<usize>,
     #[arg(long)]
     alpha: Option<f64>,
+    /// Soft prompt: number of virtual tokens (default 20)
+    #[arg(long)]
+    virtual_tokens: Option<usize>,
+    /// Soft prompt: start from this text's token embeddings instead of random vocabulary rows
+    #[arg(long)]
+    init_text: Option<String>,
     /// Keep every block's activations for backward: faster, far more memory
     #[arg(long)]
     no_checkpointing: bool,
@@ -54,6 +60,18 @@ pub enum TrainCommand {
     Lora(TrainArgs),
     /// LoRA adapters over the base model kept in 4-bit blocks (less memory)
     Qlora(TrainArgs),
+    /// A soft prompt: trained virtual token embeddings, every model weight frozen
+    SoftPrompt(TrainArgs),
+}
+
+impl TrainCommand {
+    fn split(self) -> (Method, TrainArgs) {
+        match self {
+            TrainCommand::Lora(a) => (Method::Lora, a),
+            TrainCommand::Qlora(a) => (Method::Qlora, a),
+            TrainCommand::SoftPrompt(a) => (Method::SoftPrompt, a),
+        }
+    }
 }
 
 #[derive(clap::Subcommand)]
@@ -117,15 +135,17 @@ fn resolve_config(method: Method, args: &TrainArgs, need_data: bool) -> Result<R
     if args.no_checkpointing {
         config.train.activation_checkpointing = false;
     }
+    let sp = &mut config.soft_prompt;
+    sp.num_virtual_tokens = args.virtual_tokens.unwrap_or(sp.num_virtual_tokens);
+    if args.init_text.is_some() {
+        sp.init_text = args.init_text.clone();
+    }
     Ok(config)
 }
 
 pub fn run_plan(ws: &Workspace, cmd: PlanCommand) -> Result<()> {
     let PlanCommand::Train(cmd) = cmd;
-    let (method, args) = match cmd {
-        TrainCommand::Lora(a) => (Method::Lora, a),
-        TrainCommand::Qlora(a) => (Method::Qlora, a),
-    };
+    let (method, args) = cmd.split();
     let config = resolve_config(method, &args, false)?;
     let plan = tunelab_api::plan::train(ws, &config)?;
     if args.json {
@@ -171,10 +191,7 @@ pub fn run_plan(ws: &Workspace, cmd: PlanCommand) -> Result<()> {
 }
 
 pub fn run_train(ws: &Workspace, cmd: TrainCommand) -> Result<()> {
-    let (method, args) = match cmd {
-        TrainCommand::Lora(a) => (Method::Lora, a),
-        TrainCommand::Qlora(a) => (Method::Qlora, a),
-    };
+    let (method, args) = cmd.split();
     let config = resolve_config(method, &args, true)?;
     let dir = args
         .out

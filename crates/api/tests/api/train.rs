@@ -95,6 +95,59 @@ fn a_qlora_run_leaves_a_self_describing_folder_and_an_adapter_chat_can_use() {
 }
 
 #[test]
+fn a_soft_prompt_run_saves_peft_prompt_tuning_and_chat_answers_through_it() {
+    let (_dir, ws) = workspace_with_default_model();
+    let mut config = RunConfig {
+        method: Method::SoftPrompt,
+        data: sample_data(),
+        seq_len: 256,
+        ..Default::default()
+    };
+    config.train.max_steps = 2;
+    config.train.batch_size = 1;
+    config.soft_prompt.num_virtual_tokens = 6;
+    let run_dir = ws.runs_dir().join("soft");
+    let summary = train::run(
+        &ws,
+        &config,
+        &run_dir,
+        &mut Count(0),
+        &AtomicBool::new(false),
+    )
+    .unwrap();
+    assert_eq!(summary.status, "completed");
+    assert_eq!(summary.trainable_parameters, 6 * 576);
+    let saved: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(run_dir.join("artifact/adapter_config.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(saved["peft_type"], "PROMPT_TUNING");
+    assert_eq!(saved["num_virtual_tokens"], 6);
+    let (shown, _) = train::show(&run_dir).unwrap();
+    assert_eq!(shown.method, Method::SoftPrompt);
+
+    let request = ChatRequest {
+        model: tunelab_api::DEFAULT_MODEL.into(),
+        adapter: Some("soft".into()),
+        messages: vec![ChatMessage {
+            role: ChatRole::User,
+            content: "One pizza please".into(),
+        }],
+        params: GenerationParams {
+            temperature: 0.0,
+            max_tokens: 6,
+            ..Default::default()
+        },
+    };
+    let cache = ModelCache::default();
+    let answer = chat::chat(&ws, &cache, &request, &AtomicBool::new(false), &mut |_| {}).unwrap();
+    assert!(
+        answer.generated_tokens > 0,
+        "chat answers with the soft prompt"
+    );
+}
+
+#[test]
 fn the_training_benchmark_measures_tokens_per_second_and_memory() {
     let (_dir, ws) = workspace_with_default_model();
     let bench = tunelab_api::bench::train(

@@ -7,6 +7,7 @@ mod issues;
 mod lora;
 mod masking;
 mod sample;
+mod soft_prompt;
 mod split;
 mod trainer;
 
