@@ -4,7 +4,8 @@
 
 use std::collections::HashMap;
 
-use candle_core::{Result, Tensor, Var};
+use candle_core::{DType, Result, Tensor, Var};
+use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -26,29 +27,54 @@ impl Default for AdamWConfig {
     }
 }
 
+/// A parameter's first and second moments: plain vectors updated in place for f32 parameters
+/// on the CPU (one fused pass per step, no temporaries), tensors elsewhere.
+enum Moments {
+    Host { m: Vec<f32>, v: Vec<f32> },
+    Device { m: Tensor, v: Tensor },
+}
+
+impl Moments {
+    fn zeros(param: &Tensor) -> Result<Self> {
+        Ok(if is_host_f32(param) {
+            let n = param.elem_count();
+            Moments::Host {
+                m: vec![0.0; n],
+                v: vec![0.0; n],
+            }
+        } else {
+            Moments::Device {
+                m: param.zeros_like()?,
+                v: param.zeros_like()?,
+            }
+        })
+    }
+}
+
+fn is_host_f32(t: &Tensor) -> bool {
+    t.device().is_cpu() && t.dtype() == DType::F32
+}
+
 /// One optimiser over named trainable variables.
 pub struct AdamW {
     params: Vec<(String, Var)>,
-    m: Vec<Tensor>,
-    v: Vec<Tensor>,
+    moments: Vec<Moments>,
     steps: u64,
     config: AdamWConfig,
 }
 
+/// Elements per parallel work item of the fused update.
+const CHUNK: usize = 1 << 14;
+
 impl AdamW {
     pub fn new(params: Vec<(String, Var)>, config: AdamWConfig) -> Result<Self> {
-        let m = params
+        let moments = params
             .iter()
-            .map(|(_, p)| p.zeros_like())
-            .collect::<Result<Vec<_>>>()?;
-        let v = params
-            .iter()
-            .map(|(_, p)| p.zeros_like())
+            .map(|(_, p)| Moments::zeros(p.as_tensor()))
             .collect::<Result<Vec<_>>>()?;
         Ok(AdamW {
             params,
-            m,
-            v,
+            moments,
             steps: 0,
             config,
         })
@@ -69,38 +95,67 @@ impl AdamW {
         let c = self.config;
         let t = self.steps as i32;
         let (bias1, bias2) = (1.0 - c.beta1.powi(t), 1.0 - c.beta2.powi(t));
-        for (i, (_, param)) in self.params.iter().enumerate() {
+        for (i, ((_, param), moments)) in self.params.iter().zip(&mut self.moments).enumerate() {
             let Some(g) = grads.get(i).and_then(|g| g.as_ref()) else {
                 continue;
             };
-            let m = ((&self.m[i] * c.beta1)? + (g * (1.0 - c.beta1))?)?;
-            let v = ((&self.v[i] * c.beta2)? + (g.sqr()? * (1.0 - c.beta2))?)?;
-            let update = ((&m / bias1)? / ((&v / bias2)?.sqrt()? + c.eps)?)?;
-            let decayed = (param.as_tensor() * (1.0 - lr * c.weight_decay))?;
-            param.set(&(decayed - (update * lr)?)?)?;
-            self.m[i] = m;
-            self.v[i] = v;
+            match moments {
+                Moments::Host { m, v } => {
+                    let mut values = param.flatten_all()?.to_vec1::<f32>()?;
+                    let g = g.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?;
+                    let (b1, b2) = (c.beta1 as f32, c.beta2 as f32);
+                    let (bias1, bias2, eps) = (bias1 as f32, bias2 as f32, c.eps as f32);
+                    let (lr, decay) = (lr as f32, (1.0 - lr * c.weight_decay) as f32);
+                    values
+                        .par_chunks_mut(CHUNK)
+                        .zip(m.par_chunks_mut(CHUNK))
+                        .zip(v.par_chunks_mut(CHUNK))
+                        .zip(g.par_chunks(CHUNK))
+                        .for_each(|(((p, m), v), g)| {
+                            for j in 0..p.len() {
+                                m[j] = b1 * m[j] + (1.0 - b1) * g[j];
+                                v[j] = b2 * v[j] + (1.0 - b2) * g[j] * g[j];
+                                let update = (m[j] / bias1) / ((v[j] / bias2).sqrt() + eps);
+                                p[j] = p[j] * decay - lr * update;
+                            }
+                        });
+                    param.set(&Tensor::from_vec(values, param.shape(), param.device())?)?;
+                }
+                Moments::Device { m, v } => {
+                    let new_m = ((&*m * c.beta1)? + (g * (1.0 - c.beta1))?)?;
+                    let new_v = ((&*v * c.beta2)? + (g.sqr()? * (1.0 - c.beta2))?)?;
+                    let update = ((&new_m / bias1)? / ((&new_v / bias2)?.sqrt()? + c.eps)?)?;
+                    let decayed = (param.as_tensor().detach() * (1.0 - lr * c.weight_decay))?;
+                    param.set(&(decayed - (update * lr)?)?)?;
+                    *m = new_m;
+                    *v = new_v;
+                }
+            }
         }
         Ok(())
     }
 
     /// First and second moments by parameter name (`{name}.exp_avg`, `{name}.exp_avg_sq`).
-    pub fn state(&self) -> HashMap<String, Tensor> {
+    pub fn state(&self) -> Result<HashMap<String, Tensor>> {
         let mut out = HashMap::new();
-        for (i, (name, _)) in self.params.iter().enumerate() {
-            out.insert(format!("{name}.exp_avg"), self.m[i].clone());
-            out.insert(format!("{name}.exp_avg_sq"), self.v[i].clone());
+        for ((name, param), moments) in self.params.iter().zip(&self.moments) {
+            let (m, v) = match moments {
+                Moments::Host { m, v } => (
+                    Tensor::from_slice(m, param.shape(), param.device())?,
+                    Tensor::from_slice(v, param.shape(), param.device())?,
+                ),
+                Moments::Device { m, v } => (m.clone(), v.clone()),
+            };
+            out.insert(format!("{name}.exp_avg"), m);
+            out.insert(format!("{name}.exp_avg_sq"), v);
         }
-        out
+        Ok(out)
     }
 
     /// Restores moments and the step count saved by `state()`.
     pub fn load_state(&mut self, state: &HashMap<String, Tensor>, steps: u64) -> Result<()> {
-        for (i, (name, param)) in self.params.iter().enumerate() {
-            for (key, slot) in [
-                (format!("{name}.exp_avg"), &mut self.m[i]),
-                (format!("{name}.exp_avg_sq"), &mut self.v[i]),
-            ] {
+        for ((name, param), moments) in self.params.iter().zip(&mut self.moments) {
+            let read = |key: String| -> Result<Tensor> {
                 let t = state.get(&key).ok_or_else(|| {
                     candle_core::Error::Msg(format!("optimizer state has no `{key}`"))
                 })?;
@@ -111,8 +166,19 @@ impl AdamW {
                         param.dims()
                     );
                 }
-                *slot = t.to_device(param.device())?.to_dtype(param.dtype())?;
-            }
+                t.to_device(param.device())?.to_dtype(param.dtype())
+            };
+            let (m, v) = (
+                read(format!("{name}.exp_avg"))?,
+                read(format!("{name}.exp_avg_sq"))?,
+            );
+            *moments = match moments {
+                Moments::Host { .. } => Moments::Host {
+                    m: m.flatten_all()?.to_vec1::<f32>()?,
+                    v: v.flatten_all()?.to_vec1::<f32>()?,
+                },
+                Moments::Device { .. } => Moments::Device { m, v },
+            };
         }
         self.steps = steps;
         Ok(())
@@ -188,9 +254,37 @@ mod tests {
         }
         (
             p.as_tensor().to_vec1::<f32>().unwrap(),
-            opt.state(),
+            opt.state().unwrap(),
             opt.steps(),
         )
+    }
+
+    #[test]
+    fn the_tensor_path_for_other_devices_and_dtypes_takes_the_same_steps() {
+        // An f64 parameter goes through the tensor path (what a GPU uses); the f32 one through
+        // the fused host loop. Both must walk the same way.
+        let dev = Device::Cpu;
+        let target = [1.0f64, -2.0, 0.5];
+        let p64 = Var::new(&[0.0f64; 3], &dev).unwrap();
+        let p32 = Var::new(&[0.0f32; 3], &dev).unwrap();
+        let config = AdamWConfig {
+            weight_decay: 0.1,
+            ..Default::default()
+        };
+        let mut o64 = AdamW::new(vec![("p".into(), p64.clone())], config).unwrap();
+        let mut o32 = AdamW::new(vec![("p".into(), p32.clone())], config).unwrap();
+        for _ in 0..50 {
+            let t64 = Tensor::new(&target, &dev).unwrap();
+            let g64 = ((p64.as_tensor() - &t64).unwrap() * 2.0).unwrap();
+            let g32 = g64.to_dtype(DType::F32).unwrap();
+            o64.step(&[Some(g64)], 0.05).unwrap();
+            o32.step(&[Some(g32)], 0.05).unwrap();
+        }
+        let a = p64.as_tensor().to_vec1::<f64>().unwrap();
+        let b = p32.as_tensor().to_vec1::<f32>().unwrap();
+        for (x, y) in a.iter().zip(&b) {
+            assert!((x - *y as f64).abs() < 1e-4, "{a:?} against {b:?}");
+        }
     }
 
     #[test]
