@@ -280,7 +280,9 @@ pub fn train(
                 .map(|p| &train_set[order.index(p)])
                 .collect();
             let (ids, labels, tokens) = batch_tensors(&batch, pad_id, model.device())?;
-            let side = Arc::new(SideGrads::default());
+            let side = Arc::new(SideGrads::with_buffers(
+                params.iter().map(|(_, v)| v.as_tensor()),
+            )?);
             let hidden = if settings.activation_checkpointing {
                 model.hidden_train(&ids, Some(&side))?
             } else {
@@ -352,7 +354,7 @@ pub fn train(
                 tokens_seen,
                 elapsed_seconds: elapsed(&start),
             };
-            run.save_checkpoint(&state, params, &optimizer.state())?;
+            run.save_checkpoint(&state, params, &optimizer.state()?)?;
         }
     }
     if cancelled && step > 0 {
@@ -361,7 +363,7 @@ pub fn train(
             tokens_seen,
             elapsed_seconds: elapsed(&start),
         };
-        run.save_checkpoint(&state, params, &optimizer.state())?;
+        run.save_checkpoint(&state, params, &optimizer.state()?)?;
     }
     Ok(TrainOutcome {
         steps: step,
