@@ -292,6 +292,44 @@ impl ModelConfig {
         Ok(())
     }
 
+    /// config.json as Hugging Face transformers reads it for this architecture.
+    pub fn to_hf_json(&self) -> serde_json::Value {
+        let rope_scaling = self.rope_scaling.as_ref().map(|s| {
+            serde_json::json!({
+                "rope_type": "llama3",
+                "factor": s.factor,
+                "low_freq_factor": s.low_freq_factor,
+                "high_freq_factor": s.high_freq_factor,
+                "original_max_position_embeddings": s.original_max_position_embeddings,
+            })
+        });
+        let eos = match self.eos_token_ids.as_slice() {
+            [one] => serde_json::json!(one),
+            many => serde_json::json!(many),
+        };
+        serde_json::json!({
+            "architectures": [self.architecture.hf_class()],
+            "model_type": self.architecture.as_str(),
+            "vocab_size": self.vocab_size,
+            "hidden_size": self.hidden_size,
+            "intermediate_size": self.intermediate_size,
+            "num_hidden_layers": self.num_hidden_layers,
+            "num_attention_heads": self.num_attention_heads,
+            "num_key_value_heads": self.num_key_value_heads,
+            "head_dim": self.head_dim,
+            "hidden_act": "silu",
+            "rms_norm_eps": self.rms_norm_eps,
+            "rope_theta": self.rope_theta,
+            "rope_scaling": rope_scaling,
+            "max_position_embeddings": self.max_position_embeddings,
+            "tie_word_embeddings": self.tie_word_embeddings,
+            "attention_bias": self.attention_bias,
+            "bos_token_id": self.bos_token_id,
+            "eos_token_id": eos,
+            "torch_dtype": "float32",
+        })
+    }
+
     /// Parameters of the transformer, counting tied embeddings once.
     pub fn parameter_count(&self) -> u64 {
         let h = self.hidden_size as u64;

@@ -8,8 +8,8 @@
 //! once (softmax minus one-hot, times the head's weights, with no autograd graph), and only
 //! the `(tokens, hidden)`
 //! gradient is kept. The returned loss carries that gradient into the graph below it, so
-//! `loss.backward()` reaches the transformer as usual. The head itself must be frozen: its
-//! weights receive no gradient.
+//! `loss.backward()` reaches the transformer as usual. A frozen head receives no gradient; a
+//! trainable one (a variable, in full fine-tuning) gets its own, accumulated over the chunks.
 
 use candle_core::{DType, Tensor};
 use rayon::prelude::*;
@@ -54,6 +54,11 @@ fn chunked(
             "the chunked loss needs a frozen output head without an adapter".into(),
         ));
     }
+    // A trainable head (full fine-tuning) also gets its gradient, Σ over chunks of dlogitsᵀ x.
+    let trainable = match &head.weight {
+        Weight::Dense(w) if with_grad && w.is_variable() => Some(w.clone()),
+        _ => None,
+    };
     // The head's weights as one dense matrix (a quantized head is decoded once per call).
     let w = match &head.weight {
         Weight::Dense(w) => w.detach(),
@@ -66,6 +71,7 @@ fn chunked(
     let scale = 1.0 / rows as f32;
     let mut total = 0f64;
     let mut grads = Vec::new();
+    let mut head_grad: Option<Tensor> = None;
     for start in (0..rows).step_by(chunk) {
         let len = chunk.min(rows - start);
         let x = hidden.narrow(0, start, len)?.detach();
@@ -89,6 +95,13 @@ fn chunked(
             let dlogits =
                 Tensor::from_vec(values, (len, vocab), hidden.device())?.to_dtype(w.dtype())?;
             grads.push(dlogits.matmul(&w)?);
+            if trainable.is_some() {
+                let g = dlogits.t()?.matmul(&x)?;
+                head_grad = Some(match head_grad.take() {
+                    Some(acc) => (acc + g)?,
+                    None => g,
+                });
+            }
         }
     }
     let mean = total / rows as f64;
@@ -97,7 +110,10 @@ fn chunked(
     }
     // `s - s.detach()` is zero with gradient G: the value is the mean, the gradient G.
     let grad = Tensor::cat(&grads, 0)?;
-    let surrogate = (hidden * grad)?.sum_all()?;
+    let mut surrogate = (hidden * grad)?.sum_all()?;
+    if let (Some(w), Some(g)) = (trainable, head_grad) {
+        surrogate = (surrogate + (w * g)?.sum_all()?)?;
+    }
     let loss = (&surrogate - surrogate.detach())?.to_dtype(DType::F32)?;
     Ok(loss.affine(1.0, mean)?)
 }
@@ -162,6 +178,29 @@ mod tests {
             let diff = crate::layers::max_abs_diff(grad, reference_grad).unwrap();
             assert!(diff < 1e-6, "gradient differs by {diff}");
             assert!(store.get(&w).is_none(), "the frozen head keeps no gradient");
+
+            // A trainable head gets the gradient autograd gives it through full logits.
+            let wv = Var::from_tensor(&w).unwrap();
+            let trainable = Linear::new(Weight::Dense(wv.as_tensor().clone()), None);
+            let loss = chunked(&trainable, h.as_tensor(), &targets, true, chunk_elements).unwrap();
+            let store = loss.backward().unwrap();
+            let logits = h.as_tensor().matmul(&wv.as_tensor().t().unwrap()).unwrap();
+            let reference = candle_nn::ops::log_softmax(&logits, D::Minus1)
+                .unwrap()
+                .gather(&t, 1)
+                .unwrap()
+                .mean_all()
+                .unwrap()
+                .neg()
+                .unwrap()
+                .backward()
+                .unwrap();
+            let diff = crate::layers::max_abs_diff(
+                store.get(wv.as_tensor()).unwrap(),
+                reference.get(wv.as_tensor()).unwrap(),
+            )
+            .unwrap();
+            assert!(diff < 1e-6, "head gradient differs by {diff}");
 
             let value = chunked(&head, h.as_tensor(), &targets, false, chunk_elements).unwrap();
             assert!((value.to_scalar::<f32>().unwrap() - b).abs() < 1e-5);

@@ -432,9 +432,10 @@ impl Transformer {
         } else {
             None
         };
-        // A tracked tensor at the bottom makes candle record the block ops above it: the soft
-        // prompt when there is one, otherwise a variable made of the embeddings.
-        let mut x = if virtual_tokens > 0 {
+        // A tracked tensor at the bottom makes candle record the block ops above it: the
+        // embeddings when they are tracked already (a soft prompt, trainable embeddings),
+        // otherwise a variable made of them.
+        let mut x = if embedded.track_op() {
             embedded
         } else {
             candle_core::Var::from_tensor(&embedded)?
