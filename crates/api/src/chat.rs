@@ -142,7 +142,8 @@ impl ModelCache {
         self.get_with_adapter(ws, name, None)
     }
 
-    /// The model with a PEFT adapter folder attached: LoRA (unmerged) or a soft prompt.
+    /// The model with a PEFT adapter folder attached (LoRA unmerged, or a soft prompt), or the
+    /// model folder a full fine-tuning run saved.
     pub fn get_with_adapter(
         &self,
         ws: &Workspace,
@@ -165,9 +166,17 @@ impl ModelCache {
             )));
         }
         *slot = None; // free the previous model before loading the next
-        let mut model =
-            tunelab_engine::load(&path, Precision::Native, &tunelab_engine::default_device())?;
-        if let Some(dir) = adapter {
+                      // A fully fine-tuned run's result is a whole model folder: it answers in the base's
+                      // place.
+        let full_model = adapter.filter(|dir| {
+            dir.join("config.json").is_file() && !dir.join("adapter_config.json").is_file()
+        });
+        let mut model = tunelab_engine::load(
+            full_model.unwrap_or(&path),
+            Precision::Native,
+            &tunelab_engine::default_device(),
+        )?;
+        if let Some(dir) = adapter.filter(|_| full_model.is_none()) {
             use tunelab_train::methods::{lora, peft_type, soft_prompt};
             match peft_type(dir)?.as_str() {
                 "LORA" => {

@@ -61,6 +61,7 @@ pub fn train(ws: &Workspace, config: &RunConfig) -> Result<TrainPlan> {
             let n = config.soft_prompt.num_virtual_tokens;
             ((n * summary.config.hidden_size) as u64, n)
         }
+        Method::Full => (summary.config.parameter_count(), 0),
     };
     let quantized_file = summary.format == ModelFormat::Gguf
         && summary
@@ -69,7 +70,7 @@ pub fn train(ws: &Workspace, config: &RunConfig) -> Result<TrainPlan> {
             .is_some_and(|q| q.starts_with('Q'));
     let estimate_for = |k: &Knobs| -> MemoryEstimate {
         let base = match k.method {
-            Method::Lora | Method::SoftPrompt => BaseWeights::F32,
+            Method::Lora | Method::SoftPrompt | Method::Full => BaseWeights::F32,
             Method::Qlora if quantized_file => BaseWeights::Stored {
                 bytes: summary.size_bytes,
                 quantized_head: true,
@@ -83,6 +84,7 @@ pub fn train(ws: &Workspace, config: &RunConfig) -> Result<TrainPlan> {
             config: &summary.config,
             base,
             trainable_parameters: trainable,
+            trainable_are_weights: k.method == Method::Full,
             batch_size: k.batch_size,
             // The virtual tokens run through every layer with the real ones.
             seq_len: k.seq_len + virtual_tokens,

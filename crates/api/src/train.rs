@@ -13,6 +13,7 @@ use tunelab_train::data::{
     read_dataset, split_train_validation, tokenize_dataset, DatasetFormat, ReadOptions,
     RenderOptions, TrainOn,
 };
+use tunelab_train::methods::full;
 use tunelab_train::methods::lora::{self, LoraConfig};
 use tunelab_train::methods::soft_prompt::{self, SoftPromptConfig};
 use tunelab_train::trainer::{self, RunDir, TrainError};
@@ -36,6 +37,8 @@ pub enum Method {
     Qlora,
     /// Trained virtual token embeddings before every input; every weight frozen.
     SoftPrompt,
+    /// Every weight trained (f32); the result is a complete model folder.
+    Full,
 }
 
 impl Method {
@@ -44,13 +47,24 @@ impl Method {
             Method::Lora => "lora",
             Method::Qlora => "qlora",
             Method::SoftPrompt => "soft-prompt",
+            Method::Full => "full",
+        }
+    }
+
+    /// The learning rate a run of this method starts from unless told otherwise: adapters
+    /// take large steps, a soft prompt larger still, every weight at once small ones.
+    pub fn default_lr(self) -> f64 {
+        match self {
+            Method::Lora | Method::Qlora => 2e-4,
+            Method::SoftPrompt => 3e-2,
+            Method::Full => 2e-5,
         }
     }
 
     /// How the base model is held while this method trains.
     pub fn precision(self) -> Precision {
         match self {
-            Method::Lora | Method::SoftPrompt => Precision::F32,
+            Method::Lora | Method::SoftPrompt | Method::Full => Precision::F32,
             Method::Qlora => Precision::Nf4,
         }
     }
@@ -71,10 +85,12 @@ pub fn attach_trainable(
             &config.soft_prompt,
             config.train.seed,
         )?,
+        Method::Full => full::attach(&mut model.transformer)?,
     })
 }
 
-/// Writes the trained parameters into `dir` in the format other tools read (PEFT).
+/// Writes the trained parameters into `dir` in the format other tools read: a PEFT adapter, or
+/// for full fine-tuning a Hugging Face model folder.
 fn save_artifact(
     dir: &Path,
     model: &tunelab_engine::LoadedModel,
@@ -95,6 +111,7 @@ fn save_artifact(
                 &config.model,
             )?
         }
+        Method::Full => full::save_hf(dir, model, params)?,
     }
     Ok(())
 }
@@ -130,6 +147,18 @@ impl Default for RunConfig {
             soft_prompt: SoftPromptConfig::default(),
             train: TrainSettings::default(),
         }
+    }
+}
+
+impl RunConfig {
+    /// The defaults for `method`, its learning rate included.
+    pub fn for_method(method: Method) -> Self {
+        let mut config = RunConfig {
+            method,
+            ..Default::default()
+        };
+        config.train.lr = method.default_lr();
+        config
     }
 }
 
@@ -367,13 +396,18 @@ pub fn show(run_dir: &Path) -> Result<(RunConfig, Option<RunSummary>)> {
 /// A run id in the workspace, or a path to a run folder or to an adapter folder: the adapter.
 pub fn resolve_adapter(ws: &Workspace, run_or_dir: &str) -> Result<PathBuf> {
     let candidates = [PathBuf::from(run_or_dir), ws.runs_dir().join(run_or_dir)];
+    // A PEFT adapter, or the model folder a full fine-tuning run saved.
+    let result = |dir: &Path| {
+        dir.join("adapter_config.json").is_file()
+            || (dir.join("config.json").is_file() && dir.join("model.safetensors").is_file())
+    };
     for c in candidates {
-        if c.join("adapter_config.json").is_file() {
-            return Ok(c);
-        }
-        if c.join("artifact/adapter_config.json").is_file() {
+        if result(&c.join("artifact")) {
             return Ok(c.join("artifact"));
         }
+        if result(&c) {
+            return Ok(c);
+        }
     }
-    Err(ApiError::not_found(format!("no adapter at `{run_or_dir}`: give a run id from `tunelab runs list`, a run folder or a PEFT adapter folder")))
+    Err(ApiError::not_found(format!("no trained result at `{run_or_dir}`: give a run id from `tunelab runs list`, a run folder, a PEFT adapter folder or a model folder")))
 }

@@ -22,11 +22,12 @@ pub enum Command {
         json: bool,
     },
     /// Training speed and peak memory, every token trained: LoRA rank 16 on all linear layers,
-    /// or a 20-token soft prompt
+    /// a 20-token soft prompt, or full fine-tuning
     Train {
         #[arg(long, default_value = DEFAULT_MODEL)]
         model: String,
-        /// lora (f32 base), qlora (4-bit base) or soft-prompt (20 virtual tokens)
+        /// lora (f32 base), qlora (4-bit base), soft-prompt (20 virtual tokens) or full (every
+        /// weight)
         #[arg(long, default_value = "lora")]
         method: String,
         #[arg(long, default_value_t = 4)]
@@ -60,9 +61,10 @@ pub fn run(ws: &Workspace, cmd: Command) -> Result<()> {
                 "lora" => tunelab_api::train::Method::Lora,
                 "qlora" => tunelab_api::train::Method::Qlora,
                 "soft-prompt" => tunelab_api::train::Method::SoftPrompt,
+                "full" => tunelab_api::train::Method::Full,
                 other => {
                     return Err(tunelab_api::ApiError::invalid(format!(
-                        "unknown method `{other}`: choose lora, qlora or soft-prompt"
+                        "unknown method `{other}`: choose lora, qlora, soft-prompt or full"
                     )))
                 }
             };

@@ -53,7 +53,7 @@ enum Command {
     /// Check training datasets
     #[command(subcommand)]
     Data(data::Command),
-    /// Train a model on a dataset: LoRA or QLoRA adapters, or a soft prompt
+    /// Train a model on a dataset: LoRA or QLoRA adapters, a soft prompt, or every weight
     #[command(subcommand)]
     Train(train::TrainCommand),
     /// Plan a run's memory before starting it

@@ -62,6 +62,8 @@ pub enum TrainCommand {
     Qlora(TrainArgs),
     /// A soft prompt: trained virtual token embeddings, every model weight frozen
     SoftPrompt(TrainArgs),
+    /// Full fine-tuning: every weight trained; the result is a Hugging Face model folder
+    Full(TrainArgs),
 }
 
 impl TrainCommand {
@@ -70,6 +72,7 @@ impl TrainCommand {
             TrainCommand::Lora(a) => (Method::Lora, a),
             TrainCommand::Qlora(a) => (Method::Qlora, a),
             TrainCommand::SoftPrompt(a) => (Method::SoftPrompt, a),
+            TrainCommand::Full(a) => (Method::Full, a),
         }
     }
 }
@@ -102,10 +105,19 @@ fn resolve_config(method: Method, args: &TrainArgs, need_data: bool) -> Result<R
     let mut config = match &args.config {
         Some(path) => {
             let text = std::fs::read_to_string(path).map_err(|e| ApiError::io(path, e))?;
-            toml::from_str::<RunConfig>(&text)
-                .map_err(|e| ApiError::invalid(format!("{}: {e}", path.display())))?
+            let mut config = toml::from_str::<RunConfig>(&text)
+                .map_err(|e| ApiError::invalid(format!("{}: {e}", path.display())))?;
+            // A learning rate the file leaves out is the method's own default.
+            let table: toml::Table = text
+                .parse()
+                .map_err(|e| ApiError::invalid(format!("{}: {e}", path.display())))?;
+            let lr_given = table.get("train").and_then(|t| t.get("lr")).is_some();
+            if !lr_given {
+                config.train.lr = method.default_lr();
+            }
+            config
         }
-        None => RunConfig::default(),
+        None => RunConfig::for_method(method),
     };
     config.method = method;
     if let Some(m) = &args.model {
@@ -239,7 +251,12 @@ pub fn run_train(ws: &Workspace, cmd: TrainCommand) -> Result<()> {
             .map(bytes)
             .unwrap_or_else(|| "-".into())
     );
-    println!("  adapter (PEFT): {}", summary.artifact.display());
+    let kind = match summary.method {
+        Method::Lora | Method::Qlora => "LoRA adapter (PEFT)",
+        Method::SoftPrompt => "soft prompt (PEFT)",
+        Method::Full => "model (Hugging Face folder)",
+    };
+    println!("  {kind}: {}", summary.artifact.display());
     println!(
         "  chat with it:   tunelab chat --model {} --adapter {}",
         summary.model, summary.id

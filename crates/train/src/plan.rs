@@ -56,6 +56,9 @@ pub struct PlanInput<'a> {
     pub config: &'a ModelConfig,
     pub base: BaseWeights,
     pub trainable_parameters: u64,
+    /// The trainable parameters are the weights themselves (full fine-tuning): their values
+    /// are counted with the weights already.
+    pub trainable_are_weights: bool,
     pub batch_size: usize,
     pub seq_len: usize,
     pub activation_checkpointing: bool,
@@ -135,7 +138,12 @@ pub fn estimate(input: &PlanInput) -> MemoryEstimate {
     }
     // The loss and the backward pass come one after the other: the peak is the larger.
     let working = backward.max(loss);
-    let trainable = input.trainable_parameters * BYTES_PER_TRAINABLE;
+    let per_parameter = if input.trainable_are_weights {
+        BYTES_PER_TRAINABLE - F32
+    } else {
+        BYTES_PER_TRAINABLE
+    };
+    let trainable = input.trainable_parameters * per_parameter;
     MemoryEstimate {
         weights_bytes: weights,
         trainable_bytes: trainable,
@@ -195,6 +203,7 @@ mod tests {
             config: &c,
             base: BaseWeights::F32,
             trainable_parameters: 4_884_480,
+            trainable_are_weights: false,
             batch_size: 4,
             seq_len: 256,
             activation_checkpointing: false,

@@ -98,10 +98,9 @@ fn a_qlora_run_leaves_a_self_describing_folder_and_an_adapter_chat_can_use() {
 fn a_soft_prompt_run_saves_peft_prompt_tuning_and_chat_answers_through_it() {
     let (_dir, ws) = workspace_with_default_model();
     let mut config = RunConfig {
-        method: Method::SoftPrompt,
         data: sample_data(),
         seq_len: 256,
-        ..Default::default()
+        ..RunConfig::for_method(Method::SoftPrompt)
     };
     config.train.max_steps = 2;
     config.train.batch_size = 1;
@@ -144,6 +143,59 @@ fn a_soft_prompt_run_saves_peft_prompt_tuning_and_chat_answers_through_it() {
     assert!(
         answer.generated_tokens > 0,
         "chat answers with the soft prompt"
+    );
+}
+
+#[test]
+fn a_full_fine_tuning_run_leaves_a_model_folder_that_chat_answers_with() {
+    let (_dir, ws) = workspace_with_default_model();
+    let mut config = RunConfig {
+        data: sample_data(),
+        seq_len: 128,
+        ..RunConfig::for_method(Method::Full)
+    };
+    config.train.max_steps = 1;
+    config.train.batch_size = 1;
+    let run_dir = ws.runs_dir().join("full");
+    let summary = train::run(
+        &ws,
+        &config,
+        &run_dir,
+        &mut Count(0),
+        &AtomicBool::new(false),
+    )
+    .unwrap();
+    assert_eq!(summary.status, "completed");
+    for file in [
+        "config.json",
+        "model.safetensors",
+        "tokenizer.json",
+        "tokenizer_config.json",
+    ] {
+        assert!(
+            run_dir.join("artifact").join(file).is_file(),
+            "artifact/{file}"
+        );
+    }
+    let request = ChatRequest {
+        model: tunelab_api::DEFAULT_MODEL.into(),
+        adapter: Some("full".into()),
+        messages: vec![ChatMessage {
+            role: ChatRole::User,
+            content: "What is the capital of France?".into(),
+        }],
+        params: GenerationParams {
+            temperature: 0.0,
+            max_tokens: 8,
+            ..Default::default()
+        },
+    };
+    let cache = ModelCache::default();
+    let answer = chat::chat(&ws, &cache, &request, &AtomicBool::new(false), &mut |_| {}).unwrap();
+    assert!(
+        answer.text.contains("Paris"),
+        "one small step keeps the model's knowledge: {}",
+        answer.text
     );
 }
 

@@ -3,6 +3,7 @@
 //! (the tests fail with that hint when it is empty).
 
 mod formats;
+mod full;
 mod issues;
 mod lora;
 mod masking;

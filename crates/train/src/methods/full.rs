@@ -1,0 +1,122 @@
+//! Full fine-tuning: every weight of the model trained (f32), saved as a complete Hugging Face
+//! model folder that this engine, transformers and llama.cpp's converter all read.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use candle_core::{Tensor, Var};
+use tunelab_engine::layers::Weight;
+use tunelab_engine::{LoadedModel, Transformer};
+
+use crate::trainer::TrainError;
+
+fn trainable(name: &str, tensor: &Tensor) -> Result<(Var, Tensor), TrainError> {
+    let var = Var::from_tensor(&tensor.to_dtype(candle_core::DType::F32)?)?;
+    let shared = var.as_tensor().clone();
+    if !shared.is_variable() {
+        return Err(TrainError::Config(format!(
+            "{name} could not be made trainable"
+        )));
+    }
+    Ok((var, shared))
+}
+
+fn dense<'a>(name: &str, weight: &'a Weight) -> Result<&'a Tensor, TrainError> {
+    match weight {
+        Weight::Dense(t) => Ok(t),
+        _ => Err(TrainError::Config(format!(
+            "{name} is quantized; full fine-tuning trains f32 weights (load the model in f32)"
+        ))),
+    }
+}
+
+/// Makes every weight of `model` a trainable variable and returns them under their Hugging
+/// Face names. Tied output and input embeddings stay one variable.
+pub fn attach(model: &mut Transformer) -> Result<Vec<(String, Var)>, TrainError> {
+    let mut vars = Vec::new();
+    let name = "model.embed_tokens.weight";
+    let (var, t) = trainable(name, dense(name, &model.embed_tokens.weight)?)?;
+    model.embed_tokens.weight = Weight::Dense(t.clone());
+    if model.config.tie_word_embeddings {
+        model.lm_head.weight = Weight::Dense(t);
+    }
+    vars.push((name.to_string(), var));
+    for (i, layer) in model.layers.iter_mut().enumerate() {
+        for (path, linear) in layer.linears_mut() {
+            let name = format!("model.layers.{i}.{path}.weight");
+            let (var, t) = trainable(&name, dense(&name, &linear.weight)?)?;
+            linear.weight = Weight::Dense(t);
+            vars.push((name, var));
+            if let Some(bias) = &linear.bias {
+                let name = format!("model.layers.{i}.{path}.bias");
+                let (var, t) = trainable(&name, bias)?;
+                linear.bias = Some(t);
+                vars.push((name, var));
+            }
+        }
+        for (path, norm) in [
+            ("input_layernorm", &mut layer.input_layernorm),
+            (
+                "post_attention_layernorm",
+                &mut layer.post_attention_layernorm,
+            ),
+        ] {
+            let name = format!("model.layers.{i}.{path}.weight");
+            let (var, t) = trainable(&name, &norm.weight)?;
+            norm.weight = t;
+            vars.push((name, var));
+        }
+    }
+    let (var, t) = trainable("model.norm.weight", &model.norm.weight)?;
+    model.norm.weight = t;
+    vars.push(("model.norm.weight".to_string(), var));
+    if !model.config.tie_word_embeddings {
+        let name = "lm_head.weight";
+        let (var, t) = trainable(name, dense(name, &model.lm_head.weight)?)?;
+        model.lm_head.weight = Weight::Dense(t);
+        vars.push((name.to_string(), var));
+    }
+    Ok(vars)
+}
+
+/// Writes `model` (with `params`, its trained weights) into `dir` as a Hugging Face folder:
+/// config.json, generation_config.json, model.safetensors, tokenizer.json and
+/// tokenizer_config.json with the chat template, so the result chats exactly like its base.
+pub fn save_hf(
+    dir: &Path,
+    model: &LoadedModel,
+    params: &[(String, Var)],
+) -> Result<(), TrainError> {
+    let write = |name: &str, value: &serde_json::Value| -> Result<(), TrainError> {
+        let path = dir.join(name);
+        let text = serde_json::to_string_pretty(value).expect("json serializes") + "\n";
+        std::fs::write(&path, text).map_err(|e| TrainError::Io(path, e))
+    };
+    let config = &model.transformer.config;
+    write("config.json", &config.to_hf_json())?;
+    write(
+        "generation_config.json",
+        &serde_json::json!({
+            "bos_token_id": config.bos_token_id,
+            "eos_token_id": config.eos_token_ids,
+        }),
+    )?;
+    let tensors: HashMap<String, Tensor> = params
+        .iter()
+        .map(|(name, var)| (name.clone(), var.as_tensor().detach()))
+        .collect();
+    candle_core::safetensors::save(&tensors, dir.join("model.safetensors"))?;
+    model.tokenizer.save(&dir.join("tokenizer.json"))?;
+    let token = |id: Option<u32>| id.and_then(|id| model.tokenizer.id_to_token(id));
+    write(
+        "tokenizer_config.json",
+        &serde_json::json!({
+            "chat_template": model.template.source(),
+            "bos_token": model.tokenizer.bos_token(),
+            "eos_token": token(model.eos_ids.first().copied()),
+            "model_max_length": config.max_position_embeddings,
+            "tokenizer_class": "PreTrainedTokenizerFast",
+        }),
+    )?;
+    Ok(())
+}
