@@ -170,12 +170,28 @@ pub fn train(ws: &Workspace, request: &TrainBenchRequest) -> Result<TrainBench> 
             "the training benchmark needs batch ≥ 1, seq_len ≥ 2 and steps ≥ 1",
         ));
     }
-    let (_, path) = crate::models::resolve(ws, model_name)?;
-    let mut model =
-        tunelab_engine::load(&path, method.precision(), &tunelab_engine::default_device())?;
     let config = crate::train::RunConfig {
         method,
         ..Default::default()
+    };
+    let device = tunelab_engine::default_device();
+    let (mut model, model_name) = if config.from_scratch() {
+        // A new model of the default preset (10M parameters); its tokenizer only has to exist.
+        let dir = tempfile_dir("tunelab-bench-model")?;
+        let text = "Benchmarks train on random tokens; this text only seeds a tokenizer.";
+        let tokenizer = tunelab_train::methods::pretrain::train_tokenizer([text].into_iter(), 300)?;
+        let preset = config.pretrain.preset;
+        let c = config
+            .pretrain
+            .model_config(preset.default_vocab_size(), &[0])?;
+        tunelab_train::methods::pretrain::write_initial_model(&dir, &c, &tokenizer, 1)?;
+        let model = tunelab_engine::load(&dir, method.precision(), &device);
+        let _ = std::fs::remove_dir_all(&dir);
+        (model?, format!("new {} model", preset.as_str()))
+    } else {
+        let (_, path) = crate::models::resolve(ws, model_name)?;
+        let model = tunelab_engine::load(&path, method.precision(), &device)?;
+        (model, model_name.to_string())
     };
     let params = crate::train::attach_trainable(&mut model, &config)?;
     let vocab = model.transformer.config.vocab_size as u64;
@@ -199,7 +215,7 @@ pub fn train(ws: &Workspace, request: &TrainBenchRequest) -> Result<TrainBench> 
             }
         })
         .collect();
-    let dir = std::env::temp_dir().join(format!("tunelab-bench-train-{}", std::process::id()));
+    let dir = tempfile_dir("tunelab-bench-train")?;
     let run = RunDir::create(&dir)?;
     let settings = TrainSettings {
         max_steps: steps as u64 + 1,
@@ -226,7 +242,7 @@ pub fn train(ws: &Workspace, request: &TrainBenchRequest) -> Result<TrainBench> 
     outcome?;
     let measured = &rates.0[1..];
     Ok(TrainBench {
-        model: model_name.to_string(),
+        model: model_name,
         method: method.as_str().to_string(),
         batch_size: batch as u32,
         seq_len: seq_len as u32,
@@ -236,4 +252,12 @@ pub fn train(ws: &Workspace, request: &TrainBenchRequest) -> Result<TrainBench> 
         trainable_parameters: params.iter().map(|(_, v)| v.elem_count() as u64).sum(),
         activation_checkpointing,
     })
+}
+
+/// A fresh folder under the system's temporary folder for this process.
+fn tempfile_dir(prefix: &str) -> Result<std::path::PathBuf> {
+    let dir = std::env::temp_dir().join(format!("{prefix}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).map_err(|e| ApiError::io(&dir, e))?;
+    Ok(dir)
 }

@@ -159,23 +159,27 @@ impl ModelCache {
                 return Ok(cached.model.clone());
             }
         }
-        let (manifest, path) = models::resolve(ws, name)?;
-        if manifest.role != models::ModelRole::Chat {
-            return Err(ApiError::invalid(format!(
-                "`{name}` is an embedding model; choose a chat model"
-            )));
-        }
-        *slot = None; // free the previous model before loading the next
-                      // A fully fine-tuned run's result is a whole model folder: it answers in the base's
-                      // place.
+        // A fully fine-tuned or pretrained run's result is a whole model folder: it answers in
+        // the base's place.
         let full_model = adapter.filter(|dir| {
             dir.join("config.json").is_file() && !dir.join("adapter_config.json").is_file()
         });
-        let mut model = tunelab_engine::load(
-            full_model.unwrap_or(&path),
-            Precision::Native,
-            &tunelab_engine::default_device(),
-        )?;
+        let path = match full_model {
+            Some(dir) => dir.to_path_buf(),
+            None => {
+                let (manifest, path) = models::resolve(ws, name)?;
+                if manifest.role != models::ModelRole::Chat {
+                    return Err(ApiError::invalid(format!(
+                        "`{name}` is an embedding model; choose a chat model"
+                    )));
+                }
+                path
+            }
+        };
+        // Free the previous model before loading the next.
+        *slot = None;
+        let mut model =
+            tunelab_engine::load(&path, Precision::Native, &tunelab_engine::default_device())?;
         if let Some(dir) = adapter.filter(|_| full_model.is_none()) {
             use tunelab_train::methods::{lora, peft_type, soft_prompt};
             match peft_type(dir)?.as_str() {

@@ -49,42 +49,51 @@ struct Knobs {
 
 /// Plans the run `config` describes, without loading the model's weights.
 pub fn train(ws: &Workspace, config: &RunConfig) -> Result<TrainPlan> {
-    let (_, path) = models::resolve(ws, &config.model)?;
-    let summary = inspect(&path)?;
+    // The model's shape: from its files, or for a new model from the pretraining settings.
+    let (model_config, quantized_file, stored_bytes) = if config.from_scratch() {
+        let c = config
+            .pretrain
+            .model_config(config.pretrain.vocab_size(), &[0])?;
+        (c, false, 0)
+    } else {
+        let (_, path) = models::resolve(ws, &config.model)?;
+        let summary = inspect(&path)?;
+        let quantized = summary.format == ModelFormat::Gguf
+            && summary
+                .quantization
+                .as_deref()
+                .is_some_and(|q| q.starts_with('Q'));
+        (summary.config, quantized, summary.size_bytes)
+    };
     let (trainable, virtual_tokens) = match config.method {
         Method::Lora | Method::Qlora => {
             let targets = config.lora.target_modules()?;
-            let count = lora_parameters(&summary.config, config.lora.rank, &targets);
+            let count = lora_parameters(&model_config, config.lora.rank, &targets);
             (count, 0)
         }
         Method::SoftPrompt => {
             let n = config.soft_prompt.num_virtual_tokens;
-            ((n * summary.config.hidden_size) as u64, n)
+            ((n * model_config.hidden_size) as u64, n)
         }
-        Method::Full => (summary.config.parameter_count(), 0),
+        Method::Full | Method::Pretrain => (model_config.parameter_count(), 0),
     };
-    let quantized_file = summary.format == ModelFormat::Gguf
-        && summary
-            .quantization
-            .as_deref()
-            .is_some_and(|q| q.starts_with('Q'));
     let estimate_for = |k: &Knobs| -> MemoryEstimate {
         let base = match k.method {
-            Method::Lora | Method::SoftPrompt | Method::Full => BaseWeights::F32,
+            Method::Lora | Method::SoftPrompt | Method::Full | Method::Pretrain => BaseWeights::F32,
             Method::Qlora if quantized_file => BaseWeights::Stored {
-                bytes: summary.size_bytes,
+                bytes: stored_bytes,
                 quantized_head: true,
             },
             Method::Qlora => BaseWeights::Stored {
-                bytes: nf4_bytes(&summary.config),
+                bytes: nf4_bytes(&model_config),
                 quantized_head: false,
             },
         };
         estimate(&PlanInput {
-            config: &summary.config,
+            config: &model_config,
             base,
             trainable_parameters: trainable,
-            trainable_are_weights: k.method == Method::Full,
+            trainable_are_weights: matches!(k.method, Method::Full | Method::Pretrain),
             batch_size: k.batch_size,
             // The virtual tokens run through every layer with the real ones.
             seq_len: k.seq_len + virtual_tokens,

@@ -15,6 +15,8 @@ use tunelab_train::data::{
 };
 use tunelab_train::methods::full;
 use tunelab_train::methods::lora::{self, LoraConfig};
+pub use tunelab_train::methods::pretrain::Preset;
+use tunelab_train::methods::pretrain::{self, PretrainConfig};
 use tunelab_train::methods::soft_prompt::{self, SoftPromptConfig};
 use tunelab_train::trainer::{self, RunDir, TrainError};
 
@@ -39,6 +41,9 @@ pub enum Method {
     SoftPrompt,
     /// Every weight trained (f32); the result is a complete model folder.
     Full,
+    /// Language modelling on plain text: a new model (and tokenizer) from scratch, or
+    /// continued pretraining of an existing one.
+    Pretrain,
 }
 
 impl Method {
@@ -48,6 +53,7 @@ impl Method {
             Method::Qlora => "qlora",
             Method::SoftPrompt => "soft-prompt",
             Method::Full => "full",
+            Method::Pretrain => "pretrain",
         }
     }
 
@@ -58,13 +64,14 @@ impl Method {
             Method::Lora | Method::Qlora => 2e-4,
             Method::SoftPrompt => 3e-2,
             Method::Full => 2e-5,
+            Method::Pretrain => 1e-3,
         }
     }
 
     /// How the base model is held while this method trains.
     pub fn precision(self) -> Precision {
         match self {
-            Method::Lora | Method::SoftPrompt | Method::Full => Precision::F32,
+            Method::Lora | Method::SoftPrompt | Method::Full | Method::Pretrain => Precision::F32,
             Method::Qlora => Precision::Nf4,
         }
     }
@@ -85,7 +92,7 @@ pub fn attach_trainable(
             &config.soft_prompt,
             config.train.seed,
         )?,
-        Method::Full => full::attach(&mut model.transformer)?,
+        Method::Full | Method::Pretrain => full::attach(&mut model.transformer)?,
     })
 }
 
@@ -111,7 +118,7 @@ fn save_artifact(
                 &config.model,
             )?
         }
-        Method::Full => full::save_hf(dir, model, params)?,
+        Method::Full | Method::Pretrain => full::save_hf(dir, model, params)?,
     }
     Ok(())
 }
@@ -130,6 +137,7 @@ pub struct RunConfig {
     pub train_on: TrainOn,
     pub lora: LoraConfig,
     pub soft_prompt: SoftPromptConfig,
+    pub pretrain: PretrainConfig,
     pub train: TrainSettings,
 }
 
@@ -145,12 +153,18 @@ impl Default for RunConfig {
             train_on: TrainOn::default(),
             lora: LoraConfig::default(),
             soft_prompt: SoftPromptConfig::default(),
+            pretrain: PretrainConfig::default(),
             train: TrainSettings::default(),
         }
     }
 }
 
 impl RunConfig {
+    /// Whether this run builds a new model instead of starting from `model`.
+    pub fn from_scratch(&self) -> bool {
+        self.method == Method::Pretrain && self.pretrain.from_scratch
+    }
+
     /// The defaults for `method`, its learning rate included.
     pub fn for_method(method: Method) -> Self {
         let mut config = RunConfig {
@@ -173,6 +187,8 @@ pub struct RunSummary {
     pub total_steps: u64,
     pub final_loss: Option<f64>,
     pub val_loss: Option<f64>,
+    /// e^(validation loss): how many tokens the model is choosing among, on average.
+    pub val_perplexity: Option<f64>,
     pub tokens_seen: u64,
     pub train_examples: usize,
     pub val_examples: usize,
@@ -206,8 +222,48 @@ impl From<TrainError> for ApiError {
     }
 }
 
+/// A new model for pretraining from scratch: a tokenizer trained on the dataset's text and
+/// weights drawn at random, kept under `base/` in the run folder so that a resumed run uses the
+/// very same tokenizer (the weights come from the checkpoint then).
+fn new_model(
+    run: &RunDir,
+    config: &RunConfig,
+    dataset: &tunelab_train::Dataset,
+    device: &tunelab_engine::Device,
+) -> Result<tunelab_engine::LoadedModel> {
+    let base = run.path().join("base");
+    let tokenizer_path = base.join("tokenizer.json");
+    let tokenizer = if tokenizer_path.is_file() {
+        pretrain::load_tokenizer(&tokenizer_path)?
+    } else {
+        let texts = dataset.examples.iter().filter_map(|e| match &e.content {
+            tunelab_train::ExampleContent::Text(t) => Some(t.as_str()),
+            _ => None,
+        });
+        pretrain::train_tokenizer(texts, config.pretrain.vocab_size())?
+    };
+    let eos: Vec<u32> = [pretrain::END_OF_TEXT, pretrain::TURN_END]
+        .iter()
+        .filter_map(|t| tokenizer.token_to_id(t))
+        .collect();
+    let model_config = config
+        .pretrain
+        .model_config(tokenizer.get_vocab_size(true), &eos)?;
+    std::fs::create_dir_all(&base).map_err(|e| ApiError::io(&base, e))?;
+    pretrain::write_initial_model(&base, &model_config, &tokenizer, config.train.seed)?;
+    let model = tunelab_engine::load(&base, Precision::F32, device)?;
+    // The weights are in memory (and later in checkpoints); the folder keeps what defines the
+    // model: its config, tokenizer and chat template.
+    let weights = base.join("model.safetensors");
+    std::fs::remove_file(&weights).map_err(|e| ApiError::io(&weights, e))?;
+    Ok(model)
+}
+
 /// A new run folder name: method, model and the start time.
 pub fn new_run_id(config: &RunConfig) -> String {
+    if config.from_scratch() {
+        return format!("pretrain-{}-{}", config.pretrain.preset.as_str(), now());
+    }
     format!("{}-{}-{}", config.method.as_str(), config.model, now())
 }
 
@@ -241,7 +297,6 @@ pub fn run_with(
     options: RunOptions,
 ) -> Result<RunSummary> {
     let started_at = now();
-    let (_, model_path) = models::resolve(ws, &config.model)?;
     let plan = crate::plan::train(ws, config)?;
     if !plan.fits && !options.force {
         return Err(crate::plan::refusal(&plan));
@@ -263,12 +318,17 @@ pub fn run_with(
     run.write_json("config.json", config)?;
 
     let device = tunelab_engine::default_device();
-    let mut model = tunelab_engine::load(&model_path, config.method.precision(), &device)?;
     let options = ReadOptions {
         format: config.format,
         ..ReadOptions::default()
     };
     let dataset = read_dataset(&config.data, &options)?;
+    let mut model = if config.from_scratch() {
+        new_model(&run, config, &dataset, &device)?
+    } else {
+        let (_, model_path) = models::resolve(ws, &config.model)?;
+        tunelab_engine::load(&model_path, config.method.precision(), &device)?
+    };
     let tokenized = tokenize_dataset(
         &model,
         &dataset,
@@ -290,7 +350,24 @@ pub fn run_with(
             config.data.display()
         )));
     }
-    let split = split_train_validation(tokenized.examples, config.val_fraction, config.train.seed)?;
+    // Plain text is packed into full blocks: no compute goes to padding.
+    let plain_text = dataset
+        .examples
+        .iter()
+        .all(|e| matches!(e.content, tunelab_train::ExampleContent::Text(_)));
+    let examples = if plain_text {
+        tunelab_train::pack(&tokenized.examples, config.seq_len)?
+    } else {
+        tokenized.examples
+    };
+    if examples.is_empty() {
+        return Err(ApiError::invalid(format!(
+            "{} holds fewer than {} tokens, one block of the sequence length; add text or lower seq_len",
+            config.data.display(),
+            config.seq_len
+        )));
+    }
+    let split = split_train_validation(examples, config.val_fraction, config.train.seed)?;
     let params = attach_trainable(&mut model, config)?;
     let trainable: u64 = params.iter().map(|(_, v)| v.elem_count() as u64).sum();
     let pad_id = model.eos_ids.first().copied().unwrap_or(0);
@@ -333,6 +410,7 @@ pub fn run_with(
         total_steps: config.train.total_steps(split.train.len()),
         final_loss: outcome.final_loss,
         val_loss: outcome.val_loss,
+        val_perplexity: outcome.val_loss.map(f64::exp),
         tokens_seen: outcome.tokens_seen,
         train_examples: split.train.len(),
         val_examples: split.validation.len(),

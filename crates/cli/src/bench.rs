@@ -22,12 +22,12 @@ pub enum Command {
         json: bool,
     },
     /// Training speed and peak memory, every token trained: LoRA rank 16 on all linear layers,
-    /// a 20-token soft prompt, or full fine-tuning
+    /// a 20-token soft prompt, full fine-tuning or pretraining
     Train {
         #[arg(long, default_value = DEFAULT_MODEL)]
         model: String,
-        /// lora (f32 base), qlora (4-bit base), soft-prompt (20 virtual tokens) or full (every
-        /// weight)
+        /// lora (f32 base), qlora (4-bit base), soft-prompt (20 virtual tokens), full (every
+        /// weight) or pretrain (a new 10M-parameter model)
         #[arg(long, default_value = "lora")]
         method: String,
         #[arg(long, default_value_t = 4)]
@@ -62,11 +62,10 @@ pub fn run(ws: &Workspace, cmd: Command) -> Result<()> {
                 "qlora" => tunelab_api::train::Method::Qlora,
                 "soft-prompt" => tunelab_api::train::Method::SoftPrompt,
                 "full" => tunelab_api::train::Method::Full,
-                other => {
-                    return Err(tunelab_api::ApiError::invalid(format!(
-                        "unknown method `{other}`: choose lora, qlora, soft-prompt or full"
-                    )))
-                }
+                "pretrain" => tunelab_api::train::Method::Pretrain,
+                other => return Err(tunelab_api::ApiError::invalid(format!(
+                    "unknown method `{other}`: choose lora, qlora, soft-prompt, full or pretrain"
+                ))),
             };
             let request = tunelab_api::bench::TrainBenchRequest {
                 model,

@@ -43,6 +43,15 @@ pub struct TrainArgs {
     /// Soft prompt: start from this text's token embeddings instead of random vocabulary rows
     #[arg(long)]
     init_text: Option<String>,
+    /// Pretraining: model size preset, 1m, 10m, 30m or 120m (default 10m)
+    #[arg(long)]
+    preset: Option<String>,
+    /// Pretraining: vocabulary of the new tokenizer (default: the preset's)
+    #[arg(long)]
+    vocab_size: Option<usize>,
+    /// Pretraining: continue pretraining --model on the text instead of starting from scratch
+    #[arg(long)]
+    continued: bool,
     /// Keep every block's activations for backward: faster, far more memory
     #[arg(long)]
     no_checkpointing: bool,
@@ -64,6 +73,9 @@ pub enum TrainCommand {
     SoftPrompt(TrainArgs),
     /// Full fine-tuning: every weight trained; the result is a Hugging Face model folder
     Full(TrainArgs),
+    /// Pretraining on plain text: a new tokenizer and model from scratch (--preset), or
+    /// continued pretraining of --model (--continued)
+    Pretrain(TrainArgs),
 }
 
 impl TrainCommand {
@@ -73,6 +85,7 @@ impl TrainCommand {
             TrainCommand::Qlora(a) => (Method::Qlora, a),
             TrainCommand::SoftPrompt(a) => (Method::SoftPrompt, a),
             TrainCommand::Full(a) => (Method::Full, a),
+            TrainCommand::Pretrain(a) => (Method::Pretrain, a),
         }
     }
 }
@@ -146,6 +159,14 @@ fn resolve_config(method: Method, args: &TrainArgs, need_data: bool) -> Result<R
     config.lora.alpha = args.alpha.unwrap_or(config.lora.alpha);
     if args.no_checkpointing {
         config.train.activation_checkpointing = false;
+    }
+    let pt = &mut config.pretrain;
+    if let Some(preset) = &args.preset {
+        pt.preset = tunelab_train_preset(preset)?;
+    }
+    pt.vocab_size = args.vocab_size.or(pt.vocab_size);
+    if args.continued {
+        pt.from_scratch = false;
     }
     let sp = &mut config.soft_prompt;
     sp.num_virtual_tokens = args.virtual_tokens.unwrap_or(sp.num_virtual_tokens);
@@ -238,9 +259,10 @@ pub fn run_train(ws: &Workspace, cmd: TrainCommand) -> Result<()> {
         summary.id, summary.status, summary.steps, summary.wall_time_s
     );
     println!(
-        "  loss {}  validation loss {}",
+        "  loss {}  validation loss {}  validation perplexity {}",
         fmt_opt(summary.final_loss),
-        fmt_opt(summary.val_loss)
+        fmt_opt(summary.val_loss),
+        fmt_opt(summary.val_perplexity)
     );
     println!(
         "  {} tokens seen, {} trainable parameters, peak memory {}",
@@ -254,14 +276,23 @@ pub fn run_train(ws: &Workspace, cmd: TrainCommand) -> Result<()> {
     let kind = match summary.method {
         Method::Lora | Method::Qlora => "LoRA adapter (PEFT)",
         Method::SoftPrompt => "soft prompt (PEFT)",
-        Method::Full => "model (Hugging Face folder)",
+        Method::Full | Method::Pretrain => "model (Hugging Face folder)",
     };
     println!("  {kind}: {}", summary.artifact.display());
-    println!(
-        "  chat with it:   tunelab chat --model {} --adapter {}",
-        summary.model, summary.id
-    );
+    match summary.method {
+        Method::Full | Method::Pretrain => {
+            println!("  chat with it:   tunelab chat --adapter {}", summary.id)
+        }
+        _ => println!(
+            "  chat with it:   tunelab chat --model {} --adapter {}",
+            summary.model, summary.id
+        ),
+    }
     Ok(())
+}
+
+fn tunelab_train_preset(text: &str) -> Result<tunelab_api::train::Preset> {
+    tunelab_api::train::Preset::parse(text).map_err(|e| ApiError::invalid(e.to_string()))
 }
 
 fn fmt_opt(v: Option<f64>) -> String {

@@ -199,6 +199,97 @@ fn a_full_fine_tuning_run_leaves_a_model_folder_that_chat_answers_with() {
     );
 }
 
+fn corpus() -> std::path::PathBuf {
+    std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../datasets/pretrain-corpus/corpus.txt")
+}
+
+#[test]
+fn a_1m_model_pretrained_briefly_ends_far_below_chance_and_reloads() {
+    let (_dir, ws) = workspace_with_default_model();
+    let mut config = RunConfig {
+        data: corpus(),
+        seq_len: 128,
+        ..RunConfig::for_method(Method::Pretrain)
+    };
+    config.pretrain.preset = train::Preset::M1;
+    config.train.max_steps = 120;
+    config.train.batch_size = 8;
+    config.train.lr = 3e-3;
+    config.train.eval_every = 0;
+    let run_dir = ws.runs_dir().join("pretrain");
+    let summary = train::run(
+        &ws,
+        &config,
+        &run_dir,
+        &mut Count(0),
+        &AtomicBool::new(false),
+    )
+    .unwrap();
+    assert_eq!(summary.status, "completed");
+    assert_eq!(summary.tokens_seen, 120 * 8 * 128);
+    let model = tunelab_engine::load(
+        &run_dir.join("artifact"),
+        tunelab_engine::Precision::F32,
+        &tunelab_engine::Device::Cpu,
+    )
+    .unwrap();
+    let vocab = model.summary.config.vocab_size as f64;
+    assert!(vocab <= 2048.0);
+    let chance = vocab.ln();
+    let val = summary.val_loss.unwrap();
+    assert!(
+        val < 0.4 * chance,
+        "validation loss {val:.3} is far below ln(vocabulary) = {chance:.3}"
+    );
+    assert!((summary.val_perplexity.unwrap() - val.exp()).abs() < 1e-6);
+    // The new tokenizer, as the engine loads it, round-trips text it never saw.
+    for text in ["Brackenford sold 3 maps.", "日本語 🦀 Ελληνικά \t tabs\n"] {
+        let ids = model.tokenizer.encode(text, false).unwrap();
+        assert_eq!(model.tokenizer.decode(&ids, false).unwrap(), text);
+    }
+    for file in ["base/tokenizer.json", "base/config.json"] {
+        assert!(run_dir.join(file).is_file(), "the run keeps {file}");
+    }
+}
+
+#[test]
+fn continued_pretraining_packs_plain_text_for_an_existing_model() {
+    let (dir, ws) = workspace_with_default_model();
+    let text = dir.path().join("notes.txt");
+    let paragraph = "Tunelab trains models on the machine they run on. ".repeat(12);
+    std::fs::write(
+        &text,
+        format!("{paragraph}\n\n{paragraph}\n\n{paragraph}\n"),
+    )
+    .unwrap();
+    let mut config = RunConfig {
+        data: text,
+        seq_len: 64,
+        val_fraction: 0.0,
+        ..RunConfig::for_method(Method::Pretrain)
+    };
+    config.pretrain.from_scratch = false;
+    config.train.max_steps = 1;
+    config.train.batch_size = 2;
+    let run_dir = ws.runs_dir().join("continued");
+    let summary = train::run(
+        &ws,
+        &config,
+        &run_dir,
+        &mut Count(0),
+        &AtomicBool::new(false),
+    )
+    .unwrap();
+    assert_eq!(summary.status, "completed");
+    assert_eq!(
+        summary.tokens_seen,
+        2 * 64,
+        "every block is a full 64 tokens"
+    );
+    assert!(run_dir.join("artifact/model.safetensors").is_file());
+}
+
 #[test]
 fn the_training_benchmark_measures_tokens_per_second_and_memory() {
     let (_dir, ws) = workspace_with_default_model();

@@ -3,6 +3,7 @@
 
 pub mod full;
 pub mod lora;
+pub mod pretrain;
 pub mod soft_prompt;
 
 use std::path::Path;
