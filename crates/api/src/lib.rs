@@ -10,6 +10,7 @@ pub mod error;
 pub mod hub;
 pub mod models;
 pub mod plan;
+pub mod runs;
 pub mod train;
 pub mod workspace;
 

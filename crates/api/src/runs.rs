@@ -1,0 +1,230 @@
+//! Training runs as the app shows them: a list with each run's outcome and cost, a run's
+//! metrics for its charts, and starting a run from a few choices with progress as events.
+
+use std::path::Path;
+use std::sync::atomic::AtomicBool;
+
+use serde::{Deserialize, Serialize};
+use ts_rs::TS;
+
+use crate::error::{ApiError, Result};
+use crate::train::{self, EvalMetrics, Method, ProgressSink, RunConfig, RunSummary, StepMetrics};
+use crate::workspace::Workspace;
+
+/// One run in the list.
+#[derive(Debug, Clone, Serialize, TS)]
+#[ts(export, export_to = "../../../ui/src/bindings/")]
+pub struct RunListItem {
+    pub id: String,
+    pub method: Method,
+    pub model: String,
+    /// "completed", "cancelled", or "unfinished" (no summary yet: running, or stopped hard).
+    pub status: String,
+    #[ts(type = "number")]
+    pub steps: u64,
+    #[ts(type = "number")]
+    pub total_steps: u64,
+    pub final_loss: Option<f64>,
+    pub val_loss: Option<f64>,
+    pub val_perplexity: Option<f64>,
+    #[ts(type = "number")]
+    pub tokens_seen: u64,
+    #[ts(type = "number | null")]
+    pub peak_rss_bytes: Option<u64>,
+    pub wall_time_s: Option<f64>,
+    /// Seconds since 1970 when the run started; null while unknown.
+    #[ts(type = "number | null")]
+    pub started_at: Option<u64>,
+    /// Whether the run left a result to chat with.
+    pub has_artifact: bool,
+}
+
+impl RunListItem {
+    fn new(id: String, config: &RunConfig, summary: Option<&RunSummary>, dir: &Path) -> Self {
+        RunListItem {
+            id,
+            method: config.method,
+            model: if config.from_scratch() {
+                format!("new {} model", config.pretrain.preset.as_str())
+            } else {
+                config.model.clone()
+            },
+            status: summary
+                .map(|s| s.status.clone())
+                .unwrap_or_else(|| "unfinished".into()),
+            steps: summary.map(|s| s.steps).unwrap_or(0),
+            total_steps: summary.map(|s| s.total_steps).unwrap_or(0),
+            final_loss: summary.and_then(|s| s.final_loss),
+            val_loss: summary.and_then(|s| s.val_loss),
+            val_perplexity: summary.and_then(|s| s.val_perplexity),
+            tokens_seen: summary.map(|s| s.tokens_seen).unwrap_or(0),
+            peak_rss_bytes: summary.and_then(|s| s.peak_rss_bytes),
+            wall_time_s: summary.map(|s| s.wall_time_s),
+            started_at: summary.map(|s| s.started_at),
+            has_artifact: dir.join("artifact").is_dir(),
+        }
+    }
+}
+
+/// The workspace's runs, newest first.
+pub fn list(ws: &Workspace) -> Result<Vec<RunListItem>> {
+    if !ws.runs_dir().is_dir() {
+        return Ok(Vec::new());
+    }
+    Ok(train::list(ws)?
+        .into_iter()
+        .map(|(id, config, summary)| {
+            let dir = ws.runs_dir().join(&id);
+            RunListItem::new(id, &config, summary.as_ref(), &dir)
+        })
+        .collect())
+}
+
+/// One point of a run's curves: a training step, or a validation.
+#[derive(Debug, Clone, PartialEq, Serialize, TS)]
+#[ts(export, export_to = "../../../ui/src/bindings/")]
+pub struct MetricPoint {
+    #[ts(type = "number")]
+    pub step: u64,
+    pub loss: Option<f64>,
+    pub val_loss: Option<f64>,
+    pub lr: Option<f64>,
+    pub tokens_per_s: Option<f64>,
+}
+
+/// The points of `metrics.jsonl` in the run `id`; lines that do not parse are skipped (a line
+/// cut short by a crash must not hide the rest).
+pub fn metrics(ws: &Workspace, id: &str) -> Result<Vec<MetricPoint>> {
+    let path = ws.runs_dir().join(id).join("metrics.jsonl");
+    let text = match std::fs::read_to_string(&path) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            if ws.runs_dir().join(id).is_dir() {
+                return Ok(Vec::new());
+            }
+            return Err(ApiError::not_found(format!("no run named `{id}`")));
+        }
+        Err(e) => return Err(ApiError::io(&path, e)),
+    };
+    Ok(text
+        .lines()
+        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+        .filter_map(|v| {
+            let step = v.get("step")?.as_u64()?;
+            let number = |key: &str| v.get(key).and_then(|x| x.as_f64());
+            Some(MetricPoint {
+                step,
+                loss: number("loss"),
+                val_loss: number("val_loss"),
+                lr: number("lr"),
+                tokens_per_s: number("tokens_per_s"),
+            })
+        })
+        .collect())
+}
+
+/// What the app's training screen asks for; everything else takes the method's defaults.
+#[derive(Debug, Clone, Deserialize, TS)]
+#[ts(export, export_to = "../../../ui/src/bindings/")]
+pub struct TrainRequest {
+    pub method: Method,
+    pub model: String,
+    /// The dataset file.
+    pub data: String,
+    pub max_steps: u32,
+    pub batch_size: u32,
+    pub seq_len: u32,
+    /// The method's default when null.
+    pub lr: Option<f64>,
+}
+
+impl TrainRequest {
+    pub fn to_config(&self) -> Result<RunConfig> {
+        let data = std::path::PathBuf::from(self.data.trim());
+        if data.as_os_str().is_empty() {
+            return Err(ApiError::invalid("choose a dataset file"));
+        }
+        if self.max_steps == 0 || self.batch_size == 0 || self.seq_len < 8 {
+            return Err(ApiError::invalid(
+                "steps and batch size must be at least 1, the sequence length at least 8",
+            ));
+        }
+        let mut config = RunConfig {
+            model: self.model.clone(),
+            data,
+            seq_len: self.seq_len as usize,
+            ..RunConfig::for_method(self.method)
+        };
+        config.train.max_steps = self.max_steps as u64;
+        config.train.batch_size = self.batch_size as usize;
+        config.train.warmup_steps = config.train.warmup_steps.min(self.max_steps as u64 / 10);
+        if let Some(lr) = self.lr {
+            config.train.lr = lr;
+        }
+        Ok(config)
+    }
+}
+
+/// Progress of a run started from the app.
+#[derive(Debug, Clone, Serialize, TS)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+#[ts(export, export_to = "../../../ui/src/bindings/")]
+pub enum TrainEvent {
+    /// The run folder exists; its id names it in the runs list.
+    Started { run_id: String },
+    Step {
+        #[ts(type = "number")]
+        step: u64,
+        #[ts(type = "number")]
+        total_steps: u64,
+        loss: f64,
+        lr: f64,
+        tokens_per_s: f64,
+        elapsed_s: f64,
+        #[ts(type = "number | null")]
+        rss_bytes: Option<u64>,
+    },
+    Eval {
+        #[ts(type = "number")]
+        step: u64,
+        val_loss: f64,
+    },
+}
+
+struct EventSink<'a>(&'a mut dyn FnMut(TrainEvent));
+
+impl ProgressSink for EventSink<'_> {
+    fn step(&mut self, m: &StepMetrics) {
+        (self.0)(TrainEvent::Step {
+            step: m.step,
+            total_steps: m.total_steps,
+            loss: m.loss,
+            lr: m.lr,
+            tokens_per_s: m.tokens_per_s,
+            elapsed_s: m.elapsed_s,
+            rss_bytes: m.rss_bytes,
+        });
+    }
+    fn eval(&mut self, m: &EvalMetrics) {
+        (self.0)(TrainEvent::Eval {
+            step: m.step,
+            val_loss: m.val_loss,
+        });
+    }
+}
+
+/// Starts the run `request` describes in a new run folder, sending its progress to `on_event`;
+/// `cancel` stops it between steps (with a checkpoint). Returns the finished run's list entry.
+pub fn start(
+    ws: &Workspace,
+    request: &TrainRequest,
+    cancel: &AtomicBool,
+    on_event: &mut dyn FnMut(TrainEvent),
+) -> Result<RunListItem> {
+    let config = request.to_config()?;
+    let id = train::new_run_id(&config);
+    let dir = ws.runs_dir().join(&id);
+    on_event(TrainEvent::Started { run_id: id.clone() });
+    let summary = train::run(ws, &config, &dir, &mut EventSink(on_event), cancel)?;
+    Ok(RunListItem::new(id, &config, Some(&summary), &dir))
+}
