@@ -6,6 +6,11 @@ fn main() {
         "list_models",
         "chat",
         "cancel_chat",
+        "list_runs",
+        "run_metrics",
+        "plan_training",
+        "train",
+        "cancel_training",
     ]);
     let attrs = tauri_build::Attributes::new()
         .capabilities_path_pattern("src-tauri/capabilities/**/*")

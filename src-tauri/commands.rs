@@ -7,6 +7,8 @@ use tauri::ipc::Channel;
 use tauri::State;
 use tunelab_api::chat::{ChatEvent, ChatRequest, ChatSummary};
 use tunelab_api::models::ModelEntry;
+use tunelab_api::plan::TrainPlan;
+use tunelab_api::runs::{MetricPoint, RunListItem, TrainEvent, TrainRequest};
 use tunelab_api::{ApiError, AppInfo, HardwareReport};
 
 use crate::AppState;
@@ -66,4 +68,53 @@ pub async fn chat(
 #[tauri::command]
 pub fn cancel_chat(state: State<'_, AppState>) {
     state.cancel_chat.store(true, Ordering::Relaxed);
+}
+
+#[tauri::command]
+pub async fn list_runs(state: State<'_, AppState>) -> Result<Vec<RunListItem>, ApiError> {
+    let ws = state.workspace.clone();
+    blocking(move || tunelab_api::runs::list(&ws)).await
+}
+
+#[tauri::command]
+pub async fn run_metrics(
+    state: State<'_, AppState>,
+    id: String,
+) -> Result<Vec<MetricPoint>, ApiError> {
+    let ws = state.workspace.clone();
+    blocking(move || tunelab_api::runs::metrics(&ws, &id)).await
+}
+
+#[tauri::command]
+pub async fn plan_training(
+    state: State<'_, AppState>,
+    request: TrainRequest,
+) -> Result<TrainPlan, ApiError> {
+    let ws = state.workspace.clone();
+    blocking(move || tunelab_api::plan::train(&ws, &request.to_config()?)).await
+}
+
+#[tauri::command]
+pub async fn train(
+    state: State<'_, AppState>,
+    request: TrainRequest,
+    on_event: Channel<TrainEvent>,
+) -> Result<RunListItem, ApiError> {
+    let ws = state.workspace.clone();
+    let cancel = state.cancel_training.clone();
+    cancel.store(false, Ordering::Relaxed);
+    blocking(move || {
+        tunelab_api::runs::start(&ws, &request, &cancel, &mut |event| {
+            // A closed window drops the channel; the run then stops at the next step.
+            if on_event.send(event).is_err() {
+                cancel.store(true, Ordering::Relaxed);
+            }
+        })
+    })
+    .await
+}
+
+#[tauri::command]
+pub fn cancel_training(state: State<'_, AppState>) {
+    state.cancel_training.store(true, Ordering::Relaxed);
 }

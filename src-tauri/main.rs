@@ -21,6 +21,7 @@ pub struct AppState {
     pub workspace: Workspace,
     pub models: Arc<ModelCache>,
     pub cancel_chat: Arc<AtomicBool>,
+    pub cancel_training: Arc<AtomicBool>,
     pub telemetry: Arc<Mutex<tunelab_api::Telemetry>>,
 }
 
@@ -37,6 +38,7 @@ fn main() {
         workspace,
         models: Arc::new(ModelCache::default()),
         cancel_chat: Arc::new(AtomicBool::new(false)),
+        cancel_training: Arc::new(AtomicBool::new(false)),
         telemetry: Arc::new(Mutex::new(tunelab_api::Telemetry::new())),
     };
     let result = tauri::Builder::default()
@@ -47,6 +49,11 @@ fn main() {
             commands::list_models,
             commands::chat,
             commands::cancel_chat,
+            commands::list_runs,
+            commands::run_metrics,
+            commands::plan_training,
+            commands::train,
+            commands::cancel_training,
         ])
         .run(tauri::generate_context!());
     if let Err(err) = result {
