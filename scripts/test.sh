@@ -15,7 +15,7 @@ echo "== Rust workspace tests"
 cargo test --workspace --locked
 
 echo "== the desktop app end to end in its webview (tauri-driver, Xvfb)"
-xvfb-run -a -s "-screen 0 1280x860x24" cargo test -p tunelab-app --features e2e --test e2e --locked
+xvfb-run -a -s "-screen 0 1280x860x24" cargo test -p tunelab-app --features e2e --test e2e --locked -- --test-threads=1
 
 echo "== generated TypeScript bindings match the Rust types"
 if [ -n "$(git status --porcelain -- ui/src/bindings)" ]; then

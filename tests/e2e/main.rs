@@ -1,5 +1,6 @@
 //! The desktop app driven end to end in its real webview: WebKitGTK through tauri-driver, under
-//! Xvfb on a headless machine. Run by scripts/test.sh (`--features e2e`), which provides both.
+//! Xvfb on a headless machine. Run by scripts/test.sh (`--features e2e`), which provides both,
+//! one test at a time: the windows share one display, and screenshots capture it.
 
 mod webdriver;
 
@@ -65,24 +66,27 @@ fn start(home: &std::path::Path) -> (Driver, Session) {
     (driver, session)
 }
 
-/// Captures the X display (WebKitWebDriver's own screenshot call hangs under Xvfb).
+/// Captures the app's window (WebKitWebDriver's own screenshot call hangs under Xvfb): the
+/// first window named Tunelab that ImageMagick can read (WebKit also keeps unmapped ones), or
+/// else the whole display.
 fn screenshot(path: &std::path::Path) {
-    let window = Command::new("xdotool")
-        .args(["search", "--name", "^Tunelab$"])
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).unwrap();
+    }
+    let ids = Command::new("xdotool")
+        .args(["search", "--onlyvisible", "--name", "^Tunelab$"])
         .output()
-        .ok();
-    let id = window
+        .ok()
         .and_then(|o| String::from_utf8(o.stdout).ok())
-        .and_then(|s| s.lines().next().map(String::from));
-    let target = id.unwrap_or_else(|| "root".into());
-    let status = Command::new("import")
-        .args(["-window", &target, path.to_str().unwrap()])
-        .status();
-    assert!(
-        status.is_ok_and(|s| s.success()),
-        "ImageMagick's import captured {}",
-        path.display()
-    );
+        .unwrap_or_default();
+    let captured = ids.lines().chain(["root"]).any(|target| {
+        Command::new("import")
+            .args(["-window", target, path.to_str().unwrap()])
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    });
+    assert!(captured, "ImageMagick's import captured {}", path.display());
 }
 
 #[test]
@@ -162,6 +166,99 @@ fn the_first_screen_shows_hardware_and_streams_a_chat_answer() {
     );
     if let Some(dir) = &shots {
         screenshot(&std::path::Path::new(dir).join("chat.png"));
+    }
+    app.close();
+}
+
+#[test]
+fn a_short_lora_run_from_the_train_screen_moves_its_chart_and_opens_in_chat() {
+    let home = tempfile::tempdir().unwrap();
+    let (_driver, app) = start(home.path());
+    let long = Duration::from_secs(60);
+    let shots = std::env::var("TUNELAB_E2E_SCREENSHOTS").ok();
+
+    // Runs starts empty and says what to do.
+    let runs = app.find("nav button:nth-child(4)", long);
+    app.click(&runs);
+    app.wait_text("main", long, |t| t.contains("No runs yet"));
+
+    let start_run = app.find(".empty button.primary", long);
+    app.click(&start_run);
+    let data = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("datasets/lora-json-extract/train.jsonl");
+    let dataset = app.find("input[aria-label='Dataset file']", long);
+    app.type_text(&dataset, data.to_str().unwrap());
+    for (label, value) in [
+        ("Steps", "3"),
+        ("Batch size", "1"),
+        ("Sequence length", "128"),
+    ] {
+        let input = app.find(&format!("input[aria-label='{label}']"), long);
+        app.clear(&input);
+        app.type_text(&input, value);
+    }
+    let check = app.find("form .actions button:first-child", long);
+    app.click(&check);
+    let plan = app.wait_text("section[aria-label='Memory plan']", long, |t| {
+        t.contains("fits")
+    });
+    assert!(plan.contains("weights"), "the plan shows its parts: {plan}");
+
+    let start = app.find("form button[type='submit']", long);
+    app.click(&start);
+    // The chart moves: the training curve gains points while the run goes on.
+    let deadline = std::time::Instant::now() + Duration::from_secs(240);
+    let mut seen_points = 0;
+    loop {
+        let points = app
+            .attribute("[data-testid='train-curve']", "points")
+            .unwrap_or_default();
+        seen_points = seen_points.max(points.split_whitespace().count());
+        if app
+            .text_content("section[aria-label='Training progress'] .done")
+            .is_some()
+        {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the run did not finish within four minutes"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert_eq!(seen_points, 3, "one point per step reached the chart");
+    let done = app.wait_text("section[aria-label='Training progress'] .done", long, |t| {
+        t.contains("completed")
+    });
+    assert!(done.contains("validation loss"), "{done}");
+    if let Some(dir) = &shots {
+        screenshot(&std::path::Path::new(dir).join("train.png"));
+    }
+
+    let open = app.find(
+        "section[aria-label='Training progress'] button.primary",
+        long,
+    );
+    app.click(&open);
+    let chip = app.wait_text(".adapter-chip", long, |t| t.contains("lora-"));
+    assert!(
+        chip.contains("smollm2-135m-instruct"),
+        "chat answers with the run: {chip}"
+    );
+    // The run's base model shows as chosen once the model list has arrived.
+    app.wait_text("select option:checked", long, |t| {
+        t.contains("smollm2-135m-instruct")
+    });
+    if let Some(dir) = &shots {
+        screenshot(&std::path::Path::new(dir).join("chat-with-run.png"));
+    }
+
+    let runs = app.find("nav button:nth-child(4)", long);
+    app.click(&runs);
+    let table = app.wait_text("table", long, |t| t.contains("completed"));
+    assert!(table.contains("lora"), "{table}");
+    if let Some(dir) = &shots {
+        screenshot(&std::path::Path::new(dir).join("runs.png"));
     }
     app.close();
 }

@@ -113,6 +113,21 @@ impl Session {
             .map(String::from)
     }
 
+    pub fn clear(&self, element: &str) {
+        post(&self.url(&format!("/element/{element}/clear")), json!({}));
+    }
+
+    /// The attribute `name` of the first element matching `css`, if there is one.
+    pub fn attribute(&self, css: &str, name: &str) -> Option<String> {
+        let script = "const e = document.querySelector(arguments[0]); return e ? e.getAttribute(arguments[1]) : null;";
+        post(
+            &self.url("/execute/sync"),
+            json!({ "script": script, "args": [css, name] }),
+        )["value"]
+            .as_str()
+            .map(String::from)
+    }
+
     pub fn click(&self, element: &str) {
         post(&self.url(&format!("/element/{element}/click")), json!({}));
     }

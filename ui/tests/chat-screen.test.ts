@@ -1,5 +1,5 @@
 // The Chat screen's model picker against a mocked model list.
-import { render, screen } from '@testing-library/svelte';
+import { fireEvent, render, screen } from '@testing-library/svelte';
 import { beforeEach, describe, expect, it, vi } from 'vitest';
 import type { ModelEntry } from '../src/bindings/ModelEntry';
 import { ChatSession } from '../src/lib/chat/chat-session.svelte';
@@ -42,5 +42,27 @@ describe('ChatScreen', () => {
     expect(optionNames()).toEqual(['No models']);
     expect(session.model).toBe('');
     expect(screen.getByText('No models in the cache')).toBeTruthy();
+  });
+
+  it('answers with a trained run chosen before the list arrived, until the chip is removed', async () => {
+    client.listModels.mockResolvedValue([smolModel()]);
+    const transport = new FakeChatTransport();
+    const session = new ChatSession(transport);
+    session.model = 'smollm2-135m-instruct';
+    session.adapter = 'lora-smollm2-135m-instruct-1';
+    render(ChatScreen, { session });
+    await settle();
+
+    const picker = screen.getByRole('combobox') as HTMLSelectElement;
+    expect(picker.value).toBe('smollm2-135m-instruct');
+    expect(screen.getByText(/with lora-smollm2-135m-instruct-1/)).toBeTruthy();
+    void session.send('One pizza please');
+    expect(transport.current.request.adapter).toBe('lora-smollm2-135m-instruct-1');
+    transport.current.finish();
+    await settle();
+
+    await fireEvent.click(screen.getByRole('button', { name: 'Answer with the base model' }));
+    expect(session.adapter).toBeNull();
+    expect(screen.queryByText(/with lora-/)).toBeNull();
   });
 });

@@ -6,7 +6,12 @@ import type { ChatEvent } from '../bindings/ChatEvent';
 import type { ChatRequest } from '../bindings/ChatRequest';
 import type { ChatSummary } from '../bindings/ChatSummary';
 import type { HardwareReport } from '../bindings/HardwareReport';
+import type { MetricPoint } from '../bindings/MetricPoint';
 import type { ModelEntry } from '../bindings/ModelEntry';
+import type { RunListItem } from '../bindings/RunListItem';
+import type { TrainEvent } from '../bindings/TrainEvent';
+import type { TrainPlan } from '../bindings/TrainPlan';
+import type { TrainRequest } from '../bindings/TrainRequest';
 import type { ApiError } from '../bindings/ApiError';
 import { toApiError } from './api-error';
 import type { ChatTransport } from './chat/chat-transport';
@@ -53,6 +58,31 @@ export function chat(request: ChatRequest, onEvent: (event: ChatEvent) => void):
 
 export function cancelChat(): Promise<void> {
   return call<void>('cancel_chat');
+}
+
+export function listRuns(): Promise<RunListItem[]> {
+  return call<RunListItem[]>('list_runs');
+}
+
+export function runMetrics(id: string): Promise<MetricPoint[]> {
+  return call<MetricPoint[]>('run_metrics', { id });
+}
+
+/** The memory plan of the run `request` describes, against this machine's free memory. */
+export function planTraining(request: TrainRequest): Promise<TrainPlan> {
+  return call<TrainPlan>('plan_training', { request });
+}
+
+/** Starts a run, streaming its progress to onEvent; resolves with the finished run. */
+export function startTraining(request: TrainRequest, onEvent: (event: TrainEvent) => void): Promise<RunListItem> {
+  if (!backendAvailable()) return Promise.reject({ ...NO_BACKEND_ERROR });
+  const channel = new Channel<TrainEvent>();
+  channel.onmessage = onEvent;
+  return call<RunListItem>('train', { request, onEvent: channel });
+}
+
+export function cancelTraining(): Promise<void> {
+  return call<void>('cancel_training');
 }
 
 export const tauriChatTransport: ChatTransport = { chat, cancelChat };

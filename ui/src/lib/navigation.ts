@@ -1,15 +1,17 @@
 // The screens reachable from the sidebar. Add an entry here when a new screen ships.
 
-export type ScreenId = 'home' | 'chat';
+export type ScreenId = 'home' | 'chat' | 'train' | 'runs';
 
 export interface ScreenEntry {
   id: ScreenId;
   label: string;
   /** Name of an icon in components/Icon.svelte. */
-  icon: 'home' | 'chat';
+  icon: 'home' | 'chat' | 'train' | 'runs';
 }
 
 export const SCREENS: readonly ScreenEntry[] = [
   { id: 'home', label: 'Home', icon: 'home' },
   { id: 'chat', label: 'Chat', icon: 'chat' },
+  { id: 'train', label: 'Train', icon: 'train' },
+  { id: 'runs', label: 'Runs', icon: 'runs' },
 ];

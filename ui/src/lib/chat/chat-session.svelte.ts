@@ -28,6 +28,8 @@ export class ChatSession {
   turns = $state<ChatTurn[]>([]);
   error = $state<ApiError | null>(null);
   model = $state('');
+  /** A trained run to answer with (its adapter, soft prompt or model), or null for the base. */
+  adapter = $state<string | null>(null);
   settings = $state<ChatSettings>(defaultChatSettings());
 
   #transport: ChatTransport;
@@ -56,6 +58,7 @@ export class ChatSession {
 
     const conversation = [...this.#completedExchanges(), { role: 'user' as const, content }];
     const request = buildChatRequest(this.model, this.settings, conversation);
+    if (this.adapter) request.adapter = this.adapter;
 
     this.turns.push(this.#newTurn('user', content, 'done'));
     this.turns.push(this.#newTurn('assistant', '', 'streaming'));

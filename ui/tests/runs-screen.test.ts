@@ -1,0 +1,73 @@
+// The Runs screen against a mocked backend: the empty state, the list, and a run's curves.
+import { fireEvent, render, screen } from '@testing-library/svelte';
+import { beforeEach, describe, expect, it, vi } from 'vitest';
+import type { MetricPoint } from '../src/bindings/MetricPoint';
+import type { RunListItem } from '../src/bindings/RunListItem';
+import RunsScreen from '../src/screens/RunsScreen.svelte';
+import { settle } from './helpers/fake-chat-transport';
+
+const client = vi.hoisted(() => ({
+  listRuns: vi.fn<() => Promise<RunListItem[]>>(),
+  runMetrics: vi.fn<(id: string) => Promise<MetricPoint[]>>(),
+}));
+
+vi.mock('../src/lib/client', () => client);
+
+function run(id: string, status = 'completed'): RunListItem {
+  return {
+    id,
+    method: 'qlora',
+    model: 'smollm2-135m-instruct',
+    status,
+    steps: 30,
+    total_steps: 30,
+    final_loss: 0.5,
+    val_loss: 0.12,
+    val_perplexity: 1.13,
+    tokens_seen: 12000,
+    peak_rss_bytes: 600 * 1024 * 1024,
+    wall_time_s: 95,
+    started_at: 1,
+    has_artifact: status === 'completed',
+  };
+}
+
+beforeEach(() => {
+  client.listRuns.mockReset();
+  client.runMetrics.mockReset().mockResolvedValue([
+    { step: 1, loss: 3, val_loss: null, lr: 1e-4, tokens_per_s: 80 },
+    { step: 2, loss: 2, val_loss: null, lr: 1e-4, tokens_per_s: 80 },
+    { step: 2, loss: null, val_loss: 2.2, lr: null, tokens_per_s: null },
+  ]);
+});
+
+describe('RunsScreen', () => {
+  it('says what to do when there are no runs', async () => {
+    client.listRuns.mockResolvedValue([]);
+    const onNewRun = vi.fn();
+    render(RunsScreen, { onNewRun });
+    await settle();
+    expect(screen.getByText(/No runs yet/)).toBeTruthy();
+    await fireEvent.click(screen.getByRole('button', { name: 'Start a run' }));
+    expect(onNewRun).toHaveBeenCalled();
+  });
+
+  it('lists runs, shows the newest one\'s curves and switches on click', async () => {
+    client.listRuns.mockResolvedValue([run('qlora-a'), run('qlora-b', 'cancelled')]);
+    const onOpenChat = vi.fn();
+    const { container } = render(RunsScreen, { onOpenChat });
+    await settle();
+    expect(screen.getByRole('table', { name: 'Runs' }).textContent).toContain('600.0 MiB');
+    expect(client.runMetrics).toHaveBeenCalledWith('qlora-a');
+    expect(container.querySelector('[data-testid="train-curve"]')?.getAttribute('points')?.split(' ')).toHaveLength(2);
+    expect(container.querySelector('[data-testid="validation-curve"]')?.getAttribute('points')?.split(' ')).toHaveLength(1);
+    expect(container.querySelectorAll('circle.validation-dot')).toHaveLength(1);
+    await fireEvent.click(screen.getByRole('button', { name: 'Open in chat' }));
+    expect(onOpenChat).toHaveBeenCalledWith(run('qlora-a'));
+
+    await fireEvent.click(screen.getByText('qlora-b'));
+    await settle();
+    expect(client.runMetrics).toHaveBeenLastCalledWith('qlora-b');
+    expect(screen.queryByRole('button', { name: 'Open in chat' })).toBeNull();
+  });
+});

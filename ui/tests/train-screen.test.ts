@@ -1,0 +1,139 @@
+// The Train screen against a mocked backend: the memory plan, a run streaming its progress into
+// the chart, errors, and opening the result in chat.
+import { fireEvent, render, screen } from '@testing-library/svelte';
+import { tick } from 'svelte';
+import { beforeEach, describe, expect, it, vi } from 'vitest';
+import type { ModelEntry } from '../src/bindings/ModelEntry';
+import type { RunListItem } from '../src/bindings/RunListItem';
+import type { TrainEvent } from '../src/bindings/TrainEvent';
+import type { TrainPlan } from '../src/bindings/TrainPlan';
+import type { TrainRequest } from '../src/bindings/TrainRequest';
+import TrainScreen from '../src/screens/TrainScreen.svelte';
+import { settle } from './helpers/fake-chat-transport';
+import { smolModel } from './helpers/reports';
+
+const client = vi.hoisted(() => ({
+  listModels: vi.fn<() => Promise<ModelEntry[]>>(),
+  planTraining: vi.fn<(request: TrainRequest) => Promise<TrainPlan>>(),
+  startTraining: vi.fn<(request: TrainRequest, onEvent: (event: TrainEvent) => void) => Promise<RunListItem>>(),
+  cancelTraining: vi.fn<() => Promise<void>>(),
+}));
+
+vi.mock('../src/lib/client', () => client);
+
+function plan(fits: boolean): TrainPlan {
+  return {
+    model: 'smollm2-135m-instruct',
+    method: 'lora',
+    device: 'cpu',
+    batch_size: 4,
+    seq_len: 256,
+    activation_checkpointing: true,
+    trainable_parameters: 4884480,
+    estimate: {
+      weights_bytes: 538_000_000,
+      trainable_bytes: 98_000_000,
+      activations_bytes: 150_000_000,
+      working_bytes: 270_000_000,
+      runtime_bytes: 33_000_000,
+      total_bytes: 1_089_000_000,
+    },
+    available_bytes: fits ? 16e9 : 5e8,
+    fits,
+    advice: fits ? [] : ['use QLoRA (the base stays in 4 bits) with checkpointing: about 520 MiB'],
+  };
+}
+
+function finishedRun(): RunListItem {
+  return {
+    id: 'lora-smollm2-135m-instruct-1',
+    method: 'lora',
+    model: 'smollm2-135m-instruct',
+    status: 'completed',
+    steps: 2,
+    total_steps: 2,
+    final_loss: 1.5,
+    val_loss: 1.4,
+    val_perplexity: 4.05,
+    tokens_seen: 900,
+    peak_rss_bytes: 1e9,
+    wall_time_s: 12,
+    started_at: 1,
+    has_artifact: true,
+  };
+}
+
+beforeEach(() => {
+  client.listModels.mockReset().mockResolvedValue([smolModel()]);
+  client.planTraining.mockReset();
+  client.startTraining.mockReset();
+  client.cancelTraining.mockReset().mockResolvedValue();
+});
+
+async function fillDataset(): Promise<void> {
+  await settle();
+  await fireEvent.input(screen.getByLabelText('Dataset file'), { target: { value: '/data/train.jsonl' } });
+}
+
+describe('TrainScreen', () => {
+  it('shows the memory plan with what to change when the run does not fit', async () => {
+    client.planTraining.mockResolvedValue(plan(false));
+    render(TrainScreen);
+    await fillDataset();
+    await fireEvent.click(screen.getByRole('button', { name: 'Check memory' }));
+    await settle();
+    const section = screen.getByRole('region', { name: 'Memory plan' });
+    expect(section.textContent).toContain('does not fit');
+    expect(section.textContent).toContain('use QLoRA');
+    const request = client.planTraining.mock.calls[0][0];
+    expect(request).toMatchObject({ method: 'lora', model: 'smollm2-135m-instruct', data: '/data/train.jsonl', lr: null });
+  });
+
+  it('streams steps into the progress bar and the chart, then opens the result in chat', async () => {
+    let emit: (event: TrainEvent) => void = () => {};
+    let finish: (run: RunListItem) => void = () => {};
+    client.startTraining.mockImplementation((_request, onEvent) => {
+      emit = onEvent;
+      return new Promise((resolve) => (finish = resolve));
+    });
+    const onOpenChat = vi.fn();
+    const { container } = render(TrainScreen, { onOpenChat });
+    await fillDataset();
+    await fireEvent.click(screen.getByRole('button', { name: 'Start training' }));
+    expect(screen.getByRole('button', { name: 'Cancel' })).toBeTruthy();
+
+    emit({ kind: 'started', run_id: 'lora-smollm2-135m-instruct-1' });
+    emit({ kind: 'step', step: 1, total_steps: 2, loss: 2.5, lr: 2e-4, tokens_per_s: 90, elapsed_s: 5, rss_bytes: 1e9 });
+    emit({ kind: 'step', step: 2, total_steps: 2, loss: 1.5, lr: 1e-4, tokens_per_s: 95, elapsed_s: 10, rss_bytes: 1e9 });
+    await tick();
+    expect(screen.getByRole('progressbar').getAttribute('aria-valuenow')).toBe('100');
+    expect(screen.getByText(/step 2\/2 · loss 1\.5000/)).toBeTruthy();
+    const curve = container.querySelector('[data-testid="train-curve"]');
+    expect(curve?.getAttribute('points')?.split(' ')).toHaveLength(2);
+
+    finish(finishedRun());
+    await settle();
+    expect(screen.getByText(/Run completed/)).toBeTruthy();
+    await fireEvent.click(screen.getByRole('button', { name: 'Open in chat' }));
+    expect(onOpenChat).toHaveBeenCalledWith(finishedRun());
+  });
+
+  it('reports a refused run and offers cancel only while running', async () => {
+    client.startTraining.mockRejectedValue({ code: 'wont_fit', message: 'this run needs about 9 GiB' });
+    render(TrainScreen);
+    await fillDataset();
+    await fireEvent.click(screen.getByRole('button', { name: 'Start training' }));
+    await settle();
+    expect(screen.getByText(/needs about 9 GiB/)).toBeTruthy();
+    expect(screen.queryByRole('button', { name: 'Cancel' })).toBeNull();
+  });
+
+  it('keeps Start disabled until a dataset is chosen', async () => {
+    render(TrainScreen);
+    await settle();
+    const start = screen.getByRole('button', { name: 'Start training' }) as HTMLButtonElement;
+    expect(start.disabled).toBe(true);
+    await fillDataset();
+    expect(start.disabled).toBe(false);
+  });
+});
