@@ -57,15 +57,18 @@ pub fn run(ws: &Workspace, cmd: Command) -> Result<()> {
             no_checkpointing,
             json,
         } => {
+            use tunelab_api::train::Method;
             let method = match method.as_str() {
-                "lora" => tunelab_api::train::Method::Lora,
-                "qlora" => tunelab_api::train::Method::Qlora,
-                "soft-prompt" => tunelab_api::train::Method::SoftPrompt,
-                "full" => tunelab_api::train::Method::Full,
-                "pretrain" => tunelab_api::train::Method::Pretrain,
-                other => return Err(tunelab_api::ApiError::invalid(format!(
-                    "unknown method `{other}`: choose lora, qlora, soft-prompt, full or pretrain"
-                ))),
+                "lora" => Method::Lora,
+                "qlora" => Method::Qlora,
+                "soft-prompt" => Method::SoftPrompt,
+                "full" => Method::Full,
+                "pretrain" => Method::Pretrain,
+                other => {
+                    let known = "lora, qlora, soft-prompt, full or pretrain";
+                    let message = format!("unknown method `{other}`: choose {known}");
+                    return Err(tunelab_api::ApiError::invalid(message));
+                }
             };
             let request = tunelab_api::bench::TrainBenchRequest {
                 model,
