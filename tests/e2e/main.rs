@@ -177,8 +177,22 @@ fn a_short_lora_run_from_the_train_screen_moves_its_chart_and_opens_in_chat() {
     let long = Duration::from_secs(60);
     let shots = std::env::var("TUNELAB_E2E_SCREENSHOTS").ok();
 
+    // The method guide recommends a method for a need.
+    let guide = app.find("nav button:nth-child(3)", long);
+    app.click(&guide);
+    let advice = app.wait_text("section[aria-label='Advisor']", long, |t| {
+        t.contains("Start with")
+    });
+    assert!(
+        advice.contains("LoRA"),
+        "a task with many examples: {advice}"
+    );
+    if let Some(dir) = &shots {
+        screenshot(&std::path::Path::new(dir).join("guide.png"));
+    }
+
     // Runs starts empty and says what to do.
-    let runs = app.find("nav button:nth-child(4)", long);
+    let runs = app.find("nav button:nth-child(5)", long);
     app.click(&runs);
     app.wait_text("main", long, |t| t.contains("No runs yet"));
 
@@ -253,7 +267,7 @@ fn a_short_lora_run_from_the_train_screen_moves_its_chart_and_opens_in_chat() {
         screenshot(&std::path::Path::new(dir).join("chat-with-run.png"));
     }
 
-    let runs = app.find("nav button:nth-child(4)", long);
+    let runs = app.find("nav button:nth-child(5)", long);
     app.click(&runs);
     let table = app.wait_text("table", long, |t| t.contains("completed"));
     assert!(table.contains("lora"), "{table}");

@@ -1,17 +1,18 @@
 // The screens reachable from the sidebar. Add an entry here when a new screen ships.
 
-export type ScreenId = 'home' | 'chat' | 'train' | 'runs';
+export type ScreenId = 'home' | 'chat' | 'guide' | 'train' | 'runs';
 
 export interface ScreenEntry {
   id: ScreenId;
   label: string;
   /** Name of an icon in components/Icon.svelte. */
-  icon: 'home' | 'chat' | 'train' | 'runs';
+  icon: 'home' | 'chat' | 'guide' | 'train' | 'runs';
 }
 
 export const SCREENS: readonly ScreenEntry[] = [
   { id: 'home', label: 'Home', icon: 'home' },
   { id: 'chat', label: 'Chat', icon: 'chat' },
+  { id: 'guide', label: 'Method guide', icon: 'guide' },
   { id: 'train', label: 'Train', icon: 'train' },
   { id: 'runs', label: 'Runs', icon: 'runs' },
 ];
