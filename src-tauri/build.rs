@@ -11,6 +11,7 @@ fn main() {
         "plan_training",
         "train",
         "cancel_training",
+        "preview_dataset",
     ]);
     let attrs = tauri_build::Attributes::new()
         .capabilities_path_pattern("src-tauri/capabilities/**/*")

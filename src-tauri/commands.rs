@@ -6,6 +6,7 @@ use std::sync::atomic::Ordering;
 use tauri::ipc::Channel;
 use tauri::State;
 use tunelab_api::chat::{ChatEvent, ChatRequest, ChatSummary};
+use tunelab_api::data::DatasetPreview;
 use tunelab_api::models::ModelEntry;
 use tunelab_api::plan::TrainPlan;
 use tunelab_api::runs::{MetricPoint, RunListItem, TrainEvent, TrainRequest};
@@ -117,4 +118,20 @@ pub async fn train(
 #[tauri::command]
 pub fn cancel_training(state: State<'_, AppState>) {
     state.cancel_training.store(true, Ordering::Relaxed);
+}
+
+#[tauri::command]
+pub async fn preview_dataset(
+    state: State<'_, AppState>,
+    file: String,
+    model: String,
+    seq_len: u32,
+) -> Result<DatasetPreview, ApiError> {
+    let ws = state.workspace.clone();
+    let models = state.models.clone();
+    blocking(move || {
+        let path = std::path::PathBuf::from(file.trim());
+        tunelab_api::data::preview(&ws, &models, &path, &model, seq_len as usize)
+    })
+    .await
 }

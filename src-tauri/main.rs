@@ -54,6 +54,7 @@ fn main() {
             commands::plan_training,
             commands::train,
             commands::cancel_training,
+            commands::preview_dataset,
         ])
         .run(tauri::generate_context!());
     if let Err(err) = result {

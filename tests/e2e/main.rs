@@ -211,7 +211,20 @@ fn a_short_lora_run_from_the_train_screen_moves_its_chart_and_opens_in_chat() {
         app.clear(&input);
         app.type_text(&input, value);
     }
-    let check = app.find("form .actions button:first-child", long);
+    // The dataset as the model sees it, then the memory plan.
+    let check_data = app.find("form .actions button:nth-child(1)", long);
+    app.click(&check_data);
+    let report = app.wait_text("section[aria-label='Dataset']", long, |t| {
+        t.contains("rows usable")
+    });
+    assert!(
+        report.contains("of 160 rows usable")
+            && report.contains("cut at 128")
+            && report.contains("line 1:")
+            && report.contains("<|im_start|>assistant"),
+        "{report}"
+    );
+    let check = app.find("form .actions button:nth-child(2)", long);
     app.click(&check);
     let plan = app.wait_text("section[aria-label='Memory plan']", long, |t| {
         t.contains("fits")

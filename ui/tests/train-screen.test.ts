@@ -3,6 +3,7 @@
 import { fireEvent, render, screen } from '@testing-library/svelte';
 import { tick } from 'svelte';
 import { beforeEach, describe, expect, it, vi } from 'vitest';
+import type { DatasetPreview } from '../src/bindings/DatasetPreview';
 import type { ModelEntry } from '../src/bindings/ModelEntry';
 import type { RunListItem } from '../src/bindings/RunListItem';
 import type { TrainEvent } from '../src/bindings/TrainEvent';
@@ -17,6 +18,7 @@ const client = vi.hoisted(() => ({
   planTraining: vi.fn<(request: TrainRequest) => Promise<TrainPlan>>(),
   startTraining: vi.fn<(request: TrainRequest, onEvent: (event: TrainEvent) => void) => Promise<RunListItem>>(),
   cancelTraining: vi.fn<() => Promise<void>>(),
+  previewDataset: vi.fn<(file: string, model: string, seqLen: number) => Promise<DatasetPreview>>(),
 }));
 
 vi.mock('../src/lib/client', () => client);
@@ -126,6 +128,40 @@ describe('TrainScreen', () => {
     await settle();
     expect(screen.getByText(/needs about 9 GiB/)).toBeTruthy();
     expect(screen.queryByRole('button', { name: 'Cancel' })).toBeNull();
+  });
+
+  it('previews the dataset: usable rows, lengths, problems by line and rendered examples', async () => {
+    client.previewDataset.mockResolvedValue({
+      report: {
+        file: '/data/train.jsonl',
+        format: 'messages',
+        rows_total: 3,
+        rows_usable: 2,
+        issues: [
+          {
+            file: '/data/train.jsonl',
+            line: 3,
+            field: 'messages[0].role',
+            kind: 'unknown_role',
+            message: 'unknown role `wizard`',
+            excluded: true,
+          },
+        ],
+        roles: { system: 0, user: 2, assistant: 2 },
+        tokens: { max_len: 256, min: 20, median: 25, max: 30, truncated: 0, trainable_tokens: 20 },
+      },
+      samples: ['<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\nHello<|im_end|>'],
+    });
+    render(TrainScreen);
+    await fillDataset();
+    await fireEvent.click(screen.getByRole('button', { name: 'Check dataset' }));
+    await settle();
+    expect(client.previewDataset).toHaveBeenCalledWith('/data/train.jsonl', 'smollm2-135m-instruct', 256);
+    const section = screen.getByRole('region', { name: 'Dataset' });
+    expect(section.textContent).toContain('2 of 3 rows usable');
+    expect(section.textContent).toContain('line 3: messages[0].role: unknown role `wizard`');
+    expect(section.textContent).toContain('20 / 25 / 30');
+    expect(section.querySelector('pre')?.textContent).toContain('<|im_start|>assistant');
   });
 
   it('keeps Start disabled until a dataset is chosen', async () => {

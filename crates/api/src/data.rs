@@ -62,3 +62,41 @@ pub fn check_with_options(
     let loaded = model.map(|name| cache.get(ws, name)).transpose()?;
     Ok(check_dataset(file, options, loaded.as_deref(), max_len)?)
 }
+
+/// What the training screen shows of a dataset before a run: the check's report, and the first
+/// examples as the model will see them (conversations through its chat template).
+#[derive(Debug, Clone, serde::Serialize, ts_rs::TS)]
+#[ts(export, export_to = "../../../ui/src/bindings/")]
+pub struct DatasetPreview {
+    pub report: DataReport,
+    /// Up to three examples, rendered; each cut at 2,000 characters.
+    pub samples: Vec<String>,
+}
+
+/// Checks `file` against `model`'s tokens and renders its first examples through the model's
+/// chat template.
+pub fn preview(
+    ws: &Workspace,
+    cache: &ModelCache,
+    file: &Path,
+    model: &str,
+    max_len: usize,
+) -> Result<DatasetPreview> {
+    let report = check(ws, cache, file, None, Some(model), max_len)?;
+    let loaded = cache.get(ws, model)?;
+    let dataset = tunelab_train::read_dataset(file, &ReadOptions::default())?;
+    let mut samples = Vec::new();
+    for example in dataset.examples.iter().take(3) {
+        let text = match &example.content {
+            tunelab_train::ExampleContent::Chat(messages) => loaded.template.render(
+                messages,
+                false,
+                loaded.tokenizer.bos_token(),
+                loaded.tokenizer.eos_token(),
+            )?,
+            tunelab_train::ExampleContent::Text(text) => text.clone(),
+        };
+        samples.push(text.chars().take(2000).collect());
+    }
+    Ok(DatasetPreview { report, samples })
+}

@@ -5,6 +5,7 @@ import type { AppInfo } from '../bindings/AppInfo';
 import type { ChatEvent } from '../bindings/ChatEvent';
 import type { ChatRequest } from '../bindings/ChatRequest';
 import type { ChatSummary } from '../bindings/ChatSummary';
+import type { DatasetPreview } from '../bindings/DatasetPreview';
 import type { HardwareReport } from '../bindings/HardwareReport';
 import type { MetricPoint } from '../bindings/MetricPoint';
 import type { ModelEntry } from '../bindings/ModelEntry';
@@ -58,6 +59,11 @@ export function chat(request: ChatRequest, onEvent: (event: ChatEvent) => void):
 
 export function cancelChat(): Promise<void> {
   return call<void>('cancel_chat');
+}
+
+/** The dataset's check report against `model`'s tokens, and its first examples as rendered. */
+export function previewDataset(file: string, model: string, seqLen: number): Promise<DatasetPreview> {
+  return call<DatasetPreview>('preview_dataset', { file, model, seqLen });
 }
 
 export function listRuns(): Promise<RunListItem[]> {
