@@ -6,6 +6,7 @@ import { beforeEach, describe, expect, it, vi } from 'vitest';
 import type { AppInfo } from '../src/bindings/AppInfo';
 import type { HardwareReport } from '../src/bindings/HardwareReport';
 import type { ModelEntry } from '../src/bindings/ModelEntry';
+import type { RunListItem } from '../src/bindings/RunListItem';
 import { ChatSession } from '../src/lib/chat/chat-session.svelte';
 import { buildGenerationParams, defaultChatSettings } from '../src/lib/chat/chat-settings';
 import HomeScreen from '../src/screens/HomeScreen.svelte';
@@ -15,11 +16,13 @@ import { brokenModel, embeddingModel, gpuReport, smolModel } from './helpers/rep
 const client = vi.hoisted(() => ({
   hardwareReport: vi.fn<() => Promise<HardwareReport>>(),
   listModels: vi.fn<() => Promise<ModelEntry[]>>(),
+  listRuns: vi.fn<() => Promise<RunListItem[]>>(),
 }));
 
 vi.mock('../src/lib/client', () => ({
   hardwareReport: client.hardwareReport,
   listModels: client.listModels,
+  listRuns: client.listRuns,
 }));
 
 const APP_INFO: AppInfo = {
@@ -39,6 +42,7 @@ let session: ChatSession;
 beforeEach(() => {
   client.hardwareReport.mockReset().mockResolvedValue(gpuReport());
   client.listModels.mockReset().mockResolvedValue([embeddingModel(), smolModel()]);
+  client.listRuns.mockReset().mockResolvedValue([]);
   transport = new FakeChatTransport();
   session = new ChatSession(transport);
 });
@@ -157,5 +161,39 @@ describe('HomeScreen', () => {
     const { quickChat } = await renderHome({ onOpenChat });
     await fireEvent.click(quickChat.getByRole('button', { name: /Open full chat/ }));
     expect(onOpenChat).toHaveBeenCalledOnce();
+  });
+
+  it('lists the three latest runs and leads to the Runs screen', async () => {
+    const run = (id: string): RunListItem => ({
+      id,
+      method: 'qlora',
+      model: 'smollm2-135m-instruct',
+      status: 'completed',
+      steps: 30,
+      total_steps: 30,
+      final_loss: 0.4,
+      val_loss: 0.12,
+      val_perplexity: 1.13,
+      tokens_seen: 12000,
+      peak_rss_bytes: 6e8,
+      wall_time_s: 95,
+      started_at: 1,
+      has_artifact: true,
+    });
+    client.listRuns.mockResolvedValue(['a', 'b', 'c', 'd'].map((id) => run(`qlora-${id}`)));
+    const onOpenRuns = vi.fn();
+    render(HomeScreen, { session, appInfo: APP_INFO, onOpenRuns });
+    await settle();
+    const card = screen.getByRole('region', { name: 'Recent runs' });
+    expect(within(card).getAllByRole('listitem')).toHaveLength(3);
+    expect(card.textContent).toContain('qlora · completed · loss 0.120');
+    await fireEvent.click(within(card).getByRole('button', { name: 'All runs' }));
+    expect(onOpenRuns).toHaveBeenCalled();
+  });
+
+  it('says how to start when there are no runs', async () => {
+    render(HomeScreen, { session, appInfo: APP_INFO });
+    await settle();
+    expect(screen.getByText(/No training runs yet/)).toBeTruthy();
   });
 });
