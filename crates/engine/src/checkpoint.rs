@@ -82,7 +82,7 @@ pub(crate) struct CheckpointedBlock {
 
 /// The block's trainable tensors: adapter variables, and in full fine-tuning its weights,
 /// biases and norm weights.
-fn trainable_tensors(block: &Block) -> Vec<Tensor> {
+pub(crate) fn trainable_tensors(block: &Block) -> Vec<Tensor> {
     let mut out = Vec::new();
     for (_, linear) in block.linears() {
         if let Some(ad) = &linear.adapter {

@@ -412,6 +412,21 @@ impl Transformer {
         self.lm_head.forward_mode(&x, Mode::Training)
     }
 
+    /// Where checkpointed blocks leave the gradients of their trainable tensors, with an
+    /// accumulator allocated now for each of them (see [`SideGrads::with_buffers`]).
+    ///
+    /// [`SideGrads::with_buffers`]: crate::checkpoint::SideGrads::with_buffers
+    pub fn checkpoint_side_grads(&self) -> Result<std::sync::Arc<crate::checkpoint::SideGrads>> {
+        let tensors: Vec<Tensor> = self
+            .layers
+            .iter()
+            .flat_map(crate::checkpoint::trainable_tensors)
+            .collect();
+        Ok(std::sync::Arc::new(
+            crate::checkpoint::SideGrads::with_buffers(&tensors)?,
+        ))
+    }
+
     /// The final normed hidden states `(b, t, hidden)` through the training kernels, with each
     /// block checkpointed when `side` is given (CPU only; elsewhere blocks keep their
     /// activations). Pair with [`head_loss`](Self::head_loss) to never hold full logits.

@@ -2,12 +2,10 @@
 //! clipping, AdamW with a schedule, periodic validation, checkpoints, resume and cancel.
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 use std::time::Instant;
 
 use candle_core::{Tensor, Var};
 use serde::{Deserialize, Serialize};
-use tunelab_engine::checkpoint::SideGrads;
 use tunelab_engine::Transformer;
 
 use crate::data::TokenizedExample;
@@ -280,14 +278,11 @@ pub fn train(
                 .map(|p| &train_set[order.index(p)])
                 .collect();
             let (ids, labels, tokens) = batch_tensors(&batch, pad_id, model.device())?;
-            let side = Arc::new(SideGrads::with_buffers(
-                params.iter().map(|(_, v)| v.as_tensor()),
-            )?);
-            let hidden = if settings.activation_checkpointing {
-                model.hidden_train(&ids, Some(&side))?
-            } else {
-                model.hidden_train(&ids, None)?
+            let side = match settings.activation_checkpointing {
+                true => Some(model.checkpoint_side_grads()?),
+                false => None,
             };
+            let hidden = model.hidden_train(&ids, side.as_ref())?;
             let (loss, _) = masked_head_loss(model, &hidden, &labels, true)?;
             let value = loss.to_scalar::<f32>()? as f64;
             if !value.is_finite() {
@@ -301,7 +296,7 @@ pub fn train(
                 let g = store
                     .get(var.as_tensor())
                     .cloned()
-                    .or_else(|| side.take(var.as_tensor()));
+                    .or_else(|| side.as_ref()?.take(var.as_tensor()));
                 if let Some(g) = g {
                     *slot = Some(match slot.take() {
                         Some(acc) => (acc + g)?,
