@@ -56,11 +56,16 @@ pub fn check_with_options(
     model: Option<&str>,
     max_len: usize,
 ) -> Result<DataReport> {
+    check_max_len(max_len)?;
+    let loaded = model.map(|name| cache.get(ws, name)).transpose()?;
+    Ok(check_dataset(file, options, loaded.as_deref(), max_len)?)
+}
+
+fn check_max_len(max_len: usize) -> Result<()> {
     if max_len == 0 {
         return Err(ApiError::invalid("the max length must be at least 1 token"));
     }
-    let loaded = model.map(|name| cache.get(ws, name)).transpose()?;
-    Ok(check_dataset(file, options, loaded.as_deref(), max_len)?)
+    Ok(())
 }
 
 /// What the training screen shows of a dataset before a run: the check's report, and the first
@@ -82,9 +87,10 @@ pub fn preview(
     model: &str,
     max_len: usize,
 ) -> Result<DatasetPreview> {
-    let report = check(ws, cache, file, None, Some(model), max_len)?;
+    check_max_len(max_len)?;
     let loaded = cache.get(ws, model)?;
     let dataset = tunelab_train::read_dataset(file, &ReadOptions::default())?;
+    let report = tunelab_train::data::report_dataset(&dataset, Some(&loaded), max_len);
     let mut samples = Vec::new();
     for example in dataset.examples.iter().take(3) {
         let text = match &example.content {

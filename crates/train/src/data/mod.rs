@@ -25,7 +25,7 @@ pub use render::{
     chat_pieces, eos_id, tokenize_chat, tokenize_dataset, tokenize_example, tokenize_text,
     RenderOptions, TextPiece, TokenizedExample, TokenizedSet, TrainOn, IGNORE_INDEX,
 };
-pub use report::{check_dataset, DataReport, RoleCounts, TokenStats};
+pub use report::{check_dataset, report_dataset, DataReport, RoleCounts, TokenStats};
 pub use split::{split_train_validation, TrainValidationSplit};
 pub use text_docs::TextDocuments;
 

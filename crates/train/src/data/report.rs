@@ -121,15 +121,21 @@ pub fn check_dataset(
     max_len: usize,
 ) -> Result<DataReport> {
     let dataset = read_dataset(path, options)?;
+    Ok(report_dataset(&dataset, model, max_len))
+}
+
+/// [`check_dataset`] for a dataset already read.
+pub fn report_dataset(
+    dataset: &Dataset,
+    model: Option<&LoadedModel>,
+    max_len: usize,
+) -> DataReport {
     let render = RenderOptions {
         train_on: TrainOn::AssistantReplies,
         max_len,
     };
-    let tokenized = model.map(|model| tokenize_dataset(model, &dataset, &render));
-    Ok(DataReport::new(
-        &dataset,
-        tokenized.as_ref().map(|set| (set, max_len)),
-    ))
+    let tokenized = model.map(|model| tokenize_dataset(model, dataset, &render));
+    DataReport::new(dataset, tokenized.as_ref().map(|set| (set, max_len)))
 }
 
 #[cfg(test)]
