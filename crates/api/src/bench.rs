@@ -184,8 +184,8 @@ pub fn train(ws: &Workspace, request: &TrainBenchRequest) -> Result<TrainBench> 
         let c = config
             .pretrain
             .model_config(preset.default_vocab_size(), &[0])?;
-        tunelab_train::methods::pretrain::write_initial_model(&dir, &c, &tokenizer, 1)?;
-        let model = tunelab_engine::load(&dir, method.precision(), &device);
+        let model =
+            tunelab_train::methods::pretrain::create_model(&dir, &c, &tokenizer, 1, &device);
         let _ = std::fs::remove_dir_all(&dir);
         (model?, format!("new {} model", preset.as_str()))
     } else {

@@ -249,14 +249,13 @@ fn new_model(
     let model_config = config
         .pretrain
         .model_config(tokenizer.get_vocab_size(true), &eos)?;
-    std::fs::create_dir_all(&base).map_err(|e| ApiError::io(&base, e))?;
-    pretrain::write_initial_model(&base, &model_config, &tokenizer, config.train.seed)?;
-    let model = tunelab_engine::load(&base, Precision::F32, device)?;
-    // The weights are in memory (and later in checkpoints); the folder keeps what defines the
-    // model: its config, tokenizer and chat template.
-    let weights = base.join("model.safetensors");
-    std::fs::remove_file(&weights).map_err(|e| ApiError::io(&weights, e))?;
-    Ok(model)
+    Ok(pretrain::create_model(
+        &base,
+        &model_config,
+        &tokenizer,
+        config.train.seed,
+        device,
+    )?)
 }
 
 /// A new run folder name: method, model and the start time.

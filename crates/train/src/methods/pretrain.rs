@@ -284,6 +284,24 @@ pub fn write_initial_model(
     Ok(())
 }
 
+/// Writes a new model's folder into `dir` ([`write_initial_model`]) and loads it in f32. The
+/// weights file is removed once loaded: the weights live in memory (and later in checkpoints);
+/// the folder keeps what defines the model, its config, tokenizer and chat template.
+pub fn create_model(
+    dir: &Path,
+    config: &ModelConfig,
+    tokenizer: &Tokenizer,
+    seed: u64,
+    device: &Device,
+) -> Result<tunelab_engine::LoadedModel, TrainError> {
+    std::fs::create_dir_all(dir).map_err(|e| TrainError::Io(dir.to_path_buf(), e))?;
+    write_initial_model(dir, config, tokenizer, seed)?;
+    let model = tunelab_engine::load(dir, tunelab_engine::Precision::F32, device)?;
+    let weights = dir.join("model.safetensors");
+    std::fs::remove_file(&weights).map_err(|e| TrainError::Io(weights, e))?;
+    Ok(model)
+}
+
 fn write_json(dir: &Path, name: &str, value: &serde_json::Value) -> Result<(), TrainError> {
     let path = dir.join(name);
     let text = serde_json::to_string_pretty(value).expect("json serializes") + "\n";
