@@ -8,6 +8,8 @@ export interface CurvePoint {
 export interface ScaledCurves {
   /** `points` attribute of each series' polyline, in the order given. */
   polylines: string[];
+  /** The same points as [x, y] pairs, for markers. */
+  coordinates: [number, number][][];
   minStep: number;
   maxStep: number;
   minValue: number;
@@ -18,7 +20,14 @@ export interface ScaledCurves {
 export function scaleCurves(series: CurvePoint[][], width: number, height: number, pad = 8): ScaledCurves {
   const all = series.flat().filter((p) => Number.isFinite(p.value));
   if (all.length === 0) {
-    return { polylines: series.map(() => ''), minStep: 0, maxStep: 0, minValue: 0, maxValue: 0 };
+    return {
+      polylines: series.map(() => ''),
+      coordinates: series.map(() => []),
+      minStep: 0,
+      maxStep: 0,
+      minValue: 0,
+      maxValue: 0,
+    };
   }
   const minStep = Math.min(...all.map((p) => p.step));
   const maxStep = Math.max(...all.map((p) => p.step));
@@ -28,11 +37,11 @@ export function scaleCurves(series: CurvePoint[][], width: number, height: numbe
   const spanValue = maxValue - minValue || 1;
   const x = (step: number) => pad + ((step - minStep) / spanStep) * (width - 2 * pad);
   const y = (value: number) => height - pad - ((value - minValue) / spanValue) * (height - 2 * pad);
-  const polylines = series.map((points) =>
-    points
-      .filter((p) => Number.isFinite(p.value))
-      .map((p) => `${x(p.step).toFixed(1)},${y(p.value).toFixed(1)}`)
-      .join(' '),
+  const coordinates = series.map((points) =>
+    points.filter((p) => Number.isFinite(p.value)).map((p): [number, number] => [x(p.step), y(p.value)]),
   );
-  return { polylines, minStep, maxStep, minValue, maxValue };
+  const polylines = coordinates.map((points) =>
+    points.map(([px, py]) => `${px.toFixed(1)},${py.toFixed(1)}`).join(' '),
+  );
+  return { polylines, coordinates, minStep, maxStep, minValue, maxValue };
 }
