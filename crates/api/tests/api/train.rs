@@ -17,6 +17,30 @@ impl ProgressSink for Count {
     fn eval(&mut self, _: &EvalMetrics) {}
 }
 
+/// Greedy answer of the default model with the run `adapter`'s result to one user message.
+fn ask_run(
+    ws: &tunelab_api::Workspace,
+    adapter: &str,
+    content: &str,
+    max_tokens: u32,
+) -> chat::ChatSummary {
+    let request = ChatRequest {
+        model: tunelab_api::DEFAULT_MODEL.into(),
+        adapter: Some(adapter.into()),
+        messages: vec![ChatMessage {
+            role: ChatRole::User,
+            content: content.into(),
+        }],
+        params: GenerationParams {
+            temperature: 0.0,
+            max_tokens,
+            ..Default::default()
+        },
+    };
+    let cache = ModelCache::default();
+    chat::chat(ws, &cache, &request, &AtomicBool::new(false), &mut |_| {}).unwrap()
+}
+
 fn sample_data() -> std::path::PathBuf {
     std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .join("../../datasets/lora-json-extract/train.jsonl")
@@ -67,21 +91,7 @@ fn a_qlora_run_leaves_a_self_describing_folder_and_an_adapter_chat_can_use() {
     );
     assert_eq!(train::list(&ws).unwrap().len(), 1);
 
-    let cache = ModelCache::default();
-    let request = ChatRequest {
-        model: tunelab_api::DEFAULT_MODEL.into(),
-        adapter: Some("first".into()),
-        messages: vec![ChatMessage {
-            role: ChatRole::User,
-            content: "One pizza please".into(),
-        }],
-        params: GenerationParams {
-            temperature: 0.0,
-            max_tokens: 8,
-            ..Default::default()
-        },
-    };
-    let answer = chat::chat(&ws, &cache, &request, &AtomicBool::new(false), &mut |_| {}).unwrap();
+    let answer = ask_run(&ws, "first", "One pizza please", 8);
     assert!(
         answer.generated_tokens > 0,
         "the model answers with the adapter attached"
@@ -125,21 +135,7 @@ fn a_soft_prompt_run_saves_peft_prompt_tuning_and_chat_answers_through_it() {
     let (shown, _) = train::show(&run_dir).unwrap();
     assert_eq!(shown.method, Method::SoftPrompt);
 
-    let request = ChatRequest {
-        model: tunelab_api::DEFAULT_MODEL.into(),
-        adapter: Some("soft".into()),
-        messages: vec![ChatMessage {
-            role: ChatRole::User,
-            content: "One pizza please".into(),
-        }],
-        params: GenerationParams {
-            temperature: 0.0,
-            max_tokens: 6,
-            ..Default::default()
-        },
-    };
-    let cache = ModelCache::default();
-    let answer = chat::chat(&ws, &cache, &request, &AtomicBool::new(false), &mut |_| {}).unwrap();
+    let answer = ask_run(&ws, "soft", "One pizza please", 6);
     assert!(
         answer.generated_tokens > 0,
         "chat answers with the soft prompt"
@@ -177,21 +173,7 @@ fn a_full_fine_tuning_run_leaves_a_model_folder_that_chat_answers_with() {
             "artifact/{file}"
         );
     }
-    let request = ChatRequest {
-        model: tunelab_api::DEFAULT_MODEL.into(),
-        adapter: Some("full".into()),
-        messages: vec![ChatMessage {
-            role: ChatRole::User,
-            content: "What is the capital of France?".into(),
-        }],
-        params: GenerationParams {
-            temperature: 0.0,
-            max_tokens: 8,
-            ..Default::default()
-        },
-    };
-    let cache = ModelCache::default();
-    let answer = chat::chat(&ws, &cache, &request, &AtomicBool::new(false), &mut |_| {}).unwrap();
+    let answer = ask_run(&ws, "full", "What is the capital of France?", 8);
     assert!(
         answer.text.contains("Paris"),
         "one small step keeps the model's knowledge: {}",

@@ -53,6 +53,38 @@ pub fn f32_model() -> &'static LoadedModel {
     MODEL.get_or_init(|| load_default(Precision::F32))
 }
 
+/// Question/answer pairs through `model`'s chat template, the loss on the answers only (each
+/// closed with `<|im_end|>`); example `i` is on line `i + 1`.
+pub fn chat_examples(
+    model: &LoadedModel,
+    pairs: &[(&str, &str)],
+) -> Vec<tunelab_train::data::TokenizedExample> {
+    pairs
+        .iter()
+        .enumerate()
+        .map(|(i, (q, a))| {
+            let prompt = model.render_chat(&[Message::new("user", *q)]).unwrap();
+            let p = model.tokenizer.encode(&prompt, false).unwrap();
+            let r = model
+                .tokenizer
+                .encode(&format!("{a}<|im_end|>"), false)
+                .unwrap();
+            let ids: Vec<u32> = p.iter().chain(&r).copied().collect();
+            let labels = p
+                .iter()
+                .map(|_| -100i64)
+                .chain(r.iter().map(|t| *t as i64))
+                .collect();
+            tunelab_train::data::TokenizedExample {
+                line: i + 1,
+                full_len: ids.len(),
+                ids,
+                labels,
+            }
+        })
+        .collect()
+}
+
 /// Writes `text` to `name` in `dir`.
 pub fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
     let path = dir.join(name);

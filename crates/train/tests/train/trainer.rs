@@ -52,32 +52,7 @@ fn examples() -> Vec<TokenizedExample> {
             "{\"intent\":\"complaint\",\"items\":[\"soup\"]}",
         ),
     ];
-    pairs
-        .iter()
-        .enumerate()
-        .map(|(i, (q, a))| {
-            let prompt = m
-                .render_chat(&[tunelab_engine::Message::new("user", *q)])
-                .unwrap();
-            let p = m.tokenizer.encode(&prompt, false).unwrap();
-            let r = m
-                .tokenizer
-                .encode(&format!("{a}<|im_end|>"), false)
-                .unwrap();
-            let ids: Vec<u32> = p.iter().chain(&r).copied().collect();
-            let labels = p
-                .iter()
-                .map(|_| -100i64)
-                .chain(r.iter().map(|t| *t as i64))
-                .collect();
-            TokenizedExample {
-                line: i + 1,
-                full_len: ids.len(),
-                ids,
-                labels,
-            }
-        })
-        .collect()
+    crate::chat_examples(m, &pairs)
 }
 
 fn run(
