@@ -17,6 +17,17 @@ impl ProgressSink for Count {
     fn eval(&mut self, _: &EvalMetrics) {}
 }
 
+/// Runs `config` to the end in the run folder `name`.
+fn run_named(
+    ws: &tunelab_api::Workspace,
+    config: &RunConfig,
+    name: &str,
+) -> (std::path::PathBuf, train::RunSummary) {
+    let run_dir = ws.runs_dir().join(name);
+    let summary = train::run(ws, config, &run_dir, &mut Count(0), &AtomicBool::new(false)).unwrap();
+    (run_dir, summary)
+}
+
 /// Greedy answer of the default model with the run `adapter`'s result to one user message.
 fn ask_run(
     ws: &tunelab_api::Workspace,
@@ -115,15 +126,7 @@ fn a_soft_prompt_run_saves_peft_prompt_tuning_and_chat_answers_through_it() {
     config.train.max_steps = 2;
     config.train.batch_size = 1;
     config.soft_prompt.num_virtual_tokens = 6;
-    let run_dir = ws.runs_dir().join("soft");
-    let summary = train::run(
-        &ws,
-        &config,
-        &run_dir,
-        &mut Count(0),
-        &AtomicBool::new(false),
-    )
-    .unwrap();
+    let (run_dir, summary) = run_named(&ws, &config, "soft");
     assert_eq!(summary.status, "completed");
     assert_eq!(summary.trainable_parameters, 6 * 576);
     let saved: serde_json::Value = serde_json::from_str(
@@ -152,15 +155,7 @@ fn a_full_fine_tuning_run_leaves_a_model_folder_that_chat_answers_with() {
     };
     config.train.max_steps = 1;
     config.train.batch_size = 1;
-    let run_dir = ws.runs_dir().join("full");
-    let summary = train::run(
-        &ws,
-        &config,
-        &run_dir,
-        &mut Count(0),
-        &AtomicBool::new(false),
-    )
-    .unwrap();
+    let (run_dir, summary) = run_named(&ws, &config, "full");
     assert_eq!(summary.status, "completed");
     for file in [
         "config.json",
@@ -199,15 +194,7 @@ fn a_1m_model_pretrained_briefly_ends_far_below_chance_and_reloads() {
     config.train.batch_size = 8;
     config.train.lr = 3e-3;
     config.train.eval_every = 0;
-    let run_dir = ws.runs_dir().join("pretrain");
-    let summary = train::run(
-        &ws,
-        &config,
-        &run_dir,
-        &mut Count(0),
-        &AtomicBool::new(false),
-    )
-    .unwrap();
+    let (run_dir, summary) = run_named(&ws, &config, "pretrain");
     assert_eq!(summary.status, "completed");
     assert_eq!(summary.tokens_seen, 120 * 8 * 128);
     let model = tunelab_engine::load(
@@ -254,15 +241,7 @@ fn continued_pretraining_packs_plain_text_for_an_existing_model() {
     config.pretrain.from_scratch = false;
     config.train.max_steps = 1;
     config.train.batch_size = 2;
-    let run_dir = ws.runs_dir().join("continued");
-    let summary = train::run(
-        &ws,
-        &config,
-        &run_dir,
-        &mut Count(0),
-        &AtomicBool::new(false),
-    )
-    .unwrap();
+    let (run_dir, summary) = run_named(&ws, &config, "continued");
     assert_eq!(summary.status, "completed");
     assert_eq!(
         summary.tokens_seen,
