@@ -3,6 +3,7 @@
 //! templates from them, computes logits with one transformer implementation whose weights are
 //! addressed by Hugging Face names, and generates text with streaming and sampling controls.
 
+pub mod bert;
 pub mod checkpoint;
 pub mod config;
 pub mod error;

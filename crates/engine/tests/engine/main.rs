@@ -3,6 +3,7 @@
 //! (run by the setup script); the tests fail with that hint if it is empty.
 
 mod bad_input;
+mod embeddings;
 mod formats;
 mod generation;
 mod parity;

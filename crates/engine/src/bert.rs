@@ -1,0 +1,543 @@
+//! Sentence embeddings from BERT-family encoders (all-MiniLM-L6-v2 and other Hugging Face
+//! sentence-transformers folders): the encoder, the pooling the folder asks for, and L2
+//! normalisation. Inference only; texts are sorted by length and batched so padding stays small.
+
+use std::path::{Path, PathBuf};
+
+use candle_core::{DType, Device, Module, Tensor, D};
+use candle_nn::ops::softmax_last_dim;
+use serde::Deserialize;
+
+use crate::error::{EngineError, Result};
+
+/// How token vectors become one sentence vector (sentence-transformers' `1_Pooling/config.json`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Pooling {
+    /// The average of the token vectors, padding excluded.
+    Mean,
+    /// The first token's vector ([CLS]).
+    Cls,
+}
+
+#[derive(Debug, Deserialize)]
+struct BertConfig {
+    hidden_size: usize,
+    num_attention_heads: usize,
+    num_hidden_layers: usize,
+    #[serde(default = "default_eps")]
+    layer_norm_eps: f64,
+    max_position_embeddings: usize,
+    #[serde(default)]
+    hidden_act: Option<String>,
+    #[serde(default)]
+    model_type: Option<String>,
+}
+
+fn default_eps() -> f64 {
+    1e-12
+}
+
+#[derive(Debug, Deserialize)]
+struct PoolingConfig {
+    #[serde(default)]
+    pooling_mode_cls_token: bool,
+    #[serde(default)]
+    pooling_mode_mean_tokens: bool,
+}
+
+#[derive(Debug, Deserialize)]
+struct SentenceBertConfig {
+    max_seq_length: Option<usize>,
+}
+
+struct Linear {
+    weight_t: Tensor,
+    bias: Tensor,
+}
+
+impl Linear {
+    fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        let (b, t, d) = x.dims3()?;
+        let y = x.reshape((b * t, d))?.matmul(&self.weight_t)?;
+        let y = y.broadcast_add(&self.bias)?;
+        y.reshape((b, t, ()))
+    }
+}
+
+struct LayerNorm {
+    weight: Tensor,
+    bias: Tensor,
+    eps: f32,
+}
+
+impl Module for LayerNorm {
+    fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        candle_nn::ops::layer_norm(x, &self.weight, &self.bias, self.eps)
+    }
+}
+
+struct Layer {
+    qkv: Linear,
+    attn_out: Linear,
+    attn_norm: LayerNorm,
+    up: Linear,
+    down: Linear,
+    out_norm: LayerNorm,
+}
+
+/// A loaded sentence encoder.
+pub struct SentenceEncoder {
+    folder: PathBuf,
+    tokenizer: tokenizers::Tokenizer,
+    word: Tensor,
+    position: Tensor,
+    token_type: Tensor,
+    embed_norm: LayerNorm,
+    layers: Vec<Layer>,
+    heads: usize,
+    hidden: usize,
+    max_tokens: usize,
+    pooling: Pooling,
+    device: Device,
+}
+
+/// Texts per forward pass. Larger batches reuse the weights better; 32 keeps the attention
+/// scores small even for 256-token chunks.
+pub const BATCH: usize = 32;
+
+impl SentenceEncoder {
+    /// Loads a sentence-transformers folder (config.json, model.safetensors, tokenizer.json and,
+    /// when present, 1_Pooling/config.json and sentence_bert_config.json).
+    pub fn load(folder: &Path, device: &Device) -> Result<Self> {
+        let config_path = folder.join("config.json");
+        let text = std::fs::read_to_string(&config_path)
+            .map_err(|e| EngineError::io(&config_path, e))?;
+        let config: BertConfig = serde_json::from_str(&text)
+            .map_err(|e| EngineError::format(&config_path, "config.json", e.to_string()))?;
+        if let Some(kind) = &config.model_type {
+            if kind != "bert" {
+                return Err(EngineError::UnsupportedArchitecture {
+                    path: config_path,
+                    architecture: kind.clone(),
+                    supported: "bert (sentence-transformers encoders)",
+                });
+            }
+        }
+        if let Some(act) = &config.hidden_act {
+            if act != "gelu" {
+                return Err(EngineError::config(
+                    &config_path,
+                    "hidden_act",
+                    format!("is `{act}`; only `gelu` encoders are supported"),
+                ));
+            }
+        }
+        if config.num_attention_heads == 0 || config.hidden_size % config.num_attention_heads != 0
+        {
+            return Err(EngineError::config(
+                &config_path,
+                "num_attention_heads",
+                "must divide hidden_size",
+            ));
+        }
+
+        let pooling = read_pooling(folder)?;
+        let max_tokens = read_max_tokens(folder)?.unwrap_or(256).min(config.max_position_embeddings);
+
+        let tokenizer_path = folder.join("tokenizer.json");
+        if !tokenizer_path.exists() {
+            return Err(EngineError::Missing {
+                path: folder.to_path_buf(),
+                what: "tokenizer.json".into(),
+            });
+        }
+        let mut tokenizer = tokenizers::Tokenizer::from_file(&tokenizer_path)
+            .map_err(|e| EngineError::format(&tokenizer_path, "tokenizer.json", e.to_string()))?;
+        tokenizer.with_padding(None);
+        tokenizer
+            .with_truncation(Some(tokenizers::TruncationParams {
+                max_length: max_tokens,
+                ..Default::default()
+            }))
+            .map_err(|e| EngineError::Tokenizer(e.to_string()))?;
+
+        let weights_path = folder.join("model.safetensors");
+        if !weights_path.exists() {
+            return Err(EngineError::Missing {
+                path: folder.to_path_buf(),
+                what: "model.safetensors".into(),
+            });
+        }
+        let tensors = candle_core::safetensors::load(&weights_path, device)
+            .map_err(|e| EngineError::format(&weights_path, "safetensors", e.to_string()))?;
+        // Some exports keep the `bert.` prefix of a BertForX model.
+        let prefix = if tensors.contains_key("bert.embeddings.word_embeddings.weight") {
+            "bert."
+        } else {
+            ""
+        };
+        let get = |name: &str| -> Result<Tensor> {
+            let key = format!("{prefix}{name}");
+            let t = tensors.get(&key).ok_or_else(|| EngineError::Missing {
+                path: weights_path.clone(),
+                what: format!("tensor `{key}`"),
+            })?;
+            Ok(t.to_dtype(DType::F32)?)
+        };
+        let eps = config.layer_norm_eps as f32;
+        let norm = |name: &str| -> Result<LayerNorm> {
+            Ok(LayerNorm {
+                weight: get(&format!("{name}.weight"))?,
+                bias: get(&format!("{name}.bias"))?,
+                eps,
+            })
+        };
+        let linear = |name: &str| -> Result<Linear> {
+            Ok(Linear {
+                weight_t: get(&format!("{name}.weight"))?.t()?.contiguous()?,
+                bias: get(&format!("{name}.bias"))?,
+            })
+        };
+        let mut layers = Vec::with_capacity(config.num_hidden_layers);
+        for i in 0..config.num_hidden_layers {
+            let p = format!("encoder.layer.{i}");
+            // Query, key and value in one matrix: one matmul instead of three.
+            let names = ["query", "key", "value"].map(|n| format!("{p}.attention.self.{n}"));
+            let weight = Tensor::cat(
+                &[
+                    get(&format!("{}.weight", names[0]))?,
+                    get(&format!("{}.weight", names[1]))?,
+                    get(&format!("{}.weight", names[2]))?,
+                ],
+                0,
+            )?;
+            let bias = Tensor::cat(
+                &[
+                    get(&format!("{}.bias", names[0]))?,
+                    get(&format!("{}.bias", names[1]))?,
+                    get(&format!("{}.bias", names[2]))?,
+                ],
+                0,
+            )?;
+            // The attention scale 1/√head_dim is folded into the query weights once, here.
+            let head_dim = config.hidden_size / config.num_attention_heads;
+            let scale = 1.0 / (head_dim as f64).sqrt();
+            let hidden = config.hidden_size;
+            let scale_rows = Tensor::cat(
+                &[
+                    Tensor::full(scale as f32, hidden, device)?,
+                    Tensor::ones(2 * hidden, DType::F32, device)?,
+                ],
+                0,
+            )?;
+            let weight = weight.broadcast_mul(&scale_rows.unsqueeze(1)?)?;
+            let bias = bias.mul(&scale_rows)?;
+            layers.push(Layer {
+                qkv: Linear {
+                    weight_t: weight.t()?.contiguous()?,
+                    bias,
+                },
+                attn_out: linear(&format!("{p}.attention.output.dense"))?,
+                attn_norm: norm(&format!("{p}.attention.output.LayerNorm"))?,
+                up: linear(&format!("{p}.intermediate.dense"))?,
+                down: linear(&format!("{p}.output.dense"))?,
+                out_norm: norm(&format!("{p}.output.LayerNorm"))?,
+            });
+        }
+        Ok(Self {
+            folder: folder.to_path_buf(),
+            tokenizer,
+            word: get("embeddings.word_embeddings.weight")?,
+            position: get("embeddings.position_embeddings.weight")?,
+            token_type: get("embeddings.token_type_embeddings.weight")?,
+            embed_norm: norm("embeddings.LayerNorm")?,
+            layers,
+            heads: config.num_attention_heads,
+            hidden: config.hidden_size,
+            max_tokens,
+            pooling,
+            device: device.clone(),
+        })
+    }
+
+    /// The length of every embedding.
+    pub fn dimension(&self) -> usize {
+        self.hidden
+    }
+
+    /// Texts longer than this many tokens are cut (the model's own limit).
+    pub fn max_tokens(&self) -> usize {
+        self.max_tokens
+    }
+
+    pub fn pooling(&self) -> Pooling {
+        self.pooling
+    }
+
+    pub fn folder(&self) -> &Path {
+        &self.folder
+    }
+
+    pub fn tokenizer(&self) -> &tokenizers::Tokenizer {
+        &self.tokenizer
+    }
+
+    /// Token ids the encoder sees for `text`, [CLS] and [SEP] included.
+    pub fn token_ids(&self, text: &str) -> Result<Vec<u32>> {
+        let enc = self
+            .tokenizer
+            .encode(text, true)
+            .map_err(|e| EngineError::Tokenizer(e.to_string()))?;
+        Ok(enc.get_ids().to_vec())
+    }
+
+    /// Unit-length embeddings of `texts`, in the order given.
+    pub fn embed(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>> {
+        let mut ids = Vec::with_capacity(texts.len());
+        for text in texts {
+            ids.push(self.token_ids(text)?);
+        }
+        // Similar lengths share a batch, so little compute goes to padding.
+        let mut order: Vec<usize> = (0..texts.len()).collect();
+        order.sort_by_key(|&i| ids[i].len());
+        let mut out = vec![Vec::new(); texts.len()];
+        for group in order.chunks(BATCH) {
+            let batch: Vec<&[u32]> = group.iter().map(|&i| ids[i].as_slice()).collect();
+            let vectors = self.embed_ids(&batch)?;
+            for (&i, v) in group.iter().zip(vectors) {
+                out[i] = v;
+            }
+        }
+        Ok(out)
+    }
+
+    /// Embeddings for already tokenized texts, one forward pass.
+    pub fn embed_ids(&self, batch: &[&[u32]]) -> Result<Vec<Vec<f32>>> {
+        if batch.is_empty() {
+            return Ok(Vec::new());
+        }
+        let b = batch.len();
+        let t = batch.iter().map(|ids| ids.len()).max().unwrap_or(1).max(1);
+        let mut flat = Vec::with_capacity(b * t);
+        let mut mask = Vec::with_capacity(b * t);
+        for ids in batch {
+            flat.extend_from_slice(ids);
+            flat.extend(std::iter::repeat_n(0u32, t - ids.len()));
+            mask.extend(std::iter::repeat_n(1f32, ids.len()));
+            mask.extend(std::iter::repeat_n(0f32, t - ids.len()));
+        }
+        let ids = Tensor::from_vec(flat, (b, t), &self.device)?;
+        let mask = Tensor::from_vec(mask, (b, t), &self.device)?;
+        let hidden = self.forward(&ids, &mask)?;
+        let pooled = match self.pooling {
+            Pooling::Cls => hidden.narrow(1, 0, 1)?.squeeze(1)?,
+            Pooling::Mean => {
+                let m = mask.unsqueeze(2)?;
+                let sum = hidden.broadcast_mul(&m)?.sum(1)?;
+                let count = m.sum(1)?.clamp(1e-9, f32::MAX)?;
+                sum.broadcast_div(&count)?
+            }
+        };
+        let norm = pooled
+            .sqr()?
+            .sum_keepdim(D::Minus1)?
+            .sqrt()?
+            .clamp(1e-12, f32::MAX)?;
+        let unit = pooled.broadcast_div(&norm)?;
+        Ok(unit.to_vec2::<f32>()?)
+    }
+
+    fn forward(&self, ids: &Tensor, mask: &Tensor) -> Result<Tensor> {
+        let (b, t) = ids.dims2()?;
+        let words = self.word.index_select(&ids.flatten_all()?, 0)?.reshape((b, t, ()))?;
+        let positions = self.position.narrow(0, 0, t)?;
+        let types = self.token_type.narrow(0, 0, 1)?;
+        let x = words.broadcast_add(&positions)?.broadcast_add(&types)?;
+        let mut x = self.embed_norm.forward(&x)?;
+
+        let head_dim = self.hidden / self.heads;
+        let lengths: Vec<usize> = mask
+            .sum(1)?
+            .to_vec1::<f32>()?
+            .into_iter()
+            .map(|n| n.round() as usize)
+            .collect();
+        // 0 for real tokens, a large negative number for padding: (b, 1, 1, t); only the
+        // tensor path (GPUs) needs it.
+        let bias = if self.device.is_cpu() {
+            None
+        } else {
+            Some(((mask.affine(1.0, -1.0)?) * 1e9)?.reshape((b, 1, 1, t))?)
+        };
+        for layer in &self.layers {
+            let qkv = layer.qkv.forward(&x)?;
+            let ctx = match &bias {
+                None => cpu_attention(&qkv, &lengths, self.heads)?,
+                Some(bias) => {
+                    let split = |i: usize| -> candle_core::Result<Tensor> {
+                        qkv.narrow(2, i * self.hidden, self.hidden)?
+                            .reshape((b, t, self.heads, head_dim))?
+                            .transpose(1, 2)?
+                            .contiguous()
+                    };
+                    let (q, k, v) = (split(0)?, split(1)?, split(2)?);
+                    let scores = q.matmul(&k.t()?)?.broadcast_add(bias)?;
+                    softmax_last_dim(&scores)?
+                        .matmul(&v)?
+                        .transpose(1, 2)?
+                        .reshape((b, t, self.hidden))?
+                }
+            };
+            let attn = layer.attn_out.forward(&ctx)?;
+            x = layer.attn_norm.forward(&(attn + &x)?)?;
+            let up = gelu_erf(&layer.up.forward(&x)?)?;
+            let down = layer.down.forward(&up)?;
+            x = layer.out_norm.forward(&(down + &x)?)?;
+        }
+        Ok(x)
+    }
+}
+
+/// Self-attention straight from the fused (b, t, 3·hidden) query/key/value rows, one batch
+/// row per task: each sentence attends only over its own tokens, so padding needs no mask, and
+/// nothing is transposed or copied into per-head tensors. Queries arrive pre-scaled.
+fn cpu_attention(qkv: &Tensor, lengths: &[usize], heads: usize) -> Result<Tensor> {
+    use rayon::prelude::*;
+    let (b, t, three) = qkv.dims3()?;
+    let hidden = three / 3;
+    let hd = hidden / heads;
+    let qkv = qkv.contiguous()?;
+    let (storage, layout) = qkv.storage_and_layout();
+    let candle_core::Storage::Cpu(cpu) = &*storage else {
+        return Err(EngineError::InvalidRequest("cpu_attention needs a CPU tensor".into()));
+    };
+    let all = cpu.as_slice::<f32>()?;
+    let (start, end) = layout
+        .contiguous_offsets()
+        .ok_or_else(|| EngineError::InvalidRequest("qkv is not contiguous".into()))?;
+    let data = &all[start..end];
+    let mut out = vec![0f32; b * t * hidden];
+    out.par_chunks_mut(t * hidden)
+        .zip(data.par_chunks(t * three))
+        .zip(lengths.par_iter())
+        .for_each(|((out, rows), &len)| {
+            let mut scores = vec![0f32; len];
+            for h in 0..heads {
+                let (qo, ko, vo) = (h * hd, hidden + h * hd, 2 * hidden + h * hd);
+                for r in 0..len {
+                    let q = &rows[r * three + qo..r * three + qo + hd];
+                    let mut max = f32::NEG_INFINITY;
+                    for (c, s) in scores.iter_mut().enumerate() {
+                        let k = &rows[c * three + ko..c * three + ko + hd];
+                        *s = q.iter().zip(k).map(|(a, b)| a * b).sum::<f32>();
+                        max = max.max(*s);
+                    }
+                    let mut total = 0f32;
+                    for s in scores.iter_mut() {
+                        *s = (*s - max).exp();
+                        total += *s;
+                    }
+                    let o = &mut out[r * hidden + h * hd..r * hidden + (h + 1) * hd];
+                    for (c, s) in scores.iter().enumerate() {
+                        let p = s / total;
+                        let v = &rows[c * three + vo..c * three + vo + hd];
+                        for (o, v) in o.iter_mut().zip(v) {
+                            *o += p * v;
+                        }
+                    }
+                }
+            }
+        });
+    drop(storage);
+    Ok(Tensor::from_vec(out, (b, t, hidden), qkv.device())?)
+}
+
+/// GELU with the error function, as BERT defines it: x/2 (1 + erf(x/√2)). erf uses
+/// Abramowitz and Stegun's formula 7.1.26 (absolute error under 1.5e-7), which is far cheaper
+/// than a libm call per element and runs over the buffer in parallel.
+fn gelu_erf(x: &Tensor) -> Result<Tensor> {
+    use rayon::prelude::*;
+    if !x.device().is_cpu() {
+        return Ok(x.gelu_erf()?);
+    }
+    let shape = x.shape().clone();
+    let mut values = x.flatten_all()?.to_vec1::<f32>()?;
+    values.par_chunks_mut(4096).for_each(|chunk| {
+        for v in chunk {
+            *v = 0.5 * *v * (1.0 + erf(*v * std::f32::consts::FRAC_1_SQRT_2));
+        }
+    });
+    Ok(Tensor::from_vec(values, shape, x.device())?)
+}
+
+fn erf(x: f32) -> f32 {
+    const P: f32 = 0.327_591_1;
+    const A: [f32; 5] = [0.254_829_6, -0.284_496_74, 1.421_413_7, -1.453_152_1, 1.061_405_4];
+    let sign = x.signum();
+    let x = x.abs();
+    let t = 1.0 / (1.0 + P * x);
+    let poly = t * (A[0] + t * (A[1] + t * (A[2] + t * (A[3] + t * A[4]))));
+    sign * (1.0 - poly * (-x * x).exp())
+}
+
+fn read_pooling(folder: &Path) -> Result<Pooling> {
+    let path = folder.join("1_Pooling").join("config.json");
+    if !path.exists() {
+        return Ok(Pooling::Mean);
+    }
+    let text = std::fs::read_to_string(&path).map_err(|e| EngineError::io(&path, e))?;
+    let config: PoolingConfig = serde_json::from_str(&text)
+        .map_err(|e| EngineError::format(&path, "pooling config", e.to_string()))?;
+    match (config.pooling_mode_mean_tokens, config.pooling_mode_cls_token) {
+        (true, false) => Ok(Pooling::Mean),
+        (false, true) => Ok(Pooling::Cls),
+        _ => Err(EngineError::config(
+            &path,
+            "pooling_mode_*",
+            "only mean pooling or [CLS] pooling (exactly one) is supported",
+        )),
+    }
+}
+
+fn read_max_tokens(folder: &Path) -> Result<Option<usize>> {
+    let path = folder.join("sentence_bert_config.json");
+    if !path.exists() {
+        return Ok(None);
+    }
+    let text = std::fs::read_to_string(&path).map_err(|e| EngineError::io(&path, e))?;
+    let config: SentenceBertConfig = serde_json::from_str(&text)
+        .map_err(|e| EngineError::format(&path, "sentence_bert_config.json", e.to_string()))?;
+    Ok(config.max_seq_length)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn erf_is_within_two_parts_in_ten_million() {
+        // Reference values of erf from tables.
+        for (x, want) in [
+            (0.0f32, 0.0f32),
+            (0.1, 0.112_462_92),
+            (0.5, 0.520_499_9),
+            (1.0, 0.842_700_8),
+            (1.5, 0.966_105_16),
+            (2.0, 0.995_322_3),
+            (3.0, 0.999_977_9),
+            (-1.0, -0.842_700_8),
+        ] {
+            assert!((super::erf(x) - want).abs() < 2e-7, "erf({x}) = {}", super::erf(x));
+        }
+    }
+}
+
+/// True when `folder` looks like a BERT sentence encoder rather than a causal language model.
+pub fn is_sentence_encoder(folder: &Path) -> bool {
+    let Ok(text) = std::fs::read_to_string(folder.join("config.json")) else {
+        return false;
+    };
+    serde_json::from_str::<serde_json::Value>(&text)
+        .ok()
+        .and_then(|v| v.get("model_type").and_then(|m| m.as_str()).map(|m| m == "bert"))
+        .unwrap_or(false)
+}
