@@ -184,6 +184,18 @@ pub struct KnowledgeStore {
     runtime: tokio::runtime::Runtime,
     db: lancedb::Connection,
     ann_threshold: usize,
+    /// Open tables by name. Handles see this process's writes at once and other processes'
+    /// within a second (the connection's read consistency interval).
+    tables: std::sync::Mutex<HashMap<String, Table>>,
+}
+
+/// What a knowledge base was built with, from its table's schema metadata alone (no scan).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Settings {
+    pub embedder: String,
+    pub dimension: usize,
+    pub chunking: ChunkOptions,
+    pub created_unix: i64,
 }
 
 /// A chunk whose vector was computed elsewhere (an import, a benchmark's synthetic corpus).
@@ -297,14 +309,18 @@ impl KnowledgeStore {
     pub fn open(root: &Path) -> Result<Self> {
         std::fs::create_dir_all(root).map_err(|e| KnowledgeError::io(root, e))?;
         let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
+            .worker_threads(1)
             .enable_all()
             .thread_name("tunelab-lancedb")
             .build()
             .map_err(|e| KnowledgeError::io(root, e))?;
         let uri = root.to_string_lossy().to_string();
         let db = runtime
-            .block_on(lancedb::connect(&uri).execute())
+            .block_on(
+                lancedb::connect(&uri)
+                    .read_consistency_interval(std::time::Duration::from_secs(1))
+                    .execute(),
+            )
             .map_err(|e| KnowledgeError::Store {
                 path: root.to_path_buf(),
                 message: e.to_string(),
@@ -314,6 +330,7 @@ impl KnowledgeStore {
             runtime,
             db,
             ann_threshold: ANN_THRESHOLD,
+            tables: std::sync::Mutex::new(HashMap::new()),
         })
     }
 
@@ -342,12 +359,28 @@ impl KnowledgeStore {
 
     fn table(&self, name: &str) -> Result<Table> {
         validate_name(name)?;
+        let mut tables = self.tables.lock().map_err(|_| KnowledgeError::Store {
+            path: self.root.clone(),
+            message: "table cache poisoned".into(),
+        })?;
+        if let Some(table) = tables.get(name) {
+            return Ok(table.clone());
+        }
         if !self.names()?.iter().any(|n| n == name) {
             return Err(KnowledgeError::NotFound(name.to_string()));
         }
-        self.runtime
+        let table = self
+            .runtime
             .block_on(self.db.open_table(name).execute())
-            .map_err(|e| self.store_error(name, e))
+            .map_err(|e| self.store_error(name, e))?;
+        tables.insert(name.to_string(), table.clone());
+        Ok(table)
+    }
+
+    fn forget(&self, name: &str) {
+        if let Ok(mut tables) = self.tables.lock() {
+            tables.remove(name);
+        }
     }
 
     /// Every knowledge base, by name.
@@ -383,32 +416,52 @@ impl KnowledgeStore {
     /// Deletes a knowledge base and its files.
     pub fn remove(&self, name: &str) -> Result<()> {
         self.table(name)?;
+        self.forget(name);
         self.runtime
             .block_on(self.db.drop_table(name, &[]))
             .map_err(|e| self.store_error(name, e))
     }
 
+    /// What a knowledge base was built with (schema metadata only: cheap).
+    pub fn settings(&self, name: &str) -> Result<Settings> {
+        let table = self.table(name)?;
+        let schema = self
+            .runtime
+            .block_on(table.schema())
+            .map_err(|e| self.store_error(name, e))?;
+        let meta = schema.metadata();
+        let path = self.root.join(format!("{name}.lance"));
+        let get = |key: &str| -> Result<String> {
+            meta.get(key).cloned().ok_or_else(|| KnowledgeError::Store {
+                path: path.clone(),
+                message: format!(
+                    "this table was not made by Tunelab (no `{key}` in its schema metadata)"
+                ),
+            })
+        };
+        let number = |key: &str| -> Result<usize> {
+            let text = get(key)?;
+            text.parse().map_err(|_| KnowledgeError::Store {
+                path: path.clone(),
+                message: format!("schema metadata `{key}` is `{text}`, not a number"),
+            })
+        };
+        Ok(Settings {
+            embedder: get(META_EMBEDDER)?,
+            dimension: number(META_DIMENSION)?,
+            chunking: ChunkOptions {
+                size: number(META_CHUNK_SIZE)?,
+                overlap: number(META_CHUNK_OVERLAP)?,
+            },
+            created_unix: get(META_CREATED)?.parse().unwrap_or(0),
+        })
+    }
+
     /// The settings and size of one knowledge base.
     pub fn info(&self, name: &str) -> Result<KnowledgeBaseInfo> {
+        let settings = self.settings(name)?;
         let table = self.table(name)?;
         self.runtime.block_on(async {
-            let schema = table.schema().await.map_err(|e| self.store_error(name, e))?;
-            let meta = schema.metadata();
-            let get = |key: &str| -> Result<String> {
-                meta.get(key).cloned().ok_or_else(|| KnowledgeError::Store {
-                    path: self.root.join(format!("{name}.lance")),
-                    message: format!(
-                        "this table was not made by Tunelab (no `{key}` in its schema metadata)"
-                    ),
-                })
-            };
-            let number = |key: &str| -> Result<usize> {
-                let text = get(key)?;
-                text.parse().map_err(|_| KnowledgeError::Store {
-                    path: self.root.join(format!("{name}.lance")),
-                    message: format!("schema metadata `{key}` is `{text}`, not a number"),
-                })
-            };
             let chunks = table
                 .count_rows(None)
                 .await
@@ -421,13 +474,10 @@ impl KnowledgeStore {
             let documents = self.sources_of(&table, name).await?.len();
             Ok(KnowledgeBaseInfo {
                 name: name.to_string(),
-                embedder: get(META_EMBEDDER)?,
-                dimension: number(META_DIMENSION)?,
-                chunking: ChunkOptions {
-                    size: number(META_CHUNK_SIZE)?,
-                    overlap: number(META_CHUNK_OVERLAP)?,
-                },
-                created_unix: get(META_CREATED)?.parse().unwrap_or(0),
+                embedder: settings.embedder,
+                dimension: settings.dimension,
+                chunking: settings.chunking,
+                created_unix: settings.created_unix,
                 chunks,
                 documents,
                 vector_index,
@@ -436,10 +486,11 @@ impl KnowledgeStore {
     }
 
     /// Refuses an embedder other than the one the knowledge base was built with.
-    pub fn check_embedder(&self, info: &KnowledgeBaseInfo, embedder: &Embedder) -> Result<()> {
+    pub fn check_embedder(&self, name: &str, settings: &Settings, embedder: &Embedder) -> Result<()> {
+        let info = settings;
         if info.embedder != embedder.name() || info.dimension != embedder.dimension() {
             return Err(KnowledgeError::EmbedderMismatch {
-                kb: info.name.clone(),
+                kb: name.to_string(),
                 recorded: info.embedder.clone(),
                 recorded_dim: info.dimension,
                 requested: embedder.name().to_string(),
@@ -513,8 +564,8 @@ impl KnowledgeStore {
         progress: &mut dyn FnMut(AddProgress),
     ) -> Result<AddReport> {
         let started = Instant::now();
-        let info = self.info(name)?;
-        self.check_embedder(&info, embedder)?;
+        let info = self.settings(name)?;
+        self.check_embedder(name, &info, embedder)?;
         let table = self.table(name)?;
         let files = collect_files(paths)?;
         let known: HashMap<String, String> = self
@@ -728,7 +779,7 @@ impl KnowledgeStore {
     /// Appends chunks that already have vectors of the knowledge base's dimension. Each
     /// source's chunks are numbered in the order given. Returns the number of rows written.
     pub fn add_embedded(&self, name: &str, chunks: Vec<EmbeddedChunk>) -> Result<usize> {
-        let info = self.info(name)?;
+        let info = self.settings(name)?;
         let table = self.table(name)?;
         if let Some(bad) = chunks.iter().position(|c| c.vector.len() != info.dimension) {
             return Err(KnowledgeError::Setting {
@@ -794,7 +845,7 @@ impl KnowledgeStore {
         self.runtime
             .block_on(table.delete(predicate.as_str()))
             .map_err(|e| self.store_error(name, e))?;
-        let dimension = self.info(name)?.dimension;
+        let dimension = self.settings(name)?.dimension;
         self.update_indexes(&table, name, dimension)?;
         Ok(n)
     }
@@ -808,11 +859,14 @@ impl KnowledgeStore {
         query: &str,
         options: &SearchOptions,
     ) -> Result<Vec<Hit>> {
-        let info = self.info(name)?;
-        self.check_embedder(&info, embedder)?;
-        let vector = embedder.embed(&[query])?.remove(0);
+        let settings = self.settings(name)?;
+        self.check_embedder(name, &settings, embedder)?;
         let table = self.table(name)?;
-        self.search_table(&table, name, query, &vector, options)
+        // The full-text search needs no vector: it runs on the store's threads while this one
+        // embeds the query.
+        let text = self.spawn_text_search(&table, query, options);
+        let vector = embedder.embed(&[query])?.remove(0);
+        self.finish_search(&table, name, query, &vector, options, text)
     }
 
     /// Search with an already embedded query (benchmarks time the two parts separately).
@@ -835,67 +889,91 @@ impl KnowledgeStore {
         vector: &[f32],
         options: &SearchOptions,
     ) -> Result<Vec<Hit>> {
+        let text = self.spawn_text_search(table, query, options);
+        self.finish_search(table, name, query, vector, options, text)
+    }
+
+    /// Starts the full-text half of a search on the store's runtime (nothing for vector mode).
+    fn spawn_text_search(
+        &self,
+        table: &Table,
+        query: &str,
+        options: &SearchOptions,
+    ) -> Option<tokio::task::JoinHandle<std::result::Result<Vec<RecordBatch>, String>>> {
+        if options.mode == SearchMode::Vector || query.trim().is_empty() {
+            return None;
+        }
+        let table = table.clone();
+        let query = query.to_string();
+        let filter = source_filter(options);
+        let depth = search_depth(options);
+        Some(self.runtime.spawn(async move {
+            let fts = FullTextSearchQuery::new(query)
+                .with_column("search_text".to_string())
+                .map_err(|e| e.to_string())?;
+            // Full-text hits bring their vector so their similarity to the query is known.
+            let mut q = table
+                .query()
+                .full_text_search(fts)
+                .select(Select::Columns(hit_columns(true)))
+                .limit(depth);
+            if let Some(f) = &filter {
+                q = q.only_if(f);
+            }
+            // The full-text index exists from the first add on; only an empty table has none.
+            match q.execute().await {
+                Ok(stream) => stream.try_collect().await.map_err(|e| e.to_string()),
+                Err(e) => match table.count_rows(None).await {
+                    Ok(0) => Ok(Vec::new()),
+                    _ => Err(e.to_string()),
+                },
+            }
+        }))
+    }
+
+    /// Runs the vector half, waits for the text half, and ranks.
+    fn finish_search(
+        &self,
+        table: &Table,
+        name: &str,
+        query: &str,
+        vector: &[f32],
+        options: &SearchOptions,
+        text: Option<tokio::task::JoinHandle<std::result::Result<Vec<RecordBatch>, String>>>,
+    ) -> Result<Vec<Hit>> {
+        let _ = query;
         let k = options.k.max(1);
-        // Hybrid fuses deeper lists than it returns, so a chunk ranked well by one side only
-        // still has a chance.
-        let depth = if options.mode == SearchMode::Hybrid {
-            (k * 4).max(20)
-        } else {
-            k
-        };
-        let filter = options.source.as_ref().map(|s| {
-            let s = s.trim_end_matches('/');
-            format!(
-                "(source = {} OR starts_with(source, {}))",
-                sql_string(s),
-                sql_string(&format!("{s}/"))
-            )
-        });
-        let columns: Vec<String> = ["id", "source", "title", "location", "text", "vector"]
-            .map(String::from)
-            .to_vec();
         let err = |e: lancedb::Error| self.store_error(name, e);
-        let (by_vector, by_text) = self.runtime.block_on(async {
-            let mut by_vector = Vec::new();
-            let mut by_text = Vec::new();
-            if options.mode != SearchMode::Text {
+        let by_vector: Vec<RecordBatch> = if options.mode == SearchMode::Text {
+            Vec::new()
+        } else {
+            self.runtime.block_on(async {
                 let mut q = table
                     .query()
                     .nearest_to(vector)
                     .map_err(err)?
                     .distance_type(DistanceType::Cosine)
-                    .select(Select::Columns(columns.clone()))
-                    .limit(depth);
-                if let Some(f) = &filter {
+                    // The hits' own vectors come along: with an IVF-PQ index the distance is
+                    // an approximation, and the similarities reported (and the relevance
+                    // floor) should be exact.
+                    .select(Select::Columns(hit_columns(true)))
+                    .limit(search_depth(options));
+                if let Some(f) = source_filter(options) {
                     q = q.only_if(f);
                 }
-                by_vector = q.execute().await.map_err(err)?.try_collect().await.map_err(err)?;
-            }
-            if options.mode != SearchMode::Vector && !query.trim().is_empty() {
-                let has_fts = table
-                    .list_indices()
-                    .await
-                    .map_err(err)?
-                    .iter()
-                    .any(|i| i.columns.iter().any(|c| c == "search_text"));
-                if has_fts {
-                    let mut q = table
-                        .query()
-                        .full_text_search(
-                            FullTextSearchQuery::new(query.to_string())
-                                .with_column("search_text".to_string())
-                                .map_err(|e| self.store_error(name, e))?,
-                        )
-                        .select(Select::Columns(columns.clone()))
-                        .limit(depth);
-                    if let Some(f) = &filter {
-                        q = q.only_if(f);
-                    }
-                    by_text = q.execute().await.map_err(err)?.try_collect().await.map_err(err)?;
-                }
-            }
-            Ok::<_, KnowledgeError>((by_vector, by_text))
-        })?;
+                let batches: Vec<RecordBatch> =
+                    q.execute().await.map_err(err)?.try_collect().await.map_err(err)?;
+                Ok::<_, KnowledgeError>(batches)
+            })?
+        };
+        let by_text = match text {
+            Some(handle) => self
+                .runtime
+                .block_on(handle)
+                .map_err(|e| self.store_error(name, e))?
+                .map_err(|e| self.store_error(name, e))?,
+            None => Vec::new(),
+        };
         let vector_hits = hits_from(&by_vector, vector, "_distance")?;
         let text_hits = hits_from(&by_text, vector, "_score")?;
         let mut hits = match options.mode {
@@ -912,6 +990,39 @@ impl KnowledgeStore {
         hits.truncate(k);
         Ok(hits)
     }
+}
+
+/// How deep each list goes: hybrid fuses deeper lists than it returns, so a chunk ranked well
+/// by one side only still has a chance.
+fn search_depth(options: &SearchOptions) -> usize {
+    let k = options.k.max(1);
+    if options.mode == SearchMode::Hybrid {
+        (k * 4).max(20)
+    } else {
+        k
+    }
+}
+
+/// The filter for `options.source`: that file, or files under that folder.
+fn source_filter(options: &SearchOptions) -> Option<String> {
+    options.source.as_ref().map(|s| {
+        let s = s.trim_end_matches('/');
+        format!(
+            "(source = {} OR starts_with(source, {}))",
+            sql_string(s),
+            sql_string(&format!("{s}/"))
+        )
+    })
+}
+
+fn hit_columns(with_vector: bool) -> Vec<String> {
+    let mut c: Vec<String> = ["id", "source", "title", "location", "text"]
+        .map(String::from)
+        .to_vec();
+    if with_vector {
+        c.push("vector".into());
+    }
+    c
 }
 
 /// Reciprocal-rank fusion: each list gives a chunk 1 / (60 + rank); sums decide the order.
@@ -948,19 +1059,27 @@ fn hits_from(batches: &[RecordBatch], query: &[f32], score_column: &str) -> Resu
         let title = column::<StringArray>(batch, "title")?;
         let location = column::<StringArray>(batch, "location")?;
         let text = column::<StringArray>(batch, "text")?;
-        let vectors = column::<FixedSizeListArray>(batch, "vector")?;
+        let vectors = batch
+            .column_by_name("vector")
+            .and_then(|c| c.as_any().downcast_ref::<FixedSizeListArray>());
         let scores = batch
             .column_by_name(score_column)
             .and_then(|c| c.as_any().downcast_ref::<Float32Array>());
         for i in 0..batch.num_rows() {
-            let v = vectors.value(i);
-            let v = v
-                .as_any()
-                .downcast_ref::<Float32Array>()
-                .map(|a| a.values().to_vec())
-                .unwrap_or_default();
-            let similarity: f32 = v.iter().zip(query).map(|(a, b)| a * b).sum();
-            let raw = scores.map(|s| s.value(i)).unwrap_or(similarity);
+            let raw = scores.map(|s| s.value(i)).unwrap_or(0.0);
+            // Cosine distance is 1 - similarity; vectors are unit length, so a dot product
+            // is the similarity.
+            let similarity = match vectors {
+                Some(vectors) => {
+                    let v = vectors.value(i);
+                    v.as_any()
+                        .downcast_ref::<Float32Array>()
+                        .map(|a| a.values().iter().zip(query).map(|(a, b)| a * b).sum())
+                        .unwrap_or(0.0)
+                }
+                None if score_column == "_distance" => 1.0 - raw,
+                None => 0.0,
+            };
             let score = if score_column == "_distance" { 1.0 - raw } else { raw };
             let loc: Location = serde_json::from_str(location.value(i)).unwrap_or_default();
             out.push(Hit {
