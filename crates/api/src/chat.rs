@@ -9,6 +9,7 @@ use std::sync::{Arc, Mutex};
 use serde::{Deserialize, Serialize};
 use ts_rs::TS;
 use tunelab_engine::{LoadedModel, Message, Precision, SamplingParams};
+use tunelab_knowledge::prompt::Citation;
 
 use crate::error::{ApiError, Result};
 use crate::models;
@@ -80,6 +81,10 @@ pub struct ChatRequest {
     #[serde(default)]
     #[ts(optional)]
     pub adapter: Option<String>,
+    /// Answer from this knowledge base, citing its sources (see `knowledge::chat_with_kb`).
+    #[serde(default)]
+    #[ts(optional)]
+    pub kb: Option<String>,
     pub messages: Vec<ChatMessage>,
     pub params: GenerationParams,
 }
@@ -121,6 +126,11 @@ pub struct ChatSummary {
     pub prefill_tokens_per_s: f64,
     pub decode_tokens_per_s: f64,
     pub stop_reason: StopReason,
+    /// With a knowledge base: the numbered sources the prompt gave the model, in order.
+    pub citations: Vec<Citation>,
+    /// With a knowledge base: whether relevant sources were found (when not, the answer says
+    /// so and no model was asked). `None` for a plain chat.
+    pub grounded: Option<bool>,
 }
 
 /// Models kept in memory between messages: the most recently used one (a home machine rarely
@@ -280,5 +290,7 @@ pub fn chat(
             tunelab_engine::StopReason::Repetition => StopReason::Repetition,
             tunelab_engine::StopReason::Cancelled => StopReason::Cancelled,
         },
+        citations: Vec::new(),
+        grounded: None,
     })
 }

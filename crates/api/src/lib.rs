@@ -8,6 +8,7 @@ pub mod chat;
 pub mod data;
 pub mod error;
 pub mod hub;
+pub mod knowledge;
 pub mod models;
 pub mod plan;
 pub mod runs;

@@ -248,7 +248,6 @@ fn check_name(name: &str) -> Result<()> {
 /// Registers a GGUF file or Hugging Face folder where it lies, after checking that it loads.
 pub fn add(ws: &Workspace, path: &Path, name: Option<&str>) -> Result<ModelEntry> {
     let path = std::fs::canonicalize(path).map_err(|e| ApiError::io(path, e))?;
-    let summary = tunelab_engine::inspect(&path)?;
     let name = name
         .map(str::to_string)
         .unwrap_or_else(|| name_from_path(&path));
@@ -260,6 +259,28 @@ pub fn add(ws: &Workspace, path: &Path, name: Option<&str>) -> Result<ModelEntry
             format!("a model named `{name}` is already registered; pass --name to choose another"),
         ));
     }
+    // A sentence-transformers folder is an embedder for knowledge bases, not a chat model.
+    if path.is_dir() && tunelab_engine::bert::is_sentence_encoder(&path) {
+        let encoder =
+            tunelab_engine::bert::SentenceEncoder::load(&path, &tunelab_engine::Device::Cpu)?;
+        let manifest = ModelManifest {
+            name: name.clone(),
+            role: ModelRole::Embedding,
+            format: ModelFormat::Hf,
+            entry: path.clone(),
+            description: format!(
+                "sentence encoder ({} dimensions, {:?} pooling) added from {}",
+                encoder.dimension(),
+                encoder.pooling(),
+                path.display()
+            ),
+            source: ModelSource::Local { path },
+        };
+        std::fs::create_dir_all(&folder).map_err(|e| ApiError::io(&folder, e))?;
+        manifest.write(&folder)?;
+        return Ok(entry_for(&manifest, &folder));
+    }
+    let summary = tunelab_engine::inspect(&path)?;
     let manifest = ModelManifest {
         name: name.clone(),
         role: ModelRole::Chat,

@@ -46,6 +46,11 @@ impl Workspace {
     pub fn runs_dir(&self) -> PathBuf {
         self.root.join("runs")
     }
+
+    /// The LanceDB database holding every knowledge base, one table each.
+    pub fn knowledge_dir(&self) -> PathBuf {
+        self.root.join("knowledge")
+    }
 }
 
 /// Writes `bytes` to `path` through a temporary file and a rename, so readers never see a

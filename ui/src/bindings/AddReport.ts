@@ -20,4 +20,12 @@ unchanged: Array<string>,
 /**
  * Files that could not be read, with the reason; nothing of theirs changed.
  */
-failed: Array<FailedFile>, chunks_added: number, chunks_removed: number, seconds: number, embed_seconds: number, };
+failed: Array<FailedFile>, chunks_added: number, chunks_removed: number, 
+/**
+ * Wall time of the whole add.
+ */
+seconds: number, 
+/**
+ * Of which embedding chunks.
+ */
+embed_seconds: number, };

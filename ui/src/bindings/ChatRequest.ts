@@ -6,4 +6,8 @@ export type ChatRequest = { model: string,
 /**
  * A trained adapter to answer with: a run id, a run folder or a PEFT adapter folder.
  */
-adapter?: string, messages: Array<ChatMessage>, params: GenerationParams, };
+adapter?: string, 
+/**
+ * Answer from this knowledge base, citing its sources (see `knowledge::chat_with_kb`).
+ */
+kb?: string, messages: Array<ChatMessage>, params: GenerationParams, };

@@ -1,0 +1,291 @@
+//! Knowledge bases (RAG): create one, add documents, search it, and answer questions from it
+//! with citations. The store is one LanceDB folder in the workspace (`knowledge/`); embedders
+//! are registered models with the `embedding` role.
+
+use std::path::PathBuf;
+use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, Mutex};
+
+use serde::{Deserialize, Serialize};
+use ts_rs::TS;
+use tunelab_knowledge::prompt::{grounded_prompt, not_covered, DEFAULT_MIN_SIMILARITY};
+pub use tunelab_knowledge::prompt::Citation;
+pub use tunelab_knowledge::{
+    AddProgress, AddReport, ChunkOptions, FailedFile, Hit, KnowledgeBaseInfo, Location,
+    SearchMode, SearchOptions, SourceInfo,
+};
+use tunelab_knowledge::{Embedder, KnowledgeError, KnowledgeStore};
+
+use crate::chat::{ChatEvent, ChatMessage, ChatRequest, ChatRole, ChatSummary, ModelCache};
+use crate::error::{ApiError, Result};
+use crate::models::{self, ModelRole};
+use crate::workspace::Workspace;
+
+/// The embedder a new knowledge base uses unless told otherwise.
+pub const DEFAULT_EMBEDDER: &str = "all-minilm-l6-v2";
+
+impl From<KnowledgeError> for ApiError {
+    fn from(err: KnowledgeError) -> Self {
+        use KnowledgeError as K;
+        let err = match err {
+            K::Engine(e) => return e.into(),
+            other => other,
+        };
+        let code = match &err {
+            K::NotFound(_) => "not_found",
+            K::Exists(_) => "exists",
+            K::InvalidName { .. } | K::Setting { .. } | K::Unsupported { .. } => "invalid_input",
+            K::EmbedderMismatch { .. } => "embedder_mismatch",
+            K::Document { .. } | K::Refused { .. } => "bad_document",
+            K::Io { source, .. } if source.kind() == std::io::ErrorKind::NotFound => "not_found",
+            K::Io { .. } => "io",
+            K::Store { .. } => "store",
+            K::Engine(_) => "internal",
+        };
+        ApiError::new(code, err.to_string())
+    }
+}
+
+/// The open store and the last embedder used, kept between calls (the app holds one).
+#[derive(Default)]
+pub struct KnowledgeCache {
+    store: Mutex<Option<(PathBuf, Arc<KnowledgeStore>)>>,
+    embedder: Mutex<Option<Arc<Embedder>>>,
+}
+
+impl KnowledgeCache {
+    pub fn store(&self, ws: &Workspace) -> Result<Arc<KnowledgeStore>> {
+        let dir = ws.knowledge_dir();
+        let mut slot = self
+            .store
+            .lock()
+            .map_err(|_| ApiError::new("internal", "knowledge cache poisoned"))?;
+        if let Some((root, store)) = slot.as_ref() {
+            if *root == dir {
+                return Ok(store.clone());
+            }
+        }
+        let store = Arc::new(KnowledgeStore::open(&dir)?);
+        *slot = Some((dir, store.clone()));
+        Ok(store)
+    }
+
+    /// The registered embedding model `name`, loaded once.
+    pub fn embedder(&self, ws: &Workspace, name: &str) -> Result<Arc<Embedder>> {
+        let mut slot = self
+            .embedder
+            .lock()
+            .map_err(|_| ApiError::new("internal", "knowledge cache poisoned"))?;
+        if let Some(e) = slot.as_ref() {
+            if e.name() == name {
+                return Ok(e.clone());
+            }
+        }
+        let (manifest, path) = models::resolve(ws, name)?;
+        if manifest.role != ModelRole::Embedding
+            && !tunelab_engine::bert::is_sentence_encoder(&path)
+        {
+            return Err(ApiError::invalid(format!(
+                "`{name}` is a chat model; knowledge bases need a sentence-embedding model such as {DEFAULT_EMBEDDER}"
+            )));
+        }
+        let embedder = Arc::new(Embedder::load(name, &path)?);
+        *slot = Some(embedder.clone());
+        Ok(embedder)
+    }
+}
+
+/// A knowledge base with its files.
+#[derive(Debug, Clone, Serialize, TS)]
+#[ts(export, export_to = "../../../ui/src/bindings/")]
+pub struct KnowledgeBaseDetail {
+    pub info: KnowledgeBaseInfo,
+    pub sources: Vec<SourceInfo>,
+}
+
+#[derive(Debug, Clone, Deserialize, TS)]
+#[ts(export, export_to = "../../../ui/src/bindings/")]
+pub struct CreateKnowledgeBase {
+    pub name: String,
+    /// A registered embedding model; the default when absent.
+    #[serde(default)]
+    #[ts(optional)]
+    pub embedder: Option<String>,
+    #[serde(default)]
+    #[ts(optional)]
+    pub chunking: Option<ChunkOptions>,
+}
+
+pub fn create(
+    ws: &Workspace,
+    cache: &KnowledgeCache,
+    request: &CreateKnowledgeBase,
+) -> Result<KnowledgeBaseInfo> {
+    let embedder_name = request.embedder.as_deref().unwrap_or(DEFAULT_EMBEDDER);
+    let embedder = cache.embedder(ws, embedder_name)?;
+    let chunking = request.chunking.unwrap_or_default();
+    chunking.validate(embedder.max_tokens())?;
+    Ok(cache.store(ws)?.create(
+        &request.name,
+        embedder.name(),
+        embedder.dimension(),
+        chunking,
+    )?)
+}
+
+pub fn list(ws: &Workspace, cache: &KnowledgeCache) -> Result<Vec<KnowledgeBaseInfo>> {
+    Ok(cache.store(ws)?.list()?)
+}
+
+pub fn show(ws: &Workspace, cache: &KnowledgeCache, name: &str) -> Result<KnowledgeBaseDetail> {
+    let store = cache.store(ws)?;
+    Ok(KnowledgeBaseDetail {
+        info: store.info(name)?,
+        sources: store.sources(name)?,
+    })
+}
+
+pub fn remove(ws: &Workspace, cache: &KnowledgeCache, name: &str) -> Result<()> {
+    Ok(cache.store(ws)?.remove(name)?)
+}
+
+/// Deletes one file's chunks; returns how many were deleted.
+pub fn remove_source(
+    ws: &Workspace,
+    cache: &KnowledgeCache,
+    name: &str,
+    source: &str,
+) -> Result<usize> {
+    Ok(cache.store(ws)?.remove_source(name, source)?)
+}
+
+/// Adds files and folders with the knowledge base's own embedder.
+pub fn add(
+    ws: &Workspace,
+    cache: &KnowledgeCache,
+    name: &str,
+    paths: &[PathBuf],
+    progress: &mut dyn FnMut(AddProgress),
+) -> Result<AddReport> {
+    if paths.is_empty() {
+        return Err(ApiError::invalid("give at least one file or folder to add"));
+    }
+    let store = cache.store(ws)?;
+    let info = store.settings(name)?;
+    let embedder = cache.embedder(ws, &info.embedder)?;
+    Ok(store.add(name, &embedder, paths, progress)?)
+}
+
+#[derive(Debug, Clone, Deserialize, TS)]
+#[ts(export, export_to = "../../../ui/src/bindings/")]
+pub struct SearchRequest {
+    pub kb: String,
+    pub query: String,
+    #[serde(default)]
+    pub options: SearchOptions,
+}
+
+pub fn search(ws: &Workspace, cache: &KnowledgeCache, request: &SearchRequest) -> Result<Vec<Hit>> {
+    if request.query.trim().is_empty() {
+        return Err(ApiError::invalid("the search query is empty"));
+    }
+    let store = cache.store(ws)?;
+    let info = store.settings(&request.kb)?;
+    let embedder = cache.embedder(ws, &info.embedder)?;
+    Ok(store.search(&request.kb, &embedder, &request.query, &request.options)?)
+}
+
+/// How many hits a grounded answer looks at before the context budget trims them.
+const ANSWER_HITS: usize = 6;
+
+/// Answers a conversation, from the knowledge base `request.kb` when it names one: retrieves
+/// the best chunks for the last user message, numbers them in the system message within the
+/// model's context, generates, and returns the citations with the answer. When nothing
+/// relevant is found the answer says so without asking the model. Without `kb` this is
+/// `chat::chat`.
+pub fn chat_with_kb(
+    ws: &Workspace,
+    models_cache: &ModelCache,
+    kb_cache: &KnowledgeCache,
+    request: &ChatRequest,
+    cancel: &AtomicBool,
+    on_event: &mut dyn FnMut(ChatEvent),
+) -> Result<ChatSummary> {
+    let Some(kb) = request.kb.as_deref() else {
+        return crate::chat::chat(ws, models_cache, request, cancel, on_event);
+    };
+    let question = request
+        .messages
+        .iter()
+        .rev()
+        .find(|m| m.role == ChatRole::User)
+        .map(|m| m.content.clone())
+        .ok_or_else(|| ApiError::invalid("the conversation has no user message"))?;
+    let hits = search(
+        ws,
+        kb_cache,
+        &SearchRequest {
+            kb: kb.to_string(),
+            query: question.clone(),
+            options: SearchOptions {
+                k: ANSWER_HITS,
+                ..Default::default()
+            },
+        },
+    )?;
+    let adapter = request
+        .adapter
+        .as_deref()
+        .map(|a| crate::train::resolve_adapter(ws, a))
+        .transpose()?;
+    let model = models_cache.get_with_adapter(ws, &request.model, adapter.as_deref())?;
+    let context = model.transformer.config.max_position_embeddings;
+    let count = |text: &str| {
+        model
+            .tokenizer
+            .encode(text, false)
+            .map(|ids| ids.len())
+            .unwrap_or(text.len() / 3)
+    };
+    let conversation_tokens: usize = request.messages.iter().map(|m| count(&m.content) + 8).sum();
+    // Room for the instructions, the conversation and the answer; the sources get the rest.
+    let budget = context
+        .saturating_sub(conversation_tokens + request.params.max_tokens as usize + 160)
+        .min(1_500);
+    let Some(prompt) = grounded_prompt(kb, &hits, budget, DEFAULT_MIN_SIMILARITY, &count) else {
+        let text = not_covered(kb);
+        on_event(ChatEvent::Token { text: text.clone() });
+        return Ok(ChatSummary {
+            model: request.model.clone(),
+            text,
+            prompt_tokens: 0,
+            generated_tokens: 0,
+            prefill_tokens_per_s: 0.0,
+            decode_tokens_per_s: 0.0,
+            stop_reason: crate::chat::StopReason::Eos,
+            citations: Vec::new(),
+            grounded: Some(false),
+        });
+    };
+    // The knowledge base's instructions replace any system message of the conversation's own.
+    let mut messages = vec![ChatMessage {
+        role: ChatRole::System,
+        content: prompt.system,
+    }];
+    messages.extend(
+        request
+            .messages
+            .iter()
+            .filter(|m| m.role != ChatRole::System)
+            .cloned(),
+    );
+    let grounded_request = ChatRequest {
+        messages,
+        kb: None,
+        ..request.clone()
+    };
+    let mut summary = crate::chat::chat(ws, models_cache, &grounded_request, cancel, on_event)?;
+    summary.citations = prompt.citations;
+    summary.grounded = Some(true);
+    Ok(summary)
+}
