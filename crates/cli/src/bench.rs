@@ -1,4 +1,4 @@
-//! `tunelab bench decode`
+//! `tunelab bench`: decode, training, embedding and knowledge-base speed on this machine
 
 use tunelab_api::chat::ModelCache;
 use tunelab_api::{Result, Workspace, DEFAULT_MODEL};
@@ -7,6 +7,41 @@ use crate::output::{bytes, print_json};
 
 #[derive(clap::Subcommand)]
 pub enum Command {
+    /// Sentence-embedding speed in sentences per second (tokenization included)
+    Embed {
+        #[arg(long, default_value = tunelab_api::knowledge::DEFAULT_EMBEDDER)]
+        model: String,
+        #[arg(long, default_value_t = 256)]
+        sentences: usize,
+        /// Tokens per sentence, [CLS] and [SEP] included
+        #[arg(long, default_value_t = 47)]
+        tokens: usize,
+        /// Runs to take the best of
+        #[arg(long, default_value_t = 3)]
+        runs: usize,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Knowledge bases: ingest speed on the sample documents, and query latency (p50/p95,
+    /// the query's embedding included) for vector and hybrid search at several table sizes
+    Kb {
+        #[arg(long, default_value = tunelab_api::knowledge::DEFAULT_EMBEDDER)]
+        embedder: String,
+        /// Documents to ingest
+        #[arg(long, default_value = "datasets/kb-brightloom/docs")]
+        docs: std::path::PathBuf,
+        /// JSON lines with a `question` field: the queries timed
+        #[arg(long, default_value = "datasets/kb-brightloom/questions.jsonl")]
+        questions: std::path::PathBuf,
+        /// Ingest the documents this many times (as distinct files)
+        #[arg(long, default_value_t = 10)]
+        copies: usize,
+        /// Table sizes to time queries at, in chunks
+        #[arg(long, value_delimiter = ',', default_value = "10000,100000")]
+        sizes: Vec<usize>,
+        #[arg(long)]
+        json: bool,
+    },
     /// Prompt processing (prefill) and generation (decode) speed in tokens per second
     Decode {
         #[arg(long, default_value = DEFAULT_MODEL)]
@@ -48,6 +83,95 @@ pub enum Command {
 
 pub fn run(ws: &Workspace, cmd: Command) -> Result<()> {
     match cmd {
+        Command::Embed {
+            model,
+            sentences,
+            tokens,
+            runs,
+            json,
+        } => {
+            let result = tunelab_api::bench::embed(ws, &model, sentences, tokens, runs)?;
+            if json {
+                return print_json(&result);
+            }
+            println!(
+                "{} with {} threads: {} sentences of {} tokens in batches of {}, best of {} runs",
+                result.model,
+                result.threads,
+                result.sentences,
+                result.tokens_per_sentence,
+                result.batch_size,
+                result.runs
+            );
+            println!("embedding {:>8.1} sentences/s", result.sentences_per_s);
+            if let Some(peak) = result.peak_rss_bytes {
+                println!("peak memory {}", bytes(peak));
+            }
+            Ok(())
+        }
+        Command::Kb {
+            embedder,
+            docs,
+            questions,
+            copies,
+            sizes,
+            json,
+        } => {
+            let text = std::fs::read_to_string(&questions)
+                .map_err(|e| tunelab_api::ApiError::io(&questions, e))?;
+            let mut list = Vec::new();
+            for (i, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
+                let value: serde_json::Value = serde_json::from_str(line).map_err(|e| {
+                    tunelab_api::ApiError::invalid(format!(
+                        "{} line {}: {e}",
+                        questions.display(),
+                        i + 1
+                    ))
+                })?;
+                let q = value["question"].as_str().ok_or_else(|| {
+                    tunelab_api::ApiError::invalid(format!(
+                        "{} line {}: field `question` is missing",
+                        questions.display(),
+                        i + 1
+                    ))
+                })?;
+                list.push(q.to_string());
+            }
+            let result =
+                tunelab_api::bench::knowledge(ws, &embedder, &docs, &list, copies, &sizes)?;
+            if json {
+                return print_json(&result);
+            }
+            println!(
+                "ingest: {} documents, {} chunks with {} ({} threads)",
+                result.documents, result.chunks, result.embedder, result.threads
+            );
+            println!(
+                "  {:.1} chunks/s end to end, {:.1} embeddings/s",
+                result.ingest_chunks_per_s, result.embeddings_per_s
+            );
+            println!(
+                "{:>8} {:>6} {:>12} {:>12} {:>12} {:>12} {:>10} {:>9}",
+                "CHUNKS", "ANN", "VECTOR p50", "VECTOR p95", "HYBRID p50", "HYBRID p95", "EMBED p50", "BUILD"
+            );
+            for s in &result.search {
+                println!(
+                    "{:>8} {:>6} {:>10.2}ms {:>10.2}ms {:>10.2}ms {:>10.2}ms {:>8.2}ms {:>8.1}s",
+                    s.chunks,
+                    if s.vector_index { "yes" } else { "no" },
+                    s.vector_p50_ms,
+                    s.vector_p95_ms,
+                    s.hybrid_p50_ms,
+                    s.hybrid_p95_ms,
+                    s.embed_p50_ms,
+                    s.build_seconds
+                );
+            }
+            if let Some(peak) = result.peak_rss_bytes {
+                println!("peak memory {}", bytes(peak));
+            }
+            Ok(())
+        }
         Command::Train {
             model,
             method,

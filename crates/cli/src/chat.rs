@@ -3,10 +3,11 @@
 use std::io::{BufRead, Write};
 use std::sync::atomic::AtomicBool;
 
-use serde::Serialize;
 use tunelab_api::chat::{
-    self, ChatEvent, ChatMessage, ChatRequest, ChatRole, ChatSummary, GenerationParams, ModelCache,
+    ChatEvent, ChatMessage, ChatRequest, ChatRole, ChatSummary, GenerationParams, ModelCache,
 };
+use tunelab_api::knowledge::{self, KnowledgeCache};
+use tunelab_knowledge::prompt::Citation;
 use tunelab_api::{Result, Workspace, DEFAULT_MODEL};
 
 use crate::output::print_json;
@@ -22,6 +23,9 @@ pub struct Args {
     /// System message placed before the conversation
     #[arg(long)]
     system: Option<String>,
+    /// Answer from this knowledge base, with numbered citations (see `tunelab kb list`)
+    #[arg(long)]
+    kb: Option<String>,
     /// 0 answers deterministically (greedy); higher values vary more
     #[arg(long, default_value_t = 0.3)]
     temperature: f32,
@@ -75,15 +79,32 @@ impl Args {
     }
 }
 
-#[derive(Serialize)]
-struct JsonAnswer<'a> {
-    #[serde(flatten)]
-    summary: &'a ChatSummary,
+/// Both caches a conversation keeps between messages.
+#[derive(Default)]
+struct Caches {
+    models: ModelCache,
+    knowledge: KnowledgeCache,
+}
+
+fn print_citations(citations: &[Citation]) {
+    if citations.is_empty() {
+        return;
+    }
+    println!();
+    println!("Sources:");
+    for c in citations {
+        let place = if c.location.is_empty() {
+            String::new()
+        } else {
+            format!(", {}", c.location)
+        };
+        println!("  [{}] {}{place}  ({})", c.number, c.title, c.source);
+    }
 }
 
 fn answer(
     ws: &Workspace,
-    cache: &ModelCache,
+    caches: &Caches,
     args: &Args,
     messages: Vec<ChatMessage>,
     stream: bool,
@@ -91,38 +112,48 @@ fn answer(
     let request = ChatRequest {
         model: args.model.clone(),
         adapter: args.adapter.clone(),
+        kb: args.kb.clone(),
         messages,
         params: args.params(),
     };
     let cancel = AtomicBool::new(false);
     let mut stdout = std::io::stdout();
-    chat::chat(ws, cache, &request, &cancel, &mut |event| {
+    let mut on_event = |event| {
         if let (true, ChatEvent::Token { text }) = (stream, event) {
             let _ = write!(stdout, "{text}");
             let _ = stdout.flush();
         }
-    })
+    };
+    knowledge::chat_with_kb(
+        ws,
+        &caches.models,
+        &caches.knowledge,
+        &request,
+        &cancel,
+        &mut on_event,
+    )
 }
 
 pub fn run(ws: &Workspace, args: Args) -> Result<()> {
-    let cache = ModelCache::default();
+    let caches = Caches::default();
     if let Some(prompt) = &args.prompt {
         let mut messages = args.opening();
         messages.push(ChatMessage {
             role: ChatRole::User,
             content: prompt.clone(),
         });
-        let summary = answer(ws, &cache, &args, messages, !args.json)?;
+        let answer = answer(ws, &caches, &args, messages, !args.json)?;
         if args.json {
-            return print_json(&JsonAnswer { summary: &summary });
+            return print_json(&answer);
         }
         println!();
+        print_citations(&answer.citations);
         return Ok(());
     }
-    interactive(ws, &cache, &args)
+    interactive(ws, &caches, &args)
 }
 
-fn interactive(ws: &Workspace, cache: &ModelCache, args: &Args) -> Result<()> {
+fn interactive(ws: &Workspace, caches: &Caches, args: &Args) -> Result<()> {
     eprintln!("Chatting with {}. Type a message and press Enter; /reset starts over, /exit or Ctrl-D quits.", args.model);
     let mut history = args.opening();
     let stdin = std::io::stdin();
@@ -146,9 +177,10 @@ fn interactive(ws: &Workspace, cache: &ModelCache, args: &Args) -> Result<()> {
             role: ChatRole::User,
             content: line.to_string(),
         });
-        match answer(ws, cache, args, history.clone(), true) {
+        match answer(ws, caches, args, history.clone(), true) {
             Ok(summary) => {
                 println!();
+                print_citations(&summary.citations);
                 eprintln!(
                     "({} tokens, prefill {:.0} tok/s, decode {:.1} tok/s)",
                     summary.generated_tokens,

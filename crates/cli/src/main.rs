@@ -5,6 +5,7 @@ mod bench;
 mod chat;
 mod data;
 mod doctor;
+mod kb;
 mod models;
 mod output;
 mod train;
@@ -62,6 +63,9 @@ enum Command {
     /// Training runs: list them or show one
     #[command(subcommand)]
     Runs(train::RunsCommand),
+    /// Knowledge bases: create, add documents, search; answer from them with `chat --kb`
+    #[command(subcommand)]
+    Kb(kb::Command),
 }
 
 fn main() -> ExitCode {
@@ -76,6 +80,7 @@ fn main() -> ExitCode {
         Command::Train(cmd) => train::run_train(&ws, cmd),
         Command::Plan(cmd) => train::run_plan(&ws, cmd),
         Command::Runs(cmd) => train::run_runs(&ws, cmd),
+        Command::Kb(cmd) => kb::run(&ws, cmd),
     });
     match result {
         Ok(()) => ExitCode::SUCCESS,
