@@ -12,6 +12,13 @@ fn main() {
         "train",
         "cancel_training",
         "preview_dataset",
+        "list_knowledge_bases",
+        "knowledge_base",
+        "create_knowledge_base",
+        "add_to_knowledge_base",
+        "remove_knowledge_base",
+        "remove_knowledge_source",
+        "search_knowledge_base",
     ]);
     let attrs = tauri_build::Attributes::new()
         .capabilities_path_pattern("src-tauri/capabilities/**/*")

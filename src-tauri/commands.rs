@@ -10,6 +10,10 @@ use tunelab_api::data::DatasetPreview;
 use tunelab_api::models::ModelEntry;
 use tunelab_api::plan::TrainPlan;
 use tunelab_api::runs::{MetricPoint, RunListItem, TrainEvent, TrainRequest};
+use tunelab_api::knowledge::{
+    self as kb, AddProgress, AddReport, CreateKnowledgeBase, Hit, KnowledgeBaseDetail,
+    KnowledgeBaseInfo, SearchRequest,
+};
 use tunelab_api::{ApiError, AppInfo, HardwareReport};
 
 use crate::AppState;
@@ -53,15 +57,18 @@ pub async fn chat(
 ) -> Result<ChatSummary, ApiError> {
     let ws = state.workspace.clone();
     let models = state.models.clone();
+    let knowledge = state.knowledge.clone();
     let cancel = state.cancel_chat.clone();
     cancel.store(false, Ordering::Relaxed);
     blocking(move || {
-        tunelab_api::chat::chat(&ws, &models, &request, &cancel, &mut |event| {
+        let mut send = |event| {
             // A closed window drops the channel; the answer then stops at the next cancel check.
             if on_event.send(event).is_err() {
                 cancel.store(true, Ordering::Relaxed);
             }
-        })
+        };
+        // With `request.kb` the answer is grounded in that knowledge base, with citations.
+        tunelab_api::knowledge::chat_with_kb(&ws, &models, &knowledge, &request, &cancel, &mut send)
     })
     .await
 }
@@ -134,4 +141,84 @@ pub async fn preview_dataset(
         tunelab_api::data::preview(&ws, &models, &path, &model, seq_len as usize)
     })
     .await
+}
+
+#[tauri::command]
+pub async fn list_knowledge_bases(
+    state: State<'_, AppState>,
+) -> Result<Vec<KnowledgeBaseInfo>, ApiError> {
+    let ws = state.workspace.clone();
+    let knowledge = state.knowledge.clone();
+    blocking(move || kb::list(&ws, &knowledge)).await
+}
+
+#[tauri::command]
+pub async fn knowledge_base(
+    state: State<'_, AppState>,
+    name: String,
+) -> Result<KnowledgeBaseDetail, ApiError> {
+    let ws = state.workspace.clone();
+    let knowledge = state.knowledge.clone();
+    blocking(move || kb::show(&ws, &knowledge, &name)).await
+}
+
+#[tauri::command]
+pub async fn create_knowledge_base(
+    state: State<'_, AppState>,
+    request: CreateKnowledgeBase,
+) -> Result<KnowledgeBaseInfo, ApiError> {
+    let ws = state.workspace.clone();
+    let knowledge = state.knowledge.clone();
+    blocking(move || kb::create(&ws, &knowledge, &request)).await
+}
+
+#[tauri::command]
+pub async fn add_to_knowledge_base(
+    state: State<'_, AppState>,
+    name: String,
+    paths: Vec<String>,
+    on_event: Channel<AddProgress>,
+) -> Result<AddReport, ApiError> {
+    let ws = state.workspace.clone();
+    let knowledge = state.knowledge.clone();
+    blocking(move || {
+        let paths: Vec<std::path::PathBuf> = paths
+            .iter()
+            .map(|p| p.trim())
+            .filter(|p| !p.is_empty())
+            .map(std::path::PathBuf::from)
+            .collect();
+        kb::add(&ws, &knowledge, &name, &paths, &mut |event| {
+            let _ = on_event.send(event);
+        })
+    })
+    .await
+}
+
+#[tauri::command]
+pub async fn remove_knowledge_base(state: State<'_, AppState>, name: String) -> Result<(), ApiError> {
+    let ws = state.workspace.clone();
+    let knowledge = state.knowledge.clone();
+    blocking(move || kb::remove(&ws, &knowledge, &name)).await
+}
+
+#[tauri::command]
+pub async fn remove_knowledge_source(
+    state: State<'_, AppState>,
+    name: String,
+    source: String,
+) -> Result<u32, ApiError> {
+    let ws = state.workspace.clone();
+    let knowledge = state.knowledge.clone();
+    blocking(move || kb::remove_source(&ws, &knowledge, &name, &source).map(|n| n as u32)).await
+}
+
+#[tauri::command]
+pub async fn search_knowledge_base(
+    state: State<'_, AppState>,
+    request: SearchRequest,
+) -> Result<Vec<Hit>, ApiError> {
+    let ws = state.workspace.clone();
+    let knowledge = state.knowledge.clone();
+    blocking(move || kb::search(&ws, &knowledge, &request)).await
 }

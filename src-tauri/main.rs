@@ -15,11 +15,13 @@ use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
 
 use tunelab_api::chat::ModelCache;
+use tunelab_api::knowledge::KnowledgeCache;
 use tunelab_api::Workspace;
 
 pub struct AppState {
     pub workspace: Workspace,
     pub models: Arc<ModelCache>,
+    pub knowledge: Arc<KnowledgeCache>,
     pub cancel_chat: Arc<AtomicBool>,
     pub cancel_training: Arc<AtomicBool>,
     pub telemetry: Arc<Mutex<tunelab_api::Telemetry>>,
@@ -37,6 +39,7 @@ fn main() {
     let state = AppState {
         workspace,
         models: Arc::new(ModelCache::default()),
+        knowledge: Arc::new(KnowledgeCache::default()),
         cancel_chat: Arc::new(AtomicBool::new(false)),
         cancel_training: Arc::new(AtomicBool::new(false)),
         telemetry: Arc::new(Mutex::new(tunelab_api::Telemetry::new())),
@@ -55,6 +58,13 @@ fn main() {
             commands::train,
             commands::cancel_training,
             commands::preview_dataset,
+            commands::list_knowledge_bases,
+            commands::knowledge_base,
+            commands::create_knowledge_base,
+            commands::add_to_knowledge_base,
+            commands::remove_knowledge_base,
+            commands::remove_knowledge_source,
+            commands::search_knowledge_base,
         ])
         .run(tauri::generate_context!());
     if let Err(err) = result {

@@ -1,22 +1,31 @@
 // The Chat screen's model picker against a mocked model list.
 import { fireEvent, render, screen } from '@testing-library/svelte';
 import { beforeEach, describe, expect, it, vi } from 'vitest';
+import type { KnowledgeBaseInfo } from '../src/bindings/KnowledgeBaseInfo';
 import type { ModelEntry } from '../src/bindings/ModelEntry';
 import { ChatSession } from '../src/lib/chat/chat-session.svelte';
 import ChatScreen from '../src/screens/ChatScreen.svelte';
 import { FakeChatTransport, settle } from './helpers/fake-chat-transport';
 import { brokenModel, embeddingModel, smolModel } from './helpers/reports';
 
-const client = vi.hoisted(() => ({ listModels: vi.fn<() => Promise<ModelEntry[]>>() }));
+const client = vi.hoisted(() => ({
+  listModels: vi.fn<() => Promise<ModelEntry[]>>(),
+  listKnowledgeBases: vi.fn<() => Promise<KnowledgeBaseInfo[]>>(),
+}));
 
-vi.mock('../src/lib/client', () => ({ listModels: client.listModels }));
+vi.mock('../src/lib/client', () => ({
+  listModels: client.listModels,
+  listKnowledgeBases: client.listKnowledgeBases,
+}));
 
 beforeEach(() => {
   client.listModels.mockReset();
+  client.listKnowledgeBases.mockReset();
+  client.listKnowledgeBases.mockResolvedValue([]);
 });
 
 function optionNames(): string[] {
-  const picker = screen.getByRole('combobox') as HTMLSelectElement;
+  const picker = screen.getAllByRole('combobox')[0] as HTMLSelectElement;
   return Array.from(picker.options).map((option) => option.textContent ?? '');
 }
 
@@ -53,7 +62,7 @@ describe('ChatScreen', () => {
     render(ChatScreen, { session });
     await settle();
 
-    const picker = screen.getByRole('combobox') as HTMLSelectElement;
+    const picker = screen.getAllByRole('combobox')[0] as HTMLSelectElement;
     expect(picker.value).toBe('smollm2-135m-instruct');
     expect(screen.getByText(/with lora-smollm2-135m-instruct-1/)).toBeTruthy();
     void session.send('One pizza please');
@@ -64,5 +73,57 @@ describe('ChatScreen', () => {
     await fireEvent.click(screen.getByRole('button', { name: 'Answer with the base model' }));
     expect(session.adapter).toBeNull();
     expect(screen.queryByText(/with lora-/)).toBeNull();
+  });
+
+  it('answers from a chosen knowledge base and lists the sources it cites', async () => {
+    client.listModels.mockResolvedValue([smolModel()]);
+    client.listKnowledgeBases.mockResolvedValue([
+      {
+        name: 'brightloom',
+        embedder: 'all-minilm-l6-v2',
+        dimension: 384,
+        chunking: { size: 200, overlap: 40 },
+        created_unix: 0,
+        chunks: 59,
+        documents: 11,
+        vector_index: false,
+      },
+    ]);
+    const transport = new FakeChatTransport();
+    const session = new ChatSession(transport);
+    render(ChatScreen, { session });
+    await settle();
+
+    const kbPicker = screen.getByRole('combobox', { name: 'Answer from knowledge base' }) as HTMLSelectElement;
+    expect(Array.from(kbPicker.options).map((o) => o.textContent)).toEqual([
+      'No knowledge base',
+      'brightloom (11 documents)',
+    ]);
+    await fireEvent.change(kbPicker, { target: { value: 'brightloom' } });
+    expect(session.kb).toBe('brightloom');
+
+    void session.send('How many holiday days do employees get?');
+    expect(transport.current.request.kb).toBe('brightloom');
+    transport.current.token('28 days a year [1].');
+    transport.current.finish({
+      grounded: true,
+      citations: [
+        {
+          number: 1,
+          source: '/docs/handbook.md',
+          title: 'Brightloom Employee Handbook',
+          location: 'Time off › Holidays, line 31',
+          score: 0.033,
+          similarity: 0.62,
+          text: 'Everyone gets 28 days of paid holiday per year plus public holidays.',
+        },
+      ],
+    });
+    await settle();
+
+    const sources = screen.getByRole('list', { name: 'Sources' });
+    expect(sources.textContent).toContain('Brightloom Employee Handbook');
+    expect(sources.textContent).toContain('Time off › Holidays, line 31');
+    expect(sources.textContent).toContain('/docs/handbook.md');
   });
 });

@@ -62,6 +62,8 @@ describe('token rates', () => {
       prefill_tokens_per_s: 812.5,
       decode_tokens_per_s: 35.06,
       stop_reason: 'eos',
+      citations: [],
+      grounded: null,
     };
     expect(formatChatStats(summary)).toBe('42 tokens · prefill 813 tok/s · decode 35.1 tok/s · stopped: eos');
     expect(formatChatStats({ ...summary, generated_tokens: 1, stop_reason: 'max_tokens' })).toBe(

@@ -14,6 +14,13 @@ import type { TrainEvent } from '../bindings/TrainEvent';
 import type { TrainPlan } from '../bindings/TrainPlan';
 import type { TrainRequest } from '../bindings/TrainRequest';
 import type { ApiError } from '../bindings/ApiError';
+import type { AddProgress } from '../bindings/AddProgress';
+import type { AddReport } from '../bindings/AddReport';
+import type { CreateKnowledgeBase } from '../bindings/CreateKnowledgeBase';
+import type { Hit } from '../bindings/Hit';
+import type { KnowledgeBaseDetail } from '../bindings/KnowledgeBaseDetail';
+import type { KnowledgeBaseInfo } from '../bindings/KnowledgeBaseInfo';
+import type { SearchRequest } from '../bindings/SearchRequest';
 import { toApiError } from './api-error';
 import type { ChatTransport } from './chat/chat-transport';
 
@@ -89,6 +96,44 @@ export function startTraining(request: TrainRequest, onEvent: (event: TrainEvent
 
 export function cancelTraining(): Promise<void> {
   return call<void>('cancel_training');
+}
+
+export function listKnowledgeBases(): Promise<KnowledgeBaseInfo[]> {
+  return call<KnowledgeBaseInfo[]>('list_knowledge_bases');
+}
+
+/** A knowledge base's settings and the files in it. */
+export function knowledgeBase(name: string): Promise<KnowledgeBaseDetail> {
+  return call<KnowledgeBaseDetail>('knowledge_base', { name });
+}
+
+export function createKnowledgeBase(request: CreateKnowledgeBase): Promise<KnowledgeBaseInfo> {
+  return call<KnowledgeBaseInfo>('create_knowledge_base', { request });
+}
+
+/** Adds files and folders, streaming progress to onProgress; resolves with what happened to each file. */
+export function addToKnowledgeBase(
+  name: string,
+  paths: string[],
+  onProgress: (event: AddProgress) => void,
+): Promise<AddReport> {
+  if (!backendAvailable()) return Promise.reject({ ...NO_BACKEND_ERROR });
+  const channel = new Channel<AddProgress>();
+  channel.onmessage = onProgress;
+  return call<AddReport>('add_to_knowledge_base', { name, paths, onEvent: channel });
+}
+
+export function removeKnowledgeBase(name: string): Promise<void> {
+  return call<void>('remove_knowledge_base', { name });
+}
+
+/** Deletes one file's chunks; resolves with how many were deleted. */
+export function removeKnowledgeSource(name: string, source: string): Promise<number> {
+  return call<number>('remove_knowledge_source', { name, source });
+}
+
+export function searchKnowledgeBase(request: SearchRequest): Promise<Hit[]> {
+  return call<Hit[]>('search_knowledge_base', { request });
 }
 
 export const tauriChatTransport: ChatTransport = { chat, cancelChat };

@@ -42,6 +42,8 @@ export class FakeChatTransport implements ChatTransport {
             prefill_tokens_per_s: 250,
             decode_tokens_per_s: 40,
             stop_reason: 'eos',
+            citations: [],
+            grounded: null,
             ...summary,
           });
         },

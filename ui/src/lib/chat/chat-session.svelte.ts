@@ -30,6 +30,8 @@ export class ChatSession {
   model = $state('');
   /** A trained run to answer with (its adapter, soft prompt or model), or null for the base. */
   adapter = $state<string | null>(null);
+  /** A knowledge base to answer from, citing its sources, or null for a plain chat. */
+  kb = $state<string | null>(null);
   settings = $state<ChatSettings>(defaultChatSettings());
 
   #transport: ChatTransport;
@@ -59,6 +61,7 @@ export class ChatSession {
     const conversation = [...this.#completedExchanges(), { role: 'user' as const, content }];
     const request = buildChatRequest(this.model, this.settings, conversation);
     if (this.adapter) request.adapter = this.adapter;
+    if (this.kb) request.kb = this.kb;
 
     this.turns.push(this.#newTurn('user', content, 'done'));
     this.turns.push(this.#newTurn('assistant', '', 'streaming'));
