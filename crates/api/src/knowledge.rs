@@ -196,7 +196,7 @@ pub fn search(ws: &Workspace, cache: &KnowledgeCache, request: &SearchRequest) -
 }
 
 /// How many hits a grounded answer looks at before the context budget trims them.
-const ANSWER_HITS: usize = 6;
+const ANSWER_HITS: usize = 3;
 
 /// Answers a conversation, from the knowledge base `request.kb` when it names one: retrieves
 /// the best chunks for the last user message, numbers them in the system message within the

@@ -359,10 +359,21 @@ fn a_knowledge_base_of_the_sample_company_searches_and_answers_with_citations() 
     ));
     assert_eq!(answer["grounded"], true, "{answer}");
     let citations = answer["citations"].as_array().unwrap();
-    assert!(!citations.is_empty());
+    assert!(!citations.is_empty() && citations.len() <= 3, "{answer}");
     assert_eq!(citations[0]["number"], 1);
     assert!(citations[0]["source"].as_str().unwrap().ends_with("handbook.md"), "{answer}");
-    assert!(answer["text"].as_str().unwrap().contains("28"), "{answer}");
+    assert!(citations[0]["text"].as_str().unwrap().contains("28 days"), "{answer}");
+    // The default model is small, but with the warranty section in front of it it answers
+    // from the document (greedy decoding: the same answer every run).
+    let warranty = json(&tunelab(
+        h,
+        &["chat", "--kb", "brightloom", "--prompt", "How long is the frame warranty?", "--temperature", "0", "--max-tokens", "40", "--json"],
+    ));
+    assert!(warranty["text"].as_str().unwrap().contains("7 years"), "{warranty}");
+    assert!(
+        warranty["citations"][0]["source"].as_str().unwrap().ends_with("warranty.html"),
+        "{warranty}"
+    );
 
     let off_topic = json(&tunelab(
         h,
