@@ -7,13 +7,13 @@ use tauri::ipc::Channel;
 use tauri::State;
 use tunelab_api::chat::{ChatEvent, ChatRequest, ChatSummary};
 use tunelab_api::data::DatasetPreview;
-use tunelab_api::models::ModelEntry;
-use tunelab_api::plan::TrainPlan;
-use tunelab_api::runs::{MetricPoint, RunListItem, TrainEvent, TrainRequest};
 use tunelab_api::knowledge::{
     self as kb, AddProgress, AddReport, CreateKnowledgeBase, Hit, KnowledgeBaseDetail,
     KnowledgeBaseInfo, SearchRequest,
 };
+use tunelab_api::models::ModelEntry;
+use tunelab_api::plan::TrainPlan;
+use tunelab_api::runs::{MetricPoint, RunListItem, TrainEvent, TrainRequest};
 use tunelab_api::{ApiError, AppInfo, HardwareReport};
 
 use crate::AppState;
@@ -196,7 +196,10 @@ pub async fn add_to_knowledge_base(
 }
 
 #[tauri::command]
-pub async fn remove_knowledge_base(state: State<'_, AppState>, name: String) -> Result<(), ApiError> {
+pub async fn remove_knowledge_base(
+    state: State<'_, AppState>,
+    name: String,
+) -> Result<(), ApiError> {
     let ws = state.workspace.clone();
     let knowledge = state.knowledge.clone();
     blocking(move || kb::remove(&ws, &knowledge, &name)).await

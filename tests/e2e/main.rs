@@ -321,12 +321,18 @@ fn documents_added_on_the_knowledge_screen_are_searched_and_cited_in_chat() {
     app.wait_text("main", long, |t| t.contains("No knowledge bases yet"));
     let create = app.find(".empty button.primary", long);
     app.click(&create);
-    let name = app.find("form[aria-label='New knowledge base'] input[aria-label='Name']", long);
+    let name = app.find(
+        "form[aria-label='New knowledge base'] input[aria-label='Name']",
+        long,
+    );
     app.type_text(&name, "brightloom");
     app.wait_text("select[aria-label='Embedder']", long, |t| {
         t.contains("all-minilm-l6-v2")
     });
-    let submit = app.find("form[aria-label='New knowledge base'] button[type='submit']", long);
+    let submit = app.find(
+        "form[aria-label='New knowledge base'] button[type='submit']",
+        long,
+    );
     app.click(&submit);
     app.wait_text("section.detail h2", long, |t| t.contains("brightloom"));
 
@@ -365,9 +371,11 @@ fn documents_added_on_the_knowledge_screen_are_searched_and_cited_in_chat() {
     // "Ask in chat" opens the chat answering from the knowledge base, with its sources.
     let ask = app.find("section.detail .detail-head button.primary", long);
     app.click(&ask);
-    app.wait_text("select[aria-label='Answer from knowledge base'] option:checked", long, |t| {
-        t.contains("brightloom")
-    });
+    app.wait_text(
+        "select[aria-label='Answer from knowledge base'] option:checked",
+        long,
+        |t| t.contains("brightloom"),
+    );
     let input = app.find("textarea[aria-label='Message']", long);
     app.type_text(&input, "How long is the frame warranty?\u{E007}");
     let sources = app.wait_text(

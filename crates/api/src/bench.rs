@@ -403,14 +403,17 @@ pub fn knowledge(
     copies: usize,
     sizes: &[usize],
 ) -> Result<KnowledgeBench> {
-    use tunelab_knowledge::{ChunkOptions, EmbeddedChunk, KnowledgeStore, Location, SearchMode, SearchOptions};
+    use tunelab_knowledge::{
+        ChunkOptions, EmbeddedChunk, KnowledgeStore, Location, SearchMode, SearchOptions,
+    };
     let cache = crate::knowledge::KnowledgeCache::default();
     let embedder = cache.embedder(ws, embedder_name)?;
     let scratch = tempfile_dir("tunelab-bench-kb")?;
     let result = (|| {
         // Ingest copies of the sample, made inside the scratch folder only.
         let docs = scratch.join("docs");
-        let sample_docs = &std::path::absolute(sample_docs).map_err(|e| ApiError::io(sample_docs, e))?;
+        let sample_docs =
+            &std::path::absolute(sample_docs).map_err(|e| ApiError::io(sample_docs, e))?;
         let files = tunelab_knowledge::collect_files(&[sample_docs.to_path_buf()])?;
         if files.is_empty() {
             return Err(ApiError::invalid(format!(
@@ -435,8 +438,18 @@ pub fn knowledge(
             }
         }
         let store = KnowledgeStore::open(&scratch.join("knowledge"))?;
-        store.create("ingest", embedder.name(), embedder.dimension(), ChunkOptions::default())?;
-        let report = store.add("ingest", &embedder, &[docs.clone()], &mut |_| {})?;
+        store.create(
+            "ingest",
+            embedder.name(),
+            embedder.dimension(),
+            ChunkOptions::default(),
+        )?;
+        let report = store.add(
+            "ingest",
+            &embedder,
+            std::slice::from_ref(&docs),
+            &mut |_| {},
+        )?;
         let ingest_chunks_per_s = report.chunks_added as f64 / report.seconds;
         let embeddings_per_s = report.chunks_added as f64 / report.embed_seconds;
 
@@ -448,7 +461,10 @@ pub fn knowledge(
                     vocabulary.extend(
                         s.text
                             .split_whitespace()
-                            .map(|w| w.trim_matches(|c: char| !c.is_alphanumeric()).to_lowercase())
+                            .map(|w| {
+                                w.trim_matches(|c: char| !c.is_alphanumeric())
+                                    .to_lowercase()
+                            })
                             .filter(|w| w.len() > 2),
                     );
                 }

@@ -8,11 +8,11 @@ use std::sync::{Arc, Mutex};
 
 use serde::{Deserialize, Serialize};
 use ts_rs::TS;
-use tunelab_knowledge::prompt::{grounded_prompt, not_covered, DEFAULT_MIN_SIMILARITY};
 pub use tunelab_knowledge::prompt::Citation;
+use tunelab_knowledge::prompt::{grounded_prompt, not_covered, DEFAULT_MIN_SIMILARITY};
 pub use tunelab_knowledge::{
-    AddProgress, AddReport, ChunkOptions, FailedFile, Hit, KnowledgeBaseInfo, Location,
-    SearchMode, SearchOptions, SourceInfo,
+    AddProgress, AddReport, ChunkOptions, FailedFile, Hit, KnowledgeBaseInfo, Location, SearchMode,
+    SearchOptions, SourceInfo,
 };
 use tunelab_knowledge::{Embedder, KnowledgeError, KnowledgeStore};
 

@@ -120,7 +120,11 @@ pub fn run(ws: &Workspace, cmd: Command) -> Result<()> {
             let text = std::fs::read_to_string(&questions)
                 .map_err(|e| tunelab_api::ApiError::io(&questions, e))?;
             let mut list = Vec::new();
-            for (i, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
+            for (i, line) in text
+                .lines()
+                .enumerate()
+                .filter(|(_, l)| !l.trim().is_empty())
+            {
                 let value: serde_json::Value = serde_json::from_str(line).map_err(|e| {
                     tunelab_api::ApiError::invalid(format!(
                         "{} line {}: {e}",
@@ -152,7 +156,14 @@ pub fn run(ws: &Workspace, cmd: Command) -> Result<()> {
             );
             println!(
                 "{:>8} {:>6} {:>12} {:>12} {:>12} {:>12} {:>10} {:>9}",
-                "CHUNKS", "ANN", "VECTOR p50", "VECTOR p95", "HYBRID p50", "HYBRID p95", "EMBED p50", "BUILD"
+                "CHUNKS",
+                "ANN",
+                "VECTOR p50",
+                "VECTOR p95",
+                "HYBRID p50",
+                "HYBRID p95",
+                "EMBED p50",
+                "BUILD"
             );
             for s in &result.search {
                 println!(

@@ -7,8 +7,8 @@ use tunelab_api::chat::{
     ChatEvent, ChatMessage, ChatRequest, ChatRole, ChatSummary, GenerationParams, ModelCache,
 };
 use tunelab_api::knowledge::{self, KnowledgeCache};
-use tunelab_knowledge::prompt::Citation;
 use tunelab_api::{Result, Workspace, DEFAULT_MODEL};
+use tunelab_knowledge::prompt::Citation;
 
 use crate::output::print_json;
 

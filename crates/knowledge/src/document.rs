@@ -5,8 +5,8 @@
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
-use ts_rs::TS;
 use sha2::{Digest, Sha256};
+use ts_rs::TS;
 
 use crate::error::{KnowledgeError, Result};
 use crate::formats;
@@ -214,7 +214,11 @@ fn is_hidden(name: &std::ffi::OsStr) -> bool {
 pub(crate) fn utf8<'a>(path: &Path, format: &'static str, bytes: &'a [u8]) -> Result<&'a str> {
     let bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
     std::str::from_utf8(bytes).map_err(|e| {
-        let line = bytes[..e.valid_up_to()].iter().filter(|&&b| b == b'\n').count() + 1;
+        let line = bytes[..e.valid_up_to()]
+            .iter()
+            .filter(|&&b| b == b'\n')
+            .count()
+            + 1;
         KnowledgeError::document(path, format, format!("line {line} is not UTF-8 text"))
     })
 }

@@ -45,7 +45,10 @@ pub enum KnowledgeError {
         requested_dim: usize,
     },
     #[error("invalid setting `{field}`: {message}")]
-    Setting { field: &'static str, message: String },
+    Setting {
+        field: &'static str,
+        message: String,
+    },
     #[error("knowledge store {path}: {message}")]
     Store { path: PathBuf, message: String },
     #[error(transparent)]

@@ -17,6 +17,6 @@ pub use document::{collect_files, read_document, Document, Location, Section};
 pub use embed::Embedder;
 pub use error::{KnowledgeError, Result};
 pub use store::{
-    AddProgress, AddReport, EmbeddedChunk, FailedFile, Hit, KnowledgeBaseInfo, KnowledgeStore, SearchMode, SearchOptions, Settings,
-    SourceInfo,
+    AddProgress, AddReport, EmbeddedChunk, FailedFile, Hit, KnowledgeBaseInfo, KnowledgeStore,
+    SearchMode, SearchOptions, Settings, SourceInfo,
 };

@@ -124,7 +124,11 @@ mod tests {
     fn sources_are_numbered_best_first_within_the_budget() {
         let hits = vec![hit(1, 0.8, 40), hit(2, 0.7, 40), hit(3, 0.6, 40)];
         let prompt = grounded_prompt("acme", &hits, 100, 0.3, &words).unwrap();
-        assert_eq!(prompt.citations.len(), 2, "the third does not fit 100 tokens");
+        assert_eq!(
+            prompt.citations.len(),
+            2,
+            "the third does not fit 100 tokens"
+        );
         assert!(prompt.system.contains("[1] Doc 1 (line 1)"));
         assert!(prompt.system.contains("[2] Doc 2 (line 2)"));
         assert!(!prompt.system.contains("Doc 3"));

@@ -39,7 +39,11 @@ fn minilm_token_ids_and_embeddings_match_the_reference() {
             .iter()
             .map(|v| v.as_u64().unwrap() as u32)
             .collect();
-        assert_eq!(encoder.token_ids(text).unwrap(), want, "token ids of {text:?}");
+        assert_eq!(
+            encoder.token_ids(text).unwrap(),
+            want,
+            "token ids of {text:?}"
+        );
     }
     // All cases in one call: sorted into batches with padding, as ingestion embeds them.
     let got = encoder.embed(&texts).unwrap();
@@ -58,7 +62,10 @@ fn minilm_token_ids_and_embeddings_match_the_reference() {
         let norm: f32 = vector.iter().map(|x| x * x).sum::<f32>().sqrt();
         assert!((norm - 1.0).abs() < 1e-4, "unit length, got {norm}");
     }
-    eprintln!("lowest cosine to the reference over {} cases: {worst:.6}", cases.len());
+    eprintln!(
+        "lowest cosine to the reference over {} cases: {worst:.6}",
+        cases.len()
+    );
     // One text alone embeds the same as inside a padded batch.
     let alone = encoder.embed(&texts[..1]).unwrap();
     assert!(cosine(&alone[0], &got[0]) > 0.99999);
@@ -85,6 +92,12 @@ fn a_folder_that_is_not_an_encoder_is_refused_by_name() {
         r#"{"model_type":"llama","hidden_size":8,"num_attention_heads":2,"num_hidden_layers":1,"max_position_embeddings":8}"#,
     )
     .unwrap();
-    let err = SentenceEncoder::load(dir.path(), &Device::Cpu).err().unwrap().to_string();
-    assert!(err.contains("config.json") && err.contains("llama"), "{err}");
+    let err = SentenceEncoder::load(dir.path(), &Device::Cpu)
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(
+        err.contains("config.json") && err.contains("llama"),
+        "{err}"
+    );
 }

@@ -33,7 +33,11 @@ pub fn read(path: &Path, bytes: &[u8]) -> Result<Parsed> {
         ));
     }
     let document = read_part(path, &mut archive, "word/document.xml")?.ok_or_else(|| {
-        KnowledgeError::document(path, "docx", "word/document.xml is missing from the archive")
+        KnowledgeError::document(
+            path,
+            "docx",
+            "word/document.xml is missing from the archive",
+        )
     })?;
     let core_title = read_part(path, &mut archive, "docProps/core.xml")
         .ok()
@@ -57,7 +61,11 @@ fn read_part(
         Ok(file) => file,
         Err(zip::result::ZipError::FileNotFound) => return Ok(None),
         Err(e) => {
-            return Err(KnowledgeError::document(path, "docx", format!("{name}: {e}")));
+            return Err(KnowledgeError::document(
+                path,
+                "docx",
+                format!("{name}: {e}"),
+            ));
         }
     };
     let declared = file.size();
@@ -279,7 +287,10 @@ mod tests {
             .err()
             .unwrap()
             .to_string();
-        assert!(err.contains("bomb.docx") && err.contains("zip bomb"), "{err}");
+        assert!(
+            err.contains("bomb.docx") && err.contains("zip bomb"),
+            "{err}"
+        );
     }
 
     #[test]

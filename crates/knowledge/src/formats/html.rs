@@ -23,8 +23,28 @@ const SKIPPED: &[&str] = &[
 
 /// Elements that end a paragraph.
 const BLOCKS: &[&str] = &[
-    "p", "div", "section", "li", "ul", "ol", "table", "tr", "blockquote", "pre", "dd", "dt", "dl",
-    "figure", "figcaption", "br", "hr", "td", "th", "main", "article", "body",
+    "p",
+    "div",
+    "section",
+    "li",
+    "ul",
+    "ol",
+    "table",
+    "tr",
+    "blockquote",
+    "pre",
+    "dd",
+    "dt",
+    "dl",
+    "figure",
+    "figcaption",
+    "br",
+    "hr",
+    "td",
+    "th",
+    "main",
+    "article",
+    "body",
 ];
 
 #[derive(Default)]

@@ -81,9 +81,8 @@ pub fn jsonl(path: &Path, bytes: &[u8]) -> Result<Parsed> {
         if line.trim().is_empty() {
             continue;
         }
-        let value: Value = serde_json::from_str(line).map_err(|e| {
-            KnowledgeError::document(path, "jsonl", format!("line {}: {e}", i + 1))
-        })?;
+        let value: Value = serde_json::from_str(line)
+            .map_err(|e| KnowledgeError::document(path, "jsonl", format!("line {}: {e}", i + 1)))?;
         let mut section = record(i as u32 + 1, render(&value));
         section.location.line = Some(i as u32 + 1);
         section.location.record = None;
@@ -161,13 +160,19 @@ mod tests {
         )
         .unwrap();
         assert_eq!(parsed.sections.len(), 2);
-        assert_eq!(parsed.sections[1].text, "sku: B-2\nname: Cargo, long\nprice: 2499");
+        assert_eq!(
+            parsed.sections[1].text,
+            "sku: B-2\nname: Cargo, long\nprice: 2499"
+        );
         assert_eq!(parsed.sections[1].location.record, Some(2));
     }
 
     #[test]
     fn a_ragged_csv_row_names_its_line() {
-        let err = csv(Path::new("p.csv"), b"a,b\n1,2\n3\n").err().unwrap().to_string();
+        let err = csv(Path::new("p.csv"), b"a,b\n1,2\n3\n")
+            .err()
+            .unwrap()
+            .to_string();
         assert!(err.contains("p.csv") && err.contains("line 3"), "{err}");
     }
 
@@ -186,7 +191,10 @@ mod tests {
 
     #[test]
     fn a_bad_jsonl_line_is_named() {
-        let err = jsonl(Path::new("t.jsonl"), b"{\"a\":1}\n{oops}\n").err().unwrap().to_string();
+        let err = jsonl(Path::new("t.jsonl"), b"{\"a\":1}\n{oops}\n")
+            .err()
+            .unwrap()
+            .to_string();
         assert!(err.contains("t.jsonl") && err.contains("line 2"), "{err}");
     }
 }

@@ -51,7 +51,10 @@ pub fn markdown(path: &Path, bytes: &[u8]) -> Result<Parsed> {
         }
     }
 
-    let flush = |sections: &mut Vec<Section>, current: &mut String, headings: &[(usize, String)], line: u32| {
+    let flush = |sections: &mut Vec<Section>,
+                 current: &mut String,
+                 headings: &[(usize, String)],
+                 line: u32| {
         if !current.trim().is_empty() {
             // The section starts at its first non-blank line.
             let skipped = current.lines().take_while(|l| l.trim().is_empty()).count() as u32;
@@ -75,7 +78,11 @@ pub fn markdown(path: &Path, bytes: &[u8]) -> Result<Parsed> {
         if !in_fence {
             if let Some(level) = atx_level(trimmed) {
                 flush(&mut sections, &mut current, &headings, start_line);
-                let heading = trimmed[level..].trim().trim_end_matches('#').trim().to_string();
+                let heading = trimmed[level..]
+                    .trim()
+                    .trim_end_matches('#')
+                    .trim()
+                    .to_string();
                 if level == 1 && title.is_none() {
                     title = Some(heading.clone());
                 }
@@ -112,7 +119,13 @@ mod tests {
         let got: Vec<(Option<&str>, Option<u32>, &str)> = parsed
             .sections
             .iter()
-            .map(|s| (s.location.section.as_deref(), s.location.line, s.text.as_str()))
+            .map(|s| {
+                (
+                    s.location.section.as_deref(),
+                    s.location.line,
+                    s.text.as_str(),
+                )
+            })
             .collect();
         assert_eq!(
             got,

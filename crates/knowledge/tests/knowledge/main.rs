@@ -76,7 +76,12 @@ fn questions() -> Vec<Question> {
 }
 
 /// The share of questions with an expected document among the top 3 hits.
-fn top3_rate(store: &KnowledgeStore, name: &str, docs: &Path, mode: SearchMode) -> (f64, Vec<String>) {
+fn top3_rate(
+    store: &KnowledgeStore,
+    name: &str,
+    docs: &Path,
+    mode: SearchMode,
+) -> (f64, Vec<String>) {
     let options = SearchOptions {
         mode,
         k: 3,
@@ -85,7 +90,9 @@ fn top3_rate(store: &KnowledgeStore, name: &str, docs: &Path, mode: SearchMode) 
     let mut misses = Vec::new();
     let all = questions();
     for q in &all {
-        let hits = store.search(name, embedder(), &q.question, &options).unwrap();
+        let hits = store
+            .search(name, embedder(), &q.question, &options)
+            .unwrap();
         let expected: Vec<String> = q
             .sources
             .iter()
@@ -95,7 +102,9 @@ fn top3_rate(store: &KnowledgeStore, name: &str, docs: &Path, mode: SearchMode) 
             misses.push(format!(
                 "{} -> {:?}",
                 q.question,
-                hits.iter().map(|h| h.source.rsplit('/').next().unwrap().to_string()).collect::<Vec<_>>()
+                hits.iter()
+                    .map(|h| h.source.rsplit('/').next().unwrap().to_string())
+                    .collect::<Vec<_>>()
             ));
         }
     }
@@ -109,9 +118,12 @@ fn the_sample_company_is_read_and_hybrid_search_finds_the_right_document() {
     let docs = sample().join("docs");
     let mut stages = Vec::new();
     let report = store
-        .add("brightloom", embedder(), &[docs.clone()], &mut |p| {
-            stages.push(format!("{p:?}"))
-        })
+        .add(
+            "brightloom",
+            embedder(),
+            std::slice::from_ref(&docs),
+            &mut |p| stages.push(format!("{p:?}")),
+        )
         .unwrap();
     assert!(report.failed.is_empty(), "{:?}", report.failed);
     assert_eq!(report.added.len(), 11, "{:?}", report.added);
@@ -128,13 +140,25 @@ fn the_sample_company_is_read_and_hybrid_search_finds_the_right_document() {
     for (file, format, title) in [
         ("handbook.md", "markdown", "Brightloom Employee Handbook"),
         ("shipping.txt", "text", "shipping"),
-        ("warranty.html", "html", "Warranty and care | Brightloom Cycles"),
-        ("security-policy.pdf", "pdf", "Brightloom Information Security Policy"),
+        (
+            "warranty.html",
+            "html",
+            "Warranty and care | Brightloom Cycles",
+        ),
+        (
+            "security-policy.pdf",
+            "pdf",
+            "Brightloom Information Security Policy",
+        ),
         ("travel-policy.docx", "docx", "Travel and Expenses Policy"),
         ("products.csv", "csv", "products"),
         ("faq.json", "json", "faq"),
         ("support-tickets.jsonl", "jsonl", "support-tickets"),
-        ("engineering/battery-testing.md", "markdown", "Battery test procedure"),
+        (
+            "engineering/battery-testing.md",
+            "markdown",
+            "Battery test procedure",
+        ),
     ] {
         let s = format_of(file);
         assert_eq!(s.format, format, "{file}");
@@ -154,7 +178,11 @@ fn the_sample_company_is_read_and_hybrid_search_finds_the_right_document() {
         .unwrap();
     let top = &hits[0];
     assert!(top.source.ends_with("security-policy.pdf"), "{hits:#?}");
-    assert_eq!(top.location.page, Some(2), "the incident rules are on page 2");
+    assert_eq!(
+        top.location.page,
+        Some(2),
+        "the incident rules are on page 2"
+    );
     assert!(top.text.contains("within one hour"));
 
     let hits = store
@@ -165,7 +193,10 @@ fn the_sample_company_is_read_and_hybrid_search_finds_the_right_document() {
             &SearchOptions::default(),
         )
         .unwrap();
-    let warranty = hits.iter().find(|h| h.source.ends_with("warranty.html")).unwrap();
+    let warranty = hits
+        .iter()
+        .find(|h| h.source.ends_with("warranty.html"))
+        .unwrap();
     assert_eq!(
         warranty.location.section.as_deref(),
         Some("Warranty › What is not covered"),
@@ -177,7 +208,10 @@ fn the_sample_company_is_read_and_hybrid_search_finds_the_right_document() {
     let (vector, _) = top3_rate(&store, "brightloom", &docs, SearchMode::Vector);
     let (text, _) = top3_rate(&store, "brightloom", &docs, SearchMode::Text);
     eprintln!("top-3 document hit rate: hybrid {hybrid:.3}, vector {vector:.3}, text {text:.3}");
-    assert!(hybrid >= 0.9, "hybrid top-3 rate {hybrid}: misses {misses:#?}");
+    assert!(
+        hybrid >= 0.9,
+        "hybrid top-3 rate {hybrid}: misses {misses:#?}"
+    );
 
     // Filter by source: a folder keeps only its files.
     let engineering = docs.join("engineering").to_string_lossy().to_string();
@@ -194,7 +228,10 @@ fn the_sample_company_is_read_and_hybrid_search_finds_the_right_document() {
         )
         .unwrap();
     assert!(!hits.is_empty());
-    assert!(hits.iter().all(|h| h.source.starts_with(&engineering)), "{hits:#?}");
+    assert!(
+        hits.iter().all(|h| h.source.starts_with(&engineering)),
+        "{hits:#?}"
+    );
 
     // The settings survive reopening: they live in the table's schema metadata.
     drop(store);
@@ -213,10 +250,14 @@ fn adding_again_is_idempotent_and_a_changed_file_replaces_its_chunks() {
     let docs = dir.path().join("docs");
     copy_dir(&sample().join("docs"), &docs);
     let store = new_kb(dir.path(), "kb");
-    store.add("kb", embedder(), &[docs.clone()], &mut |_| {}).unwrap();
+    store
+        .add("kb", embedder(), std::slice::from_ref(&docs), &mut |_| {})
+        .unwrap();
     let first = store.info("kb").unwrap();
 
-    let again = store.add("kb", embedder(), &[docs.clone()], &mut |_| {}).unwrap();
+    let again = store
+        .add("kb", embedder(), std::slice::from_ref(&docs), &mut |_| {})
+        .unwrap();
     assert_eq!(again.unchanged.len(), 11);
     assert!(again.added.is_empty() && again.replaced.is_empty());
     assert_eq!(again.chunks_added, 0);
@@ -229,25 +270,47 @@ fn adding_again_is_idempotent_and_a_changed_file_replaces_its_chunks() {
         "# Returns\n\nCustomers may return a bike within 60 days of delivery.\n",
     )
     .unwrap();
-    let changed = store.add("kb", embedder(), &[docs.clone()], &mut |_| {}).unwrap();
-    assert_eq!(changed.replaced, vec![returns.to_string_lossy().to_string()]);
+    let changed = store
+        .add("kb", embedder(), std::slice::from_ref(&docs), &mut |_| {})
+        .unwrap();
+    assert_eq!(
+        changed.replaced,
+        vec![returns.to_string_lossy().to_string()]
+    );
     assert_eq!(changed.unchanged.len(), 10);
     let sources = store.sources("kb").unwrap();
-    let r = sources.iter().find(|s| s.source.ends_with("returns.md")).unwrap();
+    let r = sources
+        .iter()
+        .find(|s| s.source.ends_with("returns.md"))
+        .unwrap();
     assert_eq!(r.chunks, 1);
     let after = store.info("kb").unwrap();
     assert_eq!(after.chunks, first.chunks - changed.chunks_removed + 1);
     let hits = store
-        .search("kb", embedder(), "return window in days", &SearchOptions::default())
+        .search(
+            "kb",
+            embedder(),
+            "return window in days",
+            &SearchOptions::default(),
+        )
         .unwrap();
     assert!(hits.iter().any(|h| h.text.contains("60 days")));
-    assert!(!hits.iter().any(|h| h.text.contains("within 30 days")), "{hits:#?}");
+    assert!(
+        !hits.iter().any(|h| h.text.contains("within 30 days")),
+        "{hits:#?}"
+    );
 
     // Removing a file deletes exactly its chunks.
-    let removed = store.remove_source("kb", &returns.to_string_lossy()).unwrap();
+    let removed = store
+        .remove_source("kb", &returns.to_string_lossy())
+        .unwrap();
     assert_eq!(removed, 1);
     assert_eq!(store.info("kb").unwrap().documents, 10);
-    let err = store.remove_source("kb", "/nowhere.md").err().unwrap().to_string();
+    let err = store
+        .remove_source("kb", "/nowhere.md")
+        .err()
+        .unwrap()
+        .to_string();
     assert!(err.contains("/nowhere.md") && err.contains("kb"), "{err}");
 }
 
@@ -281,13 +344,31 @@ fn a_corrupt_pdf_and_a_zip_bomb_are_refused_and_nothing_else_changes() {
         }
         zip.finish().unwrap();
     }
-    let report = store.add("kb", embedder(), &[bad.clone()], &mut |_| {}).unwrap();
+    let report = store
+        .add("kb", embedder(), std::slice::from_ref(&bad), &mut |_| {})
+        .unwrap();
     assert!(report.added.is_empty() && report.chunks_added == 0);
     assert_eq!(report.failed.len(), 2, "{:?}", report.failed);
-    let bomb = report.failed.iter().find(|f| f.path.ends_with("bomb.docx")).unwrap();
-    assert!(bomb.error.contains("bomb.docx") && bomb.error.contains("zip bomb"), "{}", bomb.error);
-    let cut = report.failed.iter().find(|f| f.path.ends_with("cut.pdf")).unwrap();
-    assert!(cut.error.contains("cut.pdf") && cut.error.contains("pdf"), "{}", cut.error);
+    let bomb = report
+        .failed
+        .iter()
+        .find(|f| f.path.ends_with("bomb.docx"))
+        .unwrap();
+    assert!(
+        bomb.error.contains("bomb.docx") && bomb.error.contains("zip bomb"),
+        "{}",
+        bomb.error
+    );
+    let cut = report
+        .failed
+        .iter()
+        .find(|f| f.path.ends_with("cut.pdf"))
+        .unwrap();
+    assert!(
+        cut.error.contains("cut.pdf") && cut.error.contains("pdf"),
+        "{}",
+        cut.error
+    );
     assert_eq!(store.sources("kb").unwrap(), before);
 
     // A file given by name with an extension we cannot read says so.
@@ -295,7 +376,11 @@ fn a_corrupt_pdf_and_a_zip_bomb_are_refused_and_nothing_else_changes() {
     let report = store
         .add("kb", embedder(), &[bad.join("image.png")], &mut |_| {})
         .unwrap();
-    assert!(report.failed[0].error.contains(".png"), "{:?}", report.failed);
+    assert!(
+        report.failed[0].error.contains(".png"),
+        "{:?}",
+        report.failed
+    );
     assert_eq!(store.sources("kb").unwrap(), before);
 }
 
@@ -312,7 +397,10 @@ fn another_embedder_is_refused_with_both_names() {
         .unwrap();
     assert!(matches!(err, KnowledgeError::EmbedderMismatch { .. }));
     let text = err.to_string();
-    assert!(text.contains("bge-small-en") && text.contains("all-minilm-l6-v2"), "{text}");
+    assert!(
+        text.contains("bge-small-en") && text.contains("all-minilm-l6-v2"),
+        "{text}"
+    );
 
     assert!(matches!(
         store.create("kb", "x", 3, ChunkOptions::default()),
@@ -322,7 +410,10 @@ fn another_embedder_is_refused_with_both_names() {
         store.create("no spaces", "x", 3, ChunkOptions::default()),
         Err(KnowledgeError::InvalidName { .. })
     ));
-    assert!(matches!(store.info("missing"), Err(KnowledgeError::NotFound(_))));
+    assert!(matches!(
+        store.info("missing"),
+        Err(KnowledgeError::NotFound(_))
+    ));
     store.remove("kb").unwrap();
     assert!(store.list().unwrap().is_empty());
 }
@@ -333,7 +424,9 @@ fn a_large_table_gets_an_ann_index_that_still_finds_exact_matches() {
     let store = KnowledgeStore::open(&dir.path().join("knowledge"))
         .unwrap()
         .with_ann_threshold(1_000);
-    store.create("big", "synthetic", 32, ChunkOptions::default()).unwrap();
+    store
+        .create("big", "synthetic", 32, ChunkOptions::default())
+        .unwrap();
     // Deterministic pseudo-random unit vectors.
     let mut state = 0x2545_f491_4f6c_dd1du64;
     let mut next = move || {

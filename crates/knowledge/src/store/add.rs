@@ -1,0 +1,381 @@
+//! Adding to a knowledge base: files are read and chunked, chunks embedded in groups and
+//! appended, replaced files' old chunks deleted after their new ones are in, and the indexes
+//! brought up to date.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Instant;
+
+use arrow_array::{
+    Array, FixedSizeListArray, Float32Array, Int64Array, RecordBatch, StringArray, UInt32Array,
+};
+use arrow_schema::{DataType, Field, Schema};
+use lancedb::index::scalar::FtsIndexBuilder;
+use lancedb::index::vector::IvfPqIndexBuilder;
+use lancedb::index::Index;
+use lancedb::table::OptimizeAction;
+use lancedb::{DistanceType, Table};
+use serde::{Deserialize, Serialize};
+use ts_rs::TS;
+
+use super::{now_unix, schema, sql_string, EmbeddedChunk, KnowledgeStore};
+use crate::chunk::{chunk_document, Chunk, ChunkOptions};
+use crate::document::{collect_files, read_document, Document};
+use crate::embed::Embedder;
+use crate::error::{KnowledgeError, Result};
+
+/// Chunks embedded per call (progress is reported after each).
+const EMBED_GROUP: usize = 256;
+/// Chunks written per LanceDB append.
+const WRITE_GROUP: usize = 4096;
+
+/// Where an add is.
+#[derive(Debug, Clone, Serialize, TS)]
+#[serde(tag = "stage", rename_all = "snake_case")]
+#[ts(export, export_to = "../../../ui/src/bindings/")]
+pub enum AddProgress {
+    /// Reading and chunking files: `done` of `total` files.
+    Reading {
+        done: usize,
+        total: usize,
+        file: String,
+    },
+    /// Embedding chunks: `done` of `total`.
+    Embedding { done: usize, total: usize },
+    /// Writing and updating the indexes.
+    Indexing,
+}
+
+/// What an add did, file by file.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, TS)]
+#[ts(export, export_to = "../../../ui/src/bindings/")]
+pub struct AddReport {
+    /// New files.
+    pub added: Vec<String>,
+    /// Files whose content changed: their old chunks were replaced.
+    pub replaced: Vec<String>,
+    /// Files already in the knowledge base with the same content: skipped.
+    pub unchanged: Vec<String>,
+    /// Files that could not be read, with the reason; nothing of theirs changed.
+    pub failed: Vec<FailedFile>,
+    pub chunks_added: usize,
+    pub chunks_removed: usize,
+    /// Wall time of the whole add.
+    pub seconds: f64,
+    /// Of which embedding chunks.
+    pub embed_seconds: f64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, TS)]
+#[ts(export, export_to = "../../../ui/src/bindings/")]
+pub struct FailedFile {
+    pub path: String,
+    pub error: String,
+}
+
+/// A chunk with everything its row needs.
+struct PendingChunk {
+    source: String,
+    title: String,
+    format: &'static str,
+    hash: String,
+    chunk: Chunk,
+}
+
+impl PendingChunk {
+    /// The text the embedder sees: the document title and heading path give a chunk its context.
+    fn embed_text(&self) -> String {
+        match &self.chunk.location.section {
+            Some(section) => format!("{} › {}\n{}", self.title, section, self.chunk.text),
+            None => format!("{}\n{}", self.title, self.chunk.text),
+        }
+    }
+}
+
+impl KnowledgeStore {
+    /// Adds files and folders. Unchanged files are skipped, changed files replace their chunks,
+    /// unreadable files are reported and change nothing.
+    pub fn add(
+        &self,
+        name: &str,
+        embedder: &Embedder,
+        paths: &[PathBuf],
+        progress: &mut dyn FnMut(AddProgress),
+    ) -> Result<AddReport> {
+        let started = Instant::now();
+        let info = self.settings(name)?;
+        self.check_embedder(name, &info, embedder)?;
+        let table = self.table(name)?;
+        let files = collect_files(paths)?;
+        let known: HashMap<String, String> = self
+            .runtime
+            .block_on(self.sources_of(&table, name))?
+            .into_iter()
+            .map(|s| (s.source, s.hash))
+            .collect();
+
+        let mut report = AddReport::default();
+        let mut pending: Vec<PendingChunk> = Vec::new();
+        let mut replaced_sources: Vec<(String, String)> = Vec::new();
+        let count = |text: &str| embedder.count_tokens(text);
+        for (i, file) in files.iter().enumerate() {
+            progress(AddProgress::Reading {
+                done: i,
+                total: files.len(),
+                file: file.to_string_lossy().to_string(),
+            });
+            let source = file.to_string_lossy().to_string();
+            let doc: Document = match read_document(file) {
+                Ok(doc) => doc,
+                Err(e) => {
+                    report.failed.push(FailedFile {
+                        path: source,
+                        error: e.to_string(),
+                    });
+                    continue;
+                }
+            };
+            match known.get(&source) {
+                Some(hash) if *hash == doc.hash => {
+                    report.unchanged.push(source);
+                    continue;
+                }
+                Some(_) => {
+                    replaced_sources.push((source.clone(), doc.hash.clone()));
+                    report.replaced.push(source.clone());
+                }
+                None => report.added.push(source.clone()),
+            }
+            for chunk in chunk_document(&doc, &info.chunking, &count) {
+                pending.push(PendingChunk {
+                    source: source.clone(),
+                    title: doc.title.clone(),
+                    format: doc.format,
+                    hash: doc.hash.clone(),
+                    chunk,
+                });
+            }
+        }
+        progress(AddProgress::Reading {
+            done: files.len(),
+            total: files.len(),
+            file: String::new(),
+        });
+
+        let added_unix = now_unix();
+        let total = pending.len();
+        let mut embedding = std::time::Duration::ZERO;
+        for (w, group) in pending.chunks(WRITE_GROUP).enumerate() {
+            let mut vectors = Vec::with_capacity(group.len());
+            for (e, part) in group.chunks(EMBED_GROUP).enumerate() {
+                let texts: Vec<String> = part.iter().map(|p| p.embed_text()).collect();
+                let refs: Vec<&str> = texts.iter().map(|t| t.as_str()).collect();
+                let started = Instant::now();
+                vectors.extend(embedder.embed(&refs)?);
+                embedding += started.elapsed();
+                progress(AddProgress::Embedding {
+                    done: (w * WRITE_GROUP + e * EMBED_GROUP + part.len()).min(total),
+                    total,
+                });
+            }
+            let batch = self.rows(group, &vectors, info.dimension, added_unix)?;
+            self.runtime
+                .block_on(table.add(batch).execute())
+                .map_err(|e| self.store_error(name, e))?;
+        }
+        report.embed_seconds = embedding.as_secs_f64();
+        report.chunks_added = total;
+
+        // The new chunks are in; now the replaced files' old chunks go.
+        progress(AddProgress::Indexing);
+        for (source, hash) in &replaced_sources {
+            let predicate = format!(
+                "source = {} AND doc_hash <> {}",
+                sql_string(source),
+                sql_string(hash)
+            );
+            let before = self
+                .runtime
+                .block_on(table.count_rows(Some(predicate.clone())))
+                .map_err(|e| self.store_error(name, e))?;
+            self.runtime
+                .block_on(table.delete(predicate.as_str()))
+                .map_err(|e| self.store_error(name, e))?;
+            report.chunks_removed += before;
+        }
+        if total > 0 || !replaced_sources.is_empty() {
+            self.update_indexes(&table, name, info.dimension)?;
+        }
+        report.seconds = started.elapsed().as_secs_f64();
+        Ok(report)
+    }
+
+    fn rows(
+        &self,
+        group: &[PendingChunk],
+        vectors: &[Vec<f32>],
+        dimension: usize,
+        added_unix: i64,
+    ) -> Result<RecordBatch> {
+        let n = group.len();
+        let strings = |f: &dyn Fn(&PendingChunk) -> String| -> Arc<dyn Array> {
+            Arc::new(StringArray::from(group.iter().map(f).collect::<Vec<_>>()))
+        };
+        let location =
+            |p: &PendingChunk| serde_json::to_string(&p.chunk.location).unwrap_or_default();
+        let mut flat = Vec::with_capacity(n * dimension);
+        for v in vectors {
+            flat.extend_from_slice(v);
+        }
+        let values = Arc::new(Float32Array::from(flat));
+        let vector = FixedSizeListArray::try_new(
+            Arc::new(Field::new("item", DataType::Float32, true)),
+            dimension as i32,
+            values,
+            None,
+        )
+        .map_err(|e| self.store_error("*", e))?;
+        let schema = {
+            let s = schema("", dimension, &ChunkOptions::default(), 0);
+            Arc::new(Schema::new(s.fields().clone()))
+        };
+        RecordBatch::try_new(
+            schema,
+            vec![
+                strings(&|p| {
+                    let path = crate::document::content_hash(p.source.as_bytes());
+                    format!("{}-{}-{}", &path[..12], &p.hash[..12], p.chunk.ordinal)
+                }),
+                strings(&|p| p.source.clone()),
+                strings(&|p| p.title.clone()),
+                strings(&|p| p.format.to_string()),
+                strings(&|p| p.hash.clone()),
+                Arc::new(UInt32Array::from(
+                    group
+                        .iter()
+                        .map(|p| p.chunk.ordinal as u32)
+                        .collect::<Vec<_>>(),
+                )),
+                strings(&location),
+                strings(&|p| p.chunk.text.clone()),
+                strings(&|p| match &p.chunk.location.section {
+                    Some(section) => format!("{} {}\n{}", p.title, section, p.chunk.text),
+                    None => format!("{}\n{}", p.title, p.chunk.text),
+                }),
+                Arc::new(UInt32Array::from(
+                    group
+                        .iter()
+                        .map(|p| p.chunk.tokens as u32)
+                        .collect::<Vec<_>>(),
+                )),
+                Arc::new(Int64Array::from(vec![added_unix; n])),
+                Arc::new(vector),
+            ],
+        )
+        .map_err(|e| self.store_error("*", e))
+    }
+
+    /// Builds the full-text index the first time, the vector index once the table is large,
+    /// and folds new rows into existing indexes.
+    pub(super) fn update_indexes(&self, table: &Table, name: &str, dimension: usize) -> Result<()> {
+        self.runtime.block_on(async {
+            let err = |e: lancedb::Error| self.store_error(name, e);
+            let rows = table.count_rows(None).await.map_err(err)?;
+            let indices = table.list_indices().await.map_err(err)?;
+            let has = |col: &str| indices.iter().any(|i| i.columns.iter().any(|c| c == col));
+            let mut created = false;
+            if rows > 0 && !has("search_text") {
+                table
+                    .create_index(&["search_text"], Index::FTS(FtsIndexBuilder::default()))
+                    .execute()
+                    .await
+                    .map_err(err)?;
+                created = true;
+            }
+            if rows >= self.ann_threshold && !has("vector") {
+                // About sqrt(rows) partitions; sub-vectors of 8 dimensions.
+                let partitions = ((rows as f64).sqrt() as u32).clamp(16, 1024);
+                let dim = dimension as u32;
+                let sub_vectors = if dim.is_multiple_of(8) {
+                    dim / 8
+                } else {
+                    dim / 4
+                };
+                table
+                    .create_index(
+                        &["vector"],
+                        Index::IvfPq(
+                            IvfPqIndexBuilder::default()
+                                .distance_type(DistanceType::Cosine)
+                                .num_partitions(partitions)
+                                .num_sub_vectors(sub_vectors),
+                        ),
+                    )
+                    .execute()
+                    .await
+                    .map_err(err)?;
+                created = true;
+            }
+            if !created {
+                table
+                    .optimize(OptimizeAction::Index(Default::default()))
+                    .await
+                    .map_err(err)?;
+            }
+            Ok(())
+        })
+    }
+
+    /// Appends chunks that already have vectors of the knowledge base's dimension. Each
+    /// source's chunks are numbered in the order given. Returns the number of rows written.
+    pub fn add_embedded(&self, name: &str, chunks: Vec<EmbeddedChunk>) -> Result<usize> {
+        let info = self.settings(name)?;
+        let table = self.table(name)?;
+        if let Some(bad) = chunks.iter().position(|c| c.vector.len() != info.dimension) {
+            return Err(KnowledgeError::Setting {
+                field: "vector",
+                message: format!(
+                    "chunk {bad} has {} dimensions; knowledge base `{name}` holds {}",
+                    chunks[bad].vector.len(),
+                    info.dimension
+                ),
+            });
+        }
+        let added_unix = now_unix();
+        let mut ordinals: HashMap<String, usize> = HashMap::new();
+        let total = chunks.len();
+        let mut pending = Vec::with_capacity(WRITE_GROUP);
+        let mut vectors = Vec::with_capacity(WRITE_GROUP);
+        for (i, c) in chunks.into_iter().enumerate() {
+            let ordinal = ordinals.entry(c.source.clone()).or_insert(0);
+            let tokens = c.text.split_whitespace().count();
+            pending.push(PendingChunk {
+                hash: crate::document::content_hash(c.source.as_bytes()),
+                source: c.source,
+                title: c.title,
+                format: "imported",
+                chunk: Chunk {
+                    text: c.text,
+                    location: c.location,
+                    ordinal: *ordinal,
+                    tokens,
+                },
+            });
+            *ordinal += 1;
+            vectors.push(c.vector);
+            if pending.len() == WRITE_GROUP || i + 1 == total {
+                let batch = self.rows(&pending, &vectors, info.dimension, added_unix)?;
+                self.runtime
+                    .block_on(table.add(batch).execute())
+                    .map_err(|e| self.store_error(name, e))?;
+                pending.clear();
+                vectors.clear();
+            }
+        }
+        if total > 0 {
+            self.update_indexes(&table, name, info.dimension)?;
+        }
+        Ok(total)
+    }
+}
