@@ -86,10 +86,7 @@ pub fn decode(
     Ok(DecodeBench {
         model: model_name.to_string(),
         device: format!("{:?}", model.transformer.device()).to_lowercase(),
-        threads: std::env::var("RAYON_NUM_THREADS")
-            .ok()
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(1),
+        threads: crate::cpu_threads(),
         prompt_tokens: prompt_tokens as u32,
         generated_tokens: gen_tokens as u32,
         runs: runs as u32,
@@ -280,13 +277,6 @@ pub struct EmbedBench {
     pub peak_rss_bytes: Option<u64>,
 }
 
-fn threads() -> u32 {
-    std::env::var("RAYON_NUM_THREADS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(1)
-}
-
 /// Distinct sentences of exactly `tokens` embedder tokens ([CLS] and [SEP] included).
 fn sentences(embedder: &tunelab_knowledge::Embedder, n: usize, tokens: usize) -> Vec<String> {
     const WORDS: &[&str] = &[
@@ -338,7 +328,7 @@ pub fn embed(
     }
     Ok(EmbedBench {
         model: model.to_string(),
-        threads: threads(),
+        threads: crate::cpu_threads(),
         sentences: count as u32,
         tokens_per_sentence: tokens as u32,
         batch_size: tunelab_engine::bert::BATCH as u32,
@@ -399,10 +389,12 @@ pub fn knowledge(
     ws: &Workspace,
     embedder_name: &str,
     sample_docs: &std::path::Path,
-    questions: &[String],
+    questions_file: &std::path::Path,
     copies: usize,
     sizes: &[usize],
 ) -> Result<KnowledgeBench> {
+    let questions = read_questions(questions_file)?;
+    let questions = questions.as_slice();
     use tunelab_knowledge::{
         ChunkOptions, EmbeddedChunk, KnowledgeStore, Location, SearchMode, SearchOptions,
     };
@@ -552,7 +544,7 @@ pub fn knowledge(
         }
         Ok(KnowledgeBench {
             embedder: embedder.name().to_string(),
-            threads: threads(),
+            threads: crate::cpu_threads(),
             documents: (report.added.len()) as u32,
             chunks: report.chunks_added as u32,
             ingest_chunks_per_s,
@@ -563,4 +555,24 @@ pub fn knowledge(
     })();
     let _ = std::fs::remove_dir_all(&scratch);
     result
+}
+
+/// The `question` field of every line of a JSON-lines file (the sample's questions.jsonl).
+fn read_questions(path: &std::path::Path) -> Result<Vec<String>> {
+    let text = std::fs::read_to_string(path).map_err(|e| ApiError::io(path, e))?;
+    let mut out = Vec::new();
+    for (i, line) in text
+        .lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+    {
+        let at = || format!("{} line {}", path.display(), i + 1);
+        let value: serde_json::Value =
+            serde_json::from_str(line).map_err(|e| ApiError::invalid(format!("{}: {e}", at())))?;
+        let question = value["question"]
+            .as_str()
+            .ok_or_else(|| ApiError::invalid(format!("{}: field `question` is missing", at())))?;
+        out.push(question.to_string());
+    }
+    Ok(out)
 }

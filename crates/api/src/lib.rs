@@ -60,12 +60,17 @@ pub fn doctor(ws: &Workspace) -> Result<DoctorReport> {
         app: app_info(ws),
         hardware: tunelab_hardware::probe(),
         models: models::list(ws)?,
-        cpu_threads: std::env::var("RAYON_NUM_THREADS")
-            .ok()
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(1),
+        cpu_threads: cpu_threads(),
         cuda_build: cfg!(feature = "cuda"),
     })
+}
+
+/// The number of CPU threads tensor work uses (what `configure_threads` set).
+pub(crate) fn cpu_threads() -> u32 {
+    std::env::var("RAYON_NUM_THREADS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1)
 }
 
 /// Sets the number of CPU threads for tensor work (default: every logical CPU). Call once at

@@ -117,32 +117,8 @@ pub fn run(ws: &Workspace, cmd: Command) -> Result<()> {
             sizes,
             json,
         } => {
-            let text = std::fs::read_to_string(&questions)
-                .map_err(|e| tunelab_api::ApiError::io(&questions, e))?;
-            let mut list = Vec::new();
-            for (i, line) in text
-                .lines()
-                .enumerate()
-                .filter(|(_, l)| !l.trim().is_empty())
-            {
-                let value: serde_json::Value = serde_json::from_str(line).map_err(|e| {
-                    tunelab_api::ApiError::invalid(format!(
-                        "{} line {}: {e}",
-                        questions.display(),
-                        i + 1
-                    ))
-                })?;
-                let q = value["question"].as_str().ok_or_else(|| {
-                    tunelab_api::ApiError::invalid(format!(
-                        "{} line {}: field `question` is missing",
-                        questions.display(),
-                        i + 1
-                    ))
-                })?;
-                list.push(q.to_string());
-            }
             let result =
-                tunelab_api::bench::knowledge(ws, &embedder, &docs, &list, copies, &sizes)?;
+                tunelab_api::bench::knowledge(ws, &embedder, &docs, &questions, copies, &sizes)?;
             if json {
                 return print_json(&result);
             }
