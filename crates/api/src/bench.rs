@@ -350,6 +350,8 @@ pub struct SearchLatency {
     pub vector_p95_ms: f64,
     pub hybrid_p50_ms: f64,
     pub hybrid_p95_ms: f64,
+    /// Full text alone (BM25, no embedding), median.
+    pub text_p50_ms: f64,
     /// Of which embedding the query, median.
     pub embed_p50_ms: f64,
     /// Seconds to write the chunks and build the indexes.
@@ -504,12 +506,14 @@ pub fn knowledge(
             let mut embed_ms = Vec::new();
             let mut vector_ms = Vec::new();
             let mut hybrid_ms = Vec::new();
+            let mut text_ms = Vec::new();
             let rounds = (100 / questions.len().max(1)).max(1);
             for _ in 0..rounds {
                 for q in questions {
                     for (mode, out) in [
                         (SearchMode::Vector, &mut vector_ms),
                         (SearchMode::Hybrid, &mut hybrid_ms),
+                        (SearchMode::Text, &mut text_ms),
                     ] {
                         let options = SearchOptions {
                             mode,
@@ -521,12 +525,12 @@ pub fn knowledge(
                         store.search(&name, &embedder, q, &options)?;
                         out.push(started.elapsed().as_secs_f64() * 1e3);
                         let started = std::time::Instant::now();
-                        embedder.embed(&[q.as_str()])?;
+                        embedder.embed_query(q)?;
                         embed_ms.push(started.elapsed().as_secs_f64() * 1e3);
                     }
                 }
             }
-            for v in [&mut embed_ms, &mut vector_ms, &mut hybrid_ms] {
+            for v in [&mut embed_ms, &mut vector_ms, &mut hybrid_ms, &mut text_ms] {
                 v.sort_by(|a, b| a.total_cmp(b));
             }
             search.push(SearchLatency {
@@ -537,6 +541,7 @@ pub fn knowledge(
                 vector_p95_ms: percentile(&vector_ms, 0.95),
                 hybrid_p50_ms: percentile(&hybrid_ms, 0.5),
                 hybrid_p95_ms: percentile(&hybrid_ms, 0.95),
+                text_p50_ms: percentile(&text_ms, 0.5),
                 embed_p50_ms: percentile(&embed_ms, 0.5),
                 build_seconds,
             });

@@ -131,25 +131,27 @@ pub fn run(ws: &Workspace, cmd: Command) -> Result<()> {
                 result.ingest_chunks_per_s, result.embeddings_per_s
             );
             println!(
-                "{:>8} {:>6} {:>12} {:>12} {:>12} {:>12} {:>10} {:>9}",
+                "{:>8} {:>6} {:>12} {:>12} {:>12} {:>12} {:>10} {:>10} {:>9}",
                 "CHUNKS",
                 "ANN",
                 "VECTOR p50",
                 "VECTOR p95",
                 "HYBRID p50",
                 "HYBRID p95",
+                "TEXT p50",
                 "EMBED p50",
                 "BUILD"
             );
             for s in &result.search {
                 println!(
-                    "{:>8} {:>6} {:>10.2}ms {:>10.2}ms {:>10.2}ms {:>10.2}ms {:>8.2}ms {:>8.1}s",
+                    "{:>8} {:>6} {:>10.2}ms {:>10.2}ms {:>10.2}ms {:>10.2}ms {:>8.2}ms {:>8.2}ms {:>8.1}s",
                     s.chunks,
                     if s.vector_index { "yes" } else { "no" },
                     s.vector_p50_ms,
                     s.vector_p95_ms,
                     s.hybrid_p50_ms,
                     s.hybrid_p95_ms,
+                    s.text_p50_ms,
                     s.embed_p50_ms,
                     s.build_seconds
                 );

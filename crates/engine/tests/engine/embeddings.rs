@@ -69,6 +69,32 @@ fn minilm_token_ids_and_embeddings_match_the_reference() {
     // One text alone embeds the same as inside a padded batch.
     let alone = encoder.embed(&texts[..1]).unwrap();
     assert!(cosine(&alone[0], &got[0]) > 0.99999);
+
+    // A search query takes the 8-bit path; it too stays within 0.999 of the reference and of
+    // the full-precision vector of the same text, so queries still meet documents.
+    let mut worst_query = 1f32;
+    for ((case, text), full) in cases.iter().zip(&texts).zip(&got) {
+        let want: Vec<f32> = case["embedding"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_f64().unwrap() as f32)
+            .collect();
+        let query = encoder.embed_query(text).unwrap();
+        let c = cosine(&query, &want);
+        worst_query = worst_query.min(c);
+        assert!(c >= 0.999, "query cosine {c} for {text:?}");
+        assert!(cosine(&query, full) >= 0.999, "query vs full for {text:?}");
+        let norm: f32 = query.iter().map(|x| x * x).sum::<f32>().sqrt();
+        assert!((norm - 1.0).abs() < 1e-4, "unit length, got {norm}");
+    }
+    eprintln!("lowest cosine of a query embedding to the reference: {worst_query:.6}");
+    // One-word queries pool over few rows, so rounding shows most there: still ≥ 0.998.
+    for q in ["warranty", "refund", "shipping times", "a"] {
+        let full = encoder.embed(&[q]).unwrap().remove(0);
+        let c = cosine(&full, &encoder.embed_query(q).unwrap());
+        assert!(c >= 0.998, "query cosine {c} to full precision for {q:?}");
+    }
 }
 
 #[test]
