@@ -108,11 +108,12 @@ impl KnowledgeStore {
         self.check_embedder(name, &info, embedder)?;
         let table = self.table(name)?;
         let files = collect_files(paths)?;
-        let known: HashMap<String, String> = self
+        // source -> the hashes of its versions in the table
+        let known: HashMap<String, Vec<String>> = self
             .runtime
-            .block_on(self.sources_of(&table, name))?
+            .block_on(self.versions_of(&table, name))?
             .into_iter()
-            .map(|s| (s.source, s.hash))
+            .map(|(source, v)| (source, v.hashes))
             .collect();
 
         let mut report = AddReport::default();
@@ -137,7 +138,12 @@ impl KnowledgeStore {
                 }
             };
             match known.get(&source) {
-                Some(hash) if *hash == doc.hash => {
+                Some(hashes) if hashes.contains(&doc.hash) => {
+                    // Unchanged. Chunks of another version that an interrupted add left behind
+                    // go now.
+                    if hashes.len() > 1 {
+                        replaced_sources.push((source.clone(), doc.hash.clone()));
+                    }
                     report.unchanged.push(source);
                     continue;
                 }

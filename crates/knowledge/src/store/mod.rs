@@ -70,6 +70,12 @@ pub struct SourceInfo {
     pub added_unix: i64,
 }
 
+/// A source's newest version, and the hashes of every version with chunks in the table.
+struct Versions {
+    current: SourceInfo,
+    hashes: Vec<String>,
+}
+
 /// The knowledge bases in one LanceDB folder.
 pub struct KnowledgeStore {
     root: PathBuf,
@@ -381,6 +387,18 @@ impl KnowledgeStore {
     }
 
     async fn sources_of(&self, table: &Table, name: &str) -> Result<Vec<SourceInfo>> {
+        Ok(self
+            .versions_of(table, name)
+            .await?
+            .into_iter()
+            .map(|(_, v)| v.current)
+            .collect())
+    }
+
+    /// Every source with the version of it that counts (the newest) and all versions whose
+    /// chunks are in the table: more than one after a crash between writing a changed file's
+    /// new chunks and deleting its old ones.
+    async fn versions_of(&self, table: &Table, name: &str) -> Result<Vec<(String, Versions)>> {
         let batches: Vec<RecordBatch> = table
             .query()
             .select(Select::Columns(
@@ -401,7 +419,8 @@ impl KnowledgeStore {
             .try_collect()
             .await
             .map_err(|e| self.store_error(name, e))?;
-        let mut by_source: BTreeMap<String, SourceInfo> = BTreeMap::new();
+        // source -> hash -> that version's totals
+        let mut by_source: BTreeMap<String, BTreeMap<String, SourceInfo>> = BTreeMap::new();
         for batch in &batches {
             let source = column::<StringArray>(batch, "source")?;
             let title = column::<StringArray>(batch, "title")?;
@@ -412,6 +431,8 @@ impl KnowledgeStore {
             for i in 0..batch.num_rows() {
                 let entry = by_source
                     .entry(source.value(i).to_string())
+                    .or_default()
+                    .entry(hash.value(i).to_string())
                     .or_insert_with(|| SourceInfo {
                         source: source.value(i).to_string(),
                         title: title.value(i).to_string(),
@@ -421,18 +442,21 @@ impl KnowledgeStore {
                         tokens: 0,
                         added_unix: added.value(i),
                     });
-                // After a crash between writing a file's new chunks and deleting its old
-                // ones, the newest version is the one that counts.
-                if added.value(i) > entry.added_unix {
-                    entry.hash = hash.value(i).to_string();
-                    entry.title = title.value(i).to_string();
-                    entry.added_unix = added.value(i);
-                }
+                entry.added_unix = entry.added_unix.max(added.value(i));
                 entry.chunks += 1;
                 entry.tokens += tokens.value(i) as usize;
             }
         }
-        Ok(by_source.into_values().collect())
+        Ok(by_source
+            .into_iter()
+            .filter_map(|(source, versions)| {
+                let hashes: Vec<String> = versions.keys().cloned().collect();
+                let current = versions
+                    .into_values()
+                    .max_by_key(|v| (v.added_unix, v.chunks))?;
+                Some((source, Versions { current, hashes }))
+            })
+            .collect())
     }
 
     /// The files in a knowledge base.
