@@ -9,6 +9,10 @@ export type SearchLatency = { chunks: number, vector_index: boolean, queries: nu
  */
 vector_p50_ms: number, vector_p95_ms: number, hybrid_p50_ms: number, hybrid_p95_ms: number, 
 /**
+ * Full text alone (BM25, no embedding), median.
+ */
+text_p50_ms: number, 
+/**
  * Of which embedding the query, median.
  */
 embed_p50_ms: number, 
