@@ -11,24 +11,15 @@ use crate::error::Result;
 pub struct Embedder {
     name: String,
     encoder: SentenceEncoder,
-    /// One thread for embedding a single query, so the search's other half (the full-text
-    /// query, on the store's threads) has a core of its own.
-    query_pool: Option<rayon::ThreadPool>,
 }
 
 impl Embedder {
     /// Loads the encoder in `folder` under `name` (the model registry's name for it).
     pub fn load(name: &str, folder: &Path) -> Result<Self> {
         let encoder = SentenceEncoder::load(folder, &Device::Cpu)?;
-        let query_pool = rayon::ThreadPoolBuilder::new()
-            .num_threads(1)
-            .thread_name(|_| "tunelab-query-embed".into())
-            .build()
-            .ok();
         Ok(Self {
             name: name.to_string(),
             encoder,
-            query_pool,
         })
     }
 
@@ -49,16 +40,10 @@ impl Embedder {
         Ok(self.encoder.embed(texts)?)
     }
 
-    /// One query's vector (8-bit linear layers, see `SentenceEncoder::embed_query`), computed
-    /// on a single thread: a short text is bound by reading the weights, so a second thread
-    /// gains little, and leaving the other cores free lets the full-text half of a hybrid
-    /// search run beside it.
+    /// One query's vector, with 8-bit linear layers (see `SentenceEncoder::embed_query`): a
+    /// short text is bound by reading the weights, a quarter of the bytes in 8 bits.
     pub fn embed_query(&self, query: &str) -> Result<Vec<f32>> {
-        let run = || self.encoder.embed_query(query);
-        Ok(match &self.query_pool {
-            Some(pool) => pool.install(run)?,
-            None => run()?,
-        })
+        Ok(self.encoder.embed_query(query)?)
     }
 
     /// Tokens in `text` without the encoder's special tokens (what chunking measures).
