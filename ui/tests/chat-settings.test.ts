@@ -21,6 +21,7 @@ function model(name: string, overrides: Partial<ModelEntry> = {}): ModelEntry {
     size_bytes: 1,
     description: '',
     problem: null,
+    files_owned: true,
     ...overrides,
   };
 }

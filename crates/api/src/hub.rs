@@ -4,8 +4,10 @@
 
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use ts_rs::TS;
 
 use crate::error::{ApiError, Result};
@@ -15,6 +17,25 @@ use crate::workspace::Workspace;
 pub struct Hub {
     endpoint: String,
     token: Option<String>,
+    /// Set to stop a download; the partial file stays for the next pull to resume.
+    cancel: Option<Arc<AtomicBool>>,
+}
+
+/// What to pull, as the app's form sends it.
+#[derive(Debug, Clone, Deserialize, TS)]
+#[ts(export, export_to = "../../../ui/src/bindings/")]
+pub struct PullRequest {
+    /// `owner/name` on the hub.
+    pub repo: String,
+    /// Branch, tag or commit; `main` when empty.
+    #[ts(optional)]
+    pub revision: Option<String>,
+    /// One GGUF file of the repository, when it has several.
+    #[ts(optional)]
+    pub file: Option<String>,
+    /// The name in the model registry; the repository's name when empty.
+    #[ts(optional)]
+    pub name: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, TS)]
@@ -48,7 +69,20 @@ impl Hub {
         Hub {
             endpoint: endpoint.trim_end_matches('/').to_string(),
             token,
+            cancel: None,
         }
+    }
+
+    /// Downloads stop soon after `flag` is set, keeping what arrived for a later resume.
+    pub fn with_cancel(mut self, flag: Arc<AtomicBool>) -> Self {
+        self.cancel = Some(flag);
+        self
+    }
+
+    fn cancelled(&self) -> bool {
+        self.cancel
+            .as_ref()
+            .is_some_and(|c| c.load(Ordering::Relaxed))
     }
 
     pub fn from_env() -> Self {
@@ -171,6 +205,15 @@ impl Hub {
                 .map_err(|e| ApiError::io(&part, e))?;
             done += n as u64;
             progress(done, total);
+            if self.cancelled() {
+                out.sync_all().map_err(|e| ApiError::io(&part, e))?;
+                return Err(ApiError::new(
+                    "cancelled",
+                    format!(
+                        "{file}: stopped after {done} bytes; pull the same model again to resume"
+                    ),
+                ));
+            }
         }
         out.sync_all().map_err(|e| ApiError::io(&part, e))?;
         if let Some(total) = total {
@@ -239,6 +282,37 @@ fn choose_files(
     }
 }
 
+/// `pull` with the app's form: empty fields take their defaults.
+pub fn pull_request(
+    ws: &Workspace,
+    hub: &Hub,
+    request: &PullRequest,
+    progress: &mut dyn FnMut(&DownloadProgress),
+) -> Result<ModelEntry> {
+    let given = |v: &Option<String>| {
+        v.as_deref()
+            .map(str::trim)
+            .filter(|v| !v.is_empty())
+            .map(str::to_string)
+    };
+    let repo = request.repo.trim();
+    if repo.split('/').filter(|p| !p.is_empty()).count() != 2 {
+        return Err(ApiError::invalid(format!(
+            "repo: `{repo}` is not a hub repository id; write it as owner/name, e.g. HuggingFaceTB/SmolLM2-135M-Instruct"
+        )));
+    }
+    let revision = given(&request.revision).unwrap_or_else(|| "main".into());
+    pull(
+        ws,
+        hub,
+        repo,
+        &revision,
+        given(&request.file).as_deref(),
+        given(&request.name).as_deref(),
+        progress,
+    )
+}
+
 /// Downloads a model into the registry under `name` (default: the repository's name).
 pub fn pull(
     ws: &Workspace,
@@ -252,6 +326,7 @@ pub fn pull(
     let name = name.map(str::to_string).unwrap_or_else(|| {
         models::name_from_path(Path::new(repo.rsplit('/').next().unwrap_or(repo)))
     });
+    models::check_name(&name)?;
     if models::resolve(ws, &name).is_ok() {
         return Err(ApiError::new(
             "exists",

@@ -66,6 +66,9 @@ pub struct ModelEntry {
     pub description: String,
     /// Set when the files cannot be read; the entry stays listed so the user can fix or remove it.
     pub problem: Option<String>,
+    /// Whether the registry owns the files (a download, a default model) and deletes them on
+    /// remove; a model registered in place keeps its files.
+    pub files_owned: bool,
 }
 
 impl ModelManifest {
@@ -113,6 +116,7 @@ fn entry_for(manifest: &ModelManifest, folder: &Path) -> ModelEntry {
         size_bytes: 0,
         description: manifest.description.clone(),
         problem: None,
+        files_owned: !matches!(manifest.source, ModelSource::Local { .. }),
     };
     match manifest.role {
         ModelRole::Chat => match tunelab_engine::inspect(&path) {
@@ -179,6 +183,8 @@ pub fn list(ws: &Workspace) -> Result<Vec<ModelEntry>> {
                 size_bytes: 0,
                 description: String::new(),
                 problem: Some(e.message),
+                // Unknown without a manifest: removing forgets it and deletes nothing else.
+                files_owned: false,
             }),
         }
     }
@@ -229,7 +235,7 @@ pub fn name_from_path(path: &Path) -> String {
     cleaned.trim_matches('-').to_string()
 }
 
-fn check_name(name: &str) -> Result<()> {
+pub(crate) fn check_name(name: &str) -> Result<()> {
     let ok = !name.is_empty()
         && name.len() <= 100
         && !name.starts_with('.')
@@ -304,8 +310,17 @@ pub fn add(ws: &Workspace, path: &Path, name: Option<&str>) -> Result<ModelEntry
 /// Forgets a model. Files the registry owns (downloads, setup's defaults) are deleted; a model
 /// registered in place keeps its files.
 pub fn remove(ws: &Workspace, name: &str) -> Result<()> {
-    let (manifest, _) = resolve(ws, name)?;
+    check_name(name)?;
     let folder = ModelManifest::folder(ws, name);
+    let manifest_path = folder.join("model.json");
+    // A manifest that cannot be read is removed on its own: without it there is no telling
+    // whose the other files are, so they stay.
+    if manifest_path.is_file() && ModelManifest::read(&folder).is_err() {
+        std::fs::remove_file(&manifest_path).map_err(|e| ApiError::io(&manifest_path, e))?;
+        let _ = std::fs::remove_dir(&folder);
+        return Ok(());
+    }
+    let (manifest, _) = resolve(ws, name)?;
     match manifest.source {
         ModelSource::Local { .. } => std::fs::remove_file(folder.join("model.json"))
             .and_then(|_| std::fs::remove_dir(&folder))

@@ -6,4 +6,9 @@ export type ModelEntry = { name: string, role: ModelRole, format: ModelFormat, p
 /**
  * Set when the files cannot be read; the entry stays listed so the user can fix or remove it.
  */
-problem: string | null, };
+problem: string | null, 
+/**
+ * Whether the registry owns the files (a download, a default model) and deletes them on
+ * remove; a model registered in place keeps its files.
+ */
+files_owned: boolean, };

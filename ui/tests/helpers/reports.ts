@@ -53,6 +53,7 @@ export function smolModel(): ModelEntry {
     size_bytes: 144_811_680,
     description: 'Small instruction-tuned chat model, fast on any CPU.',
     problem: null,
+    files_owned: true,
   };
 }
 
@@ -69,6 +70,7 @@ export function embeddingModel(): ModelEntry {
     size_bytes: 90_868_376,
     description: 'Sentence embeddings for search.',
     problem: null,
+    files_owned: true,
   };
 }
 
@@ -87,5 +89,6 @@ export function brokenModel(): ModelEntry {
     size_bytes: 12_345,
     description: '',
     problem: BROKEN_MODEL_PROBLEM,
+    files_owned: false,
   };
 }

@@ -116,6 +116,61 @@ fn pull_resumes_a_partial_download_and_registers_the_model() {
 }
 
 #[test]
+fn a_stopped_pull_keeps_its_bytes_and_the_next_one_resumes() {
+    let original = std::fs::read(default_gguf()).unwrap();
+    let (endpoint, seen) = serve(original.clone());
+    let (_dir, ws) = temp_workspace();
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let hub = Hub::new(&endpoint, None).with_cancel(stop.clone());
+    let request = hub::PullRequest {
+        repo: format!(" {REPO} "),
+        revision: Some(String::new()),
+        file: None,
+        name: Some("tiny".into()),
+    };
+    // Stop once 5 MB have arrived, as the app's Stop button does.
+    let err = hub::pull_request(&ws, &hub, &request, &mut |p| {
+        if p.downloaded_bytes >= 5 << 20 {
+            stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        }
+    })
+    .unwrap_err();
+    assert_eq!(err.code, "cancelled");
+    assert!(err.message.contains("resume"), "{}", err.message);
+    let part = ws
+        .models_dir()
+        .join(".pull-tiny")
+        .join(format!("{FILE}.part"));
+    let kept = part.metadata().unwrap().len();
+    assert!(kept >= 5 << 20 && kept < original.len() as u64, "{kept}");
+    assert!(tunelab_api::models::list(&ws).unwrap().is_empty());
+
+    stop.store(false, std::sync::atomic::Ordering::Relaxed);
+    let entry = hub::pull_request(&ws, &hub, &request, &mut |_| {}).unwrap();
+    assert_eq!(entry.name, "tiny");
+    assert!(
+        seen.lock()
+            .unwrap()
+            .iter()
+            .any(|r| r.ends_with(&format!("from {kept}"))),
+        "the second pull asked for the rest only: {:?}",
+        seen.lock().unwrap()
+    );
+    let (_, path) = tunelab_api::models::resolve(&ws, "tiny").unwrap();
+    assert!(std::fs::read(path).unwrap() == original);
+
+    // A repository id without an owner is refused before anything is fetched.
+    let bad = hub::PullRequest {
+        repo: "SmolLM2".into(),
+        revision: None,
+        file: None,
+        name: None,
+    };
+    let err = hub::pull_request(&ws, &hub, &bad, &mut |_| {}).unwrap_err();
+    assert!(err.message.contains("owner/name"), "{}", err.message);
+}
+
+#[test]
 fn offline_and_missing_repositories_say_what_to_do() {
     let (_dir, ws) = temp_workspace();
     // Port 9 (discard) on loopback: nothing listens there, so the connection is refused.

@@ -83,4 +83,39 @@ fn a_broken_manifest_is_listed_with_its_problem() {
         "{:?}",
         list[0].problem
     );
+    assert!(!list[0].files_owned);
+
+    // Removing it forgets the manifest and leaves any other file alone.
+    std::fs::write(folder.join("weights.gguf"), b"not ours to delete").unwrap();
+    models::remove(&ws, "broken").unwrap();
+    assert!(models::list(&ws).unwrap().is_empty());
+    assert!(folder.join("weights.gguf").is_file());
+}
+
+#[test]
+fn removing_keeps_files_registered_in_place_and_deletes_downloads() {
+    let (_dir, ws) = temp_workspace();
+    let added = models::add(&ws, &default_gguf(), Some("smol")).unwrap();
+    assert!(!added.files_owned);
+    models::remove(&ws, "smol").unwrap();
+    assert!(default_gguf().is_file(), "the user's file stays");
+    assert!(!ws.models_dir().join("smol").exists());
+
+    // A model the registry owns (as a download is) goes with its files.
+    let folder = ws.models_dir().join("pulled");
+    std::fs::create_dir_all(&folder).unwrap();
+    std::fs::copy(default_gguf(), folder.join("m.gguf")).unwrap();
+    std::fs::write(
+        folder.join("model.json"),
+        r#"{"name":"pulled","role":"chat","format":"gguf","entry":"m.gguf","source":{"kind":"hub","repo":"a/b","revision":"main"}}"#,
+    )
+    .unwrap();
+    let listed = models::list(&ws).unwrap();
+    assert!(
+        listed[0].files_owned && listed[0].problem.is_none(),
+        "{listed:?}"
+    );
+    models::remove(&ws, "pulled").unwrap();
+    assert!(!folder.exists());
+    assert_eq!(models::remove(&ws, "pulled").unwrap_err().code, "not_found");
 }
