@@ -85,6 +85,10 @@ pub struct ChatRequest {
     #[serde(default)]
     #[ts(optional)]
     pub kb: Option<String>,
+    /// A saved prompt template that frames the conversation (see `prompts`).
+    #[serde(default)]
+    #[ts(optional)]
+    pub template: Option<crate::prompts::TemplateRef>,
     pub messages: Vec<ChatMessage>,
     pub params: GenerationParams,
 }
@@ -243,7 +247,14 @@ pub fn chat(
     cancel: &AtomicBool,
     on_event: &mut dyn FnMut(ChatEvent),
 ) -> Result<ChatSummary> {
-    let messages = engine_messages(&request.messages)?;
+    let messages = match &request.template {
+        Some(t) => engine_messages(
+            &crate::prompts::load(ws, &t.name, t.version)?
+                .template
+                .frame(&request.messages)?,
+        )?,
+        None => engine_messages(&request.messages)?,
+    };
     let adapter = request
         .adapter
         .as_deref()

@@ -11,6 +11,7 @@ pub mod hub;
 pub mod knowledge;
 pub mod models;
 pub mod plan;
+pub mod prompts;
 pub mod runs;
 pub mod train;
 pub mod workspace;

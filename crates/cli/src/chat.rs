@@ -7,6 +7,7 @@ use tunelab_api::chat::{
     ChatEvent, ChatMessage, ChatRequest, ChatRole, ChatSummary, GenerationParams, ModelCache,
 };
 use tunelab_api::knowledge::{self, KnowledgeCache};
+use tunelab_api::prompts::TemplateRef;
 use tunelab_api::{Result, Workspace, DEFAULT_MODEL};
 use tunelab_knowledge::prompt::Citation;
 
@@ -26,6 +27,10 @@ pub struct Args {
     /// Answer from this knowledge base, with numbered citations (see `tunelab kb list`)
     #[arg(long)]
     kb: Option<String>,
+    /// Frame every message with a saved prompt template: NAME or NAME@VERSION (saved in the
+    /// app's prompt studio; each message fills its {{input}})
+    #[arg(long, value_parser = parse_template)]
+    template: Option<TemplateRef>,
     /// 0 answers deterministically (greedy); higher values vary more
     #[arg(long, default_value_t = 0.3)]
     temperature: f32,
@@ -49,6 +54,23 @@ pub struct Args {
     /// With --prompt: print the answer and its statistics as JSON
     #[arg(long)]
     json: bool,
+}
+
+fn parse_template(text: &str) -> std::result::Result<TemplateRef, String> {
+    match text.split_once('@') {
+        None => Ok(TemplateRef {
+            name: text.to_string(),
+            version: None,
+        }),
+        Some((name, version)) => {
+            Ok(TemplateRef {
+                name: name.to_string(),
+                version: Some(version.trim_start_matches('v').parse().map_err(|_| {
+                    format!("`{version}` is not a version number (NAME@3 or NAME@v3)")
+                })?),
+            })
+        }
+    }
 }
 
 impl Args {
@@ -110,6 +132,7 @@ fn answer(
     stream: bool,
 ) -> Result<ChatSummary> {
     let request = ChatRequest {
+        template: args.template.clone(),
         model: args.model.clone(),
         adapter: args.adapter.clone(),
         kb: args.kb.clone(),

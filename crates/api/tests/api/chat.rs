@@ -10,6 +10,7 @@ use crate::workspace_with_default_model;
 
 fn request(question: &str, params: GenerationParams) -> ChatRequest {
     ChatRequest {
+        template: None,
         kb: None,
         model: tunelab_api::DEFAULT_MODEL.into(),
         adapter: None,
@@ -102,6 +103,7 @@ fn cancel_stops_the_answer_and_bad_requests_are_named() {
         &ws,
         &cache,
         &ChatRequest {
+            template: None,
             kb: None,
             model: "nope".into(),
             ..request("hi", params)

@@ -5,6 +5,7 @@ mod chat;
 mod data;
 mod hub;
 mod models;
+mod prompts;
 mod train;
 
 use std::path::PathBuf;

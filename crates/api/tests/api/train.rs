@@ -36,6 +36,7 @@ fn ask_run(
     max_tokens: u32,
 ) -> chat::ChatSummary {
     let request = ChatRequest {
+        template: None,
         kb: None,
         model: tunelab_api::DEFAULT_MODEL.into(),
         adapter: Some(adapter.into()),
@@ -294,6 +295,7 @@ fn json_answers(
         .iter()
         .filter(|p| {
             let request = ChatRequest {
+                template: None,
                 kb: None,
                 model: tunelab_api::DEFAULT_MODEL.into(),
                 adapter: adapter.map(String::from),
