@@ -4,6 +4,10 @@ fn main() {
         "app_info",
         "hardware_report",
         "list_models",
+        "add_model",
+        "remove_model",
+        "pull_model",
+        "cancel_pull",
         "chat",
         "cancel_chat",
         "list_runs",
@@ -19,6 +23,11 @@ fn main() {
         "remove_knowledge_base",
         "remove_knowledge_source",
         "search_knowledge_base",
+        "render_prompt",
+        "list_prompts",
+        "load_prompt",
+        "save_prompt",
+        "remove_prompt",
     ]);
     let attrs = tauri_build::Attributes::new()
         .capabilities_path_pattern("src-tauri/capabilities/**/*")

@@ -7,12 +7,14 @@ use tauri::ipc::Channel;
 use tauri::State;
 use tunelab_api::chat::{ChatEvent, ChatRequest, ChatSummary};
 use tunelab_api::data::DatasetPreview;
+use tunelab_api::hub::{DownloadProgress, Hub, PullRequest};
 use tunelab_api::knowledge::{
     self as kb, AddProgress, AddReport, CreateKnowledgeBase, Hit, KnowledgeBaseDetail,
     KnowledgeBaseInfo, SearchRequest,
 };
 use tunelab_api::models::ModelEntry;
 use tunelab_api::plan::TrainPlan;
+use tunelab_api::prompts::{self, PromptSummary, PromptTemplate, RenderedPrompt, SavedPrompt};
 use tunelab_api::runs::{MetricPoint, RunListItem, TrainEvent, TrainRequest};
 use tunelab_api::{ApiError, AppInfo, HardwareReport};
 
@@ -224,4 +226,94 @@ pub async fn search_knowledge_base(
     let ws = state.workspace.clone();
     let knowledge = state.knowledge.clone();
     blocking(move || kb::search(&ws, &knowledge, &request)).await
+}
+
+#[tauri::command]
+pub async fn add_model(
+    state: State<'_, AppState>,
+    path: String,
+    name: Option<String>,
+) -> Result<ModelEntry, ApiError> {
+    let ws = state.workspace.clone();
+    blocking(move || {
+        let name = name.as_deref().map(str::trim).filter(|n| !n.is_empty());
+        tunelab_api::models::add(&ws, std::path::Path::new(path.trim()), name)
+    })
+    .await
+}
+
+#[tauri::command]
+pub async fn remove_model(state: State<'_, AppState>, name: String) -> Result<(), ApiError> {
+    let ws = state.workspace.clone();
+    blocking(move || tunelab_api::models::remove(&ws, &name)).await
+}
+
+#[tauri::command]
+pub async fn pull_model(
+    state: State<'_, AppState>,
+    request: PullRequest,
+    on_event: Channel<DownloadProgress>,
+) -> Result<ModelEntry, ApiError> {
+    let ws = state.workspace.clone();
+    let cancel = state.cancel_pull.clone();
+    cancel.store(false, Ordering::Relaxed);
+    blocking(move || {
+        let hub = Hub::from_env().with_cancel(cancel.clone());
+        tunelab_api::hub::pull_request(&ws, &hub, &request, &mut |p| {
+            // A closed window drops the channel; the download then stops, resumable.
+            if on_event.send(p.clone()).is_err() {
+                cancel.store(true, Ordering::Relaxed);
+            }
+        })
+    })
+    .await
+}
+
+#[tauri::command]
+pub fn cancel_pull(state: State<'_, AppState>) {
+    state.cancel_pull.store(true, Ordering::Relaxed);
+}
+
+#[tauri::command]
+pub async fn render_prompt(
+    state: State<'_, AppState>,
+    model: String,
+    template: PromptTemplate,
+) -> Result<RenderedPrompt, ApiError> {
+    let ws = state.workspace.clone();
+    let models = state.models.clone();
+    blocking(move || prompts::render(&ws, &models, &model, &template)).await
+}
+
+#[tauri::command]
+pub async fn list_prompts(state: State<'_, AppState>) -> Result<Vec<PromptSummary>, ApiError> {
+    let ws = state.workspace.clone();
+    blocking(move || prompts::list(&ws)).await
+}
+
+#[tauri::command]
+pub async fn load_prompt(
+    state: State<'_, AppState>,
+    name: String,
+    version: Option<u32>,
+) -> Result<SavedPrompt, ApiError> {
+    let ws = state.workspace.clone();
+    blocking(move || prompts::load(&ws, &name, version)).await
+}
+
+#[tauri::command]
+pub async fn save_prompt(
+    state: State<'_, AppState>,
+    name: String,
+    note: String,
+    template: PromptTemplate,
+) -> Result<SavedPrompt, ApiError> {
+    let ws = state.workspace.clone();
+    blocking(move || prompts::save(&ws, name.trim(), &note, &template)).await
+}
+
+#[tauri::command]
+pub async fn remove_prompt(state: State<'_, AppState>, name: String) -> Result<(), ApiError> {
+    let ws = state.workspace.clone();
+    blocking(move || prompts::remove(&ws, &name)).await
 }

@@ -24,6 +24,7 @@ pub struct AppState {
     pub knowledge: Arc<KnowledgeCache>,
     pub cancel_chat: Arc<AtomicBool>,
     pub cancel_training: Arc<AtomicBool>,
+    pub cancel_pull: Arc<AtomicBool>,
     pub telemetry: Arc<Mutex<tunelab_api::Telemetry>>,
 }
 
@@ -42,6 +43,7 @@ fn main() {
         knowledge: Arc::new(KnowledgeCache::default()),
         cancel_chat: Arc::new(AtomicBool::new(false)),
         cancel_training: Arc::new(AtomicBool::new(false)),
+        cancel_pull: Arc::new(AtomicBool::new(false)),
         telemetry: Arc::new(Mutex::new(tunelab_api::Telemetry::new())),
     };
     let result = tauri::Builder::default()
@@ -50,6 +52,10 @@ fn main() {
             commands::app_info,
             commands::hardware_report,
             commands::list_models,
+            commands::add_model,
+            commands::remove_model,
+            commands::pull_model,
+            commands::cancel_pull,
             commands::chat,
             commands::cancel_chat,
             commands::list_runs,
@@ -65,6 +71,11 @@ fn main() {
             commands::remove_knowledge_base,
             commands::remove_knowledge_source,
             commands::search_knowledge_base,
+            commands::render_prompt,
+            commands::list_prompts,
+            commands::load_prompt,
+            commands::save_prompt,
+            commands::remove_prompt,
         ])
         .run(tauri::generate_context!());
     if let Err(err) = result {

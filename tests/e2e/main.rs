@@ -40,6 +40,11 @@ fn default_gguf() -> std::path::PathBuf {
 
 /// Starts tauri-driver for a workspace holding only the default model.
 fn start(home: &std::path::Path) -> (Driver, Session) {
+    start_with_env(home, &[])
+}
+
+/// `start`, with extra environment for the app (it inherits tauri-driver's).
+fn start_with_env(home: &std::path::Path, env: &[(&str, &str)]) -> (Driver, Session) {
     let ws = tunelab_api::Workspace::open(Some(home.to_path_buf())).unwrap();
     tunelab_api::models::add(&ws, &default_gguf(), Some(tunelab_api::DEFAULT_MODEL)).unwrap();
     let (port, native) = (free_port(), free_port());
@@ -54,6 +59,7 @@ fn start(home: &std::path::Path) -> (Driver, Session) {
         ])
         .env("TUNELAB_HOME", home)
         .env("WEBKIT_DISABLE_DMABUF_RENDERER", "1")
+        .envs(env.iter().copied())
         .stdout(Stdio::null())
         .stderr(Stdio::inherit())
         .spawn()
@@ -178,7 +184,7 @@ fn a_short_lora_run_from_the_train_screen_moves_its_chart_and_opens_in_chat() {
     let shots = std::env::var("TUNELAB_E2E_SCREENSHOTS").ok();
 
     // The method guide recommends a method for a need.
-    let guide = app.find("nav button:nth-child(3)", long);
+    let guide = app.find("nav button[data-screen='guide']", long);
     app.click(&guide);
     let advice = app.wait_text("section[aria-label='Advisor']", long, |t| {
         t.contains("Start with")
@@ -192,7 +198,7 @@ fn a_short_lora_run_from_the_train_screen_moves_its_chart_and_opens_in_chat() {
     }
 
     // Runs starts empty and says what to do.
-    let runs = app.find("nav button:nth-child(5)", long);
+    let runs = app.find("nav button[data-screen='runs']", long);
     app.click(&runs);
     app.wait_text("main", long, |t| t.contains("No runs yet"));
 
@@ -293,7 +299,7 @@ fn a_short_lora_run_from_the_train_screen_moves_its_chart_and_opens_in_chat() {
         screenshot(&std::path::Path::new(dir).join("chat-with-run.png"));
     }
 
-    let runs = app.find("nav button:nth-child(5)", long);
+    let runs = app.find("nav button[data-screen='runs']", long);
     app.click(&runs);
     let table = app.wait_text("table", long, |t| t.contains("completed"));
     assert!(table.contains("lora"), "{table}");
@@ -316,7 +322,7 @@ fn documents_added_on_the_knowledge_screen_are_searched_and_cited_in_chat() {
     let long = Duration::from_secs(60);
     let shots = std::env::var("TUNELAB_E2E_SCREENSHOTS").ok();
 
-    let knowledge = app.find("nav button:nth-child(6)", long);
+    let knowledge = app.find("nav button[data-screen='knowledge']", long);
     app.click(&knowledge);
     app.wait_text("main", long, |t| t.contains("No knowledge bases yet"));
     let create = app.find(".empty button.primary", long);
@@ -391,5 +397,140 @@ fn documents_added_on_the_knowledge_screen_are_searched_and_cited_in_chat() {
     if let Some(dir) = &shots {
         screenshot(&std::path::Path::new(dir).join("chat-with-kb.png"));
     }
+    app.close();
+}
+
+/// A one-repository Hugging Face hub on the loopback interface serving `file` as
+/// `someone/tiny-chat-GGUF`'s only GGUF; returns its address.
+fn serve_hub(file: Vec<u8>) -> String {
+    use std::io::{BufRead, BufReader, Write};
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = format!("http://{}", listener.local_addr().unwrap());
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let mut line = String::new();
+            if reader.read_line(&mut line).is_err() {
+                continue;
+            }
+            let path = line.split_whitespace().nth(1).unwrap_or("").to_string();
+            loop {
+                let mut header = String::new();
+                if reader.read_line(&mut header).is_err() || header.trim().is_empty() {
+                    break;
+                }
+            }
+            let (status, body): (&str, Vec<u8>) = match path.as_str() {
+                "/api/models/someone/tiny-chat-GGUF/revision/main" => (
+                    "200 OK",
+                    br#"{"siblings":[{"rfilename":"README.md"},{"rfilename":"tiny-chat.Q4_1.gguf"}]}"#
+                        .to_vec(),
+                ),
+                "/someone/tiny-chat-GGUF/resolve/main/tiny-chat.Q4_1.gguf" => {
+                    ("200 OK", file.clone())
+                }
+                _ => ("404 Not Found", b"not found".to_vec()),
+            };
+            let head = format!(
+                "HTTP/1.1 {status}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                body.len()
+            );
+            let _ = stream.write_all(head.as_bytes());
+            let _ = stream.write_all(&body);
+        }
+    });
+    addr
+}
+
+#[test]
+fn a_model_pulled_on_the_models_screen_renders_and_runs_a_template_in_the_prompt_studio() {
+    let home = tempfile::tempdir().unwrap();
+    let hub = serve_hub(std::fs::read(default_gguf()).unwrap());
+    let (_driver, app) = start_with_env(home.path(), &[("HF_ENDPOINT", hub.as_str())]);
+    let long = Duration::from_secs(60);
+    let shots = std::env::var("TUNELAB_E2E_SCREENSHOTS").ok();
+
+    // Models: the installed list, then a download from the (loopback) hub with progress.
+    let models = app.find("nav button[data-screen='models']", long);
+    app.click(&models);
+    app.wait_content("[aria-label='Models in the cache']", long, |t| {
+        t.contains("smollm2-135m-instruct")
+    });
+    let repo = app.find("input[aria-label='Repository']", long);
+    app.type_text(&repo, "someone/tiny-chat-GGUF");
+    let name = app.find("input[aria-label='Name for the download']", long);
+    app.type_text(&name, "tiny-chat");
+    let download = app.find(
+        "form[aria-label='Download from the Hugging Face hub'] button[type='submit']",
+        long,
+    );
+    app.click(&download);
+    let ready = app.wait_text("[role='status']", Duration::from_secs(120), |t| {
+        t.contains("is ready")
+    });
+    assert!(
+        ready.contains("tiny-chat") && ready.contains("llama") && ready.contains("Q4_1"),
+        "{ready}"
+    );
+    app.wait_content("[aria-label='Models in the cache']", long, |t| {
+        t.contains("tiny-chat")
+    });
+    if let Some(dir) = &shots {
+        screenshot(&std::path::Path::new(dir).join("models.png"));
+    }
+    let ws = tunelab_api::Workspace::open(Some(home.path().to_path_buf())).unwrap();
+    let (manifest, _) = tunelab_api::models::resolve(&ws, "tiny-chat").unwrap();
+    assert!(matches!(
+        manifest.source,
+        tunelab_api::models::ModelSource::Hub { .. }
+    ));
+
+    // Prompt studio: the starter template rendered through the model's chat template, a run,
+    // and a saved version.
+    let studio = app.find("nav button[data-screen='prompts']", long);
+    app.click(&studio);
+    let rendered = app.wait_text("pre[aria-label='Rendered prompt']", long, |t| {
+        t.contains("<|im_start|>assistant")
+    });
+    assert!(
+        rendered.contains("<|im_start|>system\nYou are a helpful assistant. Answer in two short sentences.<|im_end|>"),
+        "{rendered}"
+    );
+    app.wait_text(".tokens", long, |t| {
+        t.contains("tokens") && t.contains("8,192")
+    });
+    let run = app.find(".run-row button.primary", long);
+    app.click(&run);
+    app.wait_text("[aria-label='Answer']", Duration::from_secs(120), |t| {
+        t.split_whitespace().count() > 3 && !t.contains('▍')
+    });
+    let template_name = app.find("input[aria-label='Template name']", long);
+    app.type_text(&template_name, "explainer");
+    let note = app.find("input[aria-label='Version note']", long);
+    app.type_text(&note, "first try");
+    let save = app.find(".save-row button.primary", long);
+    app.click(&save);
+    app.wait_text(".editor [role='status']", long, |t| {
+        t.contains("Saved explainer v1")
+    });
+    if let Some(dir) = &shots {
+        screenshot(&std::path::Path::new(dir).join("prompts.png"));
+    }
+    assert!(home.path().join("prompts/explainer/v0001.json").is_file());
+
+    // "Use in chat": the chat frames the message with the saved template.
+    let use_in_chat = app.find(".run-row button.ghost", long);
+    app.click(&use_in_chat);
+    app.wait_text(
+        "select[aria-label='Prompt template'] option:checked",
+        long,
+        |t| t.contains("explainer"),
+    );
+    let input = app.find("textarea[aria-label='Message']", long);
+    app.type_text(&input, "What is a soft prompt?\u{E007}");
+    app.wait_text(".turn.assistant .meta", Duration::from_secs(120), |t| {
+        t.contains("tok/s")
+    });
     app.close();
 }

@@ -156,6 +156,28 @@ impl Session {
         }
     }
 
+    /// `wait_text` over the DOM text (`text_content`), for text WebKit's rendered-text view
+    /// leaves out.
+    pub fn wait_content(
+        &self,
+        css: &str,
+        timeout: Duration,
+        check: impl Fn(&str) -> bool,
+    ) -> String {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let text = self.text_content(css).unwrap_or_default();
+            if check(&text) {
+                return text;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "`{css}` never reached the expected content; last: {text:?}"
+            );
+            std::thread::sleep(Duration::from_millis(250));
+        }
+    }
+
     pub fn close(self) {
         let _ = ureq::delete(&self.url("")).call();
     }

@@ -3,6 +3,7 @@ import { fireEvent, render, screen } from '@testing-library/svelte';
 import { beforeEach, describe, expect, it, vi } from 'vitest';
 import type { KnowledgeBaseInfo } from '../src/bindings/KnowledgeBaseInfo';
 import type { ModelEntry } from '../src/bindings/ModelEntry';
+import type { PromptSummary } from '../src/bindings/PromptSummary';
 import { ChatSession } from '../src/lib/chat/chat-session.svelte';
 import ChatScreen from '../src/screens/ChatScreen.svelte';
 import { FakeChatTransport, settle } from './helpers/fake-chat-transport';
@@ -11,17 +12,21 @@ import { brokenModel, embeddingModel, smolModel } from './helpers/reports';
 const client = vi.hoisted(() => ({
   listModels: vi.fn<() => Promise<ModelEntry[]>>(),
   listKnowledgeBases: vi.fn<() => Promise<KnowledgeBaseInfo[]>>(),
+  listPrompts: vi.fn<() => Promise<PromptSummary[]>>(),
 }));
 
 vi.mock('../src/lib/client', () => ({
   listModels: client.listModels,
   listKnowledgeBases: client.listKnowledgeBases,
+  listPrompts: client.listPrompts,
 }));
 
 beforeEach(() => {
   client.listModels.mockReset();
   client.listKnowledgeBases.mockReset();
   client.listKnowledgeBases.mockResolvedValue([]);
+  client.listPrompts.mockReset();
+  client.listPrompts.mockResolvedValue([]);
 });
 
 function optionNames(): string[] {
@@ -125,5 +130,42 @@ describe('ChatScreen', () => {
     expect(sources.textContent).toContain('Brightloom Employee Handbook');
     expect(sources.textContent).toContain('Time off › Holidays, line 31');
     expect(sources.textContent).toContain('/docs/handbook.md');
+  });
+
+  it('frames messages with a saved prompt template when one is chosen', async () => {
+    client.listModels.mockResolvedValue([smolModel()]);
+    client.listPrompts.mockResolvedValue([
+      {
+        name: 'support',
+        versions: [
+          { version: 1, saved_unix: 0, note: '' },
+          { version: 2, saved_unix: 0, note: 'politer' },
+        ],
+      },
+    ]);
+    const transport = new FakeChatTransport();
+    const session = new ChatSession(transport);
+    render(ChatScreen, { session });
+    await settle();
+
+    const picker = screen.getByRole('combobox', { name: 'Prompt template' }) as HTMLSelectElement;
+    expect(Array.from(picker.options).map((o) => o.textContent)).toEqual(['No template', 'support (v2)']);
+    await fireEvent.change(picker, { target: { value: 'support' } });
+    void session.send('Where is my order?');
+    expect(transport.current.request.template).toEqual({ name: 'support' });
+    transport.current.finish();
+    await settle();
+
+    await fireEvent.change(picker, { target: { value: '' } });
+    expect(session.template).toBeNull();
+    void session.send('And now?');
+    expect(transport.current.request.template).toBeUndefined();
+  });
+
+  it('hides the template picker when nothing is saved', async () => {
+    client.listModels.mockResolvedValue([smolModel()]);
+    render(ChatScreen, { session: new ChatSession(new FakeChatTransport()) });
+    await settle();
+    expect(screen.queryByRole('combobox', { name: 'Prompt template' })).toBeNull();
   });
 });

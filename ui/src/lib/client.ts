@@ -9,6 +9,8 @@ import type { DatasetPreview } from '../bindings/DatasetPreview';
 import type { HardwareReport } from '../bindings/HardwareReport';
 import type { MetricPoint } from '../bindings/MetricPoint';
 import type { ModelEntry } from '../bindings/ModelEntry';
+import type { DownloadProgress } from '../bindings/DownloadProgress';
+import type { PullRequest } from '../bindings/PullRequest';
 import type { RunListItem } from '../bindings/RunListItem';
 import type { TrainEvent } from '../bindings/TrainEvent';
 import type { TrainPlan } from '../bindings/TrainPlan';
@@ -21,6 +23,10 @@ import type { Hit } from '../bindings/Hit';
 import type { KnowledgeBaseDetail } from '../bindings/KnowledgeBaseDetail';
 import type { KnowledgeBaseInfo } from '../bindings/KnowledgeBaseInfo';
 import type { SearchRequest } from '../bindings/SearchRequest';
+import type { PromptSummary } from '../bindings/PromptSummary';
+import type { PromptTemplate } from '../bindings/PromptTemplate';
+import type { RenderedPrompt } from '../bindings/RenderedPrompt';
+import type { SavedPrompt } from '../bindings/SavedPrompt';
 import { toApiError } from './api-error';
 import type { ChatTransport } from './chat/chat-transport';
 
@@ -49,6 +55,29 @@ export function hardwareReport(): Promise<HardwareReport> {
 
 export function listModels(): Promise<ModelEntry[]> {
   return call<ModelEntry[]>('list_models');
+}
+
+/** Registers a GGUF file or Hugging Face folder where it lies (nothing is copied). */
+export function addModel(path: string, name?: string): Promise<ModelEntry> {
+  return call<ModelEntry>('add_model', { path, name: name ?? null });
+}
+
+/** Forgets a model; downloaded files are deleted, files registered in place are kept. */
+export function removeModel(name: string): Promise<void> {
+  return call<void>('remove_model', { name });
+}
+
+/** Downloads from the Hugging Face hub, streaming progress; resolves with the registered model. */
+export function pullModel(request: PullRequest, onProgress: (event: DownloadProgress) => void): Promise<ModelEntry> {
+  if (!backendAvailable()) return Promise.reject({ ...NO_BACKEND_ERROR });
+  const channel = new Channel<DownloadProgress>();
+  channel.onmessage = onProgress;
+  return call<ModelEntry>('pull_model', { request, onEvent: channel });
+}
+
+/** Stops a download; what arrived is kept, and pulling the same model again resumes. */
+export function cancelPull(): Promise<void> {
+  return call<void>('cancel_pull');
 }
 
 export function appInfo(): Promise<AppInfo> {
@@ -134,6 +163,29 @@ export function removeKnowledgeSource(name: string, source: string): Promise<num
 
 export function searchKnowledgeBase(request: SearchRequest): Promise<Hit[]> {
   return call<Hit[]>('search_knowledge_base', { request });
+}
+
+/** The template with its test values, through `model`'s chat template, with the token count. */
+export function renderPrompt(model: string, template: PromptTemplate): Promise<RenderedPrompt> {
+  return call<RenderedPrompt>('render_prompt', { model, template });
+}
+
+export function listPrompts(): Promise<PromptSummary[]> {
+  return call<PromptSummary[]>('list_prompts');
+}
+
+/** A saved version; the latest when `version` is omitted. */
+export function loadPrompt(name: string, version?: number): Promise<SavedPrompt> {
+  return call<SavedPrompt>('load_prompt', { name, version: version ?? null });
+}
+
+/** Saves the template as the next version of `name`; earlier versions are kept. */
+export function savePrompt(name: string, note: string, template: PromptTemplate): Promise<SavedPrompt> {
+  return call<SavedPrompt>('save_prompt', { name, note, template });
+}
+
+export function removePrompt(name: string): Promise<void> {
+  return call<void>('remove_prompt', { name });
 }
 
 export const tauriChatTransport: ChatTransport = { chat, cancelChat };

@@ -32,6 +32,8 @@ export class ChatSession {
   adapter = $state<string | null>(null);
   /** A knowledge base to answer from, citing its sources, or null for a plain chat. */
   kb = $state<string | null>(null);
+  /** A saved prompt template (latest version) that frames every message, or null. */
+  template = $state<string | null>(null);
   settings = $state<ChatSettings>(defaultChatSettings());
 
   #transport: ChatTransport;
@@ -62,6 +64,7 @@ export class ChatSession {
     const request = buildChatRequest(this.model, this.settings, conversation);
     if (this.adapter) request.adapter = this.adapter;
     if (this.kb) request.kb = this.kb;
+    if (this.template) request.template = { name: this.template };
 
     this.turns.push(this.#newTurn('user', content, 'done'));
     this.turns.push(this.#newTurn('assistant', '', 'streaming'));
