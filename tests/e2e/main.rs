@@ -532,5 +532,27 @@ fn a_model_pulled_on_the_models_screen_renders_and_runs_a_template_in_the_prompt
     app.wait_text(".turn.assistant .meta", Duration::from_secs(120), |t| {
         t.contains("tok/s")
     });
+
+    // Side by side: the right side answers the same message with the pulled model and no
+    // template, after the left.
+    let compare = app.find("button[aria-pressed]", long);
+    app.click(&compare);
+    let right_model = app.find(
+        "section[aria-label='Right side'] select option[value='tiny-chat']",
+        long,
+    );
+    app.click(&right_model);
+    let input = app.find("textarea[aria-label='Message']", long);
+    app.type_text(&input, "Name three colours.\u{E007}");
+    app.wait_text(
+        "section[aria-label='Right side'] .turn.assistant .meta",
+        Duration::from_secs(180),
+        |t| t.contains("tok/s"),
+    );
+    let left_turns = app.text_content(".pane:first-child").unwrap_or_default();
+    assert!(left_turns.contains("Name three colours."), "{left_turns}");
+    if let Some(dir) = &shots {
+        screenshot(&std::path::Path::new(dir).join("chat-compare.png"));
+    }
     app.close();
 }

@@ -168,4 +168,35 @@ describe('ChatScreen', () => {
     await settle();
     expect(screen.queryByRole('combobox', { name: 'Prompt template' })).toBeNull();
   });
+
+  it('compares two configurations side by side on the same message', async () => {
+    client.listModels.mockResolvedValue([smolModel(), { ...smolModel(), name: 'tiny-chat' }]);
+    const transport = new FakeChatTransport();
+    const session = new ChatSession(transport);
+    const compareSession = new ChatSession(transport);
+    render(ChatScreen, { session, compareSession });
+    await settle();
+
+    expect(screen.queryByRole('region', { name: 'Right side' })).toBeNull();
+    await fireEvent.click(screen.getByRole('button', { name: /Compare/ }));
+    expect(screen.getByRole('region', { name: 'Right side' })).toBeTruthy();
+    const models = screen.getAllByRole('combobox') as HTMLSelectElement[];
+    expect(models).toHaveLength(2);
+    await fireEvent.change(models[1], { target: { value: 'tiny-chat' } });
+    expect(compareSession.model).toBe('tiny-chat');
+
+    await fireEvent.input(screen.getByRole('textbox', { name: 'Message' }), { target: { value: 'Hello there' } });
+    await fireEvent.click(screen.getByTitle('Send (Enter)'));
+    expect(transport.current.request.model).toBe('smollm2-135m-instruct');
+    transport.current.token('Hi from the left.');
+    transport.current.finish();
+    await settle();
+    expect(transport.current.request.model).toBe('tiny-chat');
+    transport.current.token('Hi from the right.');
+    transport.current.finish();
+    await settle();
+    expect(screen.getByText('Hi from the left.')).toBeTruthy();
+    expect(screen.getByText('Hi from the right.')).toBeTruthy();
+    expect(compareSession.turns).toHaveLength(2);
+  });
 });
