@@ -204,10 +204,32 @@ fn a_short_lora_run_from_the_train_screen_moves_its_chart_and_opens_in_chat() {
 
     let start_run = app.find(".empty button.primary", long);
     app.click(&start_run);
+    // The wizard: method and model (LoRA on the default model), then the dataset.
+    app.wait_text("section[aria-label='Method and model']", long, |t| t.contains("LoRA"));
+    let next = app.find("button.next", long);
+    app.click(&next);
     let data = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("datasets/lora-json-extract/train.jsonl");
     let dataset = app.find("input[aria-label='Dataset file']", long);
     app.type_text(&dataset, data.to_str().unwrap());
+    // The dataset as the model sees it.
+    let check_data = app.find("button.check-dataset", long);
+    app.click(&check_data);
+    let report = app.wait_text("section[aria-label='Dataset']", long, |t| {
+        t.contains("rows usable")
+    });
+    assert!(
+        report.contains("160 of 160 rows usable")
+            && report.contains("0 cut at 256")
+            && report.contains("<|im_start|>assistant"),
+        "{report}"
+    );
+    if let Some(dir) = &shots {
+        screenshot(&std::path::Path::new(dir).join("train-dataset.png"));
+    }
+    let next = app.find("button.next", long);
+    app.click(&next);
+    // Settings, each with its default and what it does.
     for (label, value) in [
         ("Steps", "3"),
         ("Batch size", "1"),
@@ -217,27 +239,20 @@ fn a_short_lora_run_from_the_train_screen_moves_its_chart_and_opens_in_chat() {
         app.clear(&input);
         app.type_text(&input, value);
     }
-    // The dataset as the model sees it, then the memory plan.
-    let check_data = app.find("form .actions button:nth-child(1)", long);
-    app.click(&check_data);
-    let report = app.wait_text("section[aria-label='Dataset']", long, |t| {
-        t.contains("rows usable")
-    });
-    assert!(
-        report.contains("of 160 rows usable")
-            && report.contains("cut at 128")
-            && report.contains("line 1:")
-            && report.contains("<|im_start|>assistant"),
-        "{report}"
-    );
-    let check = app.find("form .actions button:nth-child(2)", long);
-    app.click(&check);
+    let next = app.find("button.next", long);
+    app.click(&next);
+    // The review checks the memory plan for this machine.
     let plan = app.wait_text("section[aria-label='Memory plan']", long, |t| {
         t.contains("fits")
     });
     assert!(plan.contains("weights"), "the plan shows its parts: {plan}");
+    let review = app.wait_text("section[aria-label='Review']", long, |t| t.contains("3 steps"));
+    assert!(review.contains("batch 1") && review.contains("128 tokens"), "{review}");
+    if let Some(dir) = &shots {
+        screenshot(&std::path::Path::new(dir).join("train-review.png"));
+    }
 
-    let start = app.find("form button[type='submit']", long);
+    let start = app.find("button.start", long);
     app.click(&start);
     // The chart moves: the training curve gains points while the run goes on.
     let count_points = || {

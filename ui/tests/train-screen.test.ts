@@ -1,5 +1,6 @@
-// The Train screen against a mocked backend: the memory plan, a run streaming its progress into
-// the chart, errors, and opening the result in chat.
+// The Train wizard against a mocked backend: method and model, the dataset check, settings, the
+// review with the memory plan, a run streaming its progress into the chart, errors, and opening
+// the result in chat.
 import { fireEvent, render, screen } from '@testing-library/svelte';
 import { tick } from 'svelte';
 import { beforeEach, describe, expect, it, vi } from 'vitest';
@@ -14,6 +15,7 @@ import { settle } from './helpers/fake-chat-transport';
 import { smolModel } from './helpers/reports';
 
 const client = vi.hoisted(() => ({
+  backendAvailable: vi.fn(() => false),
   listModels: vi.fn<() => Promise<ModelEntry[]>>(),
   planTraining: vi.fn<(request: TrainRequest) => Promise<TrainPlan>>(),
   startTraining: vi.fn<(request: TrainRequest, onEvent: (event: TrainEvent) => void) => Promise<RunListItem>>(),
@@ -65,30 +67,77 @@ function finishedRun(): RunListItem {
   };
 }
 
+function preview(usable = 2): DatasetPreview {
+  return {
+    report: {
+      file: '/data/train.jsonl',
+      format: 'messages',
+      rows_total: 3,
+      rows_usable: usable,
+      issues: [
+        {
+          file: '/data/train.jsonl',
+          line: 3,
+          field: 'messages[0].role',
+          kind: 'unknown_role',
+          message: 'unknown role `wizard`',
+          excluded: true,
+        },
+      ],
+      roles: { system: 0, user: 2, assistant: 2 },
+      tokens: { max_len: 256, min: 20, median: 25, max: 30, truncated: 0, trainable_tokens: 20 },
+    },
+    samples: ['<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\nHello<|im_end|>'],
+  };
+}
+
 beforeEach(() => {
   client.listModels.mockReset().mockResolvedValue([smolModel()]);
-  client.planTraining.mockReset();
+  client.planTraining.mockReset().mockResolvedValue(plan(true));
   client.startTraining.mockReset();
   client.cancelTraining.mockReset().mockResolvedValue();
+  client.previewDataset.mockReset().mockResolvedValue(preview());
 });
 
+const click = (name: string | RegExp) => fireEvent.click(screen.getByRole('button', { name }));
+
+/** Steps 1 and 2: the default method and model, then a dataset that checks out. */
 async function fillDataset(): Promise<void> {
   await settle();
+  await click('Next: dataset');
   await fireEvent.input(screen.getByLabelText('Dataset file'), { target: { value: '/data/train.jsonl' } });
+}
+
+/** On to the review, where the memory plan is checked. */
+async function toReview(): Promise<void> {
+  await fillDataset();
+  await click('Next: settings');
+  await settle();
+  await click('Next: review');
+  await settle();
 }
 
 describe('TrainScreen', () => {
   it('shows the memory plan with what to change when the run does not fit', async () => {
     client.planTraining.mockResolvedValue(plan(false));
     render(TrainScreen);
-    await fillDataset();
-    await fireEvent.click(screen.getByRole('button', { name: 'Check memory' }));
-    await settle();
+    await toReview();
     const section = screen.getByRole('region', { name: 'Memory plan' });
     expect(section.textContent).toContain('does not fit');
     expect(section.textContent).toContain('use QLoRA');
     const request = client.planTraining.mock.calls[0][0];
     expect(request).toMatchObject({ method: 'lora', model: 'smollm2-135m-instruct', data: '/data/train.jsonl', lr: null });
+    expect((screen.getByRole('button', { name: 'Start training' }) as HTMLButtonElement).disabled).toBe(true);
+
+    // Back to settings, a smaller batch, and the plan is checked again on the way to the review.
+    client.planTraining.mockResolvedValue(plan(true));
+    await click('Back');
+    await fireEvent.input(screen.getByLabelText('Batch size'), { target: { value: '1' } });
+    await click('Next: review');
+    await settle();
+    expect(client.planTraining.mock.calls.at(-1)![0].batch_size).toBe(1);
+    expect(screen.getByRole('region', { name: 'Review' }).textContent).toContain('batch 1');
+    expect((screen.getByRole('button', { name: 'Start training' }) as HTMLButtonElement).disabled).toBe(false);
   });
 
   it('streams steps into the progress bar and the chart, then opens the result in chat', async () => {
@@ -100,7 +149,7 @@ describe('TrainScreen', () => {
     });
     const onOpenChat = vi.fn();
     const { container } = render(TrainScreen, { onOpenChat });
-    await fillDataset();
+    await toReview();
     await fireEvent.click(screen.getByRole('button', { name: 'Start training' }));
     expect(screen.getByRole('button', { name: 'Cancel' })).toBeTruthy();
 
@@ -123,7 +172,7 @@ describe('TrainScreen', () => {
   it('reports a refused run and offers cancel only while running', async () => {
     client.startTraining.mockRejectedValue({ code: 'wont_fit', message: 'this run needs about 9 GiB' });
     render(TrainScreen);
-    await fillDataset();
+    await toReview();
     await fireEvent.click(screen.getByRole('button', { name: 'Start training' }));
     await settle();
     expect(screen.getByText(/needs about 9 GiB/)).toBeTruthy();
@@ -131,30 +180,9 @@ describe('TrainScreen', () => {
   });
 
   it('previews the dataset: usable rows, lengths, problems by line and rendered examples', async () => {
-    client.previewDataset.mockResolvedValue({
-      report: {
-        file: '/data/train.jsonl',
-        format: 'messages',
-        rows_total: 3,
-        rows_usable: 2,
-        issues: [
-          {
-            file: '/data/train.jsonl',
-            line: 3,
-            field: 'messages[0].role',
-            kind: 'unknown_role',
-            message: 'unknown role `wizard`',
-            excluded: true,
-          },
-        ],
-        roles: { system: 0, user: 2, assistant: 2 },
-        tokens: { max_len: 256, min: 20, median: 25, max: 30, truncated: 0, trainable_tokens: 20 },
-      },
-      samples: ['<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\nHello<|im_end|>'],
-    });
     render(TrainScreen);
     await fillDataset();
-    await fireEvent.click(screen.getByRole('button', { name: 'Check dataset' }));
+    await click('Check dataset');
     await settle();
     expect(client.previewDataset).toHaveBeenCalledWith('/data/train.jsonl', 'smollm2-135m-instruct', 256);
     const section = screen.getByRole('region', { name: 'Dataset' });
@@ -162,14 +190,47 @@ describe('TrainScreen', () => {
     expect(section.textContent).toContain('line 3: messages[0].role: unknown role `wizard`');
     expect(section.textContent).toContain('20 / 25 / 30');
     expect(section.querySelector('pre')?.textContent).toContain('<|im_start|>assistant');
+    // Already checked: going on does not ask again.
+    await click('Next: settings');
+    await settle();
+    expect(client.previewDataset).toHaveBeenCalledTimes(1);
+    expect(screen.getByRole('region', { name: 'Settings' })).toBeTruthy();
   });
 
-  it('keeps Start disabled until a dataset is chosen', async () => {
+  it('does not go past a dataset without usable rows', async () => {
+    client.previewDataset.mockResolvedValue(preview(0));
+    render(TrainScreen);
+    await fillDataset();
+    await click('Next: settings');
+    await settle();
+    expect(screen.queryByRole('region', { name: 'Settings' })).toBeNull();
+    expect(screen.getByRole('alert').textContent).toMatch(/no usable rows/);
+  });
+
+  it('shows each method with its explanation and its default learning rate', async () => {
     render(TrainScreen);
     await settle();
-    const start = screen.getByRole('button', { name: 'Start training' }) as HTMLButtonElement;
-    expect(start.disabled).toBe(true);
-    await fillDataset();
-    expect(start.disabled).toBe(false);
+    await fireEvent.click(screen.getByRole('radio', { name: /QLoRA/ }));
+    await click('Next: dataset');
+    await fireEvent.input(screen.getByLabelText('Dataset file'), { target: { value: '/data/train.jsonl' } });
+    await click('Next: settings');
+    await settle();
+    expect(screen.getByText(/QLoRA's default, 2e-4/)).toBeTruthy();
+    // The step bar goes back to any step reached.
+    await fireEvent.click(screen.getByRole('button', { name: /Method and model/ }));
+    await fireEvent.click(screen.getByRole('radio', { name: /Soft prompt/ }));
+    await fireEvent.click(screen.getByRole('button', { name: /Settings/ }));
+    expect(screen.getByText(/Soft prompt's default, 3e-2/)).toBeTruthy();
+    expect((screen.getByRole('button', { name: /Run/ }) as HTMLButtonElement).disabled).toBe(true);
+  });
+
+  it('keeps the dataset step closed until a file is named', async () => {
+    render(TrainScreen);
+    await settle();
+    await click('Next: dataset');
+    const next = screen.getByRole('button', { name: 'Next: settings' }) as HTMLButtonElement;
+    expect(next.disabled).toBe(true);
+    await fireEvent.input(screen.getByLabelText('Dataset file'), { target: { value: '/data/train.jsonl' } });
+    expect(next.disabled).toBe(false);
   });
 });
