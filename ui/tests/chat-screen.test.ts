@@ -130,6 +130,14 @@ describe('ChatScreen', () => {
     expect(sources.textContent).toContain('Brightloom Employee Handbook');
     expect(sources.textContent).toContain('Time off › Holidays, line 31');
     expect(sources.textContent).toContain('/docs/handbook.md');
+    // A citation opens the passage the answer drew on.
+    expect(sources.textContent).not.toContain('Everyone gets 28 days');
+    const cite = screen.getByRole('button', { name: /\[1\] Brightloom Employee Handbook/ });
+    await fireEvent.click(cite);
+    expect(cite.getAttribute('aria-expanded')).toBe('true');
+    expect(sources.textContent).toContain('Everyone gets 28 days of paid holiday');
+    await fireEvent.click(cite);
+    expect(sources.textContent).not.toContain('Everyone gets 28 days');
   });
 
   it('frames messages with a saved prompt template when one is chosen', async () => {

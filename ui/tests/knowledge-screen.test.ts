@@ -157,6 +157,12 @@ describe('KnowledgeScreen', () => {
     const results = screen.getByRole('list', { name: 'Search results' });
     expect(results.textContent).toContain('Time off › Holidays, line 31');
     expect(results.textContent).toContain('28 days');
+    // The query's words are marked in the hit.
+    expect(Array.from(results.querySelectorAll('mark')).map((m) => m.textContent)).toEqual([
+      'days',
+      'holiday',
+      'holidays',
+    ]);
 
     await fireEvent.click(screen.getByRole('button', { name: 'Ask in chat' }));
     expect(onAsk).toHaveBeenCalledWith('brightloom');

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { nameProblem, progressLabel, progressPercent, reportSummary, shortName, splitPaths } from '../src/lib/knowledge';
+import { nameProblem, progressLabel, progressPercent, reportSummary, shortName, splitPaths, highlight } from '../src/lib/knowledge';
 
 describe('add progress', () => {
   it('moves from reading through embedding to indexing', () => {
@@ -52,5 +52,18 @@ describe('paths and names', () => {
     expect(nameProblem('')).toContain('name');
     expect(nameProblem('has space')).toContain('letters');
     expect(nameProblem('-lead')).toContain('starting');
+  });
+});
+
+describe('highlight', () => {
+  it('marks the query words, longer words they start, and no common words', () => {
+    const pieces = highlight('Returns within 30 days: return the bike to any store.', 'How do I return a bike?');
+    expect(pieces.filter((p) => p.marked).map((p) => p.text)).toEqual(['Returns', 'return', 'bike']);
+    expect(pieces.map((p) => p.text).join('')).toBe('Returns within 30 days: return the bike to any store.');
+  });
+
+  it('leaves text alone when the query has nothing to mark', () => {
+    expect(highlight('Any text (with brackets).', 'how do I')).toEqual([{ text: 'Any text (with brackets).', marked: false }]);
+    expect(highlight('a+b [x]', 'a+b? [x]').every((p) => !p.marked)).toBe(true);
   });
 });

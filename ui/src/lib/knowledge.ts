@@ -64,3 +64,37 @@ export function nameProblem(name: string): string | null {
   if (!/^[A-Za-z0-9][A-Za-z0-9_-]*$/.test(name)) return 'Use letters, digits, "-" and "_", starting with a letter or digit.';
   return null;
 }
+
+/** Words too common to be worth marking in a search hit. */
+const UNMARKED = new Set([
+  'the', 'and', 'for', 'are', 'was', 'were', 'with', 'what', 'when', 'where', 'which', 'who', 'how', 'does',
+  'did', 'can', 'you', 'your', 'our', 'this', 'that', 'from', 'have', 'has', 'get', 'any', 'not', 'but',
+]);
+
+/**
+ * `text` cut into pieces, with `marked` set on words of the query (three letters or more, common
+ * words left out; a query word also marks longer words it starts, "return" in "returns").
+ */
+export function highlight(text: string, query: string): { text: string; marked: boolean }[] {
+  const words = [
+    ...new Set(
+      query
+        .toLowerCase()
+        .split(/[^\p{L}\p{N}]+/u)
+        .filter((w) => w.length >= 3 && !UNMARKED.has(w)),
+    ),
+  ];
+  if (words.length === 0) return [{ text, marked: false }];
+  const escaped = words.map((w) => w.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')).sort((a, b) => b.length - a.length);
+  const pattern = new RegExp(`(?<![\\p{L}\\p{N}])(?:${escaped.join('|')})[\\p{L}\\p{N}]*`, 'giu');
+  const pieces: { text: string; marked: boolean }[] = [];
+  let last = 0;
+  for (const match of text.matchAll(pattern)) {
+    const start = match.index ?? 0;
+    if (start > last) pieces.push({ text: text.slice(last, start), marked: false });
+    pieces.push({ text: match[0], marked: true });
+    last = start + match[0].length;
+  }
+  if (last < text.length) pieces.push({ text: text.slice(last), marked: false });
+  return pieces;
+}
