@@ -14,6 +14,7 @@ fn main() {
         "run_metrics",
         "plan_training",
         "train",
+        "resume_training",
         "cancel_training",
         "preview_dataset",
         "list_knowledge_bases",

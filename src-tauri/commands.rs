@@ -125,6 +125,25 @@ pub async fn train(
 }
 
 #[tauri::command]
+pub async fn resume_training(
+    state: State<'_, AppState>,
+    id: String,
+    on_event: Channel<TrainEvent>,
+) -> Result<RunListItem, ApiError> {
+    let ws = state.workspace.clone();
+    let cancel = state.cancel_training.clone();
+    cancel.store(false, Ordering::Relaxed);
+    blocking(move || {
+        tunelab_api::runs::resume(&ws, &id, &cancel, &mut |event| {
+            if on_event.send(event).is_err() {
+                cancel.store(true, Ordering::Relaxed);
+            }
+        })
+    })
+    .await
+}
+
+#[tauri::command]
 pub fn cancel_training(state: State<'_, AppState>) {
     state.cancel_training.store(true, Ordering::Relaxed);
 }

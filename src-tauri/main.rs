@@ -62,6 +62,7 @@ fn main() {
             commands::run_metrics,
             commands::plan_training,
             commands::train,
+            commands::resume_training,
             commands::cancel_training,
             commands::preview_dataset,
             commands::list_knowledge_bases,

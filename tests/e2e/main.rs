@@ -205,7 +205,9 @@ fn a_short_lora_run_from_the_train_screen_moves_its_chart_and_opens_in_chat() {
     let start_run = app.find(".empty button.primary", long);
     app.click(&start_run);
     // The wizard: method and model (LoRA on the default model), then the dataset.
-    app.wait_text("section[aria-label='Method and model']", long, |t| t.contains("LoRA"));
+    app.wait_text("section[aria-label='Method and model']", long, |t| {
+        t.contains("LoRA")
+    });
     let next = app.find("button.next", long);
     app.click(&next);
     let data = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -246,8 +248,13 @@ fn a_short_lora_run_from_the_train_screen_moves_its_chart_and_opens_in_chat() {
         t.contains("fits")
     });
     assert!(plan.contains("weights"), "the plan shows its parts: {plan}");
-    let review = app.wait_text("section[aria-label='Review']", long, |t| t.contains("3 steps"));
-    assert!(review.contains("batch 1") && review.contains("128 tokens"), "{review}");
+    let review = app.wait_text("section[aria-label='Review']", long, |t| {
+        t.contains("3 steps")
+    });
+    assert!(
+        review.contains("batch 1") && review.contains("128 tokens"),
+        "{review}"
+    );
     if let Some(dir) = &shots {
         screenshot(&std::path::Path::new(dir).join("train-review.png"));
     }

@@ -3,12 +3,15 @@ import { fireEvent, render, screen } from '@testing-library/svelte';
 import { beforeEach, describe, expect, it, vi } from 'vitest';
 import type { MetricPoint } from '../src/bindings/MetricPoint';
 import type { RunListItem } from '../src/bindings/RunListItem';
+import type { TrainEvent } from '../src/bindings/TrainEvent';
 import RunsScreen from '../src/screens/RunsScreen.svelte';
 import { settle } from './helpers/fake-chat-transport';
 
 const client = vi.hoisted(() => ({
   listRuns: vi.fn<() => Promise<RunListItem[]>>(),
   runMetrics: vi.fn<(id: string) => Promise<MetricPoint[]>>(),
+  resumeTraining: vi.fn<(id: string, onEvent: (event: TrainEvent) => void) => Promise<RunListItem>>(),
+  cancelTraining: vi.fn<() => Promise<void>>(),
 }));
 
 vi.mock('../src/lib/client', () => client);
@@ -69,5 +72,45 @@ describe('RunsScreen', () => {
     await settle();
     expect(client.runMetrics).toHaveBeenLastCalledWith('qlora-b');
     expect(screen.queryByRole('button', { name: 'Open in chat' })).toBeNull();
+  });
+
+  it('resumes a cancelled run from its checkpoint, with progress and a cancel button', async () => {
+    const stopped = { ...run('lora-smollm2-135m-instruct-7', 'cancelled'), steps: 2, total_steps: 4 };
+    client.listRuns.mockResolvedValue([stopped, run('qlora-done')]);
+    let emit: (event: TrainEvent) => void = () => {};
+    let finish: (run: RunListItem) => void = () => {};
+    client.resumeTraining.mockImplementation((_id, onEvent) => {
+      emit = onEvent;
+      return new Promise((resolve) => (finish = resolve));
+    });
+    client.cancelTraining.mockResolvedValue();
+    render(RunsScreen, { onOpenChat: vi.fn() });
+    await settle();
+    expect(screen.queryByRole('button', { name: 'Open in chat' })).toBeNull();
+    await fireEvent.click(screen.getByRole('button', { name: 'Resume' }));
+    expect(client.resumeTraining.mock.calls[0][0]).toBe('lora-smollm2-135m-instruct-7');
+    expect(screen.getByText('Loading the last checkpoint…')).toBeTruthy();
+    emit({ kind: 'started', run_id: 'lora-smollm2-135m-instruct-7' });
+    emit({ kind: 'step', step: 3, total_steps: 4, loss: 1.2, lr: 1e-4, tokens_per_s: 90, elapsed_s: 30, rss_bytes: null });
+    await settle();
+    expect(screen.getByRole('progressbar').getAttribute('aria-valuenow')).toBe('75');
+    expect(screen.getByText(/step 3\/4 · loss 1\.2000/)).toBeTruthy();
+    await fireEvent.click(screen.getByRole('button', { name: 'Cancel' }));
+    expect(client.cancelTraining).toHaveBeenCalled();
+
+    const done = { ...stopped, status: 'completed', steps: 4, has_artifact: true };
+    client.listRuns.mockResolvedValue([done, run('qlora-done')]);
+    finish(done);
+    await settle();
+    expect(screen.queryByRole('progressbar')).toBeNull();
+    expect(screen.queryByRole('button', { name: 'Resume' })).toBeNull();
+    expect(screen.getByRole('button', { name: 'Open in chat' })).toBeTruthy();
+  });
+
+  it('offers no resume for a completed run', async () => {
+    client.listRuns.mockResolvedValue([run('qlora-done')]);
+    render(RunsScreen, {});
+    await settle();
+    expect(screen.queryByRole('button', { name: 'Resume' })).toBeNull();
   });
 });

@@ -213,6 +213,48 @@ impl ProgressSink for EventSink<'_> {
     }
 }
 
+/// Continues a stopped run (cancelled, or cut off by a crash or a closed window) from its newest
+/// checkpoint, with the configuration it was started with. Progress goes to `on_event` as for a
+/// new run; a finished run is refused.
+pub fn resume(
+    ws: &Workspace,
+    id: &str,
+    cancel: &AtomicBool,
+    on_event: &mut dyn FnMut(TrainEvent),
+) -> Result<RunListItem> {
+    if id.is_empty() || id.contains(['/', '\\']) || id.starts_with('.') {
+        return Err(ApiError::invalid(format!("`{id}` is not a run id")));
+    }
+    let dir = ws.runs_dir().join(id);
+    if !dir.is_dir() {
+        return Err(ApiError::not_found(format!("no run named `{id}`")));
+    }
+    let (config, summary) = train::show(&dir)?;
+    if let Some(s) = &summary {
+        if s.status == "completed" {
+            return Err(ApiError::invalid(format!(
+                "run `{id}` already finished all {} steps; start a new run to train further",
+                s.total_steps
+            )));
+        }
+    }
+    if !dir.join("checkpoints").is_dir() {
+        return Err(ApiError::invalid(format!(
+            "run `{id}` stopped before its first checkpoint; start it again instead"
+        )));
+    }
+    on_event(TrainEvent::Started {
+        run_id: id.to_string(),
+    });
+    let summary = train::run(ws, &config, &dir, &mut EventSink(on_event), cancel)?;
+    Ok(RunListItem::new(
+        id.to_string(),
+        &config,
+        Some(&summary),
+        &dir,
+    ))
+}
+
 /// Starts the run `request` describes in a new run folder, sending its progress to `on_event`;
 /// `cancel` stops it between steps (with a checkpoint). Returns the finished run's list entry.
 pub fn start(

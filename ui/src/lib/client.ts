@@ -123,6 +123,14 @@ export function startTraining(request: TrainRequest, onEvent: (event: TrainEvent
   return call<RunListItem>('train', { request, onEvent: channel });
 }
 
+/** Continues a stopped run from its newest checkpoint, streaming its progress; resolves with the run. */
+export function resumeTraining(id: string, onEvent: (event: TrainEvent) => void): Promise<RunListItem> {
+  if (!backendAvailable()) return Promise.reject({ ...NO_BACKEND_ERROR });
+  const channel = new Channel<TrainEvent>();
+  channel.onmessage = onEvent;
+  return call<RunListItem>('resume_training', { id, onEvent: channel });
+}
+
 export function cancelTraining(): Promise<void> {
   return call<void>('cancel_training');
 }

@@ -6,6 +6,7 @@ mod data;
 mod hub;
 mod models;
 mod prompts;
+mod runs;
 mod train;
 
 use std::path::PathBuf;

@@ -1,0 +1,78 @@
+//! Runs as the app starts them: a run stopped part-way resumes from its checkpoint with its own
+//! settings and finishes where an uninterrupted run would.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use tunelab_api::runs::{self, TrainEvent, TrainRequest};
+use tunelab_api::train::Method;
+
+use crate::workspace_with_default_model;
+
+fn request() -> TrainRequest {
+    TrainRequest {
+        method: Method::Lora,
+        model: tunelab_api::DEFAULT_MODEL.into(),
+        data: std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../datasets/lora-json-extract/train.jsonl")
+            .to_string_lossy()
+            .into_owned(),
+        max_steps: 4,
+        batch_size: 1,
+        seq_len: 224,
+        lr: None,
+    }
+}
+
+#[test]
+fn a_cancelled_run_resumes_from_its_checkpoint_and_finishes() {
+    let (_dir, ws) = workspace_with_default_model();
+    let cancel = AtomicBool::new(false);
+    let mut steps = Vec::new();
+    let stopped = runs::start(&ws, &request(), &cancel, &mut |e| {
+        if let TrainEvent::Step { step, .. } = e {
+            steps.push(step);
+            if step == 2 {
+                cancel.store(true, Ordering::Relaxed);
+            }
+        }
+    })
+    .unwrap();
+    assert_eq!(stopped.status, "cancelled");
+    assert_eq!(steps, vec![1, 2]);
+    assert!(!stopped.has_artifact);
+
+    cancel.store(false, Ordering::Relaxed);
+    let mut events = Vec::new();
+    let finished = runs::resume(&ws, &stopped.id, &cancel, &mut |e| events.push(e)).unwrap();
+    assert!(
+        matches!(&events[0], TrainEvent::Started { run_id } if *run_id == stopped.id),
+        "{events:?}"
+    );
+    let resumed: Vec<u64> = events
+        .iter()
+        .filter_map(|e| match e {
+            TrainEvent::Step { step, .. } => Some(*step),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        resumed,
+        vec![3, 4],
+        "the resumed run starts after its checkpoint"
+    );
+    assert_eq!(finished.status, "completed");
+    assert_eq!(finished.steps, 4);
+    assert!(finished.has_artifact);
+    // One run in the list, not two.
+    assert_eq!(runs::list(&ws).unwrap().len(), 1);
+
+    let err = runs::resume(&ws, &stopped.id, &cancel, &mut |_| {}).unwrap_err();
+    assert!(err.message.contains("already finished"), "{}", err.message);
+    assert_eq!(
+        runs::resume(&ws, "nope", &cancel, &mut |_| {})
+            .unwrap_err()
+            .code,
+        "not_found"
+    );
+    assert!(runs::resume(&ws, "../escape", &cancel, &mut |_| {}).is_err());
+}
