@@ -136,6 +136,8 @@ describe('TrainScreen', () => {
     await click('Next: review');
     await settle();
     expect(client.planTraining.mock.calls.at(-1)![0].batch_size).toBe(1);
+    expect(client.planTraining.mock.calls.at(-1)![0]).toMatchObject({ rank: 16, alpha: 32 });
+    expect(client.planTraining.mock.calls.at(-1)![0].virtual_tokens).toBeUndefined();
     expect(screen.getByRole('region', { name: 'Review' }).textContent).toContain('batch 1');
     expect((screen.getByRole('button', { name: 'Start training' }) as HTMLButtonElement).disabled).toBe(false);
   });
@@ -221,6 +223,14 @@ describe('TrainScreen', () => {
     await fireEvent.click(screen.getByRole('radio', { name: /Soft prompt/ }));
     await fireEvent.click(screen.getByRole('button', { name: /Settings/ }));
     expect(screen.getByText(/Soft prompt's default, 3e-2/)).toBeTruthy();
+    // Each method's own settings: virtual tokens for a soft prompt, not a LoRA rank.
+    expect(screen.queryByLabelText('Rank')).toBeNull();
+    await fireEvent.input(screen.getByLabelText('Virtual tokens'), { target: { value: '8' } });
+    await click('Next: review');
+    await settle();
+    expect(client.planTraining.mock.calls.at(-1)![0]).toMatchObject({ method: 'soft-prompt', virtual_tokens: 8 });
+    expect(client.planTraining.mock.calls.at(-1)![0].rank).toBeUndefined();
+    expect(screen.getByRole('region', { name: 'Review' }).textContent).toContain('8 virtual tokens');
     expect((screen.getByRole('button', { name: /Run/ }) as HTMLButtonElement).disabled).toBe(true);
   });
 

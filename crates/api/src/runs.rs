@@ -136,6 +136,22 @@ pub struct TrainRequest {
     pub seq_len: u32,
     /// The method's default when null.
     pub lr: Option<f64>,
+    /// LoRA and QLoRA: the adapters' rank (16 when absent).
+    #[serde(default)]
+    #[ts(optional)]
+    pub rank: Option<u32>,
+    /// LoRA and QLoRA: the update's scale (32 when absent).
+    #[serde(default)]
+    #[ts(optional)]
+    pub alpha: Option<f64>,
+    /// Soft prompt: how many virtual tokens (20 when absent).
+    #[serde(default)]
+    #[ts(optional)]
+    pub virtual_tokens: Option<u32>,
+    /// Pretraining: the new model's size, "1m", "10m", "30m" or "120m" (10m when absent).
+    #[serde(default)]
+    #[ts(optional)]
+    pub preset: Option<String>,
 }
 
 impl TrainRequest {
@@ -159,7 +175,40 @@ impl TrainRequest {
         config.train.batch_size = self.batch_size as usize;
         config.train.warmup_steps = config.train.warmup_steps.min(self.max_steps as u64 / 10);
         if let Some(lr) = self.lr {
+            if !(lr > 0.0 && lr < 1.0) {
+                return Err(ApiError::invalid(format!(
+                    "lr: {lr} is not a learning rate; use a number between 0 and 1, such as 2e-4"
+                )));
+            }
             config.train.lr = lr;
+        }
+        if let Some(rank) = self.rank {
+            if !(1..=256).contains(&rank) {
+                return Err(ApiError::invalid(format!(
+                    "rank: {rank} is out of range; use 1 to 256 (16 is the default)"
+                )));
+            }
+            config.lora.rank = rank as usize;
+        }
+        if let Some(alpha) = self.alpha {
+            if !(alpha > 0.0 && alpha <= 4096.0) {
+                return Err(ApiError::invalid(format!(
+                    "alpha: {alpha} is out of range; use a positive number, usually twice the rank"
+                )));
+            }
+            config.lora.alpha = alpha;
+        }
+        if let Some(tokens) = self.virtual_tokens {
+            if !(1..=512).contains(&tokens) {
+                return Err(ApiError::invalid(format!(
+                    "virtual_tokens: {tokens} is out of range; use 1 to 512 (20 is the default)"
+                )));
+            }
+            config.soft_prompt.num_virtual_tokens = tokens as usize;
+        }
+        if let Some(preset) = self.preset.as_deref().filter(|p| !p.is_empty()) {
+            config.pretrain.preset = train::Preset::parse(preset)
+                .map_err(|e| ApiError::invalid(format!("preset: {e}")))?;
         }
         Ok(config)
     }

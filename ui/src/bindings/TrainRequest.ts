@@ -12,4 +12,20 @@ data: string, max_steps: number, batch_size: number, seq_len: number,
 /**
  * The method's default when null.
  */
-lr: number | null, };
+lr: number | null, 
+/**
+ * LoRA and QLoRA: the adapters' rank (16 when absent).
+ */
+rank?: number, 
+/**
+ * LoRA and QLoRA: the update's scale (32 when absent).
+ */
+alpha?: number, 
+/**
+ * Soft prompt: how many virtual tokens (20 when absent).
+ */
+virtual_tokens?: number, 
+/**
+ * Pretraining: the new model's size, "1m", "10m", "30m" or "120m" (10m when absent).
+ */
+preset?: string, };

@@ -20,6 +20,78 @@ fn request() -> TrainRequest {
         batch_size: 1,
         seq_len: 224,
         lr: None,
+        rank: None,
+        alpha: None,
+        virtual_tokens: None,
+        preset: None,
+    }
+}
+
+#[test]
+fn method_settings_reach_the_run_configuration_and_bad_ones_name_their_field() {
+    let config = TrainRequest {
+        rank: Some(8),
+        alpha: Some(16.0),
+        ..request()
+    }
+    .to_config()
+    .unwrap();
+    assert_eq!((config.lora.rank, config.lora.alpha), (8, 16.0));
+    let config = TrainRequest {
+        method: Method::SoftPrompt,
+        virtual_tokens: Some(12),
+        ..request()
+    }
+    .to_config()
+    .unwrap();
+    assert_eq!(config.soft_prompt.num_virtual_tokens, 12);
+    let config = TrainRequest {
+        method: Method::Pretrain,
+        preset: Some("1m".into()),
+        ..request()
+    }
+    .to_config()
+    .unwrap();
+    assert_eq!(config.pretrain.preset.as_str(), "1m");
+    for (bad, field) in [
+        (
+            TrainRequest {
+                rank: Some(0),
+                ..request()
+            },
+            "rank:",
+        ),
+        (
+            TrainRequest {
+                alpha: Some(-1.0),
+                ..request()
+            },
+            "alpha:",
+        ),
+        (
+            TrainRequest {
+                virtual_tokens: Some(9999),
+                ..request()
+            },
+            "virtual_tokens:",
+        ),
+        (
+            TrainRequest {
+                preset: Some("huge".into()),
+                ..request()
+            },
+            "preset:",
+        ),
+        (
+            TrainRequest {
+                lr: Some(3.0),
+                ..request()
+            },
+            "lr:",
+        ),
+    ] {
+        let err = bad.to_config().unwrap_err();
+        assert!(err.message.starts_with(field), "{}", err.message);
     }
 }
 
