@@ -64,6 +64,9 @@ describe('RunsScreen', () => {
     expect(client.runMetrics).toHaveBeenCalledWith('qlora-a');
     expect(container.querySelector('[data-testid="train-curve"]')?.getAttribute('points')?.split(' ')).toHaveLength(2);
     expect(container.querySelector('[data-testid="validation-curve"]')?.getAttribute('points')?.split(' ')).toHaveLength(1);
+    // The learning rate has its own chart, one point per training step.
+    expect(container.querySelector('[data-testid="lr-curve"]')?.getAttribute('points')?.split(' ')).toHaveLength(2);
+    expect(screen.getByRole('figure', { name: 'Learning rate' }).textContent).toContain('1.0e-4');
     expect(container.querySelectorAll('circle.validation-dot')).toHaveLength(1);
     await fireEvent.click(screen.getByRole('button', { name: 'Open in chat' }));
     expect(onOpenChat).toHaveBeenCalledWith(run('qlora-a'));

@@ -163,6 +163,8 @@ describe('TrainScreen', () => {
     expect(screen.getByText(/step 2\/2 · loss 1\.5000/)).toBeTruthy();
     const curve = container.querySelector('[data-testid="train-curve"]');
     expect(curve?.getAttribute('points')?.split(' ')).toHaveLength(2);
+    // The learning rate follows its schedule in a chart of its own.
+    expect(container.querySelector('[data-testid="lr-curve"]')?.getAttribute('points')?.split(' ')).toHaveLength(2);
 
     finish(finishedRun());
     await settle();
