@@ -94,10 +94,10 @@ describe('RunsScreen', () => {
     expect(client.resumeTraining.mock.calls[0][0]).toBe('lora-smollm2-135m-instruct-7');
     expect(screen.getByText('Loading the last checkpoint…')).toBeTruthy();
     emit({ kind: 'started', run_id: 'lora-smollm2-135m-instruct-7' });
-    emit({ kind: 'step', step: 3, total_steps: 4, loss: 1.2, lr: 1e-4, tokens_per_s: 90, elapsed_s: 30, rss_bytes: null });
+    emit({ kind: 'step', step: 3, total_steps: 4, loss: 1.2, lr: 1e-4, tokens_per_s: 90, elapsed_s: 36, rss_bytes: 1024 ** 3 });
     await settle();
     expect(screen.getByRole('progressbar').getAttribute('aria-valuenow')).toBe('75');
-    expect(screen.getByText(/step 3\/4 · loss 1\.2000/)).toBeTruthy();
+    expect(screen.getByText('step 3/4 · loss 1.2000 · 90 tokens/s · 1.0 GiB · about 12 s left')).toBeTruthy();
     await fireEvent.click(screen.getByRole('button', { name: 'Cancel' }));
     expect(client.cancelTraining).toHaveBeenCalled();
 
