@@ -19,6 +19,7 @@ function pair() {
 describe('ChatComparison', () => {
   it('asks the left configuration, then the right, the same message', async () => {
     const { transport, left, right, comparison } = pair();
+    left.settings = { ...left.settings, temperature: 0, seed: 7 };
     const round = comparison.send('What is RAG?');
     expect(comparison.busy).toBe(true);
     expect(transport.generations).toHaveLength(1);
@@ -29,6 +30,7 @@ describe('ChatComparison', () => {
     expect(transport.generations).toHaveLength(2);
     expect(transport.current.request.model).toBe('tiny-chat');
     expect(transport.current.request.adapter).toBe('lora-1');
+    expect(transport.current.request.params).toMatchObject({ temperature: 0, seed: 7 });
     expect(transport.current.request.messages.at(-1)).toEqual({ role: 'user', content: 'What is RAG?' });
     transport.current.token('Search, then answer.');
     transport.current.finish();

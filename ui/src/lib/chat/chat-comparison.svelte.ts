@@ -20,6 +20,8 @@ export class ChatComparison {
   async send(text: string): Promise<void> {
     if (this.busy || !text.trim()) return;
     this.#stopped = false;
+    // One set of sampling settings for both sides, so only the configurations differ.
+    this.right.settings = { ...this.left.settings };
     await this.left.send(text);
     const last = this.left.turns.at(-1);
     // A stop ends the round: the right side does not start an answer the user just stopped.
