@@ -221,7 +221,7 @@ impl ModelCache {
     }
 }
 
-fn engine_messages(messages: &[ChatMessage]) -> Result<Vec<Message>> {
+pub(crate) fn engine_messages(messages: &[ChatMessage]) -> Result<Vec<Message>> {
     if !messages.iter().any(|m| m.role == ChatRole::User) {
         return Err(ApiError::invalid("the conversation has no user message"));
     }

@@ -132,6 +132,26 @@ fn placeholders(field: &str, text: &str) -> Result<Vec<(String, std::ops::Range<
     Ok(out)
 }
 
+/// `text` with every `{{name}}` replaced by its value; a name without one is an error naming
+/// `field` and the line.
+fn fill(field: &str, text: &str, values: &BTreeMap<&str, &str>) -> Result<String> {
+    let mut out = String::with_capacity(text.len());
+    let mut last = 0;
+    for (name, range) in placeholders(field, text)? {
+        let line = text[..range.start].matches('\n').count() + 1;
+        let value = values.get(name.as_str()).ok_or_else(|| {
+            ApiError::invalid(format!(
+                "{field}, line {line}: {{{{{name}}}}} has no value; add `{name}` under variables"
+            ))
+        })?;
+        out.push_str(&text[last..range.start]);
+        out.push_str(value);
+        last = range.end;
+    }
+    out.push_str(&text[last..]);
+    Ok(out)
+}
+
 impl PromptTemplate {
     /// The texts that may hold placeholders, with the names errors use for them.
     fn fields(&self) -> Vec<(String, &str)> {
@@ -186,35 +206,25 @@ impl PromptTemplate {
         Ok(())
     }
 
-    /// The conversation this template makes, with `values` filled in (a value given there wins
-    /// over the template's test value).
-    pub fn messages(&self, values: &BTreeMap<String, String>) -> Result<Vec<ChatMessage>> {
-        self.check()?;
+    /// The template's test values, with `extra` taking precedence.
+    fn values<'a>(&'a self, extra: &'a BTreeMap<String, String>) -> BTreeMap<&'a str, &'a str> {
         let mut all: BTreeMap<&str, &str> = self
             .variables
             .iter()
             .map(|v| (v.name.as_str(), v.value.as_str()))
             .collect();
-        for (k, v) in values {
+        for (k, v) in extra {
             all.insert(k, v);
         }
-        let fill = |field: &str, text: &str| -> Result<String> {
-            let mut out = String::with_capacity(text.len());
-            let mut last = 0;
-            for (name, range) in placeholders(field, text)? {
-                let line = text[..range.start].matches('\n').count() + 1;
-                let value = all.get(name.as_str()).ok_or_else(|| {
-                    ApiError::invalid(format!(
-                        "{field}, line {line}: {{{{{name}}}}} has no value; add `{name}` under variables"
-                    ))
-                })?;
-                out.push_str(&text[last..range.start]);
-                out.push_str(value);
-                last = range.end;
-            }
-            out.push_str(&text[last..]);
-            Ok(out)
-        };
+        all
+    }
+
+    /// The conversation this template makes, with `values` filled in (a value given there wins
+    /// over the template's test value).
+    pub fn messages(&self, values: &BTreeMap<String, String>) -> Result<Vec<ChatMessage>> {
+        self.check()?;
+        let all = self.values(values);
+        let fill = |field: &str, text: &str| fill(field, text, &all);
         let mut messages = Vec::new();
         if !self.system.trim().is_empty() {
             messages.push(ChatMessage {
@@ -273,24 +283,25 @@ impl PromptTemplate {
                 ),
             }
         }
+        // Only the user text is filled per turn; without {{input}} it is the same every time.
+        let fixed = BTreeMap::new();
+        let fixed = self.values(&fixed);
+        let intro = if uses_input {
+            None
+        } else {
+            Some(fill("user", &self.user, &fixed)?)
+        };
         for m in conversation {
             match m.role {
                 ChatRole::System => {}
                 ChatRole::Assistant => head.push(m.clone()),
                 ChatRole::User => {
-                    let content = if uses_input {
-                        self.messages(&BTreeMap::from([(
-                            INPUT_VARIABLE.to_string(),
-                            m.content.clone(),
-                        )]))?
-                        .pop()
-                        .map(|m| m.content)
-                        .unwrap_or_default()
-                    } else {
-                        let intro = self.messages(&BTreeMap::new())?.pop().map(|m| m.content);
-                        match intro {
-                            Some(intro) => format!("{intro}\n\n{}", m.content),
-                            None => m.content.clone(),
+                    let content = match &intro {
+                        Some(intro) => format!("{intro}\n\n{}", m.content),
+                        None => {
+                            let mut values = fixed.clone();
+                            values.insert(INPUT_VARIABLE, &m.content);
+                            fill("user", &self.user, &values)?
                         }
                     };
                     head.push(ChatMessage {
@@ -313,17 +324,7 @@ pub fn render(
 ) -> Result<RenderedPrompt> {
     let messages = template.messages(&BTreeMap::new())?;
     let loaded = cache.get(ws, model)?;
-    let engine: Vec<tunelab_engine::Message> = messages
-        .iter()
-        .map(|m| {
-            let role = match m.role {
-                ChatRole::System => "system",
-                ChatRole::User => "user",
-                ChatRole::Assistant => "assistant",
-            };
-            tunelab_engine::Message::new(role, m.content.clone())
-        })
-        .collect();
+    let engine = crate::chat::engine_messages(&messages)?;
     let text = loaded.render_chat(&engine)?;
     let tokens = loaded.tokenizer.encode(&text, false)?.len() as u32;
     let used: BTreeSet<String> = template.used_variables()?.into_iter().collect();
