@@ -240,7 +240,7 @@ pub enum TrainEvent {
     },
 }
 
-struct EventSink<'a>(&'a mut dyn FnMut(TrainEvent));
+struct EventSink<'a>(&'a mut (dyn FnMut(TrainEvent) + Send));
 
 impl ProgressSink for EventSink<'_> {
     fn step(&mut self, m: &StepMetrics) {
@@ -269,7 +269,7 @@ pub fn resume(
     ws: &Workspace,
     id: &str,
     cancel: &AtomicBool,
-    on_event: &mut dyn FnMut(TrainEvent),
+    on_event: &mut (dyn FnMut(TrainEvent) + Send),
 ) -> Result<RunListItem> {
     if id.is_empty() || id.contains(['/', '\\']) || id.starts_with('.') {
         return Err(ApiError::invalid(format!("`{id}` is not a run id")));
@@ -310,7 +310,7 @@ pub fn start(
     ws: &Workspace,
     request: &TrainRequest,
     cancel: &AtomicBool,
-    on_event: &mut dyn FnMut(TrainEvent),
+    on_event: &mut (dyn FnMut(TrainEvent) + Send),
 ) -> Result<RunListItem> {
     let config = request.to_config()?;
     let id = train::new_run_id(&config);

@@ -31,6 +31,20 @@ pub use template::{ChatTemplate, Message};
 pub use tokenizer::TextTokenizer;
 pub use weights::Precision;
 
+/// Runs `f` on a thread of the compute pool (rayon's) and waits for it.
+///
+/// Matrix products and most tensor ops run on that pool. Called from any other thread, each
+/// op hands its work to the pool's threads and sleeps; between ops those threads spin a while
+/// looking for more, on the same cores the calling thread needs for the next op. With the
+/// caller one of the pool's own threads there are only as many busy threads as cores: a
+/// training step ran 5–8% faster on 2 cores.
+pub fn on_compute_pool<R: Send>(f: impl FnOnce() -> R + Send) -> R {
+    if rayon::current_thread_index().is_some() {
+        return f();
+    }
+    rayon::scope(|_| f())
+}
+
 /// The device models run on: the first CUDA GPU when built with `cuda` and one is present,
 /// otherwise the CPU.
 pub fn default_device() -> Device {

@@ -92,8 +92,9 @@ pub struct EvalMetrics {
     pub val_tokens: u64,
 }
 
-/// Where progress goes while training (a progress bar, a Tauri channel, a test's log).
-pub trait ProgressSink {
+/// Where progress goes while training (a progress bar, a Tauri channel, a test's log). Training
+/// runs on a compute-pool thread, so a sink must be `Send`.
+pub trait ProgressSink: Send {
     fn step(&mut self, metrics: &StepMetrics);
     fn eval(&mut self, metrics: &EvalMetrics);
 }
@@ -216,6 +217,25 @@ fn validation_loss(
 /// Trains `params` (already attached to `model`) on `train_set`.
 #[allow(clippy::too_many_arguments)]
 pub fn train(
+    model: &Transformer,
+    params: &[(String, Var)],
+    train_set: &[TokenizedExample],
+    val_set: &[TokenizedExample],
+    settings: &TrainSettings,
+    run: &RunDir,
+    pad_id: u32,
+    sink: &mut dyn ProgressSink,
+    cancel: &AtomicBool,
+) -> Result<TrainOutcome, TrainError> {
+    tunelab_engine::on_compute_pool(|| {
+        train_on_pool(
+            model, params, train_set, val_set, settings, run, pad_id, sink, cancel,
+        )
+    })
+}
+
+#[allow(clippy::too_many_arguments)]
+fn train_on_pool(
     model: &Transformer,
     params: &[(String, Var)],
     train_set: &[TokenizedExample],
