@@ -29,7 +29,7 @@ pub struct AppState {
 }
 
 fn main() {
-    tunelab_api::configure_threads(None);
+    tunelab_api::configure_process(None);
     let workspace = match Workspace::open(None) {
         Ok(ws) => ws,
         Err(err) => {

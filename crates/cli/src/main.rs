@@ -70,7 +70,7 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    tunelab_api::configure_threads(cli.threads);
+    tunelab_api::configure_process(cli.threads);
     let result = Workspace::open(cli.home).and_then(|ws| match cli.command {
         Command::Doctor(args) => doctor::run(&ws, args),
         Command::Models(cmd) => models::run(&ws, cmd),

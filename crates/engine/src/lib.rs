@@ -88,7 +88,8 @@ impl LoadedModel {
     }
 }
 
-/// Uses every logical CPU for tensor work unless `RAYON_NUM_THREADS` says otherwise. candle
+/// Uses every logical CPU for tensor work unless `RAYON_NUM_THREADS` says otherwise, and
+/// shortens the spinning of candle's idle threads. candle
 /// counts physical cores by default, which leaves half of a hyper-threaded laptop idle. Call it
 /// once at program start, before any model is loaded.
 pub fn configure_threads(threads: Option<usize>) {
@@ -105,4 +106,10 @@ pub fn configure_threads(threads: Option<usize>) {
         });
     // Setting the variable before the first tensor operation is how candle and rayon read it.
     std::env::set_var("RAYON_NUM_THREADS", n.to_string());
+    // candle's pool for element-wise ops spins 25,000 times before it sleeps after each op,
+    // on the cores the matrix products that follow need: 500 made LoRA steps about 4% faster
+    // on 2 cores. A value already set is kept.
+    if std::env::var_os("CANDLE_BARRIER_POOL_SPIN_LIMIT").is_none() {
+        std::env::set_var("CANDLE_BARRIER_POOL_SPIN_LIMIT", "500");
+    }
 }

@@ -34,7 +34,7 @@ pub fn default_gguf() -> PathBuf {
 
 /// A fresh workspace in a temporary folder (kept alive by the returned guard).
 pub fn temp_workspace() -> (tempfile::TempDir, Workspace) {
-    tunelab_api::configure_threads(None);
+    tunelab_api::configure_process(None);
     let dir = tempfile::tempdir().expect("temp dir");
     let ws = Workspace::open(Some(dir.path().to_path_buf())).expect("workspace opens");
     (dir, ws)
