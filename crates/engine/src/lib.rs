@@ -88,10 +88,10 @@ impl LoadedModel {
     }
 }
 
-/// Uses every logical CPU for tensor work unless `RAYON_NUM_THREADS` says otherwise, and
-/// shortens the spinning of candle's idle threads. candle
-/// counts physical cores by default, which leaves half of a hyper-threaded laptop idle. Call it
-/// once at program start, before any model is loaded.
+/// Uses every logical CPU for tensor work unless `RAYON_NUM_THREADS` says otherwise (candle
+/// counts physical cores by default, which leaves half of a hyper-threaded laptop idle), and
+/// shortens the spinning of candle's idle threads. Call it once at program start, before any
+/// model is loaded.
 pub fn configure_threads(threads: Option<usize>) {
     let n = threads
         .or_else(|| {
