@@ -109,6 +109,32 @@ impl CustomOp2 for RmsNorm {
         _y: &Tensor,
         dy: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>)> {
+        // A frozen weight (everything but full fine-tuning) gets no gradient at all.
+        let want_dw = w.track_op();
+        if x.device().is_cpu() {
+            let dy = dy.contiguous()?;
+            let dx = x.apply_op3_no_bwd(
+                w,
+                &dy,
+                &RmsNormBackward {
+                    eps: self.eps,
+                    part: RmsPart::Input,
+                },
+            )?;
+            let dw = if want_dw {
+                Some(x.apply_op3_no_bwd(
+                    w,
+                    &dy,
+                    &RmsNormBackward {
+                        eps: self.eps,
+                        part: RmsPart::Weight,
+                    },
+                )?)
+            } else {
+                None
+            };
+            return Ok((Some(dx), dw));
+        }
         let dim = x.dim(D::Minus1)? as f64;
         let r = (x.sqr()?.mean_keepdim(D::Minus1)? + self.eps)?
             .sqrt()?
@@ -117,11 +143,112 @@ impl CustomOp2 for RmsNorm {
         // dx = r·(dy·w) − x·r³·mean(dy·w·x)
         let proj = ((&dyw * x)?.sum_keepdim(D::Minus1)? / dim)?;
         let dx = (dyw.broadcast_mul(&r)? - x.broadcast_mul(&(r.powf(3.0)? * proj)?)?)?;
+        if !want_dw {
+            return Ok((Some(dx), None));
+        }
         // dw = Σ_rows dy·x·r
         let normed = x.broadcast_mul(&r)?;
         let rows = dy.elem_count() / w.elem_count();
         let dw = (dy * normed)?.reshape((rows, w.elem_count()))?.sum(0)?;
         Ok((Some(dx), Some(dw)))
+    }
+}
+
+#[derive(Clone, Copy)]
+enum RmsPart {
+    Input,
+    Weight,
+}
+
+/// RMSNorm's backward on the CPU, one pass over each row and no temporaries the size of the
+/// input: `dx = r·(dy·w) − x·r³·mean(dy·w·x)` or `dw = Σ_rows dy·x·r`, with
+/// `r = 1/sqrt(mean(x²) + eps)`.
+struct RmsNormBackward {
+    eps: f64,
+    part: RmsPart,
+}
+
+impl CustomOp3 for RmsNormBackward {
+    fn name(&self) -> &'static str {
+        "rms-norm-backward"
+    }
+
+    fn cpu_fwd(
+        &self,
+        xs: &CpuStorage,
+        xl: &Layout,
+        ws: &CpuStorage,
+        wl: &Layout,
+        dys: &CpuStorage,
+        dyl: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let dim = xl.shape().dims().last().copied().unwrap_or(1);
+        let (eps, part) = (self.eps, self.part);
+        macro_rules! run {
+            ($variant:ident, $t:ty, $x:expr, $w:expr, $dy:expr) => {{
+                let (x, w, dy) = (slice($x, xl)?, slice($w, wl)?, slice($dy, dyl)?);
+                let inv_rms = |row: &[$t]| -> $t {
+                    let ms =
+                        row.iter().map(|v| (*v as f64) * (*v as f64)).sum::<f64>() / dim as f64;
+                    (1.0 / (ms + eps).sqrt()) as $t
+                };
+                match part {
+                    RmsPart::Input => {
+                        let mut dx = vec![0 as $t; x.len()];
+                        dx.par_chunks_mut(dim)
+                            .zip(x.par_chunks(dim).zip(dy.par_chunks(dim)))
+                            .for_each(|(dx, (x, dy))| {
+                                let r = inv_rms(x);
+                                let proj = x
+                                    .iter()
+                                    .zip(dy)
+                                    .zip(w)
+                                    .map(|((x, dy), w)| (x * dy * w) as f64)
+                                    .sum::<f64>()
+                                    / dim as f64;
+                                let c = (r as f64).powi(3) * proj;
+                                for (((o, x), dy), w) in dx.iter_mut().zip(x).zip(dy).zip(w) {
+                                    *o = r * dy * w - x * c as $t;
+                                }
+                            });
+                        (CpuStorage::$variant(dx), xl.shape().clone())
+                    }
+                    RmsPart::Weight => {
+                        let dw = x
+                            .par_chunks(dim)
+                            .zip(dy.par_chunks(dim))
+                            .fold(
+                                || vec![0f64; dim],
+                                |mut acc, (x, dy)| {
+                                    let r = inv_rms(x) as f64;
+                                    for ((a, x), dy) in acc.iter_mut().zip(x).zip(dy) {
+                                        *a += (*x as f64) * (*dy as f64) * r;
+                                    }
+                                    acc
+                                },
+                            )
+                            .reduce(
+                                || vec![0f64; dim],
+                                |mut a, b| {
+                                    a.iter_mut().zip(&b).for_each(|(a, b)| *a += b);
+                                    a
+                                },
+                            );
+                        let dw: Vec<$t> = dw.into_iter().map(|v| v as $t).collect();
+                        (CpuStorage::$variant(dw), wl.shape().clone())
+                    }
+                }
+            }};
+        }
+        Ok(match (xs, ws, dys) {
+            (CpuStorage::F32(x), CpuStorage::F32(w), CpuStorage::F32(dy)) => {
+                run!(F32, f32, x, w, dy)
+            }
+            (CpuStorage::F64(x), CpuStorage::F64(w), CpuStorage::F64(dy)) => {
+                run!(F64, f64, x, w, dy)
+            }
+            _ => candle_core::bail!("rms-norm backward takes matching f32 or f64 tensors"),
+        })
     }
 }
 
@@ -366,6 +493,12 @@ impl CustomOp2 for SiluMul {
         _y: &Tensor,
         dy: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>)> {
+        if g.device().is_cpu() {
+            let dy = dy.contiguous()?;
+            let dg = g.apply_op3_no_bwd(u, &dy, &SiluMulBackward { gate: true })?;
+            let du = g.apply_op3_no_bwd(u, &dy, &SiluMulBackward { gate: false })?;
+            return Ok((Some(dg), Some(du)));
+        }
         let sig = (g.neg()?.exp()? + 1.0)?.recip()?;
         let silu = (g * &sig)?;
         // d silu / dg = σ(g)·(1 + g·(1 − σ(g)))
@@ -373,6 +506,58 @@ impl CustomOp2 for SiluMul {
         let dg = ((dy * u)? * dsilu)?;
         let du = (dy * silu)?;
         Ok((Some(dg), Some(du)))
+    }
+}
+
+/// The gated activation's backward on the CPU in one pass: with `gate`,
+/// `dg = dy·u·σ(g)·(1 + g·(1 − σ(g)))`, otherwise `du = dy·g·σ(g)`. The tensor-op version
+/// made ten temporaries the size of the MLP's hidden layer, the peak of a LoRA step's memory.
+struct SiluMulBackward {
+    gate: bool,
+}
+
+impl CustomOp3 for SiluMulBackward {
+    fn name(&self) -> &'static str {
+        "silu-mul-backward"
+    }
+
+    fn cpu_fwd(
+        &self,
+        gs: &CpuStorage,
+        gl: &Layout,
+        us: &CpuStorage,
+        ul: &Layout,
+        dys: &CpuStorage,
+        dyl: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        macro_rules! run {
+            ($variant:ident, $t:ty, $g:expr, $u:expr, $dy:expr) => {{
+                let (g, u, dy) = (slice($g, gl)?, slice($u, ul)?, slice($dy, dyl)?);
+                let mut out = vec![0 as $t; g.len()];
+                let gate = self.gate;
+                out.par_iter_mut()
+                    .zip(g.par_iter().zip(u.par_iter().zip(dy.par_iter())))
+                    .for_each(|(o, (&g, (&u, &dy)))| {
+                        let sig = 1.0 / (1.0 + (-g).exp());
+                        *o = if gate {
+                            dy * u * sig * (1.0 + g * (1.0 - sig))
+                        } else {
+                            dy * g * sig
+                        };
+                    });
+                CpuStorage::$variant(out)
+            }};
+        }
+        let out = match (gs, us, dys) {
+            (CpuStorage::F32(g), CpuStorage::F32(u), CpuStorage::F32(dy)) => {
+                run!(F32, f32, g, u, dy)
+            }
+            (CpuStorage::F64(g), CpuStorage::F64(u), CpuStorage::F64(dy)) => {
+                run!(F64, f64, g, u, dy)
+            }
+            _ => candle_core::bail!("silu-mul backward takes matching f32 or f64 tensors"),
+        };
+        Ok((out, gl.shape().clone()))
     }
 }
 
@@ -447,6 +632,20 @@ mod tests {
         check_gradients(&[randn(&[2, 3, 8]), randn(&[8])], |t| {
             rms_norm(&t[0], &t[1], 1e-5)
         });
+    }
+
+    #[test]
+    fn rms_norm_gives_a_frozen_weight_no_gradient() {
+        let x = Var::from_tensor(&randn(&[2, 3, 8])).unwrap();
+        let w = randn(&[8]);
+        let grads = rms_norm(x.as_tensor(), &w, 1e-5)
+            .unwrap()
+            .sum_all()
+            .unwrap()
+            .backward()
+            .unwrap();
+        assert!(grads.get(x.as_tensor()).is_some());
+        assert!(grads.get(&w).is_none());
     }
 
     #[test]
