@@ -3,6 +3,7 @@
 //! templates from them, computes logits with one transformer implementation whose weights are
 //! addressed by Hugging Face names, and generates text with streaming and sampling controls.
 
+mod attention_op;
 pub mod bert;
 pub mod checkpoint;
 pub mod config;

@@ -126,11 +126,19 @@ impl Attention {
             None => (k, v),
         };
         let total = k.dim(2)?;
+        let scale = 1.0 / (d as f64).sqrt();
+        if pass.mode == Mode::Training && pass.mask.is_some() && total == t && x.device().is_cpu() {
+            // Training on the CPU: one op whose backward recomputes the probabilities, so no
+            // `(heads, t, t)` tensor is kept or made.
+            let out = crate::attention_op::causal_attention(&q, &k, &v, scale)?
+                .transpose(1, 2)?
+                .reshape((b, t, h * d))?;
+            return self.o_proj.forward_mode(&out, pass.mode);
+        }
         // Grouped-query attention without copying keys: the query heads that share a key/value
         // head are stacked along the time axis, (b, kvh, rep * t, d).
         let rep = h / kvh;
         let q = q.reshape((b, kvh, rep * t, d))?;
-        let scale = 1.0 / (d as f64).sqrt();
         let probs = match (pass.mode, pass.mask) {
             // Training scales the (smaller) queries and masks inside the softmax kernel, so
             // neither a scaled nor a masked copy of the scores is kept for backward.
