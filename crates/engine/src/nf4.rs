@@ -108,17 +108,33 @@ impl Nf4Tensor {
 
     /// The matrix decoded to f32 on `device`.
     pub fn dequantize(&self, device: &Device) -> Result<Tensor> {
-        let mut out = vec![0f32; self.rows * self.cols];
+        self.dequantize_rows(0, self.rows, device)
+    }
+
+    /// Rows `start..start + len` decoded to f32 `(len, cols)` on `device`.
+    pub fn dequantize_rows(&self, start: usize, len: usize, device: &Device) -> Result<Tensor> {
+        if start + len > self.rows {
+            return Err(EngineError::InvalidRequest(format!(
+                "rows {start}..{} of a matrix with {} rows",
+                start + len,
+                self.rows
+            )));
+        }
+        let blocks_per_row = self.cols / BLOCK;
+        let blocks = start * blocks_per_row..(start + len) * blocks_per_row;
+        let codes = &self.codes[blocks.start * BLOCK / 2..blocks.end * BLOCK / 2];
+        let scales = &self.scales[blocks];
+        let mut out = vec![0f32; len * self.cols];
         out.par_chunks_mut(BLOCK)
-            .zip(self.codes.par_chunks(BLOCK / 2))
-            .zip(self.scales.par_iter())
+            .zip(codes.par_chunks(BLOCK / 2))
+            .zip(scales.par_iter())
             .for_each(|((out, codes), &scale)| {
                 for (pair, byte) in out.chunks_mut(2).zip(codes) {
                     pair[0] = LEVELS[(byte & 0x0f) as usize] * scale;
                     pair[1] = LEVELS[(byte >> 4) as usize] * scale;
                 }
             });
-        Ok(Tensor::from_vec(out, (self.rows, self.cols), device)?)
+        Ok(Tensor::from_vec(out, (len, self.cols), device)?)
     }
 }
 
@@ -152,6 +168,10 @@ mod tests {
         let relative = (err.to_scalar::<f32>().unwrap() / power.to_scalar::<f32>().unwrap()).sqrt();
         // NF4 on normal data: about 10% relative RMS error (4 bits, one scale per 64).
         assert!(relative < 0.12, "relative RMS error {relative}");
+        let rows = q.dequantize_rows(10, 7, &Device::Cpu).unwrap();
+        let diff = crate::layers::max_abs_diff(&rows, &back.narrow(0, 10, 7).unwrap()).unwrap();
+        assert_eq!(diff, 0.0, "a row range decodes as in the whole matrix");
+        assert!(q.dequantize_rows(90, 7, &Device::Cpu).is_err());
         let bad = Tensor::zeros((2, 50), candle_core::DType::F32, &Device::Cpu).unwrap();
         assert!(Nf4Tensor::quantize(&bad).is_err());
     }
