@@ -237,6 +237,10 @@ pub fn train(ws: &Workspace, request: &TrainBenchRequest) -> Result<TrainBench> 
     );
     let _ = std::fs::remove_dir_all(&dir);
     outcome?;
+    let peak_rss_bytes = tunelab_hardware::peak_rss_bytes();
+    let trainable_parameters = params.iter().map(|(_, v)| v.elem_count() as u64).sum();
+    drop((model, params));
+    crate::release_freed_memory();
     let measured = &rates.0[1..];
     Ok(TrainBench {
         model: model_name,
@@ -245,8 +249,8 @@ pub fn train(ws: &Workspace, request: &TrainBenchRequest) -> Result<TrainBench> 
         seq_len: seq_len as u32,
         steps: measured.len() as u32,
         tokens_per_s: measured.iter().sum::<f64>() / measured.len().max(1) as f64,
-        peak_rss_bytes: tunelab_hardware::peak_rss_bytes(),
-        trainable_parameters: params.iter().map(|(_, v)| v.elem_count() as u64).sum(),
+        peak_rss_bytes,
+        trainable_parameters,
         activation_checkpointing,
     })
 }

@@ -75,25 +75,53 @@ pub(crate) fn cpu_threads() -> u32 {
 }
 
 /// Prepares the process for tensor work: the number of CPU threads (default: every logical
-/// CPU) and how the allocator hands memory back. Call once at program start, before any other
+/// CPU) and how the allocator reuses memory. Call once at program start, before any other
 /// thread starts.
 pub fn configure_process(threads: Option<usize>) {
     tunelab_engine::configure_threads(threads);
-    keep_freed_memory();
+    allocator::configure();
 }
 
-/// mimalloc (the binaries' allocator) returns freed memory to the kernel 10 ms after its last
-/// use; a training step frees and reallocates the same large buffers every few milliseconds,
-/// and each time the kernel zeroes fresh pages again (6% of a LoRA step). Kept for 30 s
-/// instead, LoRA steps ran about 10% faster with the same peak memory (as fast as never
-/// returning it), and an idle app still gives its memory back. `MIMALLOC_PURGE_DELAY` in the
-/// environment still wins.
-fn keep_freed_memory() {
-    /// `mi_option_purge_delay` in mimalloc 3's `mi_option_e` (libmimalloc-sys exports no
-    /// constant for it).
-    const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
-    if std::env::var_os("MIMALLOC_PURGE_DELAY").is_none() {
-        // SAFETY: sets one integer option; mimalloc reads options atomically.
-        unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, 30_000) };
+/// Hands memory that tensors freed back to the system: call when a long job (a training run,
+/// a benchmark) ends, since [`configure_process`] tells the allocator to keep freed memory
+/// for reuse while the job runs.
+pub fn release_freed_memory() {
+    allocator::release();
+}
+
+/// glibc's allocator, set up for tensor work (Linux with glibc; elsewhere the system
+/// allocator keeps its defaults).
+///
+/// By default glibc maps every large buffer fresh from the kernel and unmaps it on free, so
+/// the kernel zeroes new pages on each training step; and each thread gets its own arena,
+/// where memory one thread freed sits unused while another thread asks for more. Measured on
+/// LoRA and QLoRA steps (batch 4 × 256, 2 threads): with buffers up to 32 MB served from the
+/// heap, no trimming while a job runs and one arena, steps ran as fast as with mimalloc (which
+/// the binaries used before) and peak memory fell by 12% (LoRA) and 21% (QLoRA): mimalloc
+/// kept about 70 MB more, and 40 MB more again through transparent huge pages. Settings given
+/// in `GLIBC_TUNABLES` still win.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+mod allocator {
+    pub fn configure() {
+        if std::env::var_os("GLIBC_TUNABLES").is_some() {
+            return;
+        }
+        // SAFETY: mallopt sets allocator parameters; called at start, before other threads.
+        unsafe {
+            libc::mallopt(libc::M_MMAP_THRESHOLD, 32 << 20);
+            libc::mallopt(libc::M_TRIM_THRESHOLD, 256 << 20);
+            libc::mallopt(libc::M_ARENA_MAX, 1);
+        }
     }
+
+    pub fn release() {
+        // SAFETY: malloc_trim only returns free pages to the kernel.
+        unsafe { libc::malloc_trim(0) };
+    }
+}
+
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+mod allocator {
+    pub fn configure() {}
+    pub fn release() {}
 }

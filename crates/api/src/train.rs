@@ -295,6 +295,20 @@ pub fn run_with(
     cancel: &AtomicBool,
     options: RunOptions,
 ) -> Result<RunSummary> {
+    let summary = run_job(ws, config, run_dir, sink, cancel, options);
+    // The model, the optimizer and the batches are gone: their memory goes back to the system.
+    crate::release_freed_memory();
+    summary
+}
+
+fn run_job(
+    ws: &Workspace,
+    config: &RunConfig,
+    run_dir: &Path,
+    sink: &mut dyn ProgressSink,
+    cancel: &AtomicBool,
+    options: RunOptions,
+) -> Result<RunSummary> {
     let started_at = now();
     let plan = crate::plan::train(ws, config)?;
     if !plan.fits && !options.force {
