@@ -565,6 +565,50 @@ pub fn silu_mul(gate: &Tensor, up: &Tensor) -> Result<Tensor> {
     gate.contiguous()?.apply_op2(&up.contiguous()?, SiluMul)
 }
 
+// ---------------------------------------------------------------------------------------------
+/// A scalar that starts a backward pass with a gradient already known: its value is `value`
+/// and the gradient it hands its input is `grad` (times the gradient it receives). Written as
+/// `(x · grad).sum()` the product, a materialised copy of the incoming gradient and a gradient
+/// for `grad` itself would each stay in memory for the whole backward pass.
+struct GradientSeed {
+    grad: Tensor,
+    value: f32,
+}
+
+impl CustomOp1 for GradientSeed {
+    fn name(&self) -> &'static str {
+        "gradient-seed"
+    }
+
+    fn cpu_fwd(&self, _s: &CpuStorage, _l: &Layout) -> Result<(CpuStorage, Shape)> {
+        Ok((CpuStorage::F32(vec![self.value]), Shape::from(())))
+    }
+
+    fn bwd(&self, _x: &Tensor, _y: &Tensor, dy: &Tensor) -> Result<Option<Tensor>> {
+        let scale = dy.to_dtype(candle_core::DType::F64)?.to_scalar::<f64>()?;
+        Ok(Some(if scale == 1.0 {
+            self.grad.clone()
+        } else {
+            (&self.grad * scale)?
+        }))
+    }
+}
+
+/// An f32 scalar equal to `value` whose gradient with respect to `x` is `grad` (the shape of
+/// `x`). Off the CPU it is built from tensor ops: `value + (x·grad).sum() − its detached copy`.
+pub fn seeded_scalar(x: &Tensor, grad: &Tensor, value: f32) -> Result<Tensor> {
+    if x.device().is_cpu() {
+        return x.apply_op1(GradientSeed {
+            grad: grad.detach(),
+            value,
+        });
+    }
+    let s = (x * grad.detach())?.sum_all()?;
+    (&s - s.detach())?
+        .to_dtype(candle_core::DType::F32)?
+        .affine(1.0, value as f64)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -632,6 +676,18 @@ mod tests {
         check_gradients(&[randn(&[2, 3, 8]), randn(&[8])], |t| {
             rms_norm(&t[0], &t[1], 1e-5)
         });
+    }
+
+    #[test]
+    fn a_seeded_scalar_has_its_value_and_hands_on_its_gradient() {
+        let x = Var::from_tensor(&randn(&[2, 3])).unwrap();
+        let grad = randn(&[2, 3]);
+        let y = seeded_scalar(x.as_tensor(), &grad, 2.5).unwrap();
+        assert_eq!(y.to_scalar::<f32>().unwrap(), 2.5);
+        let store = (y * 3.0).unwrap().backward().unwrap();
+        let want = (&grad * 3.0).unwrap();
+        let diff = crate::layers::max_abs_diff(store.get(x.as_tensor()).unwrap(), &want).unwrap();
+        assert_eq!(diff, 0.0);
     }
 
     #[test]

@@ -112,14 +112,15 @@ fn chunked(
     if !with_grad {
         return Ok(Tensor::new(mean as f32, hidden.device())?);
     }
-    // `s - s.detach()` is zero with gradient G: the value is the mean, the gradient G.
+    // The mean, with gradient G for the hidden rows (and its own for a trainable head:
+    // `s − s.detach()` is zero with the gradient of s).
     let grad = Tensor::cat(&grads, 0)?;
-    let mut surrogate = (hidden * grad)?.sum_all()?;
+    let mut loss = crate::grad_ops::seeded_scalar(hidden, &grad, mean as f32)?;
     if let (Some(w), Some(g)) = (trainable, head_grad) {
-        surrogate = (surrogate + (w * g)?.sum_all()?)?;
+        let s = (w * g)?.sum_all()?;
+        loss = (loss + (&s - s.detach())?.to_dtype(DType::F32)?)?;
     }
-    let loss = (&surrogate - surrogate.detach())?.to_dtype(DType::F32)?;
-    Ok(loss.affine(1.0, mean)?)
+    Ok(loss)
 }
 
 /// Decodes rows `start..start + len` of a quantized head to f32.
@@ -233,10 +234,7 @@ fn by_vocab_slices(
     let grad = grad
         .expect("a vocabulary has at least one entry")
         .to_dtype(hidden.dtype())?;
-    // `s - s.detach()` is zero with gradient G: the value is the mean, the gradient G.
-    let surrogate = (hidden * grad)?.sum_all()?;
-    let loss = (&surrogate - surrogate.detach())?.to_dtype(DType::F32)?;
-    Ok(loss.affine(1.0, mean)?)
+    Ok(crate::grad_ops::seeded_scalar(hidden, &grad, mean as f32)?)
 }
 
 /// `logsumexp(row) − row[target]`; with `grad`, overwrites `row` with
