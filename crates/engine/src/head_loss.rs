@@ -19,6 +19,8 @@ use crate::Result;
 
 /// Logit elements per chunk: about 16 MB in f32, whatever the vocabulary.
 const CHUNK_ELEMENTS: usize = 4 << 20;
+/// Decoded weights of a quantized head held at once: at most this many f32 elements (8 MB).
+pub const DECODED_HEAD_ELEMENTS: usize = 2 << 20;
 
 /// Mean cross-entropy of `head(hidden)` against `targets`, one target per row of `hidden`
 /// `(rows, hidden_size)`. With `with_grad`, the result back-propagates into `hidden`.
@@ -54,20 +56,18 @@ fn chunked(
             "the chunked loss needs a frozen output head without an adapter".into(),
         ));
     }
-    if let Some(rows_of) = quantized_rows(&head.weight) {
-        return by_vocab_slices(head, &rows_of, hidden, targets, with_grad, chunk_elements);
-    }
     // A trainable head (full fine-tuning) also gets its gradient, Σ over chunks of dlogitsᵀ x.
     let trainable = match &head.weight {
         Weight::Dense(w) if with_grad && w.is_variable() => Some(w.clone()),
         _ => None,
     };
-    // The head's weights as one dense matrix (a quantized head in a format without row-range
-    // decoding is decoded once per call).
     let w = match &head.weight {
         Weight::Dense(w) => w.detach(),
-        Weight::Quantized { qtensor, .. } => qtensor.dequantize(hidden.device())?,
-        Weight::Nf4(q) => q.dequantize(hidden.device())?,
+        // A quantized head is never decoded whole.
+        quantized => {
+            let rows_of = quantized_rows(quantized);
+            return by_vocab_slices(head, &rows_of, hidden, targets, with_grad, chunk_elements);
+        }
     };
     let w = w.to_dtype(hidden.dtype())?;
     let vocab = w.dim(0)?;
@@ -126,20 +126,16 @@ fn chunked(
 /// Decodes rows `start..start + len` of a quantized head to f32.
 type RowDecoder<'a> = Box<dyn Fn(usize, usize) -> Result<Tensor> + 'a>;
 
-/// A row-range decoder for a 4-bit head whose format has one (NF4, GGUF Q4_0/Q4_1/Q8_0).
-fn quantized_rows(weight: &Weight) -> Option<RowDecoder<'_>> {
+/// A row-range decoder for a head's weights: NF4 and every GGUF format decode only the rows
+/// asked for (on the CPU, where the blocks live).
+fn quantized_rows(weight: &Weight) -> RowDecoder<'_> {
     match weight {
-        Weight::Dense(_) => None,
-        Weight::Nf4(q) => Some(Box::new(move |start, len| {
-            q.dequantize_rows(start, len, &candle_core::Device::Cpu)
-        })),
+        Weight::Dense(w) => Box::new(move |start, len| Ok(w.detach().narrow(0, start, len)?)),
+        Weight::Nf4(q) => {
+            Box::new(move |start, len| q.dequantize_rows(start, len, &candle_core::Device::Cpu))
+        }
         Weight::Quantized { qtensor, .. } => {
-            crate::qmatmul::BlockFormat::of(qtensor.dtype())?;
-            Some(Box::new(move |start, len| {
-                crate::qmatmul::dequantize_rows(qtensor, start, len)?.ok_or_else(|| {
-                    crate::EngineError::InvalidRequest("head format without row decoding".into())
-                })
-            }))
+            Box::new(move |start, len| Ok(crate::qmatmul::dequantize_rows(qtensor, start, len)?))
         }
     }
 }
@@ -157,17 +153,20 @@ fn by_vocab_slices(
     with_grad: bool,
     chunk_elements: usize,
 ) -> Result<Tensor> {
-    let (rows, _) = hidden.dims2()?;
+    let (rows, hidden_size) = hidden.dims2()?;
     let vocab = match &head.weight {
         Weight::Nf4(q) => q.dims2().0,
         Weight::Quantized { qtensor, .. } => qtensor.shape().dims2()?.0,
         Weight::Dense(w) => w.dim(0)?,
     };
     let x = hidden.detach().to_dtype(DType::F32)?.contiguous()?;
-    let slice = (chunk_elements / rows).clamp(1, vocab);
+    // Small batches would otherwise decode the whole head as one slice.
+    let slice = (chunk_elements / rows)
+        .min(DECODED_HEAD_ELEMENTS / hidden_size.max(1))
+        .clamp(1, vocab);
     // Logits (rows, len) of vocabulary entries start..start + len, as one row-major vector.
     let logits_of = |start: usize, len: usize| -> Result<(Vec<f32>, Tensor)> {
-        let w = rows_of(start, len)?;
+        let w = rows_of(start, len)?.to_device(x.device())?;
         let mut logits = x.matmul(&w.t()?)?;
         if let Some(b) = &head.bias {
             logits =

@@ -76,32 +76,28 @@ pub fn decode_block(format: BlockFormat, b: &[u8], out: &mut [f32]) {
     }
 }
 
-/// Rows `start..start + len` of a block-format matrix `(n, k)` decoded to f32 `(len, k)`, or
-/// `None` for a format this module does not decode itself.
-pub fn dequantize_rows(
-    qtensor: &QTensor,
-    start: usize,
-    len: usize,
-) -> candle_core::Result<Option<Tensor>> {
-    let Some(format) = BlockFormat::of(qtensor.dtype()) else {
-        return Ok(None);
-    };
+/// Rows `start..start + len` of a quantized matrix `(n, k)` decoded to f32 `(len, k)`. Rows
+/// are whole blocks in every GGUF format, so a row range is a byte range: the formats this
+/// module knows are decoded here, the others by candle from a copy of just those bytes.
+pub fn dequantize_rows(qtensor: &QTensor, start: usize, len: usize) -> candle_core::Result<Tensor> {
     let (n, k) = qtensor.shape().dims2()?;
-    if start + len > n || k % BLOCK != 0 {
+    let dtype = qtensor.dtype();
+    if start + len > n || k % dtype.block_size() != 0 {
         candle_core::bail!("rows {start}..{} of a ({n}, {k}) matrix", start + len);
     }
-    let row_bytes = k / BLOCK * format.bytes();
+    let row_bytes = k / dtype.block_size() * dtype.type_size();
     let data = qtensor.data()?;
     let data = &data[start * row_bytes..(start + len) * row_bytes];
+    let cpu = candle_core::Device::Cpu;
+    let Some(format) = BlockFormat::of(dtype) else {
+        let storage = candle_core::quantized::QStorage::from_data(data.into(), &cpu, dtype)?;
+        return QTensor::new(storage, (len, k))?.dequantize(&cpu);
+    };
     let mut out = vec![0f32; len * k];
     out.par_chunks_mut(BLOCK)
         .zip(data.par_chunks(format.bytes()))
         .for_each(|(out, block)| decode_block(format, block, out));
-    Ok(Some(Tensor::from_vec(
-        out,
-        (len, k),
-        &candle_core::Device::Cpu,
-    )?))
+    Tensor::from_vec(out, (len, k), &cpu)
 }
 
 /// Dot product of one weight row (in blocks) with `x`, decoding each block to f32: the reference.
@@ -450,21 +446,22 @@ mod tests {
 
     #[test]
     fn row_ranges_decode_like_the_whole_matrix() {
-        let w = Tensor::randn(0f32, 1.0, (10, 64), &Device::Cpu).unwrap();
-        for dtype in [GgmlDType::Q4_0, GgmlDType::Q4_1, GgmlDType::Q8_0] {
+        // Our own block formats, and K-quants (Q6_K is a common output head) through candle.
+        let w = Tensor::randn(0f32, 1.0, (10, 256), &Device::Cpu).unwrap();
+        for dtype in [
+            GgmlDType::Q4_0,
+            GgmlDType::Q4_1,
+            GgmlDType::Q8_0,
+            GgmlDType::Q4K,
+            GgmlDType::Q6K,
+        ] {
             let q = QTensor::quantize(&w, dtype).unwrap();
             let whole = q.dequantize(&Device::Cpu).unwrap();
-            let rows = dequantize_rows(&q, 3, 5).unwrap().expect("format handled");
+            let rows = dequantize_rows(&q, 3, 5).unwrap();
             let diff = crate::layers::max_abs_diff(&rows, &whole.narrow(0, 3, 5).unwrap()).unwrap();
             assert_eq!(diff, 0.0, "{dtype:?}");
             assert!(dequantize_rows(&q, 8, 5).is_err());
         }
-        let k_quant = QTensor::quantize(
-            &Tensor::randn(0f32, 1.0, (2, 256), &Device::Cpu).unwrap(),
-            GgmlDType::Q6K,
-        )
-        .unwrap();
-        assert!(dequantize_rows(&k_quant, 0, 1).unwrap().is_none());
     }
 
     #[cfg(target_arch = "x86_64")]

@@ -7,11 +7,11 @@
 //!   for QLoRA);
 //! - per trainable parameter: the value, its gradient, the accumulated gradient and AdamW's
 //!   two moments, all f32;
-//! - activations kept for backward: with checkpointing, each block's input and output; without,
-//!   every block's saved tensors;
+//! - activations kept for backward: with checkpointing, each block's output; without, every
+//!   block's saved tensors;
 //! - working memory, the larger of the loss pass (the output head's logits for one chunk of
-//!   rows, and a quantized head decoded once) and the backward pass (one block recomputed with
-//!   its gradients, or the gradients flowing through the saved blocks);
+//!   rows, and a slice of a quantized head decoded for it) and the backward pass (one block
+//!   recomputed with its gradients, or the gradients flowing through the saved blocks);
 //! - the process itself: code, tokenizer, allocator slack.
 //!
 //! The activation coefficients were fitted to peak RSS measured on the CPU with
@@ -25,16 +25,17 @@ use tunelab_engine::ModelConfig;
 /// Bytes per element of activations and trainable parameters (training runs in f32).
 const F32: u64 = 4;
 /// Code, tokenizer, allocator and bookkeeping of a training process.
-const RUNTIME_BYTES: u64 = 32 << 20;
+const RUNTIME_BYTES: u64 = 64 << 20;
 /// Value, gradient, accumulated gradient and two AdamW moments per trainable parameter.
 const BYTES_PER_TRAINABLE: u64 = 5 * F32;
 /// Logit elements the chunked loss handles at once (engine `head_loss`), and the copies of a
 /// chunk alive together (logits, row values, their gradient).
 const HEAD_CHUNK_ELEMENTS: u64 = 4 << 20;
-const HEAD_CHUNK_COPIES: u64 = 3;
+const HEAD_CHUNK_COPIES: u64 = 2;
 /// One checkpointed block recomputed in backward, with its gradients and allocator slack, in
-/// units of the block's forward activations.
-const RECOMPUTE_FACTOR: f64 = 4.1;
+/// units of the block's forward activations. (On the CPU the attention op keeps no scores, so
+/// at long sequences this overestimates there.)
+const RECOMPUTE_FACTOR: f64 = 1.1;
 /// Saved activations per block without checkpointing, in units of the estimate below (views,
 /// custom-op copies and allocator slack make them slightly larger).
 const SAVED_FACTOR: f64 = 1.25;
@@ -112,8 +113,8 @@ pub fn estimate(input: &PlanInput) -> MemoryEstimate {
     let block = block_activation_bytes(c, batch, seq) as f64;
     let layers = c.num_hidden_layers as u64;
     let kept_per_block = if input.activation_checkpointing {
-        // Block inputs and outputs kept between the checkpointed operations.
-        (2 * tokens * c.hidden_size as u64 * F32) as f64
+        // Each block's output, the next one's input, kept between the checkpointed blocks.
+        (tokens * c.hidden_size as u64 * F32) as f64
     } else {
         SAVED_FACTOR * block
     };
@@ -134,7 +135,9 @@ pub fn estimate(input: &PlanInput) -> MemoryEstimate {
     };
     let mut loss = HEAD_CHUNK_COPIES * chunk_rows * vocab * F32;
     if quantized_head {
-        loss += vocab * c.hidden_size as u64 * F32;
+        // The head is decoded a slice of the vocabulary at a time.
+        let decoded = tunelab_engine::head_loss::DECODED_HEAD_ELEMENTS as u64;
+        loss += decoded.min(vocab * c.hidden_size as u64) * F32;
     }
     // The loss and the backward pass come one after the other: the peak is the larger.
     let working = backward.max(loss);
