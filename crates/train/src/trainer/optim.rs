@@ -55,6 +55,69 @@ fn is_host_f32(t: &Tensor) -> bool {
     t.device().is_cpu() && t.dtype() == DType::F32
 }
 
+/// One AdamW step for an f32 parameter on the CPU, written into the parameter's own storage in
+/// one parallel pass: no copy of the parameter or its gradient (for full fine-tuning those
+/// copies were 1 GB a step for the default model).
+struct HostUpdate<'a> {
+    moments: std::sync::Mutex<(&'a mut [f32], &'a mut [f32])>,
+    beta1: f32,
+    beta2: f32,
+    bias1: f32,
+    bias2: f32,
+    eps: f32,
+    lr: f32,
+    decay: f32,
+}
+
+impl candle_core::InplaceOp2 for HostUpdate<'_> {
+    fn name(&self) -> &'static str {
+        "adamw-update"
+    }
+
+    fn cpu_fwd(
+        &self,
+        ps: &mut candle_core::CpuStorage,
+        pl: &candle_core::Layout,
+        gs: &candle_core::CpuStorage,
+        gl: &candle_core::Layout,
+    ) -> Result<()> {
+        use candle_core::CpuStorage;
+        let (CpuStorage::F32(p), CpuStorage::F32(g), Some((p0, p1)), Some((g0, g1))) =
+            (ps, gs, pl.contiguous_offsets(), gl.contiguous_offsets())
+        else {
+            candle_core::bail!("the host AdamW update takes contiguous f32 tensors");
+        };
+        let (p, g) = (&mut p[p0..p1], &g[g0..g1]);
+        let mut moments = self
+            .moments
+            .lock()
+            .map_err(|_| candle_core::Error::Msg("optimizer state poisoned".into()))?;
+        let (m, v) = &mut *moments;
+        if p.len() != g.len() || m.len() != p.len() {
+            candle_core::bail!(
+                "AdamW: {} values, {} gradients, {} moments",
+                p.len(),
+                g.len(),
+                m.len()
+            );
+        }
+        let (b1, b2) = (self.beta1, self.beta2);
+        p.par_chunks_mut(CHUNK)
+            .zip(m.par_chunks_mut(CHUNK))
+            .zip(v.par_chunks_mut(CHUNK))
+            .zip(g.par_chunks(CHUNK))
+            .for_each(|(((p, m), v), g)| {
+                for j in 0..p.len() {
+                    m[j] = b1 * m[j] + (1.0 - b1) * g[j];
+                    v[j] = b2 * v[j] + (1.0 - b2) * g[j] * g[j];
+                    let update = (m[j] / self.bias1) / ((v[j] / self.bias2).sqrt() + self.eps);
+                    p[j] = p[j] * self.decay - self.lr * update;
+                }
+            });
+        Ok(())
+    }
+}
+
 /// One optimiser over named trainable variables.
 pub struct AdamW {
     params: Vec<(String, Var)>,
@@ -101,25 +164,18 @@ impl AdamW {
             };
             match moments {
                 Moments::Host { m, v } => {
-                    let mut values = param.flatten_all()?.to_vec1::<f32>()?;
-                    let g = g.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?;
-                    let (b1, b2) = (c.beta1 as f32, c.beta2 as f32);
-                    let (bias1, bias2, eps) = (bias1 as f32, bias2 as f32, c.eps as f32);
-                    let (lr, decay) = (lr as f32, (1.0 - lr * c.weight_decay) as f32);
-                    values
-                        .par_chunks_mut(CHUNK)
-                        .zip(m.par_chunks_mut(CHUNK))
-                        .zip(v.par_chunks_mut(CHUNK))
-                        .zip(g.par_chunks(CHUNK))
-                        .for_each(|(((p, m), v), g)| {
-                            for j in 0..p.len() {
-                                m[j] = b1 * m[j] + (1.0 - b1) * g[j];
-                                v[j] = b2 * v[j] + (1.0 - b2) * g[j] * g[j];
-                                let update = (m[j] / bias1) / ((v[j] / bias2).sqrt() + eps);
-                                p[j] = p[j] * decay - lr * update;
-                            }
-                        });
-                    param.set(&Tensor::from_vec(values, param.shape(), param.device())?)?;
+                    let g = g.to_dtype(DType::F32)?.contiguous()?;
+                    let update = HostUpdate {
+                        moments: std::sync::Mutex::new((m.as_mut_slice(), v.as_mut_slice())),
+                        beta1: c.beta1 as f32,
+                        beta2: c.beta2 as f32,
+                        bias1: bias1 as f32,
+                        bias2: bias2 as f32,
+                        eps: c.eps as f32,
+                        lr: lr as f32,
+                        decay: (1.0 - lr * c.weight_decay) as f32,
+                    };
+                    param.as_tensor().inplace_op2(&g, &update)?;
                 }
                 Moments::Device { m, v } => {
                     let new_m = ((&*m * c.beta1)? + (g * (1.0 - c.beta1))?)?;
