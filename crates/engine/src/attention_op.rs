@@ -13,6 +13,8 @@
 
 use candle_core::{CpuStorage, CustomOp3, Layout, Result, Shape, Storage, Tensor};
 use gemm::Parallelism;
+
+use crate::grad_ops::slice;
 use rayon::prelude::*;
 
 /// The element types the kernels run in (f32 for training, f64 for the gradient checks).
@@ -269,14 +271,6 @@ fn dims_of(q: &Layout, k: &Layout) -> Result<Dims> {
         t,
         d,
     })
-}
-
-/// The contiguous slice behind a CPU tensor argument.
-fn slice<'a, T>(data: &'a [T], layout: &Layout) -> Result<&'a [T]> {
-    match layout.contiguous_offsets() {
-        Some((a, b)) => Ok(&data[a..b]),
-        None => candle_core::bail!("causal attention needs contiguous inputs"),
-    }
 }
 
 impl CustomOp3 for CausalAttention {

@@ -13,7 +13,10 @@ use candle_core::{
 use rayon::prelude::*;
 
 /// The contiguous slice behind a CPU tensor argument.
-fn slice<'a, T: candle_core::WithDType>(storage: &'a [T], layout: &Layout) -> Result<&'a [T]> {
+pub(crate) fn slice<'a, T: candle_core::WithDType>(
+    storage: &'a [T],
+    layout: &Layout,
+) -> Result<&'a [T]> {
     match layout.contiguous_offsets() {
         Some((a, b)) => Ok(&storage[a..b]),
         None => candle_core::bail!("differentiable ops need contiguous inputs"),
