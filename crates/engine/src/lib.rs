@@ -4,6 +4,7 @@
 //! addressed by Hugging Face names, and generates text with streaming and sampling controls.
 
 mod attention_op;
+mod backward_kernels;
 pub mod bert;
 pub mod checkpoint;
 pub mod config;
