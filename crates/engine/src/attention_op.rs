@@ -11,10 +11,9 @@
 //! Queries are `(b, heads, t, d)`, keys and values `(b, kv_heads, t, d)`, all contiguous;
 //! query head `h` reads key/value head `h / (heads / kv_heads)`. Query `i` sees keys `0..=i`.
 
-use candle_core::{CpuStorage, CustomOp3, Layout, Result, Shape, Storage, Tensor};
-use gemm::Parallelism;
-
+use crate::cpu_gemm::{matmul, rows, transposed};
 use crate::grad_ops::slice;
+use candle_core::{CpuStorage, CustomOp3, Layout, Result, Shape, Storage, Tensor};
 use rayon::prelude::*;
 
 /// The element types the kernels run in (f32 for training, f64 for the gradient checks).
@@ -29,6 +28,7 @@ trait Real:
     + std::ops::Sub<Output = Self>
     + std::ops::Mul<Output = Self>
     + std::ops::Div<Output = Self>
+    + From<f32>
 {
     fn exp(self) -> Self;
     const ZERO: Self;
@@ -52,69 +52,6 @@ impl Real for f64 {
     const ZERO: Self = 0.0;
     const ONE: Self = 1.0;
     const NEG_INF: Self = f64::NEG_INFINITY;
-}
-
-/// A row-major matrix view for [`matmul`]: `rows × cols` at `ptr`, element `(i, j)` at
-/// `ptr + i·rs + j·cs` (so a transposed view swaps the strides).
-#[derive(Clone, Copy)]
-struct View<T> {
-    ptr: *const T,
-    rs: isize,
-    cs: isize,
-}
-
-fn rows<T>(data: &[T], width: usize) -> View<T> {
-    View {
-        ptr: data.as_ptr(),
-        rs: width as isize,
-        cs: 1,
-    }
-}
-
-fn transposed<T>(data: &[T], width: usize) -> View<T> {
-    View {
-        ptr: data.as_ptr(),
-        rs: 1,
-        cs: width as isize,
-    }
-}
-
-/// `dst (m × n, row-major) = scale · a (m × k) · b (k × n)`, or `+=` with `accumulate`.
-fn matmul<T: Real>(
-    dst: &mut [T],
-    (m, n, k): (usize, usize, usize),
-    a: View<T>,
-    b: View<T>,
-    scale: T,
-    accumulate: bool,
-) {
-    assert!(dst.len() >= m * n, "matmul destination too small");
-    // SAFETY: `dst` holds m·n elements (checked above) and is written through row stride `n`;
-    // the callers build `a` and `b` from slices holding m·k and k·n elements at the given
-    // strides. gemm reads `dst` only with `accumulate`.
-    unsafe {
-        gemm::gemm(
-            m,
-            n,
-            k,
-            dst.as_mut_ptr(),
-            1,
-            n as isize,
-            accumulate,
-            a.ptr,
-            a.cs,
-            a.rs,
-            b.ptr,
-            b.cs,
-            b.rs,
-            T::ONE,
-            scale,
-            false,
-            false,
-            false,
-            Parallelism::None,
-        )
-    }
 }
 
 /// Row `i` of `scores` (t × t) becomes softmax over keys `0..=i`; later keys get 0.
@@ -161,6 +98,7 @@ fn probabilities<T: Real>(probs: &mut [T], q_head: &[T], k: &[T], dims: Dims, sc
         transposed(k, d),
         scale,
         false,
+        false,
     );
     causal_softmax_rows(probs, t);
 }
@@ -180,7 +118,15 @@ fn forward<T: Real>(q: &[T], k: &[T], v: &[T], dims: Dims, scale: T) -> Vec<T> {
                 let at = (group * rep + r) * t * d;
                 probabilities(&mut probs, &q[at..at + t * d], kv, dims, scale);
                 let o = &mut out[r * t * d..(r + 1) * t * d];
-                matmul(o, (t, d, t), rows(&probs, t), rows(vv, d), T::ONE, false);
+                matmul(
+                    o,
+                    (t, d, t),
+                    rows(&probs, t),
+                    rows(vv, d),
+                    T::ONE,
+                    false,
+                    false,
+                );
             }
         });
     out
@@ -214,13 +160,14 @@ fn backward<T: Real>(
                 probabilities(&mut probs, q_head, kv, dims, scale);
                 // dV += Pᵀ·dO, dP = dO·Vᵀ
                 let p_t = transposed(&probs, t);
-                matmul(dv, (t, d, t), p_t, rows(do_head, d), T::ONE, r > 0);
+                matmul(dv, (t, d, t), p_t, rows(do_head, d), T::ONE, r > 0, false);
                 matmul(
                     &mut dprobs,
                     (t, t, d),
                     rows(do_head, d),
                     transposed(vv, d),
                     T::ONE,
+                    false,
                     false,
                 );
                 // dS = P·(dP − Σⱼ P·dP), times the scale the scores were made with.
@@ -242,9 +189,10 @@ fn backward<T: Real>(
                     rows(kv, d),
                     T::ONE,
                     false,
+                    false,
                 );
                 let ds_t = transposed(&dprobs, t);
-                matmul(dk, (t, d, t), ds_t, rows(q_head, d), T::ONE, r > 0);
+                matmul(dk, (t, d, t), ds_t, rows(q_head, d), T::ONE, r > 0, false);
             }
         });
     (dq, dk, dv)

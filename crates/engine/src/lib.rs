@@ -8,6 +8,7 @@ mod backward_kernels;
 pub mod bert;
 pub mod checkpoint;
 pub mod config;
+mod cpu_gemm;
 pub mod error;
 pub mod generate;
 pub mod gguf;
