@@ -98,7 +98,6 @@ fn probabilities<T: Real>(probs: &mut [T], q_head: &[T], k: &[T], dims: Dims, sc
         transposed(k, d),
         scale,
         false,
-        false,
     );
     causal_softmax_rows(probs, t);
 }
@@ -118,15 +117,7 @@ fn forward<T: Real>(q: &[T], k: &[T], v: &[T], dims: Dims, scale: T) -> Vec<T> {
                 let at = (group * rep + r) * t * d;
                 probabilities(&mut probs, &q[at..at + t * d], kv, dims, scale);
                 let o = &mut out[r * t * d..(r + 1) * t * d];
-                matmul(
-                    o,
-                    (t, d, t),
-                    rows(&probs, t),
-                    rows(vv, d),
-                    T::ONE,
-                    false,
-                    false,
-                );
+                matmul(o, (t, d, t), rows(&probs, t), rows(vv, d), T::ONE, false);
             }
         });
     out
@@ -160,14 +151,13 @@ fn backward<T: Real>(
                 probabilities(&mut probs, q_head, kv, dims, scale);
                 // dV += Pᵀ·dO, dP = dO·Vᵀ
                 let p_t = transposed(&probs, t);
-                matmul(dv, (t, d, t), p_t, rows(do_head, d), T::ONE, r > 0, false);
+                matmul(dv, (t, d, t), p_t, rows(do_head, d), T::ONE, r > 0);
                 matmul(
                     &mut dprobs,
                     (t, t, d),
                     rows(do_head, d),
                     transposed(vv, d),
                     T::ONE,
-                    false,
                     false,
                 );
                 // dS = P·(dP − Σⱼ P·dP), times the scale the scores were made with.
@@ -189,10 +179,9 @@ fn backward<T: Real>(
                     rows(kv, d),
                     T::ONE,
                     false,
-                    false,
                 );
                 let ds_t = transposed(&dprobs, t);
-                matmul(dk, (t, d, t), ds_t, rows(q_head, d), T::ONE, r > 0, false);
+                matmul(dk, (t, d, t), ds_t, rows(q_head, d), T::ONE, r > 0);
             }
         });
     (dq, dk, dv)

@@ -41,8 +41,8 @@ pub(crate) fn transposed<T>(data: &[T], width: usize) -> View<T> {
     }
 }
 
-/// `dst (m × n, row-major) = scale · a (m × k) · b (k × n)`, or `+=` with `accumulate`; on the
-/// calling thread, or split across the compute pool with `parallel`.
+/// `dst (m × n, row-major) = scale · a (m × k) · b (k × n)`, or `+=` with `accumulate`, on the
+/// calling thread (callers run it inside their own parallel tasks).
 pub(crate) fn matmul<T: Copy + 'static + From<f32>>(
     dst: &mut [T],
     (m, n, k): (usize, usize, usize),
@@ -50,7 +50,6 @@ pub(crate) fn matmul<T: Copy + 'static + From<f32>>(
     b: View<T>,
     scale: T,
     accumulate: bool,
-    parallel: bool,
 ) {
     assert!(dst.len() >= m * n, "matmul destination too small");
     assert!(a.holds(m, k) && b.holds(k, n), "matmul operand too small");
@@ -77,11 +76,7 @@ pub(crate) fn matmul<T: Copy + 'static + From<f32>>(
             false,
             false,
             false,
-            if parallel {
-                Parallelism::Rayon(rayon::current_num_threads())
-            } else {
-                Parallelism::None
-            },
+            Parallelism::None,
         )
     }
 }
@@ -92,19 +87,11 @@ mod tests {
 
     #[test]
     fn products_with_transposes_and_accumulation_equal_the_definition() {
-        // a (2 × 3), b (3 × 2); bᵀ is read from b's storage through its strides.
+        // a (2 × 3) · b (3 × 2), then the same product again through a transposed view.
         let a = [1.0f64, 2.0, 3.0, 4.0, 5.0, 6.0];
         let b = [1.0f64, -1.0, 0.5, 2.0, 0.0, 3.0];
         let mut c = [0.0f64; 4];
-        matmul(
-            &mut c,
-            (2, 2, 3),
-            rows(&a, 3),
-            rows(&b, 2),
-            1.0,
-            false,
-            false,
-        );
+        matmul(&mut c, (2, 2, 3), rows(&a, 3), rows(&b, 2), 1.0, false);
         assert_eq!(c, [2.0, 12.0, 6.5, 24.0]);
         // c += 2 · a·b, with b read as the transpose of its stored transpose.
         let bt = [1.0f64, 0.5, 0.0, -1.0, 2.0, 3.0];
@@ -114,7 +101,6 @@ mod tests {
             rows(&a, 3),
             transposed(&bt, 3),
             2.0,
-            true,
             true,
         );
         assert_eq!(c, [6.0, 36.0, 19.5, 72.0]);
@@ -130,7 +116,6 @@ mod tests {
             rows(&[1.0f32; 5], 3),
             rows(&[1.0f32; 6], 2),
             1.0,
-            false,
             false,
         );
     }
