@@ -6,6 +6,7 @@ import type { RunListItem } from '../src/bindings/RunListItem';
 import type { TrainEvent } from '../src/bindings/TrainEvent';
 import RunsScreen from '../src/screens/RunsScreen.svelte';
 import { settle } from './helpers/fake-chat-transport';
+import { linePoints } from './helpers/plot';
 
 const client = vi.hoisted(() => ({
   listRuns: vi.fn<() => Promise<RunListItem[]>>(),
@@ -62,12 +63,12 @@ describe('RunsScreen', () => {
     await settle();
     expect(screen.getByRole('table', { name: 'Runs' }).textContent).toContain('600.0 MiB');
     expect(client.runMetrics).toHaveBeenCalledWith('qlora-a');
-    expect(container.querySelector('[data-testid="train-curve"]')?.getAttribute('points')?.split(' ')).toHaveLength(2);
-    expect(container.querySelector('[data-testid="validation-curve"]')?.getAttribute('points')?.split(' ')).toHaveLength(1);
+    expect(linePoints(container, 'train')).toBe(2);
+    expect(linePoints(container, 'validation')).toBe(1);
     // The learning rate has its own chart, one point per training step.
-    expect(container.querySelector('[data-testid="lr-curve"]')?.getAttribute('points')?.split(' ')).toHaveLength(2);
-    expect(screen.getByRole('figure', { name: 'Learning rate' }).textContent).toContain('1.0e-4');
-    expect(container.querySelectorAll('circle.validation-dot')).toHaveLength(1);
+    expect(linePoints(container, 'lr')).toBe(2);
+    expect(screen.getByRole('figure', { name: 'Learning rate' }).textContent).toContain('1e-4');
+    expect(container.querySelectorAll('g.validation.dots circle')).toHaveLength(1);
     await fireEvent.click(screen.getByRole('button', { name: 'Open in chat' }));
     expect(onOpenChat).toHaveBeenCalledWith(run('qlora-a'));
 

@@ -12,6 +12,7 @@ import type { TrainPlan } from '../src/bindings/TrainPlan';
 import type { TrainRequest } from '../src/bindings/TrainRequest';
 import TrainScreen from '../src/screens/TrainScreen.svelte';
 import { settle } from './helpers/fake-chat-transport';
+import { linePoints } from './helpers/plot';
 import { smolModel } from './helpers/reports';
 
 const client = vi.hoisted(() => ({
@@ -161,10 +162,9 @@ describe('TrainScreen', () => {
     await tick();
     expect(screen.getByRole('progressbar').getAttribute('aria-valuenow')).toBe('100');
     expect(screen.getByText(/step 2\/2 · loss 1\.5000/)).toBeTruthy();
-    const curve = container.querySelector('[data-testid="train-curve"]');
-    expect(curve?.getAttribute('points')?.split(' ')).toHaveLength(2);
+    expect(linePoints(container, 'train')).toBe(2);
     // The learning rate follows its schedule in a chart of its own.
-    expect(container.querySelector('[data-testid="lr-curve"]')?.getAttribute('points')?.split(' ')).toHaveLength(2);
+    expect(linePoints(container, 'lr')).toBe(2);
 
     finish(finishedRun());
     await settle();
