@@ -1,5 +1,5 @@
 // The method guide: every method in the table, and the advisor's recommendations.
-import { fireEvent, render, screen } from '@testing-library/svelte';
+import { fireEvent, render, screen, within } from '@testing-library/svelte';
 import { describe, expect, it, vi } from 'vitest';
 import { advise, DATA_AMOUNTS, METHOD_GUIDE, NEEDS } from '../src/lib/methods';
 import GuideScreen from '../src/screens/GuideScreen.svelte';
@@ -49,6 +49,7 @@ describe('GuideScreen', () => {
     await fireEvent.change(screen.getByLabelText('Need'), { target: { value: 'knowledge' } });
     expect(screen.getByText(/Start with/).textContent).toContain('Retrieval');
     expect(screen.queryByRole('button', { name: /Train with/ })).toBeNull();
-    expect(screen.getByText(/In Tunelab: arrives with knowledge bases/)).toBeTruthy();
+    const advisor = within(screen.getByRole('region', { name: 'Advisor' }));
+    expect(advisor.getByText(/^Knowledge: drop documents/)).toBeTruthy();
   });
 });

@@ -32,6 +32,9 @@ pub struct AppInfo {
     pub workspace_dir: String,
     pub models_dir: String,
     pub default_model: String,
+    /// Whether this build can use NVIDIA GPUs (built with the `cuda` feature). Text that
+    /// depends on the GPU says which case applies.
+    pub cuda_build: bool,
 }
 
 pub fn app_info(ws: &Workspace) -> AppInfo {
@@ -40,6 +43,7 @@ pub fn app_info(ws: &Workspace) -> AppInfo {
         workspace_dir: ws.root().display().to_string(),
         models_dir: ws.models_dir().display().to_string(),
         default_model: DEFAULT_MODEL.to_string(),
+        cuda_build: cfg!(feature = "cuda"),
     }
 }
 

@@ -1,8 +1,17 @@
 // The six ways of making a model your own, in Tunelab's words, and the advisor that picks one
 // from what the user needs and the data they have.
 import type { Method } from '../bindings/Method';
+import { screenLabel, type ScreenId } from './navigation';
 
 export type MethodId = 'prompt' | 'rag' | 'soft-prompt' | 'lora' | 'full' | 'pretrain';
+
+/** One place in the app where a method is used. */
+export interface Place {
+  /** The screen that opens it; null when no screen does (the command line). */
+  screen: ScreenId | null;
+  /** What the user does there; shown after the screen's name ("Knowledge: drop documents…"). */
+  text: string;
+}
 
 export interface MethodInfo {
   id: MethodId;
@@ -17,8 +26,8 @@ export interface MethodInfo {
   skill: string;
   /** The training method behind it in Tunelab, for the methods that train. */
   trains: Method | null;
-  /** Where to find it in the app today, or when it arrives. */
-  availability: string;
+  /** Where it is in Tunelab, the main place first. Only what the app does now. */
+  availability: readonly Place[];
 }
 
 export const METHOD_GUIDE: readonly MethodInfo[] = [
@@ -33,7 +42,13 @@ export const METHOD_GUIDE: readonly MethodInfo[] = [
     data: 'none — a few examples help',
     skill: 'beginner',
     trains: null,
-    availability: 'the system prompt in Chat today; the prompt studio comes next',
+    availability: [
+      {
+        screen: 'prompts',
+        text: "templates with a system text, {{variables}} and worked examples, rendered through the model's own chat template with their token count; saved versions frame each message in Chat",
+      },
+      { screen: 'chat', text: 'a system prompt in the chat settings' },
+    ],
   },
   {
     id: 'rag',
@@ -46,7 +61,10 @@ export const METHOD_GUIDE: readonly MethodInfo[] = [
     data: 'your documents as they are',
     skill: 'intermediate',
     trains: null,
-    availability: 'arrives with knowledge bases',
+    availability: [
+      { screen: 'knowledge', text: 'drop documents into a knowledge base and search them by meaning or by words' },
+      { screen: 'chat', text: 'answers from a knowledge base, citing their sources by number' },
+    ],
   },
   {
     id: 'soft-prompt',
@@ -59,20 +77,24 @@ export const METHOD_GUIDE: readonly MethodInfo[] = [
     data: 'tens to hundreds of examples in the target style',
     skill: 'intermediate',
     trains: 'soft-prompt',
-    availability: 'Train → Soft prompt',
+    availability: [
+      { screen: 'train', text: 'soft prompt, 20 virtual tokens by default; the result answers in Chat on its base model' },
+    ],
   },
   {
     id: 'lora',
     name: 'LoRA / QLoRA',
     what: 'Small low-rank matrices are trained next to the frozen weights; QLoRA keeps those weights in 4 bits.',
     goodFor: 'a task with a fixed output format, an industry workflow, multi-step procedures',
-    strengths: 'large effect for little memory; QLoRA fits on small GPUs and plain CPUs',
+    strengths: "large effect for little memory; QLoRA needs about half of LoRA's",
     limits: 'needs clean examples; can overfit a small set',
     cost: 'medium',
     data: 'hundreds to thousands of good examples',
     skill: 'intermediate to advanced',
     trains: 'lora',
-    availability: 'Train → LoRA or QLoRA',
+    availability: [
+      { screen: 'train', text: 'LoRA, or QLoRA over a 4-bit base; the adapter answers in Chat on its base model' },
+    ],
   },
   {
     id: 'full',
@@ -85,7 +107,7 @@ export const METHOD_GUIDE: readonly MethodInfo[] = [
     data: 'a large, carefully curated set',
     skill: 'advanced',
     trains: 'full',
-    availability: 'Train → Full fine-tuning',
+    availability: [{ screen: 'train', text: 'full fine-tuning; the new model answers in Chat' }],
   },
   {
     id: 'pretrain',
@@ -98,9 +120,41 @@ export const METHOD_GUIDE: readonly MethodInfo[] = [
     data: 'millions of tokens of plain text at the least',
     skill: 'expert',
     trains: 'pretrain',
-    availability: 'Train → Pretraining',
+    availability: [
+      { screen: 'train', text: 'pretraining a new model and tokenizer on your plain text, 1M to 120M parameters' },
+      {
+        screen: null,
+        text: 'continued pretraining of a model you have, on the command line: tunelab train pretrain --continued --model NAME --data FILE',
+      },
+    ],
   },
 ];
+
+/** "Knowledge: drop documents…", or the text alone for a place without a screen. */
+export function placeText(place: Place): string {
+  return place.screen === null ? place.text : `${screenLabel(place.screen)}: ${place.text}`;
+}
+
+/** Where training runs in this build: the CPU, or an NVIDIA GPU when built with CUDA. */
+export function trainingDevice(cudaBuild: boolean): string {
+  return cudaBuild
+    ? 'This build trains on the NVIDIA GPU when one is found, and on the CPU otherwise.'
+    : 'This build trains on the CPU; training on an NVIDIA GPU needs a build with CUDA.';
+}
+
+export type PretrainPreset = '1m' | '10m' | '30m' | '120m';
+
+/** The sizes a new model can have, each with how long pretraining takes on a CPU; a CUDA build
+ *  trains on an NVIDIA GPU when there is one, and only then is a GPU mentioned. */
+export function pretrainPresets(cudaBuild: boolean): { id: PretrainPreset; label: string }[] {
+  const gpu = cudaBuild ? ', less on an NVIDIA GPU' : '';
+  return [
+    { id: '1m', label: '1M parameters: seconds, to try the pipeline' },
+    { id: '10m', label: '10M parameters: minutes on a CPU' },
+    { id: '30m', label: `30M parameters: hours on a CPU${gpu}` },
+    { id: '120m', label: `120M parameters: SmolLM2-135M sized, hours to days on a CPU${gpu}` },
+  ];
+}
 
 export type Need = 'knowledge' | 'behaviour' | 'style' | 'task' | 'deep' | 'own-model';
 export type DataAmount = 'none' | 'documents' | 'few' | 'many' | 'corpus';
@@ -154,7 +208,7 @@ export function advise(need: Need, data: DataAmount): Advice {
   if (data === 'documents') {
     return withData(
       'rag',
-      'documents are used best as they are, through retrieval; turning them into training examples comes later',
+      'documents are used best as they are, through retrieval; training would need them rewritten as examples first',
     );
   }
   if (need === 'style') {
@@ -179,5 +233,5 @@ export function advise(need: Need, data: DataAmount): Advice {
   // need === 'task'
   return data === 'few'
     ? withData('lora', 'a task with a clear output format is what adapters learn best; a few dozen examples already move it, more make it reliable', 'check the examples with `tunelab data check` first')
-    : withData('lora', 'a task or workflow is what LoRA learns best; QLoRA does the same in a quarter of the memory');
+    : withData('lora', 'a task or workflow is what LoRA learns best; QLoRA does the same in about half the memory');
 }

@@ -19,3 +19,8 @@ export const SCREENS: readonly ScreenEntry[] = [
   { id: 'runs', label: 'Runs', icon: 'runs' },
   { id: 'knowledge', label: 'Knowledge', icon: 'book' },
 ];
+
+/** The sidebar's name for `id` ("Prompt studio"), used where text points at a screen. */
+export function screenLabel(id: ScreenId): string {
+  return SCREENS.find((entry) => entry.id === id)?.label ?? id;
+}
