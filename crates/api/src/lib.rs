@@ -6,6 +6,8 @@
 pub mod bench;
 pub mod chat;
 pub mod data;
+pub mod defaults;
+mod download;
 pub mod error;
 pub mod hub;
 pub mod knowledge;

@@ -198,7 +198,7 @@ pub fn resolve(ws: &Workspace, name: &str) -> Result<(ModelManifest, PathBuf)> {
     if !folder.join("model.json").is_file() {
         let known: Vec<String> = list(ws)?.into_iter().map(|m| m.name).collect();
         let hint = if known.is_empty() {
-            "no models are installed yet: run scripts/setup.sh, or `tunelab models add PATH`"
+            "no models are installed yet: download the defaults from Home or with `tunelab models defaults`, or add one with `tunelab models add PATH`"
                 .to_string()
         } else {
             format!("installed: {}", known.join(", "))

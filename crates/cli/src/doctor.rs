@@ -32,7 +32,7 @@ pub fn run(ws: &Workspace, args: Args) -> Result<()> {
     );
     println!("Models ({}):", report.models.len());
     if report.models.is_empty() {
-        println!("  none yet: run scripts/setup.sh, or `tunelab models add PATH`");
+        println!("  none yet: `tunelab models defaults` downloads the default models; `tunelab models add PATH` adds your own");
     }
     for m in &report.models {
         match &m.problem {

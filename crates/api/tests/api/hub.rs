@@ -1,64 +1,27 @@
 //! Hub downloads against a small hub served on the loopback interface: listing, file choice,
 //! resuming a partial download with a Range request, and the errors a user sees offline.
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpListener;
-use std::sync::{Arc, Mutex};
+use std::collections::HashMap;
+use std::io::Read;
+use std::sync::Arc;
 
 use tunelab_api::hub::{self, Hub};
 
+use crate::loopback::{self, RequestLog};
 use crate::{default_gguf, temp_workspace};
 
 const REPO: &str = "someone/tiny-chat-GGUF";
 const FILE: &str = "tiny-chat.Q4_1.gguf";
 
-/// Serves one repository holding one GGUF file; records every request's Range header.
-fn serve(file: Vec<u8>) -> (String, Arc<Mutex<Vec<String>>>) {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = format!("http://{}", listener.local_addr().unwrap());
-    let seen = Arc::new(Mutex::new(Vec::new()));
-    let log = seen.clone();
-    std::thread::spawn(move || {
-        for stream in listener.incoming().take(8) {
-            let Ok(mut stream) = stream else { continue };
-            let mut reader = BufReader::new(stream.try_clone().unwrap());
-            let mut line = String::new();
-            reader.read_line(&mut line).unwrap();
-            let path = line.split_whitespace().nth(1).unwrap_or("").to_string();
-            let mut range_from = 0usize;
-            loop {
-                let mut header = String::new();
-                reader.read_line(&mut header).unwrap();
-                if header.trim().is_empty() {
-                    break;
-                }
-                if let Some(v) = header.to_ascii_lowercase().strip_prefix("range: bytes=") {
-                    range_from = v.trim().trim_end_matches('-').parse().unwrap_or(0);
-                }
-            }
-            log.lock()
-                .unwrap()
-                .push(format!("{path} from {range_from}"));
-            let (status, body): (&str, Vec<u8>) = if path
-                == format!("/api/models/{REPO}/revision/main")
-            {
-                ("200 OK", format!("{{\"siblings\":[{{\"rfilename\":\"README.md\"}},{{\"rfilename\":\"{FILE}\"}}]}}").into_bytes())
-            } else if path == format!("/{REPO}/resolve/main/{FILE}") && range_from > 0 {
-                ("206 Partial Content", file[range_from..].to_vec())
-            } else if path == format!("/{REPO}/resolve/main/{FILE}") {
-                ("200 OK", file.clone())
-            } else {
-                ("404 Not Found", b"not found".to_vec())
-            };
-            let head = format!(
-                "HTTP/1.1 {status}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-                body.len()
-            );
-            let _ = stream.write_all(head.as_bytes());
-            let _ = stream.write_all(&body);
-        }
-    });
-    (addr, seen)
+/// Serves one repository holding one GGUF file; records every request's Range start.
+fn serve(file: Vec<u8>) -> (String, RequestLog) {
+    let listing = format!(
+        "{{\"siblings\":[{{\"rfilename\":\"README.md\"}},{{\"rfilename\":\"{FILE}\"}}]}}"
+    );
+    loopback::serve(HashMap::from([
+        (format!("/api/models/{REPO}/revision/main"), listing.into_bytes()),
+        (format!("/{REPO}/resolve/main/{FILE}"), file),
+    ]))
 }
 
 #[test]

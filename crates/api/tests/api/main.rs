@@ -3,11 +3,15 @@
 
 mod chat;
 mod data;
+mod defaults;
 mod hub;
 mod models;
 mod prompts;
 mod runs;
 mod train;
+
+#[path = "../support/loopback.rs"]
+mod loopback;
 
 use std::path::PathBuf;
 

@@ -1,0 +1,127 @@
+//! One resumable HTTP download into a file, shared by hub pulls and the default models' wheels:
+//! bytes go to `<dest>.part`, a later call continues it with a range request, and the file
+//! gets its final name only once complete. Connect and read timeouts keep a stalled connection
+//! from hanging a download (and its Stop button) for good.
+
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use crate::error::{ApiError, Result};
+
+/// A connection that sends nothing for this long is given up (the partial file stays).
+const READ_TIMEOUT: Duration = Duration::from_secs(30);
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// The shared HTTP agent: timeouts set, HTTP errors returned as `ureq::Error::StatusCode`.
+pub(crate) fn agent() -> &'static ureq::Agent {
+    static AGENT: OnceLock<ureq::Agent> = OnceLock::new();
+    AGENT.get_or_init(|| {
+        ureq::Agent::config_builder()
+            .timeout_connect(Some(CONNECT_TIMEOUT))
+            .timeout_recv_response(Some(READ_TIMEOUT))
+            .timeout_per_read(Some(READ_TIMEOUT))
+            .user_agent(concat!("tunelab/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .into()
+    })
+}
+
+/// `dest` with `.part` added to its file name.
+pub(crate) fn part_path(dest: &Path) -> PathBuf {
+    let mut name = dest.file_name().unwrap_or_default().to_os_string();
+    name.push(".part");
+    dest.with_file_name(name)
+}
+
+/// A GET of `url` with `headers`, continuing `<dest>.part` when there is one; reports
+/// `(bytes so far, total)` and stops, keeping the part, soon after `cancel` is set.
+/// `map_err` turns a failed request into the caller's own words (which server, what to do).
+pub(crate) fn resume_to_file(
+    url: &str,
+    headers: &[(&str, String)],
+    dest: &Path,
+    cancel: Option<&AtomicBool>,
+    map_err: &dyn Fn(ureq::Error) -> ApiError,
+    progress: &mut dyn FnMut(u64, Option<u64>),
+) -> Result<()> {
+    let part = part_path(dest);
+    if let Some(parent) = part.parent() {
+        std::fs::create_dir_all(parent).map_err(|e| ApiError::io(parent, e))?;
+    }
+    let have = part.metadata().map(|m| m.len()).unwrap_or(0);
+    let mut req = agent().get(url);
+    for (name, value) in headers {
+        req = req.header(*name, value);
+    }
+    if have > 0 {
+        req = req.header("Range", &format!("bytes={have}-"));
+    }
+    let mut resp = match req.call() {
+        // The part already holds every byte: the server has nothing past its end.
+        Err(ureq::Error::StatusCode(416)) if have > 0 => {
+            progress(have, Some(have));
+            return finish(&part, dest);
+        }
+        other => other.map_err(map_err)?,
+    };
+    let resumed = resp.status().as_u16() == 206;
+    let length = resp
+        .headers()
+        .get("content-length")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    let (mut done, total) = if resumed {
+        (have, length.map(|l| l + have))
+    } else {
+        (0, length)
+    };
+    let mut out = std::fs::OpenOptions::new()
+        .create(true)
+        .write(true)
+        .append(resumed)
+        .truncate(!resumed)
+        .open(&part)
+        .map_err(|e| ApiError::io(&part, e))?;
+    let mut reader = resp.body_mut().with_config().limit(u64::MAX).reader();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = reader.read(&mut buf).map_err(|e| {
+            ApiError::new(
+                "offline",
+                format!("{url}: download interrupted ({e}); start it again to resume"),
+            )
+        })?;
+        if n == 0 {
+            break;
+        }
+        out.write_all(&buf[..n])
+            .map_err(|e| ApiError::io(&part, e))?;
+        done += n as u64;
+        progress(done, total);
+        if cancel.is_some_and(|c| c.load(Ordering::Relaxed)) {
+            out.sync_all().map_err(|e| ApiError::io(&part, e))?;
+            let file = dest.file_name().unwrap_or_default().to_string_lossy();
+            return Err(ApiError::new(
+                "cancelled",
+                format!("{file}: stopped after {done} bytes; start the download again to resume"),
+            ));
+        }
+    }
+    out.sync_all().map_err(|e| ApiError::io(&part, e))?;
+    if let Some(total) = total {
+        if done != total {
+            return Err(ApiError::new(
+                "offline",
+                format!("{url}: got {done} of {total} bytes; start the download again to resume"),
+            ));
+        }
+    }
+    finish(&part, dest)
+}
+
+fn finish(part: &Path, dest: &Path) -> Result<()> {
+    std::fs::rename(part, dest).map_err(|e| ApiError::io(dest, e))
+}
