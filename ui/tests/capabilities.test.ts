@@ -103,7 +103,7 @@ describe('GPU text follows the build', () => {
     const cuda = noteText();
 
     expect(cpuOnly).not.toBe(cuda);
-    expect(cpuOnly).toMatch(/This build chats and trains on the CPU/);
+    expect(cpuOnly).toMatch(/This build has no CUDA/);
     expect(cpuOnly).toContain('scripts/run-app.sh --features cuda');
     expect(cpuOnly).toMatch(/CUDA toolkit/);
     expect(cpuOnly).not.toMatch(/Install its driver and Tunelab will use it/);

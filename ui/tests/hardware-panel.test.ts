@@ -9,7 +9,7 @@ describe('HardwarePanel', () => {
 
     expect(screen.getByText('No GPU detected')).toBeTruthy();
     expect(screen.getByText(NO_GPU_NOTE)).toBeTruthy();
-    expect(screen.getByText(/This build chats and trains on the CPU/)).toBeTruthy();
+    expect(screen.getByText(/This build has no CUDA/)).toBeTruthy();
     expect(screen.getByText('AMD Ryzen 7 7700X')).toBeTruthy();
     expect(screen.getByText('8 cores · 16 threads')).toBeTruthy();
     expect(screen.getByText('12.0 / 32.0 GiB')).toBeTruthy();
