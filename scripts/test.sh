@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# Sets up the machine (scripts/setup.sh) and runs every test: front-end type checks and unit
-# tests, the Rust workspace's unit and integration tests (parity with shared/fixtures, real
-# model runs, CLI flows), the desktop app driven in its real webview, and the check that the
-# generated TypeScript bindings are committed.
+# Sets up the machine (scripts/setup.sh) and runs every test: setup's prerequisite checks,
+# front-end type checks and unit tests, the Rust workspace's unit and integration tests (parity
+# with shared/fixtures, real model runs, CLI flows), the desktop app driven in its real webview,
+# the .deb package's smoke test, and the check that the generated TypeScript bindings are
+# committed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
@@ -18,6 +19,9 @@ cargo test --workspace --locked
 
 echo "== the desktop app end to end in its webview (tauri-driver, Xvfb)"
 xvfb-run -a -s "-screen 0 1280x860x24" cargo test -p tunelab-app --features e2e --test e2e --locked -- --test-threads=1
+
+echo "== the .deb package, unpacked and run without the source tree"
+scripts/test-package.sh
 
 echo "== generated TypeScript bindings match the Rust types"
 if [ -n "$(git status --porcelain -- ui/src/bindings)" ]; then
