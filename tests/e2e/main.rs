@@ -321,11 +321,13 @@ fn a_short_lora_run_from_the_train_screen_moves_its_chart_and_opens_in_chat() {
 
     let start = app.find("button.start", long);
     app.click(&start);
-    // The chart moves: the training curve gains points while the run goes on.
+    // The chart moves: the training curve gains points while the run goes on (one moveto or
+    // lineto in the line's path per point).
     let count_points = || {
-        app.attribute("[data-testid='train-curve']", "points")
+        app.attribute("figure[aria-label='Loss'] g.train.line path", "d")
             .unwrap_or_default()
-            .split_whitespace()
+            .chars()
+            .filter(|c| matches!(c, 'M' | 'L'))
             .count()
     };
     let deadline = std::time::Instant::now() + Duration::from_secs(240);
