@@ -4,7 +4,7 @@ import { flushSync, mount, unmount } from 'svelte';
 import { bench, describe } from 'vitest';
 import type { MetricPoint } from '../src/bindings/MetricPoint';
 import LossChart from '../src/components/runs/LossChart.svelte';
-import { colors, decimate, FALLBACK_WIDTH, lineChart, toPoints } from '../src/lib/chart';
+import { decimate, FALLBACK_WIDTH, lineChart, lossSeries, toPoints } from '../src/lib/chart';
 
 const STEPS = 100_000;
 
@@ -28,20 +28,8 @@ describe(`loss chart, ${STEPS.toLocaleString('en')} steps`, () => {
   });
 
   bench('plot only: series, decimation and Plot render', () => {
-    const train = toPoints(points, (p) => p.step, (p) => p.loss);
-    const validation = toPoints(points, (p) => p.step, (p) => p.val_loss);
     const plot = lineChart(
-      [
-        { name: 'training', points: train, color: colors.primary, className: 'train' },
-        {
-          name: 'validation',
-          points: validation,
-          color: colors.secondary,
-          dashed: true,
-          dots: true,
-          className: 'validation',
-        },
-      ],
+      lossSeries(points),
       { width: FALLBACK_WIDTH, height: 220, xLabel: 'step', yLabel: 'loss', integerX: true },
     );
     document.body.append(plot);

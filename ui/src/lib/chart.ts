@@ -2,6 +2,7 @@
 // Colours are the theme's CSS variables, so a chart follows light and dark without redrawing;
 // long series are decimated to a few points per pixel column before Plot sees them.
 import * as Plot from '@observablehq/plot';
+import type { MetricPoint } from '../bindings/MetricPoint';
 
 /** One point of a series; for run curves x is the step. */
 export interface ChartPoint {
@@ -308,4 +309,20 @@ export function observeWidth(element: HTMLElement, onWidth: (width: number) => v
   });
   observer.observe(element);
   return () => observer.disconnect();
+}
+
+/** A run's training loss as a line and its validation losses (few, often one at the end) as a
+ *  dashed line with a dot on each. */
+export function lossSeries(points: readonly MetricPoint[]): LineSeries[] {
+  return [
+    { name: 'training', points: toPoints(points, (p) => p.step, (p) => p.loss), color: colors.primary, className: 'train' },
+    {
+      name: 'validation',
+      points: toPoints(points, (p) => p.step, (p) => p.val_loss),
+      color: colors.secondary,
+      dashed: true,
+      dots: true,
+      className: 'validation',
+    },
+  ];
 }
