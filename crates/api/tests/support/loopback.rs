@@ -49,14 +49,18 @@ pub fn serve(routes: HashMap<String, Vec<u8>>) -> (String, RequestLog) {
                 }
             }
             seen.lock().unwrap().push(format!("{path} from {from}"));
+            let mut extra = String::new();
             let (status, body): (&str, &[u8]) = match routes.get(&path) {
-                Some(body) if from > 0 && from >= body.len() => ("416 Range Not Satisfiable", b""),
+                Some(body) if from > 0 && from >= body.len() => {
+                    extra = format!("Content-Range: bytes */{}\r\n", body.len());
+                    ("416 Range Not Satisfiable", b"")
+                }
                 Some(body) if from > 0 => ("206 Partial Content", &body[from..]),
                 Some(body) => ("200 OK", body),
                 None => ("404 Not Found", b"not found"),
             };
             let head = format!(
-                "HTTP/1.1 {status}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                "HTTP/1.1 {status}\r\nContent-Length: {}\r\n{extra}Connection: close\r\n\r\n",
                 body.len()
             );
             let _ = stream.write_all(head.as_bytes());
@@ -68,7 +72,7 @@ pub fn serve(routes: HashMap<String, Vec<u8>>) -> (String, RequestLog) {
 }
 
 /// The wheel setup downloaded for `package` (from the default workspace's wheel cache).
-fn cached_wheel(package: &str) -> (String, Vec<u8>) {
+pub fn cached_wheel(package: &str) -> (String, Vec<u8>) {
     let dir = std::env::var_os("TUNELAB_WHEEL_CACHE")
         .map(std::path::PathBuf::from)
         .unwrap_or_else(|| {
