@@ -33,14 +33,19 @@ fn free_port() -> u16 {
         .port()
 }
 
-fn default_gguf() -> std::path::PathBuf {
+/// Where setup put the default model `name`.
+fn default_model(name: &str) -> std::path::PathBuf {
     let ws = tunelab_api::Workspace::open(None).expect("the default workspace opens");
-    let (_, path) = tunelab_api::models::resolve(&ws, tunelab_api::DEFAULT_MODEL)
-        .expect("setup installed the default model");
+    let (_, path) = tunelab_api::models::resolve(&ws, name)
+        .unwrap_or_else(|e| panic!("setup installed {name}: {}", e.message));
     path
 }
 
-/// Starts tauri-driver for a workspace holding only the default model.
+fn default_gguf() -> std::path::PathBuf {
+    default_model(tunelab_api::DEFAULT_MODEL)
+}
+
+/// Starts tauri-driver for a workspace holding the default models, as setup leaves one.
 fn start(home: &std::path::Path) -> (Driver, Session) {
     start_with_env(home, &[])
 }
@@ -48,7 +53,9 @@ fn start(home: &std::path::Path) -> (Driver, Session) {
 /// `start`, with extra environment for the app (it inherits tauri-driver's).
 fn start_with_env(home: &std::path::Path, env: &[(&str, &str)]) -> (Driver, Session) {
     let ws = tunelab_api::Workspace::open(Some(home.to_path_buf())).unwrap();
-    tunelab_api::models::add(&ws, &default_gguf(), Some(tunelab_api::DEFAULT_MODEL)).unwrap();
+    for name in [tunelab_api::DEFAULT_MODEL, "all-minilm-l6-v2"] {
+        tunelab_api::models::add(&ws, &default_model(name), Some(name)).unwrap();
+    }
     launch(home, env)
 }
 
@@ -89,6 +96,9 @@ fn screenshot(path: &std::path::Path) {
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir).unwrap();
     }
+    // WebKit paints a while after the DOM settles (charts drawn on arrival most of all): a
+    // capture straight away could show the screen half painted.
+    std::thread::sleep(Duration::from_millis(600));
     let ids = Command::new("xdotool")
         .args(["search", "--onlyvisible", "--name", "^Tunelab$"])
         .output()
@@ -387,6 +397,8 @@ fn a_short_lora_run_from_the_train_screen_moves_its_chart_and_opens_in_chat() {
     app.click(&runs);
     let table = app.wait_text("table", long, |t| t.contains("completed"));
     assert!(table.contains("lora"), "{table}");
+    // The newest run opens with its curves.
+    app.find("section[aria-label='Selected run'] figure[aria-label='Loss'] g.train.line path", long);
     if let Some(dir) = &shots {
         screenshot(&std::path::Path::new(dir).join("runs.png"));
     }
@@ -396,12 +408,6 @@ fn a_short_lora_run_from_the_train_screen_moves_its_chart_and_opens_in_chat() {
 #[test]
 fn documents_added_on_the_knowledge_screen_are_searched_and_cited_in_chat() {
     let home = tempfile::tempdir().unwrap();
-    // The workspace gets the default embedder too, registered where setup put it.
-    let defaults = tunelab_api::Workspace::open(None).unwrap();
-    let (_, minilm) = tunelab_api::models::resolve(&defaults, "all-minilm-l6-v2")
-        .expect("setup installed the default embedder");
-    let ws = tunelab_api::Workspace::open(Some(home.path().to_path_buf())).unwrap();
-    tunelab_api::models::add(&ws, &minilm, Some("all-minilm-l6-v2")).unwrap();
     let (_driver, app) = start(home.path());
     let long = Duration::from_secs(60);
     let shots = std::env::var("TUNELAB_E2E_SCREENSHOTS").ok();
