@@ -291,7 +291,7 @@ pub fn pull(
         })?;
     }
     let entry_path = staging.join(&entry);
-    tunelab_engine::inspect(&entry_path)?;
+    tunelab_engine::verify(&entry_path)?;
     let manifest = ModelManifest {
         name: name.clone(),
         role: ModelRole::Chat,

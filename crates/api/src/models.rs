@@ -290,7 +290,9 @@ pub fn add(ws: &Workspace, path: &Path, name: Option<&str>) -> Result<ModelEntry
         manifest.write(&folder)?;
         return Ok(entry_for(&manifest, &folder));
     }
-    let summary = tunelab_engine::inspect(&path)?;
+    // Everything chat will read is read now, so a broken file is refused here, by name, rather
+    // than registered and failing at the first message.
+    let summary = tunelab_engine::verify(&path)?;
     let manifest = ModelManifest {
         name: name.clone(),
         role: ModelRole::Chat,

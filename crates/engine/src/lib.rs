@@ -28,7 +28,7 @@ pub use candle_core::{DType, Device, Tensor, Var};
 pub use config::{Architecture, ModelConfig};
 pub use error::{EngineError, Result};
 pub use generate::{generate, Generation, SamplingParams, StopReason};
-pub use loader::{inspect, load, LoadedModel, ModelFormat, ModelSummary};
+pub use loader::{inspect, load, verify, LoadedModel, ModelFormat, ModelSummary};
 pub use model::{Cache, Transformer};
 pub use template::{ChatTemplate, Message};
 pub use tokenizer::TextTokenizer;

@@ -187,6 +187,85 @@ pub fn inspect(path: &Path) -> Result<ModelSummary> {
     }
 }
 
+/// Reads what [`load`] needs, short of the weights' values, so that a model registered after
+/// this check loads: the tokenizer and the chat template parse, and for a Hugging Face folder
+/// every safetensors header parses with each tensor inside its file, and the tensors the
+/// configuration calls for are there with the shapes it implies. Errors name the file and the
+/// fault.
+pub fn verify(path: &Path) -> Result<ModelSummary> {
+    let summary = inspect(path)?;
+    match summary.format {
+        ModelFormat::Gguf => {
+            let gguf = GgufFile::open(path)?;
+            TextTokenizer::from_gguf(&gguf)?;
+            if let Some(template) = gguf.get_str("tokenizer.chat_template") {
+                ChatTemplate::new(template)?;
+            }
+        }
+        ModelFormat::Hf => {
+            let tokenizer_config = read_json(&path.join("tokenizer_config.json"))?;
+            TextTokenizer::from_hf_files(&path.join("tokenizer.json"), tokenizer_config.as_ref())?;
+            if let Some(template) = hf_chat_template(tokenizer_config.as_ref(), path) {
+                ChatTemplate::new(template)?;
+            }
+            let mut shapes = std::collections::HashMap::new();
+            for file in safetensors_files(path)? {
+                for (name, shape) in crate::weights::safetensors_header(&file)? {
+                    shapes.insert(name, (shape, file.clone()));
+                }
+            }
+            for (name, expected) in expected_shapes(&summary.config) {
+                match shapes.get(&name) {
+                    None => {
+                        return Err(EngineError::Missing {
+                            path: path.to_path_buf(),
+                            what: format!("tensor `{name}` in the safetensors files"),
+                        })
+                    }
+                    Some((shape, file)) if *shape != expected => {
+                        return Err(EngineError::format(
+                            file,
+                            "safetensors",
+                            format!("tensor `{name}` has shape {shape:?}; config.json implies {expected:?}"),
+                        ))
+                    }
+                    Some(_) => {}
+                }
+            }
+        }
+    }
+    Ok(summary)
+}
+
+/// The tensors a Llama-family model of `config` has, with their shapes (Hugging Face names).
+fn expected_shapes(config: &ModelConfig) -> Vec<(String, Vec<usize>)> {
+    let (hidden, inter, vocab) = (config.hidden_size, config.intermediate_size, config.vocab_size);
+    let q = config.num_attention_heads * config.head_dim;
+    let kv = config.num_key_value_heads * config.head_dim;
+    let mut out = vec![
+        ("model.embed_tokens.weight".to_string(), vec![vocab, hidden]),
+        ("model.norm.weight".to_string(), vec![hidden]),
+    ];
+    if !config.tie_word_embeddings {
+        out.push(("lm_head.weight".into(), vec![vocab, hidden]));
+    }
+    for i in 0..config.num_hidden_layers {
+        let layer = |part: &str, shape: Vec<usize>| (format!("model.layers.{i}.{part}"), shape);
+        out.extend([
+            layer("input_layernorm.weight", vec![hidden]),
+            layer("post_attention_layernorm.weight", vec![hidden]),
+            layer("self_attn.q_proj.weight", vec![q, hidden]),
+            layer("self_attn.k_proj.weight", vec![kv, hidden]),
+            layer("self_attn.v_proj.weight", vec![kv, hidden]),
+            layer("self_attn.o_proj.weight", vec![hidden, q]),
+            layer("mlp.gate_proj.weight", vec![inter, hidden]),
+            layer("mlp.up_proj.weight", vec![inter, hidden]),
+            layer("mlp.down_proj.weight", vec![hidden, inter]),
+        ]);
+    }
+    out
+}
+
 /// Loads weights, tokenizer and chat template.
 pub fn load(path: &Path, precision: Precision, device: &Device) -> Result<LoadedModel> {
     let summary = inspect(path)?;

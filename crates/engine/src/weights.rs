@@ -50,8 +50,10 @@ pub enum WeightSource {
     },
 }
 
-/// Tensor names from a safetensors header (8-byte length, then JSON), without reading the data.
-fn safetensors_names(file: &Path) -> Result<Vec<String>> {
+/// The tensors a safetensors file declares (name and shape), read from its header (8-byte
+/// length, then JSON) without reading the data, after checking that the header fits in the file
+/// and every tensor's bytes lie inside it and match its dtype and shape.
+pub(crate) fn safetensors_header(file: &Path) -> Result<Vec<(String, Vec<usize>)>> {
     use std::io::Read;
     let bad = |m: String| EngineError::format(file, "safetensors", m);
     let mut f = std::fs::File::open(file).map_err(|e| EngineError::io(file, e))?;
@@ -70,11 +72,57 @@ fn safetensors_names(file: &Path) -> Result<Vec<String>> {
         .map_err(|e| EngineError::io(file, e))?;
     let json: serde_json::Map<String, serde_json::Value> = serde_json::from_slice(&header)
         .map_err(|e| bad(format!("header is not valid JSON: {e}")))?;
-    Ok(json
-        .into_iter()
-        .map(|(k, _)| k)
-        .filter(|k| k != "__metadata__")
-        .collect())
+    let data_len = file_len - 8 - len;
+    let mut tensors = Vec::new();
+    for (name, info) in json {
+        if name == "__metadata__" {
+            continue;
+        }
+        let shape: Option<Vec<usize>> = info
+            .get("shape")
+            .and_then(|s| s.as_array())
+            .and_then(|a| a.iter().map(|d| d.as_u64().map(|d| d as usize)).collect());
+        let offsets: Option<Vec<u64>> = info
+            .get("data_offsets")
+            .and_then(|s| s.as_array())
+            .and_then(|a| a.iter().map(|d| d.as_u64()).collect());
+        let width = info
+            .get("dtype")
+            .and_then(|d| d.as_str())
+            .and_then(dtype_bits);
+        let (Some(shape), Some([start, end]), Some(width)) =
+            (shape, offsets.as_deref().and_then(|o| <[u64; 2]>::try_from(o).ok()), width)
+        else {
+            return Err(bad(format!(
+                "tensor `{name}` lacks a dtype Tunelab reads, a shape or two data offsets"
+            )));
+        };
+        if start > end || end > data_len {
+            return Err(bad(format!(
+                "tensor `{name}` lies at bytes {start}..{end}, past the {data_len} bytes of data in the file"
+            )));
+        }
+        let elements: u64 = shape.iter().map(|&d| d as u64).product();
+        if (end - start) * 8 != elements * width {
+            return Err(bad(format!(
+                "tensor `{name}` has {} bytes for a shape of {shape:?}",
+                end - start
+            )));
+        }
+        tensors.push((name, shape));
+    }
+    Ok(tensors)
+}
+
+/// Bits per element of a safetensors dtype.
+fn dtype_bits(dtype: &str) -> Option<u64> {
+    Some(match dtype {
+        "F64" | "I64" | "U64" => 64,
+        "F32" | "I32" | "U32" => 32,
+        "F16" | "BF16" | "I16" | "U16" => 16,
+        "I8" | "U8" | "BOOL" | "F8_E4M3" | "F8_E5M2" => 8,
+        _ => return None,
+    })
 }
 
 /// The GGUF name of a Hugging Face tensor name.
@@ -118,7 +166,7 @@ impl WeightSource {
         })?;
         let mut index = HashMap::new();
         for (i, file) in files.iter().enumerate() {
-            for name in safetensors_names(file)? {
+            for (name, _) in safetensors_header(file)? {
                 index.insert(name, i);
             }
         }

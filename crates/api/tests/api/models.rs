@@ -119,3 +119,101 @@ fn removing_keeps_files_registered_in_place_and_deletes_downloads() {
     assert!(!folder.exists());
     assert_eq!(models::remove(&ws, "pulled").unwrap_err().code, "not_found");
 }
+
+/// A one-layer Llama folder with zero weights (F32, all of the tensors its config implies) and
+/// the embedding model's tokenizer: enough for `models add` to read everything it checks.
+fn tiny_hf_folder(dir: &std::path::Path) -> std::path::PathBuf {
+    let folder = dir.join("tiny-llama");
+    std::fs::create_dir_all(&folder).unwrap();
+    let (hidden, inter, vocab) = (8usize, 16usize, 32usize);
+    let config = serde_json::json!({
+        "architectures": ["LlamaForCausalLM"], "model_type": "llama",
+        "vocab_size": vocab, "hidden_size": hidden, "intermediate_size": inter,
+        "num_hidden_layers": 1, "num_attention_heads": 2, "num_key_value_heads": 2,
+        "rms_norm_eps": 1e-5, "max_position_embeddings": 64, "tie_word_embeddings": true,
+    });
+    std::fs::write(folder.join("config.json"), config.to_string()).unwrap();
+    let tokenizer = default_gguf()
+        .parent()
+        .unwrap()
+        .parent()
+        .unwrap()
+        .join("all-minilm-l6-v2/tokenizer.json");
+    std::fs::copy(tokenizer, folder.join("tokenizer.json")).unwrap();
+    let mut tensors: Vec<(String, Vec<usize>)> = vec![
+        ("model.embed_tokens.weight".into(), vec![vocab, hidden]),
+        ("model.norm.weight".into(), vec![hidden]),
+    ];
+    for (part, shape) in [
+        ("input_layernorm.weight", vec![hidden]),
+        ("post_attention_layernorm.weight", vec![hidden]),
+        ("self_attn.q_proj.weight", vec![hidden, hidden]),
+        ("self_attn.k_proj.weight", vec![hidden, hidden]),
+        ("self_attn.v_proj.weight", vec![hidden, hidden]),
+        ("self_attn.o_proj.weight", vec![hidden, hidden]),
+        ("mlp.gate_proj.weight", vec![inter, hidden]),
+        ("mlp.up_proj.weight", vec![inter, hidden]),
+        ("mlp.down_proj.weight", vec![hidden, inter]),
+    ] {
+        tensors.push((format!("model.layers.0.{part}"), shape));
+    }
+    let mut header = serde_json::Map::new();
+    let mut offset = 0usize;
+    for (name, shape) in &tensors {
+        let bytes = shape.iter().product::<usize>() * 4;
+        header.insert(
+            name.clone(),
+            serde_json::json!({"dtype": "F32", "shape": shape, "data_offsets": [offset, offset + bytes]}),
+        );
+        offset += bytes;
+    }
+    let header = serde_json::Value::Object(header).to_string();
+    let mut file = (header.len() as u64).to_le_bytes().to_vec();
+    file.extend_from_slice(header.as_bytes());
+    file.resize(file.len() + offset, 0);
+    std::fs::write(folder.join("model.safetensors"), file).unwrap();
+    folder
+}
+
+#[test]
+fn a_hugging_face_folder_is_read_before_it_is_registered() {
+    let (dir, ws) = temp_workspace();
+    let folder = tiny_hf_folder(dir.path());
+    let weights = folder.join("model.safetensors");
+    let good = std::fs::read(&weights).unwrap();
+    // Each fault is refused at add, naming the file and what is wrong, and nothing is listed.
+    let refused = |what: &str, expect: &[&str]| {
+        let err = models::add(&ws, &folder, Some("tiny")).unwrap_err();
+        assert_eq!(err.code, "bad_model", "{what}: {}", err.message);
+        for part in expect {
+            assert!(err.message.contains(part), "{what}: {}", err.message);
+        }
+        assert!(models::list(&ws).unwrap().is_empty(), "{what}: nothing registered");
+    };
+
+    let mut longer_header = good.clone();
+    longer_header[..8].copy_from_slice(&(good.len() as u64).to_le_bytes());
+    std::fs::write(&weights, &longer_header).unwrap();
+    refused("a header length past the end", &["model.safetensors", "header length"]);
+
+    std::fs::write(&weights, &good[..good.len() - 4]).unwrap();
+    refused("tensor data cut short", &["model.safetensors", "past the"]);
+
+    std::fs::write(&weights, &good[..20]).unwrap();
+    refused("a truncated header", &["model.safetensors"]);
+
+    std::fs::write(&weights, &good).unwrap();
+    let config = std::fs::read_to_string(folder.join("config.json")).unwrap();
+    std::fs::write(folder.join("config.json"), config.replace("\"hidden_size\":8", "\"hidden_size\":16")).unwrap();
+    refused("shapes the config does not imply", &["model.safetensors", "implies"]);
+    std::fs::write(folder.join("config.json"), &config).unwrap();
+
+    std::fs::rename(folder.join("tokenizer.json"), folder.join("elsewhere.json")).unwrap();
+    refused("no tokenizer", &["tokenizer.json"]);
+    std::fs::rename(folder.join("elsewhere.json"), folder.join("tokenizer.json")).unwrap();
+
+    // Intact, it registers.
+    let entry = models::add(&ws, &folder, Some("tiny")).unwrap();
+    assert_eq!(entry.architecture, "llama");
+    assert!(entry.problem.is_none(), "{:?}", entry.problem);
+}
