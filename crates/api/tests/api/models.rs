@@ -188,13 +188,19 @@ fn a_hugging_face_folder_is_read_before_it_is_registered() {
         for part in expect {
             assert!(err.message.contains(part), "{what}: {}", err.message);
         }
-        assert!(models::list(&ws).unwrap().is_empty(), "{what}: nothing registered");
+        assert!(
+            models::list(&ws).unwrap().is_empty(),
+            "{what}: nothing registered"
+        );
     };
 
     let mut longer_header = good.clone();
     longer_header[..8].copy_from_slice(&(good.len() as u64).to_le_bytes());
     std::fs::write(&weights, &longer_header).unwrap();
-    refused("a header length past the end", &["model.safetensors", "header length"]);
+    refused(
+        "a header length past the end",
+        &["model.safetensors", "header length"],
+    );
 
     std::fs::write(&weights, &good[..good.len() - 4]).unwrap();
     refused("tensor data cut short", &["model.safetensors", "past the"]);
@@ -204,8 +210,15 @@ fn a_hugging_face_folder_is_read_before_it_is_registered() {
 
     std::fs::write(&weights, &good).unwrap();
     let config = std::fs::read_to_string(folder.join("config.json")).unwrap();
-    std::fs::write(folder.join("config.json"), config.replace("\"hidden_size\":8", "\"hidden_size\":16")).unwrap();
-    refused("shapes the config does not imply", &["model.safetensors", "implies"]);
+    std::fs::write(
+        folder.join("config.json"),
+        config.replace("\"hidden_size\":8", "\"hidden_size\":16"),
+    )
+    .unwrap();
+    refused(
+        "shapes the config does not imply",
+        &["model.safetensors", "implies"],
+    );
     std::fs::write(folder.join("config.json"), &config).unwrap();
 
     std::fs::rename(folder.join("tokenizer.json"), folder.join("elsewhere.json")).unwrap();

@@ -86,8 +86,19 @@ pub fn cached_wheel(package: &str) -> (String, Vec<u8>) {
         .unwrap_or_else(|e| panic!("{}: {e}; run scripts/setup.sh first", dir.display()))
         .flatten()
         .map(|e| e.path())
-        .find(|p| p.file_name().unwrap().to_str().unwrap().starts_with(&prefix))
-        .unwrap_or_else(|| panic!("no {package} wheel in {}: run scripts/setup.sh first", dir.display()));
+        .find(|p| {
+            p.file_name()
+                .unwrap()
+                .to_str()
+                .unwrap()
+                .starts_with(&prefix)
+        })
+        .unwrap_or_else(|| {
+            panic!(
+                "no {package} wheel in {}: run scripts/setup.sh first",
+                dir.display()
+            )
+        });
     let name = path.file_name().unwrap().to_str().unwrap().to_string();
     (name, std::fs::read(&path).unwrap())
 }
