@@ -79,6 +79,13 @@ impl Hub {
         self
     }
 
+    /// The token's header for `url`; only over https, so it never crosses the network in clear.
+    fn auth(&self, url: &str) -> Option<(&'static str, String)> {
+        let token = self.token.as_ref()?;
+        url.starts_with("https://")
+            .then(|| ("Authorization", format!("Bearer {token}")))
+    }
+
     pub fn from_env() -> Self {
         let endpoint =
             std::env::var("HF_ENDPOINT").unwrap_or_else(|_| "https://huggingface.co".into());
@@ -90,8 +97,8 @@ impl Hub {
 
     fn get(&self, url: &str) -> Result<ureq::http::Response<ureq::Body>> {
         let mut req = download::agent().get(url);
-        if let Some(token) = &self.token {
-            req = req.header("Authorization", &format!("Bearer {token}"));
+        if let Some((name, value)) = self.auth(url) {
+            req = req.header(name, &value);
         }
         req.call().map_err(|e| self.network_error(url, e))
     }
@@ -100,7 +107,7 @@ impl Hub {
         match err {
             ureq::Error::StatusCode(401) | ureq::Error::StatusCode(403) => ApiError::new(
                 "forbidden",
-                format!("{url}: access denied; the repository is gated or private: accept its licence on the hub and set HF_TOKEN"),
+                format!("{url}: access denied; the repository is gated or private: accept its licence on the hub and set HF_TOKEN (sent over https only)"),
             ),
             ureq::Error::StatusCode(404) => ApiError::not_found(format!("{url}: not found on the hub (check the repository id, revision and file name)")),
             ureq::Error::StatusCode(code) => ApiError::new("hub_error", format!("{url}: the hub answered HTTP {code}")),
@@ -134,9 +141,12 @@ impl Hub {
             .ok_or_else(|| {
                 ApiError::new("hub_error", format!("{url}: the answer lists no files"))
             })?;
+        // Names become paths under the model's folder: any that could leave it are dropped.
         Ok(siblings
             .iter()
-            .filter_map(|s| s.get("rfilename")?.as_str().map(String::from))
+            .filter_map(|s| s.get("rfilename")?.as_str())
+            .filter(|name| stays_inside(name))
+            .map(String::from)
             .collect())
     }
 
@@ -150,11 +160,7 @@ impl Hub {
         progress: &mut dyn FnMut(u64, Option<u64>),
     ) -> Result<()> {
         let url = format!("{}/{repo}/resolve/{revision}/{file}", self.endpoint);
-        let headers: Vec<(&str, String)> = self
-            .token
-            .iter()
-            .map(|t| ("Authorization", format!("Bearer {t}")))
-            .collect();
+        let headers: Vec<(&str, String)> = self.auth(&url).into_iter().collect();
         download::resume_to_file(
             &url,
             &headers,
@@ -164,6 +170,16 @@ impl Hub {
             progress,
         )
     }
+}
+
+/// Whether a repository file name, joined to a folder, stays inside it: relative, `/`-separated,
+/// with no empty, `.` or `..` part.
+fn stays_inside(name: &str) -> bool {
+    !name.is_empty()
+        && !name.contains('\\')
+        && name
+            .split('/')
+            .all(|part| !part.is_empty() && part != "." && part != "..")
 }
 
 /// Which files to fetch, and the entry the engine loads.
@@ -339,6 +355,37 @@ mod tests {
             wanted,
             names(&["config.json", "model.safetensors", "tokenizer.json"])
         );
+    }
+
+    #[test]
+    fn names_that_would_leave_the_model_folder_are_not_files() {
+        for ok in ["model.gguf", "sub/dir/model.safetensors", "a..b.gguf"] {
+            assert!(super::stays_inside(ok), "{ok}");
+        }
+        for bad in [
+            "",
+            "../evil.gguf",
+            "a/../../evil.gguf",
+            "/etc/passwd",
+            "a//b",
+            "./x",
+            "a\\..\\b",
+        ] {
+            assert!(!super::stays_inside(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn the_token_goes_only_over_https() {
+        let hub = super::Hub::new("http://mirror.lan", Some("secret".into()));
+        assert!(hub.auth("http://mirror.lan/a/b/resolve/main/x").is_none());
+        let (name, value) = hub
+            .auth("https://huggingface.co/a/b/resolve/main/x")
+            .unwrap();
+        assert_eq!((name, value.as_str()), ("Authorization", "Bearer secret"));
+        assert!(super::Hub::new("https://x", None)
+            .auth("https://x/y")
+            .is_none());
     }
 
     #[test]

@@ -48,8 +48,21 @@ impl GgufFile {
         // what any loader can defend against, and every read below is bounds-checked.
         let mmap = unsafe { memmap2::Mmap::map(&file) }.map_err(|e| EngineError::io(path, e))?;
         let mut cursor = std::io::Cursor::new(&mmap[..]);
-        let content = Content::read(&mut cursor)
-            .map_err(|e| EngineError::format(path, "GGUF", e.to_string()))?;
+        // The parser panics on some impossible headers (an alignment of 0 divides by zero): a
+        // panic is a malformed file like any other, refused here rather than taking the caller
+        // (and, in the app, its model cache) down with it.
+        let read =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| Content::read(&mut cursor)));
+        let content = match read {
+            Ok(content) => content.map_err(|e| EngineError::format(path, "GGUF", e.to_string()))?,
+            Err(_) => {
+                return Err(EngineError::format(
+                    path,
+                    "GGUF",
+                    "its header is impossible (the parser gave up on it, e.g. an alignment of 0)",
+                ))
+            }
+        };
         Ok(GgufFile {
             path: path.to_path_buf(),
             content,

@@ -140,3 +140,25 @@ fn missing_tokenizer_and_corrupt_weights_are_reported() {
         Err(EngineError::Format { .. })
     ));
 }
+
+#[test]
+fn a_gguf_with_an_alignment_of_zero_is_refused_not_a_panic() {
+    // GGUF v3: magic, version, no tensors, one key: general.alignment (u32) = 0.
+    let mut bytes = b"GGUF".to_vec();
+    bytes.extend_from_slice(&3u32.to_le_bytes());
+    bytes.extend_from_slice(&0u64.to_le_bytes());
+    bytes.extend_from_slice(&1u64.to_le_bytes());
+    let key = b"general.alignment";
+    bytes.extend_from_slice(&(key.len() as u64).to_le_bytes());
+    bytes.extend_from_slice(key);
+    bytes.extend_from_slice(&4u32.to_le_bytes()); // value type: u32
+    bytes.extend_from_slice(&0u32.to_le_bytes());
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("zero-align.gguf");
+    std::fs::write(&path, &bytes).unwrap();
+    let err = load_err(&path);
+    assert!(
+        err.contains("zero-align.gguf") && err.contains("not a valid GGUF"),
+        "{err}"
+    );
+}
