@@ -10,9 +10,9 @@ export function pullPercent(event: DownloadProgress | null): number {
   return Math.round((100 * (event.file_index + within)) / event.file_count);
 }
 
-/** "model.safetensors (2 of 3): 120.0 MiB of 270.0 MiB". */
-export function pullLabel(event: DownloadProgress | null): string {
-  if (!event) return 'Asking the hub for the file list…';
+/** "model.safetensors (2 of 3): 120.0 MiB of 270.0 MiB", or `waiting` before the first bytes. */
+export function pullLabel(event: DownloadProgress | null, waiting = 'Asking the hub for the file list…'): string {
+  if (!event) return waiting;
   const which = event.file_count > 1 ? ` (${event.file_index + 1} of ${event.file_count})` : '';
   const amount =
     event.total_bytes === null
