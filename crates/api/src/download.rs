@@ -29,6 +29,23 @@ pub(crate) fn agent() -> &'static ureq::Agent {
     })
 }
 
+/// The JSON body of `resp`, the answer of `server` (e.g. "the hub") to `url`; `map_err` words
+/// a connection that broke while reading it.
+pub(crate) fn read_json(
+    mut resp: ureq::http::Response<ureq::Body>,
+    url: &str,
+    server: &str,
+    map_err: &dyn Fn(ureq::Error) -> ApiError,
+) -> Result<serde_json::Value> {
+    let text = resp.body_mut().read_to_string().map_err(map_err)?;
+    serde_json::from_str(&text).map_err(|e| {
+        ApiError::new(
+            "hub_error",
+            format!("{url}: unexpected answer from {server}: {e}"),
+        )
+    })
+}
+
 /// `dest` with `.part` added to its file name.
 pub(crate) fn part_path(dest: &Path) -> PathBuf {
     let mut name = dest.file_name().unwrap_or_default().to_os_string();

@@ -124,16 +124,8 @@ impl Hub {
     /// File names in a repository at a revision.
     pub fn list_files(&self, repo: &str, revision: &str) -> Result<Vec<String>> {
         let url = format!("{}/api/models/{repo}/revision/{revision}", self.endpoint);
-        let mut resp = self.get(&url)?;
-        let text = resp
-            .body_mut()
-            .read_to_string()
-            .map_err(|e| self.network_error(&url, e))?;
-        let json: serde_json::Value = serde_json::from_str(&text).map_err(|e| {
-            ApiError::new(
-                "hub_error",
-                format!("{url}: unexpected answer from the hub: {e}"),
-            )
+        let json = download::read_json(self.get(&url)?, &url, "the hub", &|e| {
+            self.network_error(&url, e)
         })?;
         let siblings = json
             .get("siblings")
