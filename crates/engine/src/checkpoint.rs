@@ -10,7 +10,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use candle_core::{CpuStorage, CustomOp1, Layout, Shape, Tensor, TensorId, Var};
+use candle_core::{Tensor, TensorId, Var};
 
 use crate::model::{Block, Pass};
 
@@ -75,6 +75,7 @@ pub(crate) struct CheckpointedBlock {
     pub cos: Tensor,
     pub sin: Tensor,
     pub mask: Option<Tensor>,
+    pub mode: crate::layers::Mode,
     pub side: Arc<SideGrads>,
     /// Dropout seed of this block: the recomputation draws the forward pass's masks again.
     pub seed: u64,
@@ -106,49 +107,31 @@ impl CheckpointedBlock {
             cos: &self.cos,
             sin: &self.sin,
             mask: self.mask.as_ref(),
-            mode: crate::layers::Mode::Training,
+            mode: self.mode,
         };
         crate::layers::with_dropout_seed(self.seed, || self.block.forward(x, &pass, None))
     }
-}
 
-impl CustomOp1 for CheckpointedBlock {
-    fn name(&self) -> &'static str {
-        "checkpointed-block"
-    }
-
-    fn cpu_fwd(
-        &self,
-        storage: &CpuStorage,
-        layout: &Layout,
-    ) -> candle_core::Result<(CpuStorage, Shape)> {
-        let values = match (storage, layout.contiguous_offsets()) {
-            (CpuStorage::F32(v), Some((a, b))) => v[a..b].to_vec(),
-            _ => candle_core::bail!("checkpointed blocks take contiguous f32 activations"),
-        };
-        let x = Tensor::from_vec(values, layout.shape(), &candle_core::Device::Cpu)?;
-        // The recorded graph of this pass is dropped with `y`: nothing of it is kept.
-        let y = self
-            .run(&x)
-            .map_err(|e| candle_core::Error::Msg(e.to_string()))?
-            .detach();
-        Ok((
-            CpuStorage::F32(y.flatten_all()?.to_vec1::<f32>()?),
-            y.shape().clone(),
-        ))
-    }
-
-    fn bwd(&self, x: &Tensor, _y: &Tensor, dy: &Tensor) -> candle_core::Result<Option<Tensor>> {
-        let input = Var::from_tensor(&x.detach())?;
-        let y = self
-            .run(input.as_tensor())
-            .map_err(|e| candle_core::Error::Msg(e.to_string()))?;
-        let grads = crate::grad_ops::seeded_scalar(&y, dy, 0.0)?.backward()?;
-        for tensor in trainable_tensors(&self.block) {
-            if let Some(g) = grads.get(&tensor) {
-                self.side.add(tensor.id(), g.clone())?;
+    /// The block's output for `x`, keeping nothing of the pass but `x`: backward runs the
+    /// block again from it, this time recording, and takes the gradients from there. Works on
+    /// every device (see `portable::with_backward`).
+    pub fn apply(self, x: &Tensor) -> crate::Result<Tensor> {
+        // The recorded graph of this pass is dropped with `y`'s tracked original.
+        let y = self.run(&x.detach())?.detach();
+        Ok(crate::portable::with_backward(y, x, move |x, dy| {
+            let input = Var::from_tensor(&x.detach())?;
+            let y = self
+                .run(input.as_tensor())
+                .map_err(|e| candle_core::Error::Msg(e.to_string()))?;
+            let grads = crate::grad_ops::seeded_scalar(&y, dy, 0.0)?.backward()?;
+            for tensor in trainable_tensors(&self.block) {
+                if let Some(g) = grads.get(&tensor) {
+                    self.side.add(tensor.id(), g.clone())?;
+                }
             }
-        }
-        Ok(grads.get(input.as_tensor()).cloned())
+            grads.get(input.as_tensor()).cloned().ok_or_else(|| {
+                candle_core::Error::Msg("a checkpointed block's input got no gradient".into())
+            })
+        })?)
     }
 }

@@ -14,7 +14,7 @@
 use candle_core::{DType, Tensor};
 use rayon::prelude::*;
 
-use crate::layers::{Linear, Weight};
+use crate::layers::{Linear, Mode, Weight};
 use crate::Result;
 
 /// Logit elements per chunk: about 16 MB in f32, whatever the vocabulary.
@@ -24,13 +24,16 @@ pub const DECODED_HEAD_ELEMENTS: usize = 2 << 20;
 
 /// Mean cross-entropy of `head(hidden)` against `targets`, one target per row of `hidden`
 /// `(rows, hidden_size)`. With `with_grad`, the result back-propagates into `hidden`.
+/// In [`Mode::Portable`] (any device but the CPU's fused kernels) a dense head's rows are
+/// scored where they are, without a trip through the host.
 pub fn head_cross_entropy(
     head: &Linear,
     hidden: &Tensor,
     targets: &[u32],
     with_grad: bool,
+    mode: Mode,
 ) -> Result<Tensor> {
-    chunked(head, hidden, targets, with_grad, CHUNK_ELEMENTS)
+    chunked(head, hidden, targets, with_grad, CHUNK_ELEMENTS, mode)
 }
 
 fn chunked(
@@ -39,6 +42,7 @@ fn chunked(
     targets: &[u32],
     with_grad: bool,
     chunk_elements: usize,
+    mode: Mode,
 ) -> Result<Tensor> {
     let (rows, _) = hidden.dims2()?;
     if rows != targets.len() {
@@ -74,6 +78,8 @@ fn chunked(
     let chunk = (chunk_elements / vocab).clamp(1, rows);
     let scale = 1.0 / rows as f32;
     let mut total = 0f64;
+    let on_device = mode == Mode::Portable;
+    let mut device_total: Option<Tensor> = None;
     let mut grads = Vec::new();
     let mut head_grad: Option<Tensor> = None;
     for start in (0..rows).step_by(chunk) {
@@ -83,21 +89,37 @@ fn chunked(
         if let Some(b) = &head.bias {
             logits = logits.broadcast_add(&b.detach())?;
         }
-        let mut values = logits
-            .to_dtype(DType::F32)?
-            .flatten_all()?
-            .to_vec1::<f32>()?;
-        drop(logits);
         let chunk_targets = &targets[start..start + len];
-        // Row by row: the loss, and in place of the logits the gradient softmax − one-hot.
-        total += values
-            .par_chunks_mut(vocab)
-            .zip(chunk_targets.par_iter())
-            .map(|(row, &target)| row_loss_and_grad(row, target as usize, scale, with_grad))
-            .sum::<f64>();
-        if with_grad {
-            let dlogits =
-                Tensor::from_vec(values, (len, vocab), hidden.device())?.to_dtype(w.dtype())?;
+        let dlogits = if on_device {
+            let index = Tensor::from_slice(chunk_targets, len, hidden.device())?;
+            let (sum, grad) = crate::portable::cross_entropy_rows(
+                &logits,
+                &index,
+                with_grad.then_some(scale as f64),
+            )?;
+            device_total = Some(match device_total.take() {
+                Some(acc) => (acc + sum)?,
+                None => sum,
+            });
+            grad
+        } else {
+            let mut values = logits
+                .to_dtype(DType::F32)?
+                .flatten_all()?
+                .to_vec1::<f32>()?;
+            // Row by row: the loss, and in place of the logits the gradient softmax − one-hot.
+            total += values
+                .par_chunks_mut(vocab)
+                .zip(chunk_targets.par_iter())
+                .map(|(row, &target)| row_loss_and_grad(row, target as usize, scale, with_grad))
+                .sum::<f64>();
+            with_grad
+                .then(|| Tensor::from_vec(values, (len, vocab), hidden.device()))
+                .transpose()?
+        };
+        drop(logits);
+        if let Some(dlogits) = dlogits {
+            let dlogits = dlogits.to_dtype(w.dtype())?;
             grads.push(dlogits.matmul(&w)?);
             if trainable.is_some() {
                 let g = dlogits.t()?.matmul(&x)?;
@@ -107,6 +129,9 @@ fn chunked(
                 });
             }
         }
+    }
+    if let Some(sum) = device_total {
+        total = sum.to_dtype(DType::F64)?.to_scalar::<f64>()?;
     }
     let mean = total / rows as f64;
     if !with_grad {
@@ -288,7 +313,15 @@ mod tests {
         let b = reference.to_scalar::<f32>().unwrap();
         // One chunk of 7 rows, and chunks of 3 + 3 + 1 rows.
         for chunk_elements in [1 << 20, 3 * vocab] {
-            let loss = chunked(&head, h.as_tensor(), &targets, true, chunk_elements).unwrap();
+            let loss = chunked(
+                &head,
+                h.as_tensor(),
+                &targets,
+                true,
+                chunk_elements,
+                Mode::Training,
+            )
+            .unwrap();
             let a = loss.to_scalar::<f32>().unwrap();
             assert!((a - b).abs() < 1e-5, "loss {a} against {b}");
             let store = loss.backward().unwrap();
@@ -300,7 +333,15 @@ mod tests {
             // A trainable head gets the gradient autograd gives it through full logits.
             let wv = Var::from_tensor(&w).unwrap();
             let trainable = Linear::new(Weight::Dense(wv.as_tensor().clone()), None);
-            let loss = chunked(&trainable, h.as_tensor(), &targets, true, chunk_elements).unwrap();
+            let loss = chunked(
+                &trainable,
+                h.as_tensor(),
+                &targets,
+                true,
+                chunk_elements,
+                Mode::Training,
+            )
+            .unwrap();
             let store = loss.backward().unwrap();
             let logits = h.as_tensor().matmul(&wv.as_tensor().t().unwrap()).unwrap();
             let reference = candle_nn::ops::log_softmax(&logits, D::Minus1)
@@ -320,7 +361,15 @@ mod tests {
             .unwrap();
             assert!(diff < 1e-6, "head gradient differs by {diff}");
 
-            let value = chunked(&head, h.as_tensor(), &targets, false, chunk_elements).unwrap();
+            let value = chunked(
+                &head,
+                h.as_tensor(),
+                &targets,
+                false,
+                chunk_elements,
+                Mode::Training,
+            )
+            .unwrap();
             assert!((value.to_scalar::<f32>().unwrap() - b).abs() < 1e-5);
         }
     }
@@ -350,14 +399,29 @@ mod tests {
         ];
         for (decoded, weight) in heads {
             let dense = Linear::new(Weight::Dense(decoded), None);
-            let reference = chunked(&dense, h.as_tensor(), &targets, true, 1 << 20).unwrap();
+            let reference = chunked(
+                &dense,
+                h.as_tensor(),
+                &targets,
+                true,
+                1 << 20,
+                Mode::Training,
+            )
+            .unwrap();
             let reference_grad = reference.backward().unwrap();
             let reference_grad = reference_grad.get(h.as_tensor()).unwrap();
             let quantized = Linear::new(weight, None);
             // One slice of the whole vocabulary, slices of 5, 2 and 1 entries.
             for chunk_elements in [1 << 20, 5 * rows, 2 * rows, 1] {
-                let loss =
-                    chunked(&quantized, h.as_tensor(), &targets, true, chunk_elements).unwrap();
+                let loss = chunked(
+                    &quantized,
+                    h.as_tensor(),
+                    &targets,
+                    true,
+                    chunk_elements,
+                    Mode::Training,
+                )
+                .unwrap();
                 let (a, b) = (
                     loss.to_scalar::<f32>().unwrap(),
                     reference.to_scalar::<f32>().unwrap(),
@@ -368,8 +432,15 @@ mod tests {
                     crate::layers::max_abs_diff(store.get(h.as_tensor()).unwrap(), reference_grad)
                         .unwrap();
                 assert!(diff < 1e-5, "gradient differs by {diff}");
-                let value =
-                    chunked(&quantized, h.as_tensor(), &targets, false, chunk_elements).unwrap();
+                let value = chunked(
+                    &quantized,
+                    h.as_tensor(),
+                    &targets,
+                    false,
+                    chunk_elements,
+                    Mode::Training,
+                )
+                .unwrap();
                 assert!((value.to_scalar::<f32>().unwrap() - b).abs() < 1e-4);
             }
         }

@@ -59,11 +59,21 @@ impl Weight {
 }
 
 /// Whether a forward pass only answers (fused kernels, KV cache) or also records what backward
-/// needs (differentiable kernels, adapter dropout).
+/// needs (differentiable kernels, adapter dropout), and through which kernels.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
     Inference,
+    /// Training through the CPU's fused differentiable kernels.
     Training,
+    /// Training through kernels that run on any device (see `portable`): what a GPU uses.
+    Portable,
+}
+
+impl Mode {
+    /// Whether the pass records what backward needs.
+    pub fn trains(self) -> bool {
+        self != Mode::Inference
+    }
 }
 
 /// A low-rank update added to a frozen layer's output: `y += scale · (x Aᵀ) Bᵀ` (LoRA). `a` is
@@ -79,16 +89,20 @@ pub struct LoraAdapter {
 
 impl LoraAdapter {
     fn forward(&self, x: &Tensor, mode: Mode) -> Result<Tensor> {
-        let x = if mode == Mode::Training && self.dropout > 0.0 {
+        let x = if mode.trains() && self.dropout > 0.0 {
             (x * dropout_mask(x, self.dropout)?)?
         } else {
             x.clone()
         };
         // Inference records no graph: detached views of the variables share their storage.
         let (a, b) = match mode {
-            Mode::Training => (self.a.as_tensor().clone(), self.b.as_tensor().clone()),
+            Mode::Training | Mode::Portable => {
+                (self.a.as_tensor().clone(), self.b.as_tensor().clone())
+            }
             Mode::Inference => (self.a.detach(), self.b.detach()),
         };
+        // The adapter stays f32; on 16-bit activations it computes in theirs.
+        let (a, b) = (a.to_dtype(x.dtype())?, b.to_dtype(x.dtype())?);
         let inp = a.dim(1)?;
         let rows = x.elem_count() / inp;
         let low = x.reshape((rows, inp))?.matmul(&a.t()?)?;
@@ -178,6 +192,9 @@ impl Linear {
             }
         }
         let y = match &self.weight {
+            Weight::Quantized { .. } | Weight::Nf4(_) if mode == Mode::Portable => {
+                crate::portable::frozen_matmul(&self.weight, x)?
+            }
             Weight::Quantized { qtensor, .. } if mode == Mode::Training => {
                 crate::qmatmul::forward_trainable(qtensor, x)?
             }
@@ -201,6 +218,8 @@ impl Linear {
                 let dims = x.dims().to_vec();
                 let (out, inp) = w.dims2()?;
                 let rows = x.elem_count() / inp;
+                // A trained weight stays f32; on 16-bit activations it computes in theirs.
+                let w = w.to_dtype(x.dtype())?;
                 let y = x.reshape((rows, inp))?.matmul(&w.t()?)?;
                 let mut out_dims = dims;
                 *out_dims
@@ -210,7 +229,7 @@ impl Linear {
             }
         };
         let y = match &self.bias {
-            Some(b) => y.broadcast_add(b)?,
+            Some(b) => y.broadcast_add(&b.to_dtype(y.dtype())?)?,
             None => y,
         };
         match &self.adapter {
@@ -267,6 +286,7 @@ impl RmsNorm {
                 self.eps,
             )?),
             Mode::Training => Ok(crate::grad_ops::rms_norm(x, &self.weight, self.eps as f64)?),
+            Mode::Portable => Ok(crate::portable::rms_norm(x, &self.weight, self.eps as f64)?),
         }
     }
 }

@@ -19,6 +19,7 @@ pub mod loader;
 mod lora_op;
 pub mod model;
 pub mod nf4;
+pub mod portable;
 pub mod qmatmul;
 pub mod template;
 pub mod tokenizer;

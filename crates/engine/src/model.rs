@@ -11,6 +11,7 @@ use crate::layers::{
     apply_rotary, causal_mask, rotary_tables, silu, softmax_last_dim, Embedding, Linear, Mode,
     RmsNorm,
 };
+use crate::portable;
 use crate::weights::{Precision, WeightSource};
 
 #[derive(Debug, Clone)]
@@ -49,6 +50,9 @@ pub struct Transformer {
     /// Soft prompt: virtual token embeddings `(n, hidden)` placed before every sequence (prompt
     /// tuning). Their positions come first; outputs are returned for the real tokens only.
     pub soft_prompt: Option<Tensor>,
+    /// Train through the kernels that run on any device (see `portable`) even on the CPU, where
+    /// the fused ones are the default: how the tests hold the GPU's path to the CPU's.
+    pub portable: bool,
     inv_freq: Vec<f32>,
     device: Device,
 }
@@ -97,6 +101,7 @@ impl Pass<'_> {
         match self.mode {
             Mode::Inference => apply_rotary(x, self.cos, self.sin),
             Mode::Training => Ok(grad_ops::rope(x, self.cos, self.sin)?),
+            Mode::Portable => Ok(portable::rope(x, self.cos, self.sin)?),
         }
     }
 
@@ -104,6 +109,7 @@ impl Pass<'_> {
         match self.mode {
             Mode::Inference => softmax_last_dim(x),
             Mode::Training => Ok(grad_ops::softmax_last_dim(x)?),
+            Mode::Portable => Ok(portable::softmax_last_dim(x)?),
         }
     }
 }
@@ -146,12 +152,16 @@ impl Attention {
                 let scores = (q * scale)?.matmul(&k.t()?)?;
                 grad_ops::causal_softmax_last_dim(&scores, t, total - t)?
             }
+            (Mode::Portable, Some(_)) => {
+                let scores = (q * scale)?.matmul(&k.t()?)?;
+                portable::causal_softmax_last_dim(&scores, t, total - t)?
+            }
             (_, mask) => {
                 let scores = (q.matmul(&k.t()?)? * scale)?;
                 let scores = match mask {
                     Some(mask) => scores
                         .reshape((b, h, t, total))?
-                        .broadcast_add(mask)?
+                        .broadcast_add(&mask.to_dtype(scores.dtype())?)?
                         .reshape((b, kvh, rep * t, total))?,
                     None => scores,
                 };
@@ -174,6 +184,7 @@ impl Mlp {
         let hidden = match mode {
             Mode::Inference => (silu(&gate)? * up)?,
             Mode::Training => grad_ops::silu_mul(&gate, &up)?,
+            Mode::Portable => portable::silu_mul(&gate, &up)?,
         };
         self.down_proj.forward_mode(&hidden, mode)
     }
@@ -329,6 +340,7 @@ impl Transformer {
             norm: norm("model.norm.weight")?,
             lm_head,
             soft_prompt: None,
+            portable: false,
             inv_freq,
             device: device.clone(),
         })
@@ -379,7 +391,7 @@ impl Transformer {
         match (&self.soft_prompt, offset) {
             (Some(prompt), 0) => {
                 let prompt = match mode {
-                    Mode::Training => prompt.clone(),
+                    Mode::Training | Mode::Portable => prompt.clone(),
                     Mode::Inference => prompt.detach(),
                 };
                 let (b, _, h) = x.dims3()?;
@@ -402,11 +414,22 @@ impl Transformer {
             .unwrap_or(0)
     }
 
+    /// How this model trains: through the CPU's fused kernels, or, on any other device or when
+    /// [`portable`](Self::portable) asks for it, through the kernels that run anywhere.
+    pub fn training_mode(&self) -> Mode {
+        if self.device.is_cpu() && !self.portable {
+            Mode::Training
+        } else {
+            Mode::Portable
+        }
+    }
+
     /// Logits `(b, t, vocab)` through differentiable kernels, for training: gradients reach
     /// every adapter; frozen weights pass them on without keeping any.
     pub fn forward_train(&self, ids: &Tensor) -> Result<Tensor> {
-        let x = self.hidden(ids, None, Mode::Training)?;
-        self.lm_head.forward_mode(&x, Mode::Training)
+        let mode = self.training_mode();
+        let x = self.hidden(ids, None, mode)?;
+        self.lm_head.forward_mode(&x, mode)
     }
 
     /// [`forward_train`](Self::forward_train) keeping only each block's input for backward (see
@@ -417,7 +440,7 @@ impl Transformer {
         side: &std::sync::Arc<crate::checkpoint::SideGrads>,
     ) -> Result<Tensor> {
         let x = self.hidden_train(ids, Some(side))?;
-        self.lm_head.forward_mode(&x, Mode::Training)
+        self.lm_head.forward_mode(&x, self.training_mode())
     }
 
     /// Where checkpointed blocks leave the gradients of their trainable tensors, with an
@@ -436,18 +459,18 @@ impl Transformer {
     }
 
     /// The final normed hidden states `(b, t, hidden)` through the training kernels, with each
-    /// block checkpointed when `side` is given (CPU only; elsewhere blocks keep their
-    /// activations). Pair with [`head_loss`](Self::head_loss) to never hold full logits.
+    /// block checkpointed when `side` is given. Pair with [`head_loss`](Self::head_loss) to
+    /// never hold full logits.
     pub fn hidden_train(
         &self,
         ids: &Tensor,
         side: Option<&std::sync::Arc<crate::checkpoint::SideGrads>>,
     ) -> Result<Tensor> {
-        let side = match side {
-            Some(side) if self.device.is_cpu() => side,
-            _ => return self.hidden(ids, None, Mode::Training),
+        let mode = self.training_mode();
+        let Some(side) = side else {
+            return self.hidden(ids, None, mode);
         };
-        let (embedded, virtual_tokens) = self.embed(ids, 0, Mode::Training)?;
+        let (embedded, virtual_tokens) = self.embed(ids, 0, mode)?;
         let t = embedded.dim(1)?;
         let (cos, sin) = rotary_tables(&self.inv_freq, 0, t, &self.device)?;
         let mask = if t > 1 {
@@ -466,17 +489,18 @@ impl Transformer {
                 .clone()
         };
         for block in &self.layers {
-            let op = crate::checkpoint::CheckpointedBlock {
+            let block = crate::checkpoint::CheckpointedBlock {
                 block: block.clone(),
                 cos: cos.clone(),
                 sin: sin.clone(),
                 mask: mask.clone(),
+                mode,
                 side: side.clone(),
                 seed: crate::layers::next_dropout_seed(),
             };
-            x = x.apply_op1(op)?;
+            x = block.apply(&x)?;
         }
-        let x = self.norm.forward_mode(&x, Mode::Training)?;
+        let x = self.norm.forward_mode(&x, mode)?;
         Ok(x.narrow(1, virtual_tokens, t - virtual_tokens)?)
     }
 
@@ -491,7 +515,13 @@ impl Transformer {
     /// each, computed in chunks (see `head_loss`); with `with_grad` it back-propagates into
     /// `hidden`. The head stays frozen.
     pub fn head_loss(&self, hidden: &Tensor, targets: &[u32], with_grad: bool) -> Result<Tensor> {
-        crate::head_loss::head_cross_entropy(&self.lm_head, hidden, targets, with_grad)
+        crate::head_loss::head_cross_entropy(
+            &self.lm_head,
+            hidden,
+            targets,
+            with_grad,
+            self.training_mode(),
+        )
     }
 
     /// Logits `(b, t, vocab)` for every position.

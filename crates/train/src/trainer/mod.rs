@@ -6,7 +6,9 @@ pub mod optim;
 pub mod run;
 pub mod run_dir;
 
-pub use run::{train, EvalMetrics, ProgressSink, StepMetrics, TrainOutcome, TrainSettings};
+pub use run::{
+    loss_and_grads, train, EvalMetrics, ProgressSink, StepMetrics, TrainOutcome, TrainSettings,
+};
 pub use run_dir::{CheckpointState, RunDir};
 
 use std::path::PathBuf;

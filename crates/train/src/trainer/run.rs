@@ -214,6 +214,41 @@ fn validation_loss(
     ))
 }
 
+/// One forward and backward pass over a batch: the mean loss over the counted targets, and the
+/// gradient of `scale ×` that loss for each of `params` (`None` where it got none). With
+/// `checkpointing`, blocks keep only their inputs and are run again in backward. A loss that
+/// is not finite comes back without a backward pass.
+pub fn loss_and_grads(
+    model: &Transformer,
+    params: &[(String, candle_core::Var)],
+    ids: &Tensor,
+    labels: &[Vec<i64>],
+    checkpointing: bool,
+    scale: f64,
+) -> Result<(f64, Vec<Option<Tensor>>), TrainError> {
+    let side = match checkpointing {
+        true => Some(model.checkpoint_side_grads()?),
+        false => None,
+    };
+    let hidden = model.hidden_train(ids, side.as_ref())?;
+    let (loss, _) = masked_head_loss(model, &hidden, labels, true)?;
+    let value = loss.to_dtype(candle_core::DType::F64)?.to_scalar::<f64>()?;
+    if !value.is_finite() {
+        return Ok((value, vec![None; params.len()]));
+    }
+    let store = (loss * scale)?.backward()?;
+    let grads = params
+        .iter()
+        .map(|(_, var)| {
+            store
+                .get(var.as_tensor())
+                .cloned()
+                .or_else(|| side.as_ref()?.take(var.as_tensor()))
+        })
+        .collect();
+    Ok((value, grads))
+}
+
 /// Trains `params` (already attached to `model`) on `train_set`.
 #[allow(clippy::too_many_arguments)]
 pub fn train(
@@ -298,25 +333,21 @@ fn train_on_pool(
                 .map(|p| &train_set[order.index(p)])
                 .collect();
             let (ids, labels, tokens) = batch_tensors(&batch, pad_id, model.device())?;
-            let side = match settings.activation_checkpointing {
-                true => Some(model.checkpoint_side_grads()?),
-                false => None,
-            };
-            let hidden = model.hidden_train(&ids, side.as_ref())?;
-            let (loss, _) = masked_head_loss(model, &hidden, &labels, true)?;
-            let value = loss.to_scalar::<f32>()? as f64;
+            let (value, micro_grads) = loss_and_grads(
+                model,
+                params,
+                &ids,
+                &labels,
+                settings.activation_checkpointing,
+                1.0 / settings.grad_accum as f64,
+            )?;
             if !value.is_finite() {
                 return Err(TrainError::NonFinite {
                     step: step + 1,
                     loss: value,
                 });
             }
-            let store = (loss / settings.grad_accum as f64)?.backward()?;
-            for (slot, (_, var)) in grads.iter_mut().zip(params) {
-                let g = store
-                    .get(var.as_tensor())
-                    .cloned()
-                    .or_else(|| side.as_ref()?.take(var.as_tensor()));
+            for (slot, g) in grads.iter_mut().zip(micro_grads) {
                 if let Some(g) = g {
                     *slot = Some(match slot.take() {
                         Some(acc) => (acc + g)?,

@@ -7,6 +7,7 @@ mod full;
 mod issues;
 mod lora;
 mod masking;
+mod portable;
 mod sample;
 mod soft_prompt;
 mod split;
