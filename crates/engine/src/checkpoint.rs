@@ -118,7 +118,7 @@ impl CheckpointedBlock {
     pub fn apply(self, x: &Tensor) -> crate::Result<Tensor> {
         // The recorded graph of this pass is dropped with `y`'s tracked original.
         let y = self.run(&x.detach())?.detach();
-        Ok(crate::portable::with_backward(y, x, move |x, dy| {
+        Ok(crate::portable::with_backward(y, x, move |x, _y, dy| {
             let input = Var::from_tensor(&x.detach())?;
             let y = self
                 .run(input.as_tensor())

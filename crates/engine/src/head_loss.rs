@@ -19,6 +19,8 @@ use crate::Result;
 
 /// Logit elements per chunk: about 16 MB in f32, whatever the vocabulary.
 const CHUNK_ELEMENTS: usize = 4 << 20;
+/// On a GPU: 256 MB of f32 logits per chunk.
+const DEVICE_CHUNK_ELEMENTS: usize = 64 << 20;
 /// Decoded weights of a quantized head held at once: at most this many f32 elements (8 MB).
 pub const DECODED_HEAD_ELEMENTS: usize = 2 << 20;
 
@@ -75,10 +77,17 @@ fn chunked(
     };
     let w = w.to_dtype(hidden.dtype())?;
     let vocab = w.dim(0)?;
+    let on_device = mode == Mode::Portable;
+    // On a GPU, larger chunks: each is a few kernels over the whole chunk, and small ones
+    // leave it idle.
+    let chunk_elements = if on_device && !hidden.device().is_cpu() {
+        chunk_elements.max(DEVICE_CHUNK_ELEMENTS)
+    } else {
+        chunk_elements
+    };
     let chunk = (chunk_elements / vocab).clamp(1, rows);
     let scale = 1.0 / rows as f32;
     let mut total = 0f64;
-    let on_device = mode == Mode::Portable;
     let mut device_total: Option<Tensor> = None;
     let mut grads = Vec::new();
     let mut head_grad: Option<Tensor> = None;
@@ -87,7 +96,7 @@ fn chunked(
         let x = hidden.narrow(0, start, len)?.detach();
         let mut logits = x.matmul(&w.t()?)?;
         if let Some(b) = &head.bias {
-            logits = logits.broadcast_add(&b.detach())?;
+            logits = logits.broadcast_add(&b.detach().to_dtype(logits.dtype())?)?;
         }
         let chunk_targets = &targets[start..start + len];
         let dlogits = if on_device {
@@ -142,7 +151,7 @@ fn chunked(
     let grad = Tensor::cat(&grads, 0)?;
     let mut loss = crate::grad_ops::seeded_scalar(hidden, &grad, mean as f32)?;
     if let (Some(w), Some(g)) = (trainable, head_grad) {
-        let s = (w * g)?.sum_all()?;
+        let s = (&w * g.to_dtype(w.dtype())?)?.sum_all()?;
         loss = (loss + (&s - s.detach())?.to_dtype(DType::F32)?)?;
     }
     Ok(loss)

@@ -160,7 +160,15 @@ pub fn dropout_mask_seeded(x: &Tensor, p: f32, seed: u64) -> Result<Tensor> {
 }
 
 fn dropout_mask(x: &Tensor, p: f32) -> Result<Tensor> {
-    dropout_mask_seeded(x, p, next_dropout_seed())
+    let seed = next_dropout_seed();
+    if x.device().is_cpu() {
+        return dropout_mask_seeded(x, p, seed);
+    }
+    // Off the CPU the mask is drawn there, by the device's generator under this mask's seed:
+    // a recomputed block draws the same mask again.
+    x.device().set_seed(seed)?;
+    let keep = Tensor::rand(0f32, 1f32, x.shape(), x.device())?.ge(p as f64)?;
+    Ok((keep.to_dtype(x.dtype())? * (1.0 / (1.0 - p as f64)))?)
 }
 
 /// `y = x Wᵀ + b` over the last dimension of `x`, with an optional LoRA adapter. The weight and
@@ -197,6 +205,11 @@ impl Linear {
             }
             Weight::Quantized { qtensor, .. } if mode == Mode::Training => {
                 crate::qmatmul::forward_trainable(qtensor, x)?
+            }
+            // Off the CPU, the layer is decoded for the product: candle's CUDA kernels for 4-bit
+            // blocks gave NaN logits on an H200 (the GPU check).
+            Weight::Quantized { .. } if !x.device().is_cpu() => {
+                crate::portable::frozen_matmul(&self.weight, x)?
             }
             Weight::Quantized { qtensor, matmul } => match crate::qmatmul::forward(qtensor, x)? {
                 Some(y) => y,
@@ -282,7 +295,7 @@ impl RmsNorm {
         match mode {
             Mode::Inference => Ok(candle_nn::ops::rms_norm(
                 &x.contiguous()?,
-                &self.weight,
+                &self.weight.to_dtype(x.dtype())?,
                 self.eps,
             )?),
             Mode::Training => Ok(crate::grad_ops::rms_norm(x, &self.weight, self.eps as f64)?),
@@ -337,7 +350,8 @@ pub fn rotary_tables(
 
 /// Rotary embedding in the Hugging Face "rotate half" layout, for `x` of shape `(b, h, t, d)`.
 pub fn apply_rotary(x: &Tensor, cos: &Tensor, sin: &Tensor) -> Result<Tensor> {
-    Ok(candle_nn::rotary_emb::rope(&x.contiguous()?, cos, sin)?)
+    let (cos, sin) = (cos.to_dtype(x.dtype())?, sin.to_dtype(x.dtype())?);
+    Ok(candle_nn::rotary_emb::rope(&x.contiguous()?, &cos, &sin)?)
 }
 
 /// Causal mask `(t, offset + t)`: 0 where a query may attend, -inf elsewhere.

@@ -53,6 +53,9 @@ pub struct Transformer {
     /// Train through the kernels that run on any device (see `portable`) even on the CPU, where
     /// the fused ones are the default: how the tests hold the GPU's path to the CPU's.
     pub portable: bool,
+    /// The activations' dtype: that of the dense weights (f32, or 16 bits on a GPU); trained
+    /// parameters stay f32 and compute in it.
+    pub dtype: candle_core::DType,
     inv_freq: Vec<f32>,
     device: Device,
 }
@@ -144,6 +147,7 @@ impl Attention {
         // Grouped-query attention without copying keys: the query heads that share a key/value
         // head are stacked along the time axis, (b, kvh, rep * t, d).
         let rep = h / kvh;
+        let q_dtype = q.dtype();
         let q = q.reshape((b, kvh, rep * t, d))?;
         let probs = match (pass.mode, pass.mask) {
             // Training scales the (smaller) queries and masks inside the softmax kernel, so
@@ -152,9 +156,15 @@ impl Attention {
                 let scores = (q * scale)?.matmul(&k.t()?)?;
                 grad_ops::causal_softmax_last_dim(&scores, t, total - t)?
             }
-            (Mode::Portable, Some(_)) => {
-                let scores = (q * scale)?.matmul(&k.t()?)?;
-                portable::causal_softmax_last_dim(&scores, t, total - t)?
+            // Any device: the causal mask (made once per pass, on the device) added to the
+            // scores, then a fused softmax.
+            (Mode::Portable, Some(mask)) => {
+                let scores = (q * scale)?
+                    .matmul(&k.t()?)?
+                    .reshape((b, h, t, total))?
+                    .broadcast_add(&mask.to_dtype(q_dtype)?)?
+                    .reshape((b, kvh, rep * t, total))?;
+                portable::softmax_last_dim(&scores)?
             }
             (_, mask) => {
                 let scores = (q.matmul(&k.t()?)? * scale)?;
@@ -341,9 +351,21 @@ impl Transformer {
             lm_head,
             soft_prompt: None,
             portable: false,
+            dtype: precision.dense_dtype(),
             inv_freq,
             device: device.clone(),
         })
+    }
+
+    /// A new model of `config` with initial weights (see [`WeightSource::Initial`]): what
+    /// pretraining starts from, and what benchmarks of model shapes nobody has downloaded run.
+    pub fn initial(
+        config: &ModelConfig,
+        precision: Precision,
+        device: &Device,
+        seed: u64,
+    ) -> Result<Self> {
+        Self::load(config, &WeightSource::Initial { seed }, precision, device)
     }
 
     pub fn device(&self) -> &Device {
@@ -387,7 +409,7 @@ impl Transformer {
     /// Token embeddings `(b, t, hidden)` of `ids`, with the soft prompt in front when the
     /// sequence starts here (`offset` 0); returns them and the number of virtual tokens added.
     fn embed(&self, ids: &Tensor, offset: usize, mode: Mode) -> Result<(Tensor, usize)> {
-        let x = self.embed_tokens.forward(ids)?;
+        let x = self.embed_tokens.forward(ids)?.to_dtype(self.dtype)?;
         match (&self.soft_prompt, offset) {
             (Some(prompt), 0) => {
                 let prompt = match mode {
@@ -530,7 +552,11 @@ impl Transformer {
         // loops share one set of threads instead of competing for the cores.
         self.device.with_context(|| {
             let x = self.hidden(ids, cache, Mode::Inference)?;
-            self.lm_head.forward(&x)
+            // Logits are f32 whatever the activations' dtype: sampling reads them as such.
+            Ok(self
+                .lm_head
+                .forward(&x)?
+                .to_dtype(candle_core::DType::F32)?)
         })
     }
 
@@ -540,7 +566,10 @@ impl Transformer {
             let x = self.hidden(ids, cache, Mode::Inference)?;
             let t = x.dim(1)?;
             let last = x.narrow(1, t - 1, 1)?.squeeze(1)?;
-            self.lm_head.forward(&last)
+            Ok(self
+                .lm_head
+                .forward(&last)?
+                .to_dtype(candle_core::DType::F32)?)
         };
         // Decoding steps are many short parallel sections: keep them on candle's warm pool.
         // Prefill is one long GEMM per layer, measured faster on the global pool.

@@ -21,8 +21,12 @@ use std::sync::Arc;
 use candle_core::backend::BackendStorage;
 use candle_core::{CpuStorage, CustomOp2, DType, Layout, Result, Shape, Tensor, D};
 
-/// The gradient of an input, from the input and the gradient arriving at the output.
-type Backward = dyn Fn(&Tensor, &Tensor) -> Result<Tensor> + Send + Sync;
+/// The gradient of an input, from the input, the output and the gradient arriving at it.
+type Backward = dyn Fn(&Tensor, &Tensor, &Tensor) -> Result<Tensor> + Send + Sync;
+/// The gradients of two inputs (either may be `None`), from them, the output and its gradient.
+type Backward2 = dyn Fn(&Tensor, &Tensor, &Tensor, &Tensor) -> Result<(Option<Tensor>, Option<Tensor>)>
+    + Send
+    + Sync;
 
 /// Hands on the first argument's values and, in backward, calls `backward` for the second's
 /// gradient.
@@ -70,32 +74,85 @@ impl CustomOp2 for Bridge {
         &self,
         _value: &Tensor,
         input: &Tensor,
-        _out: &Tensor,
+        out: &Tensor,
         grad: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>)> {
-        Ok((None, Some((self.backward)(input, grad)?)))
+        Ok((None, Some((self.backward)(input, out, grad)?)))
     }
 }
 
+/// [`Bridge`] for two inputs.
+struct Bridge2 {
+    backward: Arc<Backward2>,
+}
+
+impl candle_core::CustomOp3 for Bridge2 {
+    fn name(&self) -> &'static str {
+        "gradient-bridge-2"
+    }
+
+    fn cpu_fwd(
+        &self,
+        value: &CpuStorage,
+        layout: &Layout,
+        _: &CpuStorage,
+        _: &Layout,
+        _: &CpuStorage,
+        _: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        check_whole(layout)?;
+        Ok((value.try_clone(layout)?, layout.shape().clone()))
+    }
+
+    #[cfg(feature = "cuda")]
+    fn cuda_fwd(
+        &self,
+        value: &candle_core::CudaStorage,
+        layout: &Layout,
+        _: &candle_core::CudaStorage,
+        _: &Layout,
+        _: &candle_core::CudaStorage,
+        _: &Layout,
+    ) -> Result<(candle_core::CudaStorage, Shape)> {
+        check_whole(layout)?;
+        Ok((value.try_clone(layout)?, layout.shape().clone()))
+    }
+
+    fn bwd(
+        &self,
+        _value: &Tensor,
+        a: &Tensor,
+        b: &Tensor,
+        out: &Tensor,
+        grad: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let (da, db) = (self.backward)(a, b, out, grad)?;
+        Ok((None, da, db))
+    }
+}
+
+/// A value fit to be bridged: detached, contiguous, starting at its storage's beginning.
+fn bridgeable(value: Tensor) -> Result<Tensor> {
+    let value = value.detach().contiguous()?;
+    // A contiguous view into a larger buffer (a narrowed tensor) is copied out first.
+    if value.layout().start_offset() != 0 {
+        return value.copy();
+    }
+    Ok(value)
+}
+
 /// `value` (computed from `input` with nothing recorded) as a tensor whose gradient with
-/// respect to `input` is `backward(input, dy)`. When `input` is not tracked, `value` comes back
-/// as it is.
+/// respect to `input` is `backward(input, value, dy)`. When `input` is not tracked, `value`
+/// comes back as it is.
 pub fn with_backward(
     value: Tensor,
     input: &Tensor,
-    backward: impl Fn(&Tensor, &Tensor) -> Result<Tensor> + Send + Sync + 'static,
+    backward: impl Fn(&Tensor, &Tensor, &Tensor) -> Result<Tensor> + Send + Sync + 'static,
 ) -> Result<Tensor> {
     if !input.track_op() {
         return Ok(value);
     }
-    let value = value.detach().contiguous()?;
-    // A contiguous view into a larger buffer (a narrowed tensor) is copied out first.
-    let value = if value.layout().start_offset() != 0 {
-        value.copy()?
-    } else {
-        value
-    };
-    value.apply_op2(
+    bridgeable(value)?.apply_op2(
         input,
         Bridge {
             backward: Arc::new(backward),
@@ -103,28 +160,73 @@ pub fn with_backward(
     )
 }
 
-/// RMSNorm `x / sqrt(mean(x²) + eps) · w`, in f32, returned in `x`'s dtype.
-pub fn rms_norm(x: &Tensor, weight: &Tensor, eps: f64) -> Result<Tensor> {
-    let dtype = x.dtype();
-    let x = x.to_dtype(DType::F32)?;
-    let r = (x.sqr()?.mean_keepdim(D::Minus1)? + eps)?.sqrt()?.recip()?;
-    x.broadcast_mul(&r)?
-        .broadcast_mul(&weight.to_dtype(DType::F32)?)?
-        .to_dtype(dtype)
+/// [`with_backward`] for a value computed from two inputs.
+pub fn with_backward2(
+    value: Tensor,
+    a: &Tensor,
+    b: &Tensor,
+    backward: impl Fn(&Tensor, &Tensor, &Tensor, &Tensor) -> Result<(Option<Tensor>, Option<Tensor>)>
+        + Send
+        + Sync
+        + 'static,
+) -> Result<Tensor> {
+    if !a.track_op() && !b.track_op() {
+        return Ok(value);
+    }
+    bridgeable(value)?.apply_op3(
+        a,
+        b,
+        Bridge2 {
+            backward: Arc::new(backward),
+        },
+    )
 }
 
-/// Rotary embedding in the "rotate half" layout for `x` `(b, h, t, d)`; `cos`, `sin` `(t, d/2)`.
+/// RMSNorm `x / sqrt(mean(x²) + eps) · w`: candle's fused kernel forward (f32 inside, in
+/// `x`'s dtype out), the backward in f32 tensor ops. A frozen `w` gets no gradient.
+pub fn rms_norm(x: &Tensor, weight: &Tensor, eps: f64) -> Result<Tensor> {
+    let y = candle_nn::ops::rms_norm(
+        &x.detach().contiguous()?,
+        &weight.detach().to_dtype(x.dtype())?,
+        eps as f32,
+    )?;
+    with_backward2(y, x, weight, move |x, w, _y, dy| {
+        let (x32, w32, dy32) = (
+            x.to_dtype(DType::F32)?,
+            w.to_dtype(DType::F32)?,
+            dy.to_dtype(DType::F32)?,
+        );
+        let dim = x.dim(D::Minus1)? as f64;
+        let r = (x32.sqr()?.mean_keepdim(D::Minus1)? + eps)?
+            .sqrt()?
+            .recip()?;
+        let dyw = dy32.broadcast_mul(&w32)?;
+        // dx = r·(dy·w) − x·r³·mean(dy·w·x)
+        let proj = ((&dyw * &x32)?.sum_keepdim(D::Minus1)? / dim)?;
+        let dx = (dyw.broadcast_mul(&r)? - x32.broadcast_mul(&(r.powf(3.0)? * proj)?)?)?;
+        let dw = if w.track_op() {
+            // dw = Σ_rows dy·x·r
+            let rows = dy.elem_count() / w.elem_count();
+            let dw = (dy32 * x32.broadcast_mul(&r)?)?
+                .reshape((rows, w.elem_count()))?
+                .sum(0)?;
+            Some(dw.to_dtype(w.dtype())?)
+        } else {
+            None
+        };
+        Ok((Some(dx.to_dtype(x.dtype())?), dw))
+    })
+}
+
+/// Rotary embedding in the "rotate half" layout for `x` `(b, h, t, d)`; `cos`, `sin` `(t, d/2)`:
+/// candle's fused kernel, and in backward the same rotation turned back (`-sin`).
 pub fn rope(x: &Tensor, cos: &Tensor, sin: &Tensor) -> Result<Tensor> {
-    let d = x.dim(D::Minus1)?;
-    let half = d / 2;
     let (cos, sin) = (cos.to_dtype(x.dtype())?, sin.to_dtype(x.dtype())?);
-    let (a, b) = (
-        x.narrow(D::Minus1, 0, half)?,
-        x.narrow(D::Minus1, half, half)?,
-    );
-    let first = (a.broadcast_mul(&cos)? - b.broadcast_mul(&sin)?)?;
-    let second = (b.broadcast_mul(&cos)? + a.broadcast_mul(&sin)?)?;
-    Tensor::cat(&[first, second], D::Minus1)
+    let y = candle_nn::rotary_emb::rope(&x.detach().contiguous()?, &cos, &sin)?;
+    let back = sin.neg()?;
+    with_backward(y, x, move |_x, _y, dy| {
+        candle_nn::rotary_emb::rope(&dy.contiguous()?, &cos, &back)
+    })
 }
 
 /// The gated MLP's activation `silu(gate) · up`.
@@ -132,34 +234,15 @@ pub fn silu_mul(gate: &Tensor, up: &Tensor) -> Result<Tensor> {
     gate.silu()? * up
 }
 
-/// Softmax over the last dimension, in f32, returned in `x`'s dtype.
+/// Softmax over the last dimension: candle's fused kernel forward (in `x`'s dtype), the
+/// backward `y·(dy − Σ dy·y)` in f32 tensor ops from the output.
 pub fn softmax_last_dim(x: &Tensor) -> Result<Tensor> {
-    let dtype = x.dtype();
-    let x = x.to_dtype(DType::F32)?;
-    // The maximum only keeps exp() in range; the result does not depend on it.
-    let max = x.max_keepdim(D::Minus1)?.detach();
-    let e = x.broadcast_sub(&max)?.exp()?;
-    e.broadcast_div(&e.sum_keepdim(D::Minus1)?)?.to_dtype(dtype)
-}
-
-/// Softmax of attention scores `(…, rows, keys)` under the causal mask: row `r` is the query at
-/// position `offset + r % t` and sees keys `0..=offset + r % t`.
-pub fn causal_softmax_last_dim(x: &Tensor, t: usize, offset: usize) -> Result<Tensor> {
-    let keys = x.dim(D::Minus1)?;
-    let rows = x.dim(D::Minus2)?;
-    let mask: Vec<f32> = (0..rows)
-        .flat_map(|r| {
-            (0..keys).map(move |k| {
-                if k <= offset + r % t {
-                    0.0
-                } else {
-                    f32::NEG_INFINITY
-                }
-            })
-        })
-        .collect();
-    let mask = Tensor::from_vec(mask, (rows, keys), x.device())?;
-    softmax_last_dim(&x.to_dtype(DType::F32)?.broadcast_add(&mask)?)?.to_dtype(x.dtype())
+    let y = candle_nn::ops::softmax_last_dim(&x.detach().contiguous()?)?;
+    with_backward(y, x, |x, y, dy| {
+        let (y32, dy32) = (y.to_dtype(DType::F32)?, dy.to_dtype(DType::F32)?);
+        let dot = (&dy32 * &y32)?.sum_keepdim(D::Minus1)?;
+        (y32 * dy32.broadcast_sub(&dot)?)?.to_dtype(x.dtype())
+    })
 }
 
 /// Cross-entropy rows of `logits` `(rows, vocab)` against `targets` on their own device: the
@@ -214,7 +297,7 @@ pub fn frozen_matmul(weight: &crate::layers::Weight, x: &Tensor) -> Result<Tenso
         .matmul(&w.t()?)?
         .reshape(dims)?;
     drop(w);
-    with_backward(y, x, move |x, dy| {
+    with_backward(y, x, move |x, _y, dy| {
         let w = decode(dy.device(), dy.dtype())?;
         dy.reshape((rows, n))?.matmul(&w)?.reshape(x.shape())
     })

@@ -27,6 +27,63 @@ pub enum Precision {
     /// transformer blocks become NF4 as each is read (the embeddings and the output head stay
     /// in f32), so the full-precision model never exists in memory at once.
     Nf4,
+    /// Dense matrices in bf16 (GGUF blocks decoded to it); norms and biases stay f32. What a
+    /// GPU trains and answers in: half the memory of f32, at its matrix units' full speed.
+    Bf16,
+    /// As [`Bf16`](Self::Bf16), in f16: for GPUs without bf16 (before compute capability 8.0).
+    F16,
+}
+
+impl Precision {
+    /// The dtype dense matrices are held in.
+    pub fn dense_dtype(self) -> DType {
+        match self {
+            Precision::Bf16 => DType::BF16,
+            Precision::F16 => DType::F16,
+            Precision::Native | Precision::F32 | Precision::Nf4 => DType::F32,
+        }
+    }
+
+    /// The 16-bit precision `device` computes best in: bf16 where the GPU has it, f16 on older
+    /// GPUs, and f32 (nothing to gain) on the CPU.
+    pub fn half_for(device: &Device) -> Precision {
+        match device {
+            Device::Cuda(_) if device.supports_bf16() => Precision::Bf16,
+            Device::Cuda(_) => Precision::F16,
+            _ => Precision::F32,
+        }
+    }
+}
+
+/// Draws `n` values from N(0, std²), the same for the same seed on every machine: chunks of
+/// 64k values, each from its own xorshift stream, in parallel.
+pub fn normal_values(n: usize, std: f32, seed: u64) -> Vec<f32> {
+    use rayon::prelude::*;
+    const CHUNK: usize = 1 << 16;
+    let mut out = vec![0f32; n];
+    out.par_chunks_mut(CHUNK)
+        .enumerate()
+        .for_each(|(i, chunk)| {
+            let mut state = (seed ^ (i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15))
+                .wrapping_mul(0xD1B5_4A32_D192_ED03)
+                | 1;
+            let mut uniform = || {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                ((state >> 11) as f64 + 0.5) / (1u64 << 53) as f64
+            };
+            for pair in chunk.chunks_mut(2) {
+                let (u1, u2) = (uniform(), uniform());
+                let r = (-2.0 * u1.ln()).sqrt() * std as f64;
+                let angle = 2.0 * std::f64::consts::PI * u2;
+                pair[0] = (r * angle.cos()) as f32;
+                if let Some(second) = pair.get_mut(1) {
+                    *second = (r * angle.sin()) as f32;
+                }
+            }
+        });
+    out
 }
 
 /// A block matrix in NF4 when `precision` asks for it and its rows fit NF4's blocks; any
@@ -38,10 +95,16 @@ fn nf4_or_dense(name: &str, w: Tensor, precision: Precision) -> Result<Weight> {
             crate::nf4::Nf4Tensor::quantize(&w)?,
         )));
     }
-    Ok(Weight::Dense(w))
+    Ok(Weight::Dense(w.to_dtype(precision.dense_dtype())?))
 }
 
 pub enum WeightSource {
+    /// A new model's weights: matrices drawn from N(0, 0.02²) by `seed` (the same on every
+    /// device), norms at one, no biases. With [`Precision::Native`], the blocks' matrices are
+    /// quantized to GGUF's Q4_1 on their device, as a downloaded 4-bit model would be.
+    Initial {
+        seed: u64,
+    },
     Gguf(GgufFile),
     Safetensors {
         files: Vec<PathBuf>,
@@ -183,6 +246,7 @@ impl WeightSource {
 
     fn path_of(&self, name: &str) -> PathBuf {
         match self {
+            WeightSource::Initial { .. } => PathBuf::new(),
             WeightSource::Gguf(g) => g.path().to_path_buf(),
             WeightSource::Safetensors { files, index, .. } => index
                 .get(name)
@@ -195,6 +259,7 @@ impl WeightSource {
 
     pub fn contains(&self, name: &str) -> bool {
         match self {
+            WeightSource::Initial { .. } => !name.ends_with(".bias") && name != "lm_head.weight",
             WeightSource::Gguf(g) => gguf_name(name).is_some_and(|n| g.has_tensor(&n)),
             WeightSource::Safetensors { index, .. } => index.contains_key(name),
         }
@@ -228,6 +293,22 @@ impl WeightSource {
         device: &Device,
     ) -> Result<Weight> {
         match self {
+            WeightSource::Initial { seed } => {
+                // Each tensor draws from its own stream: the seed and the tensor's name.
+                let seed = name
+                    .bytes()
+                    .fold(*seed, |h, b| (h ^ b as u64).wrapping_mul(0x0100_0000_01B3));
+                let values = normal_values(shape.0 * shape.1, 0.02, seed);
+                let w = Tensor::from_vec(values, shape, &Device::Cpu)?;
+                if precision == Precision::Native && name.contains(".layers.") {
+                    return Weight::quantized(candle_core::quantized::QTensor::quantize_onto(
+                        &w,
+                        GgmlDType::Q4_1,
+                        device,
+                    )?);
+                }
+                nf4_or_dense(name, w.to_device(device)?, precision)
+            }
             WeightSource::Gguf(g) => {
                 let gname = gguf_name(name).ok_or_else(|| EngineError::Missing {
                     path: g.path().into(),
@@ -245,7 +326,9 @@ impl WeightSource {
                 let q = g.qtensor(&gname, heads, device)?;
                 self.check_shape(name, q.shape().dims(), &[shape.0, shape.1])?;
                 let dense = matches!(q.dtype(), GgmlDType::F32 | GgmlDType::F16 | GgmlDType::BF16);
-                if precision == Precision::F32 || dense {
+                let decoded =
+                    matches!(precision, Precision::F32 | Precision::Bf16 | Precision::F16);
+                if decoded || dense {
                     nf4_or_dense(name, q.dequantize(device)?, precision)
                 } else {
                     Weight::quantized(q)
@@ -266,6 +349,7 @@ impl WeightSource {
 
     fn vector_or_tensor(&self, name: &str, shape: &[usize], device: &Device) -> Result<Tensor> {
         let tensor = match self {
+            WeightSource::Initial { .. } => Tensor::ones(shape, DType::F32, device)?,
             WeightSource::Gguf(g) => {
                 let gname = gguf_name(name).ok_or_else(|| EngineError::Missing {
                     path: g.path().into(),
@@ -315,6 +399,7 @@ impl WeightSource {
 
     pub fn source_path(&self) -> &Path {
         match self {
+            WeightSource::Initial { .. } => Path::new(""),
             WeightSource::Gguf(g) => g.path(),
             WeightSource::Safetensors { files, .. } => {
                 files.first().map(PathBuf::as_path).unwrap_or(Path::new(""))

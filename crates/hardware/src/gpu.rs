@@ -198,3 +198,38 @@ mod tests {
         assert_eq!(milliwatts_to_watts(60_500), 60.5);
     }
 }
+
+/// Repeated readings of one GPU while work runs on it: memory in use, the energy counter and
+/// utilisation. Opens NVML once; each reading is one driver call.
+pub struct GpuMeter {
+    nvml: Nvml,
+    index: u32,
+}
+
+impl GpuMeter {
+    /// The meter of GPU `index` (NVML's numbering), or `None` without a driver or that GPU.
+    pub fn open(index: u32) -> Option<GpuMeter> {
+        let nvml = Nvml::init().ok()?;
+        nvml.device_by_index(index).ok()?;
+        Some(GpuMeter { nvml, index })
+    }
+
+    fn device(&self) -> Option<Device<'_>> {
+        self.nvml.device_by_index(self.index).ok()
+    }
+
+    /// Bytes of the GPU's memory in use, by every process.
+    pub fn memory_used_bytes(&self) -> Option<u64> {
+        Some(self.device()?.memory_info().ok()?.used)
+    }
+
+    /// Energy the GPU has used since the driver loaded, in joules (Volta and newer).
+    pub fn energy_joules(&self) -> Option<f64> {
+        Some(self.device()?.total_energy_consumption().ok()? as f64 / 1000.0)
+    }
+
+    /// Share of the last sample period in which a kernel ran, 0 to 100.
+    pub fn utilization_percent(&self) -> Option<u32> {
+        Some(self.device()?.utilization_rates().ok()?.gpu)
+    }
+}

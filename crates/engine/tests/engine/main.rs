@@ -7,6 +7,7 @@ mod embeddings;
 mod formats;
 mod generation;
 mod parity;
+mod precision;
 mod tokenizers;
 mod training;
 

@@ -58,19 +58,28 @@ pub fn attach(
             }
             tokens.iter().copied().cycle().take(n).collect()
         }
-        _ => {
-            let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-            (0..n)
-                .map(|_| {
-                    state ^= state << 13;
-                    state ^= state >> 7;
-                    state ^= state << 17;
-                    (state % vocab) as u32
-                })
-                .collect()
-        }
+        _ => random_ids(n, vocab, seed),
     };
-    let ids = Tensor::new(ids.as_slice(), model.device())?;
+    attach_ids(model, &ids)
+}
+
+/// `n` vocabulary entries drawn by `seed`: where a soft prompt starts without an init text.
+pub fn random_ids(n: usize, vocab: u64, seed: u64) -> Vec<u32> {
+    let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..n)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            (state % vocab) as u32
+        })
+        .collect()
+}
+
+/// A soft prompt starting from the embeddings of `ids`, one virtual token each, put before
+/// every input of `model`; returns it as the one trainable variable.
+pub fn attach_ids(model: &mut Transformer, ids: &[u32]) -> Result<Vec<(String, Var)>, TrainError> {
+    let ids = Tensor::new(ids, model.device())?;
     let rows = model
         .embed_tokens
         .forward(&ids)?

@@ -9,6 +9,7 @@ fn model(precision: Precision) -> &'static LoadedModel {
         Precision::F32 => crate::f32_model(),
         // On the default GGUF, NF4 keeps the file's own 4-bit blocks: the native model.
         Precision::Native | Precision::Nf4 => crate::native_model(),
+        other => panic!("these tests load the default model in f32 or natively, not {other:?}"),
     }
 }
 
