@@ -125,6 +125,7 @@ pub struct TrainBenchRequest {
     /// Measured steps, after one warm-up step.
     pub steps: usize,
     pub activation_checkpointing: bool,
+    pub device: tunelab_engine::DeviceChoice,
 }
 
 impl Default for TrainBenchRequest {
@@ -136,6 +137,7 @@ impl Default for TrainBenchRequest {
             seq_len: 256,
             steps: 3,
             activation_checkpointing: true,
+            device: tunelab_engine::DeviceChoice::Auto,
         }
     }
 }
@@ -150,6 +152,7 @@ pub fn train(ws: &Workspace, request: &TrainBenchRequest) -> Result<TrainBench> 
         seq_len,
         steps,
         activation_checkpointing,
+        device,
     } = *request;
     use tunelab_train::data::TokenizedExample;
     use tunelab_train::trainer::{EvalMetrics, ProgressSink, RunDir, StepMetrics, TrainSettings};
@@ -171,7 +174,7 @@ pub fn train(ws: &Workspace, request: &TrainBenchRequest) -> Result<TrainBench> 
         method,
         ..Default::default()
     };
-    let device = tunelab_engine::default_device();
+    let device = device.open()?;
     let (mut model, model_name) = if config.from_scratch() {
         // A new model of the default preset (10M parameters); its tokenizer only has to exist.
         let dir = tempfile_dir("tunelab-bench-model")?;
@@ -187,7 +190,7 @@ pub fn train(ws: &Workspace, request: &TrainBenchRequest) -> Result<TrainBench> 
         (model?, format!("new {} model", preset.as_str()))
     } else {
         let (_, path) = crate::models::resolve(ws, model_name)?;
-        let model = tunelab_engine::load(&path, method.precision(), &device)?;
+        let model = tunelab_engine::load(&path, method.precision(&device), &device)?;
         (model, model_name.to_string())
     };
     let params = crate::train::attach_trainable(&mut model, &config)?;

@@ -107,7 +107,7 @@ pub fn train(ws: &Workspace, config: &RunConfig) -> Result<TrainPlan> {
         checkpointing: config.train.activation_checkpointing,
     };
     let planned = estimate_for(&knobs);
-    let (device, available) = free_memory();
+    let (device, available) = free_memory(config.device)?;
     let budget = available.map(|a| (a as f64 * USABLE_SHARE) as u64);
     let fits_in = |e: &MemoryEstimate| budget.is_none_or(|b| e.total_bytes <= b);
     let fits = fits_in(&planned);
@@ -234,15 +234,19 @@ fn nf4_bytes(c: &tunelab_engine::ModelConfig) -> u64 {
 }
 
 /// The training device and its free memory.
-fn free_memory() -> (String, Option<u64>) {
-    let device = tunelab_engine::default_device();
+fn free_memory(choice: tunelab_engine::DeviceChoice) -> Result<(String, Option<u64>)> {
+    let device = choice.open()?;
     let report = tunelab_hardware::probe();
-    if device.is_cuda() {
-        let free = report.gpus.first().map(|g| g.memory_free_bytes);
-        return ("cuda:0".into(), free);
+    if let Some(gpu_id) = tunelab_engine::cuda_index(&device) {
+        let free = report
+            .gpus
+            .iter()
+            .find(|g| g.index as usize == gpu_id)
+            .map(|g| g.memory_free_bytes);
+        return Ok((tunelab_engine::device_label(&device), free));
     }
     let available = report.memory.available_bytes;
-    ("cpu".into(), (available > 0).then_some(available))
+    Ok(("cpu".into(), (available > 0).then_some(available)))
 }
 
 fn gib(bytes: u64) -> String {

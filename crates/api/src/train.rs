@@ -69,9 +69,13 @@ impl Method {
     }
 
     /// How the base model is held while this method trains.
-    pub fn precision(self) -> Precision {
+    /// How the base model is held on `device`: f32 on the CPU, 16 bits on a GPU (trained
+    /// parameters stay f32 on both); QLoRA's base in 4 bits everywhere.
+    pub fn precision(self, device: &tunelab_engine::Device) -> Precision {
         match self {
-            Method::Lora | Method::SoftPrompt | Method::Full | Method::Pretrain => Precision::F32,
+            Method::Lora | Method::SoftPrompt | Method::Full | Method::Pretrain => {
+                Precision::half_for(device)
+            }
             Method::Qlora => Precision::Nf4,
         }
     }
@@ -139,6 +143,9 @@ pub struct RunConfig {
     pub soft_prompt: SoftPromptConfig,
     pub pretrain: PretrainConfig,
     pub train: TrainSettings,
+    /// Where it trains: `auto` (the first CUDA GPU of a build with CUDA, else the CPU), `cpu`,
+    /// `cuda` or `cuda:N`. The device it ran on is in the summary.
+    pub device: tunelab_engine::DeviceChoice,
 }
 
 impl Default for RunConfig {
@@ -155,6 +162,7 @@ impl Default for RunConfig {
             soft_prompt: SoftPromptConfig::default(),
             pretrain: PretrainConfig::default(),
             train: TrainSettings::default(),
+            device: tunelab_engine::DeviceChoice::Auto,
         }
     }
 }
@@ -330,7 +338,7 @@ fn run_job(
     }
     run.write_json("config.json", config)?;
 
-    let device = tunelab_engine::default_device();
+    let device = config.device.open()?;
     let options = ReadOptions {
         format: config.format,
         ..ReadOptions::default()
@@ -340,7 +348,7 @@ fn run_job(
         new_model(&run, config, &dataset, &device)?
     } else {
         let (_, model_path) = models::resolve(ws, &config.model)?;
-        tunelab_engine::load(&model_path, config.method.precision(), &device)?
+        tunelab_engine::load(&model_path, config.method.precision(&device), &device)?
     };
     let tokenized = tokenize_dataset(
         &model,
@@ -431,7 +439,7 @@ fn run_job(
         trainable_parameters: trainable,
         wall_time_s: outcome.elapsed_s,
         peak_rss_bytes: tunelab_hardware::peak_rss_bytes(),
-        device: format!("{device:?}").to_lowercase(),
+        device: tunelab_engine::device_label(&device),
         started_at,
         finished_at: now(),
         artifact,

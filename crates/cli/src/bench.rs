@@ -76,6 +76,9 @@ pub enum Command {
         /// more memory
         #[arg(long)]
         no_checkpointing: bool,
+        /// auto, cpu, cuda or cuda:N
+        #[arg(long, default_value = "auto")]
+        device: tunelab_api::DeviceChoice,
         #[arg(long)]
         json: bool,
     },
@@ -168,6 +171,7 @@ pub fn run(ws: &Workspace, cmd: Command) -> Result<()> {
             seq_len,
             steps,
             no_checkpointing,
+            device,
             json,
         } => {
             use tunelab_api::train::Method;
@@ -190,6 +194,7 @@ pub fn run(ws: &Workspace, cmd: Command) -> Result<()> {
                 seq_len,
                 steps,
                 activation_checkpointing: !no_checkpointing,
+                device,
             };
             let result = tunelab_api::bench::train(ws, &request)?;
             if json {

@@ -55,6 +55,10 @@ pub struct TrainArgs {
     /// Keep every block's activations for backward: faster, far more memory
     #[arg(long)]
     no_checkpointing: bool,
+    /// Where to train: auto (the first GPU of a build with CUDA, else the CPU), cpu, cuda or
+    /// cuda:N
+    #[arg(long)]
+    device: Option<tunelab_api::DeviceChoice>,
     /// Start even when the memory plan says the run will not fit
     #[arg(long)]
     force: bool,
@@ -160,6 +164,7 @@ fn resolve_config(method: Method, args: &TrainArgs, need_data: bool) -> Result<R
     if args.no_checkpointing {
         config.train.activation_checkpointing = false;
     }
+    config.device = args.device.unwrap_or(config.device);
     let pt = &mut config.pretrain;
     if let Some(preset) = &args.preset {
         pt.preset = tunelab_train_preset(preset)?;

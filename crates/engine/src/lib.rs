@@ -9,6 +9,7 @@ pub mod bert;
 pub mod checkpoint;
 pub mod config;
 mod cpu_gemm;
+pub mod device;
 pub mod error;
 pub mod generate;
 pub mod gguf;
@@ -27,6 +28,7 @@ pub mod weights;
 
 pub use candle_core::{DType, Device, Tensor, Var};
 pub use config::{Architecture, ModelConfig};
+pub use device::{cuda_index, device_label, DeviceChoice};
 pub use error::{EngineError, Result};
 pub use generate::{generate, Generation, SamplingParams, StopReason};
 pub use loader::{inspect, load, verify, LoadedModel, ModelFormat, ModelSummary};
@@ -49,16 +51,9 @@ pub fn on_compute_pool<R: Send>(f: impl FnOnce() -> R + Send) -> R {
     rayon::scope(|_| f())
 }
 
-/// The device models run on: the first CUDA GPU when built with `cuda` and one is present,
-/// otherwise the CPU.
+/// The device models run on when nobody chose one: [`DeviceChoice::Auto`].
 pub fn default_device() -> Device {
-    #[cfg(feature = "cuda")]
-    {
-        if let Ok(device) = Device::new_cuda(0) {
-            return device;
-        }
-    }
-    Device::Cpu
+    DeviceChoice::Auto.open().unwrap_or(Device::Cpu)
 }
 
 impl LoadedModel {

@@ -5,21 +5,22 @@
 //! CPU when a model asks for it ([`Transformer::portable`](crate::Transformer)), training goes
 //! through this module instead:
 //!
-//! - compositions of candle tensor ops whose backward candle already has (RMSNorm, rotary
-//!   embeddings, the gated activation, softmax), computed in f32 whatever the activations'
-//!   dtype, and handed back in it;
 //! - [`with_backward`]: a value computed without recording a graph, joined to the graph with a
-//!   backward pass we write. Its forward only copies storage, which every backend can do, so
-//!   it runs on the CPU and on CUDA alike. Activation checkpointing and quantized base layers
-//!   (QLoRA) use it: neither keeps what a recorded graph would.
+//!   backward pass we write. The op's own forward only hands the value on (a storage copy,
+//!   which every backend can do), so it runs on the CPU and on CUDA alike. RMSNorm, rotary
+//!   embeddings and softmax compute their forward with candle's fused kernels (which have CPU
+//!   and CUDA versions but no backward) and their backward here in f32 tensor ops; activation
+//!   checkpointing and quantized base layers (QLoRA) use it to keep less than a recorded graph
+//!   would;
+//! - compositions of candle tensor ops whose backward candle already has: the gated activation
+//!   and the loss.
 //!
-//! The tests (`tests/engine/portable.rs`) hold this path to the fused one on the CPU: the loss
-//! and every trainable gradient, for each training method, with checkpointing on and off.
-
-use std::sync::Arc;
+//! The tests (`crates/train/tests/train/portable.rs`) hold this path to the fused one on the
+//! CPU: the loss and every trainable gradient, for each training method, with checkpointing on
+//! and off; `tunelab-gpu-check` does the same on a GPU.
 
 use candle_core::backend::BackendStorage;
-use candle_core::{CpuStorage, CustomOp2, DType, Layout, Result, Shape, Tensor, D};
+use candle_core::{CpuStorage, DType, Layout, Result, Shape, Tensor, D};
 
 /// The gradient of an input, from the input, the output and the gradient arriving at it.
 type Backward = dyn Fn(&Tensor, &Tensor, &Tensor) -> Result<Tensor> + Send + Sync;
@@ -28,117 +29,121 @@ type Backward2 = dyn Fn(&Tensor, &Tensor, &Tensor, &Tensor) -> Result<(Option<Te
     + Send
     + Sync;
 
-/// Hands on the first argument's values and, in backward, calls `backward` for the second's
-/// gradient.
-struct Bridge {
-    backward: Arc<Backward>,
-}
+/// The value a bridge hands on: taken out of the op by its forward, so that the recorded
+/// graph keeps only the inputs (as any op does), not a second copy of the output.
+struct Handed(std::sync::Mutex<Option<Tensor>>);
 
-/// The storage behind `layout` must be exactly the tensor: a fresh, contiguous result.
-fn check_whole(layout: &Layout) -> Result<()> {
-    match layout.contiguous_offsets() {
-        Some((0, end)) if end == layout.shape().elem_count() => Ok(()),
-        _ => candle_core::bail!("a bridged value must be a fresh contiguous tensor"),
+impl Handed {
+    fn new(value: Tensor) -> Result<Self> {
+        let value = value.detach().contiguous()?;
+        // A contiguous view into a larger buffer (a narrowed tensor) is copied out first.
+        let value = if value.layout().start_offset() != 0 {
+            value.copy()?
+        } else {
+            value
+        };
+        Ok(Handed(std::sync::Mutex::new(Some(value))))
+    }
+
+    fn take(&self) -> Result<Tensor> {
+        self.0
+            .lock()
+            .map_err(|_| candle_core::Error::Msg("a gradient bridge was poisoned".into()))?
+            .take()
+            .ok_or_else(|| candle_core::Error::Msg("a gradient bridge ran twice".into()))
+    }
+
+    fn cpu(&self) -> Result<(CpuStorage, Shape)> {
+        let value = self.take()?;
+        let (storage, layout) = value.storage_and_layout();
+        match &*storage {
+            candle_core::Storage::Cpu(s) => Ok((s.try_clone(layout)?, layout.shape().clone())),
+            _ => candle_core::bail!("a gradient bridge's value is not on the CPU"),
+        }
+    }
+
+    #[cfg(feature = "cuda")]
+    fn cuda(&self) -> Result<(candle_core::CudaStorage, Shape)> {
+        let value = self.take()?;
+        let (storage, layout) = value.storage_and_layout();
+        match &*storage {
+            candle_core::Storage::Cuda(s) => Ok((s.try_clone(layout)?, layout.shape().clone())),
+            _ => candle_core::bail!("a gradient bridge's value is not on the GPU"),
+        }
     }
 }
 
-impl CustomOp2 for Bridge {
+/// Hands on a value computed outside the graph and, in backward, calls `backward` for its
+/// input's gradient.
+struct Bridge {
+    value: Handed,
+    backward: Box<Backward>,
+}
+
+impl candle_core::CustomOp1 for Bridge {
     fn name(&self) -> &'static str {
         "gradient-bridge"
     }
 
-    fn cpu_fwd(
-        &self,
-        value: &CpuStorage,
-        layout: &Layout,
-        _: &CpuStorage,
-        _: &Layout,
-    ) -> Result<(CpuStorage, Shape)> {
-        check_whole(layout)?;
-        Ok((value.try_clone(layout)?, layout.shape().clone()))
+    fn cpu_fwd(&self, _: &CpuStorage, _: &Layout) -> Result<(CpuStorage, Shape)> {
+        self.value.cpu()
     }
 
     #[cfg(feature = "cuda")]
     fn cuda_fwd(
         &self,
-        value: &candle_core::CudaStorage,
-        layout: &Layout,
         _: &candle_core::CudaStorage,
         _: &Layout,
     ) -> Result<(candle_core::CudaStorage, Shape)> {
-        check_whole(layout)?;
-        Ok((value.try_clone(layout)?, layout.shape().clone()))
+        self.value.cuda()
     }
 
-    fn bwd(
-        &self,
-        _value: &Tensor,
-        input: &Tensor,
-        out: &Tensor,
-        grad: &Tensor,
-    ) -> Result<(Option<Tensor>, Option<Tensor>)> {
-        Ok((None, Some((self.backward)(input, out, grad)?)))
+    fn bwd(&self, input: &Tensor, out: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {
+        Ok(Some((self.backward)(input, out, grad)?))
     }
 }
 
 /// [`Bridge`] for two inputs.
 struct Bridge2 {
-    backward: Arc<Backward2>,
+    value: Handed,
+    backward: Box<Backward2>,
 }
 
-impl candle_core::CustomOp3 for Bridge2 {
+impl candle_core::CustomOp2 for Bridge2 {
     fn name(&self) -> &'static str {
         "gradient-bridge-2"
     }
 
     fn cpu_fwd(
         &self,
-        value: &CpuStorage,
-        layout: &Layout,
         _: &CpuStorage,
         _: &Layout,
         _: &CpuStorage,
         _: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        check_whole(layout)?;
-        Ok((value.try_clone(layout)?, layout.shape().clone()))
+        self.value.cpu()
     }
 
     #[cfg(feature = "cuda")]
     fn cuda_fwd(
         &self,
-        value: &candle_core::CudaStorage,
-        layout: &Layout,
         _: &candle_core::CudaStorage,
         _: &Layout,
         _: &candle_core::CudaStorage,
         _: &Layout,
     ) -> Result<(candle_core::CudaStorage, Shape)> {
-        check_whole(layout)?;
-        Ok((value.try_clone(layout)?, layout.shape().clone()))
+        self.value.cuda()
     }
 
     fn bwd(
         &self,
-        _value: &Tensor,
         a: &Tensor,
         b: &Tensor,
         out: &Tensor,
         grad: &Tensor,
-    ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
-        let (da, db) = (self.backward)(a, b, out, grad)?;
-        Ok((None, da, db))
+    ) -> Result<(Option<Tensor>, Option<Tensor>)> {
+        (self.backward)(a, b, out, grad)
     }
-}
-
-/// A value fit to be bridged: detached, contiguous, starting at its storage's beginning.
-fn bridgeable(value: Tensor) -> Result<Tensor> {
-    let value = value.detach().contiguous()?;
-    // A contiguous view into a larger buffer (a narrowed tensor) is copied out first.
-    if value.layout().start_offset() != 0 {
-        return value.copy();
-    }
-    Ok(value)
 }
 
 /// `value` (computed from `input` with nothing recorded) as a tensor whose gradient with
@@ -152,12 +157,10 @@ pub fn with_backward(
     if !input.track_op() {
         return Ok(value);
     }
-    bridgeable(value)?.apply_op2(
-        input,
-        Bridge {
-            backward: Arc::new(backward),
-        },
-    )
+    input.apply_op1(Bridge {
+        value: Handed::new(value)?,
+        backward: Box::new(backward),
+    })
 }
 
 /// [`with_backward`] for a value computed from two inputs.
@@ -173,11 +176,11 @@ pub fn with_backward2(
     if !a.track_op() && !b.track_op() {
         return Ok(value);
     }
-    bridgeable(value)?.apply_op3(
-        a,
+    a.apply_op2(
         b,
         Bridge2 {
-            backward: Arc::new(backward),
+            value: Handed::new(value)?,
+            backward: Box::new(backward),
         },
     )
 }

@@ -478,10 +478,7 @@ impl Bench<'_> {
 
 fn benchmarks(device: &Device, half: Precision, quick: bool) -> Vec<Value> {
     let report = tunelab_hardware::probe();
-    let gpu_index = match device {
-        Device::Cuda(_) => device_ordinal(device),
-        _ => 0,
-    };
+    let gpu_index = tunelab_engine::cuda_index(device).unwrap_or(0) as u32;
     let gpu_name = report
         .gpus
         .iter()
@@ -542,22 +539,10 @@ fn benchmarks(device: &Device, half: Precision, quick: bool) -> Vec<Value> {
     out
 }
 
-fn device_ordinal(device: &Device) -> u32 {
-    match device.location() {
-        candle_core::DeviceLocation::Cuda { gpu_id } => gpu_id as u32,
-        _ => 0,
-    }
-}
-
 fn parse_device(text: &str) -> Result<Device, String> {
-    match text {
-        "cpu" => Ok(Device::Cpu),
-        "cuda" => Device::new_cuda(0).map_err(|e| format!("CUDA device 0: {e}")),
-        other => match other.strip_prefix("cuda:").and_then(|n| n.parse().ok()) {
-            Some(n) => Device::new_cuda(n).map_err(|e| format!("CUDA device {n}: {e}")),
-            None => Err(format!("--device takes cpu, cuda or cuda:N, not {other}")),
-        },
-    }
+    text.parse::<tunelab_engine::DeviceChoice>()
+        .and_then(|choice| choice.open())
+        .map_err(|e| e.to_string())
 }
 
 fn main() -> ExitCode {
