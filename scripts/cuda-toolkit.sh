@@ -165,3 +165,48 @@ use_cuda_toolkit() {
   # Not the stubs: those are for linking only.
   export LD_LIBRARY_PATH="$root/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 }
+
+# The GPU build's settings for this machine, written by setup_cuda and read by use_cuda_env.
+cuda_env_file() {
+  echo "${TUNELAB_CACHE:-$HOME/.cache/tunelab}/cuda.env"
+}
+
+# setup_cuda: on a machine with the NVIDIA driver, gets the toolkit its driver supports and
+# writes cuda_env_file; elsewhere removes it (the build stays CPU-only). TUNELAB_CUDA=0 turns
+# the GPU build off on a machine with a driver.
+setup_cuda() {
+  local env version cap root
+  env=$(cuda_env_file)
+  if [ "${TUNELAB_CUDA:-1}" = 0 ] || ! version=$(cuda_driver_version); then
+    rm -f "$env"
+    return 0
+  fi
+  cap=$(cuda_compute_cap) || {
+    echo "error: nvidia-smi reports CUDA $version but no GPU compute capability" >&2
+    return 1
+  }
+  root=$(cuda_toolkit "$version") || return 1
+  mkdir -p "$(dirname "$env")"
+  {
+    echo "# Written by scripts/setup.sh: the NVIDIA driver here supports CUDA $version; the GPU"
+    echo "# build uses the toolkit below, for compute capability $cap."
+    echo "TUNELAB_CUDA_ROOT='$root'"
+    echo "TUNELAB_CUDA_COMPUTE_CAP='$cap'"
+  } >"$env.tmp" && mv "$env.tmp" "$env"
+  echo "$root (CUDA $version, compute capability $cap)"
+}
+
+# use_cuda_env: when setup wrote cuda_env_file, exports the toolkit's settings and sets
+# TUNELAB_CUDA_BUILD=1; otherwise TUNELAB_CUDA_BUILD=0.
+use_cuda_env() {
+  local env
+  env=$(cuda_env_file)
+  TUNELAB_CUDA_BUILD=0
+  [ -f "$env" ] || return 0
+  local TUNELAB_CUDA_ROOT TUNELAB_CUDA_COMPUTE_CAP
+  # shellcheck disable=SC1090
+  source "$env"
+  [ -x "$TUNELAB_CUDA_ROOT/bin/nvcc" ] || return 0
+  use_cuda_toolkit "$TUNELAB_CUDA_ROOT" "$TUNELAB_CUDA_COMPUTE_CAP"
+  TUNELAB_CUDA_BUILD=1
+}

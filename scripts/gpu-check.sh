@@ -19,13 +19,9 @@ source scripts/cuda-toolkit.sh
 
 version=${1:-$(cuda_driver_version || echo 13.0)}
 cap=${2:-$(cuda_compute_cap || echo 90)}
-root=$(cuda_toolkit "$version")
-use_cuda_toolkit "$root" "$cap"
 major=${version%%.*}
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/tunelab/target}
-
-echo "[gpu-check] building tunelab-gpu-check with CUDA $version for compute capability $cap"
-cargo build --locked -p tunelab-gpu-check --features cuda
+scripts/build-cuda.sh --ci "$version" "$cap"
 
 out=build/gpu-check
 rm -rf "$out"

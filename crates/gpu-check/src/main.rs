@@ -273,10 +273,7 @@ fn check_method(
 fn checks(device: &Device, half: Precision) -> (Vec<Value>, bool) {
     // Small, with grouped-query attention and a vocabulary that is not a power of two.
     let config = shape(1000, 128, 3, 4, 2, 352);
-    println!(
-        "checks: {} on {device:?} against the CPU's fused kernels",
-        "portable kernels"
-    );
+    println!("checks: portable kernels on {device:?} against the CPU's fused kernels");
     let mut results = Vec::new();
     let mut all_pass = true;
     for method in Method::all() {
