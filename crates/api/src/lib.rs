@@ -61,16 +61,68 @@ pub struct DoctorReport {
     pub cpu_threads: u32,
     /// Whether this build can use NVIDIA GPUs (built with the `cuda` feature).
     pub cuda_build: bool,
+    /// Where training and chat run when no device is chosen, and why not on a GPU.
+    pub training_device: TrainingDevice,
+}
+
+/// The device `auto` picks, and when a GPU is there but unused, why and what fixes it.
+#[derive(Debug, Clone, Serialize, TS)]
+#[ts(export, export_to = "../../../ui/src/bindings/")]
+pub struct TrainingDevice {
+    /// "cuda:0" or "cpu".
+    pub device: String,
+    /// How the frozen weights are held there: "bf16", "f16" or "f32".
+    pub precision: String,
+    /// Why a GPU that is present cannot be used; null when it is used or there is none.
+    pub problem: Option<String>,
+    /// The one command that fixes `problem`.
+    pub fix: Option<String>,
 }
 
 pub fn doctor(ws: &Workspace) -> Result<DoctorReport> {
+    let hardware = tunelab_hardware::probe();
     Ok(DoctorReport {
         app: app_info(ws),
-        hardware: tunelab_hardware::probe(),
+        training_device: training_device(&hardware),
+        hardware,
         models: models::list(ws)?,
         cpu_threads: cpu_threads(),
         cuda_build: cfg!(feature = "cuda"),
     })
+}
+
+/// What `auto` picks on this machine, from what NVML sees and what this build can do.
+pub fn training_device(hardware: &HardwareReport) -> TrainingDevice {
+    let device = DeviceChoice::Auto.open().unwrap_or(tunelab_engine::Device::Cpu);
+    let precision = match tunelab_engine::Precision::half_for(&device).dense_dtype() {
+        tunelab_engine::DType::BF16 => "bf16",
+        tunelab_engine::DType::F16 => "f16",
+        _ => "f32",
+    };
+    let (problem, fix) = if device.is_cuda() || hardware.gpus.is_empty() {
+        (None, None)
+    } else if !cfg!(feature = "cuda") {
+        (
+            Some("this build of Tunelab has no CUDA, so the GPU stays unused".to_string()),
+            Some("scripts/setup.sh && scripts/run-app.sh (setup builds with CUDA when it finds the NVIDIA driver)".to_string()),
+        )
+    } else {
+        let why = match DeviceChoice::Cuda(0).open() {
+            Err(e) => e.to_string(),
+            Ok(_) => "CUDA could not be initialised".to_string(),
+        };
+        let cuda = hardware.cuda_version.as_deref().unwrap_or("unknown");
+        (
+            Some(format!("{why} (the driver supports CUDA {cuda})")),
+            Some("scripts/setup.sh (it matches the CUDA toolkit to the driver; update the driver if it is older than CUDA 11.4)".to_string()),
+        )
+    };
+    TrainingDevice {
+        device: tunelab_engine::device_label(&device),
+        precision: precision.to_string(),
+        problem,
+        fix,
+    }
 }
 
 /// The number of CPU threads tensor work uses (what `configure_process` set).

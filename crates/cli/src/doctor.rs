@@ -30,6 +30,11 @@ pub fn run(ws: &Workspace, args: Args) -> Result<()> {
             ""
         }
     );
+    let t = &report.training_device;
+    println!("Training and chat run on: {} ({})", t.device, t.precision);
+    if let (Some(problem), Some(fix)) = (&t.problem, &t.fix) {
+        println!("  The GPU is not used: {problem}.\n  Fix: {fix}");
+    }
     println!("Models ({}):", report.models.len());
     if report.models.is_empty() {
         println!("  none yet: `tunelab models defaults` downloads the default models; `tunelab models add PATH` adds your own");

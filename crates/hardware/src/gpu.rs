@@ -125,6 +125,10 @@ fn read_device(index: u32, device: &Device<'_>) -> GpuInfo {
         temperature_c: device.temperature(TemperatureSensor::Gpu).ok(),
         power_draw_watts: device.power_usage().ok().map(milliwatts_to_watts),
         power_limit_watts: power_limit_mw.map(milliwatts_to_watts),
+        compute_capability: device
+            .cuda_compute_capability()
+            .ok()
+            .map(|c| format!("{}.{}", c.major, c.minor)),
     }
 }
 

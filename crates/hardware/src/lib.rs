@@ -54,6 +54,9 @@ pub struct GpuInfo {
     pub temperature_c: Option<u32>,
     pub power_draw_watts: Option<f64>,
     pub power_limit_watts: Option<f64>,
+    /// CUDA compute capability, e.g. "8.9" (Ada), "9.0" (Hopper): which kernels and 16-bit
+    /// formats the GPU runs (bf16 from 8.0).
+    pub compute_capability: Option<String>,
 }
 
 /// The host CPU.

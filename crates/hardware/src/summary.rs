@@ -6,7 +6,8 @@ const GIB: f64 = 1024.0 * 1024.0 * 1024.0;
 
 impl HardwareReport {
     /// One line per GPU (or the note explaining why there is none), then the driver, CPU and
-    /// RAM, e.g. `GPU 0: NVIDIA GeForce RTX 4090, 24.0 GiB (20.1 GiB free), 35 °C, 60/450 W`.
+    /// RAM, e.g. `GPU 0: NVIDIA GeForce RTX 4090, 24.0 GiB (20.1 GiB free), 35 °C, 60/450 W,
+    /// compute capability 8.9`.
     pub fn summary_lines(&self) -> Vec<String> {
         let mut lines: Vec<String> = self.gpus.iter().map(gpu_line).collect();
         if let Some(note) = &self.gpu_note {
@@ -38,6 +39,9 @@ fn gpu_line(gpu: &GpuInfo) -> String {
         (Some(draw), None) => parts.push(format!("{draw:.0} W")),
         (None, Some(limit)) => parts.push(format!("{limit:.0} W limit")),
         (None, None) => {}
+    }
+    if let Some(cap) = &gpu.compute_capability {
+        parts.push(format!("compute capability {cap}"));
     }
     format!("GPU {}: {}, {}", gpu.index, gpu.name, parts.join(", "))
 }
@@ -126,6 +130,7 @@ mod tests {
             temperature_c: Some(35),
             power_draw_watts: Some(60.2),
             power_limit_watts: Some(450.0),
+            compute_capability: Some("8.9".into()),
         }
     }
 
@@ -137,7 +142,7 @@ mod tests {
         assert_eq!(
             full.summary_lines(),
             vec![
-                "GPU 0: NVIDIA GeForce RTX 4090, 24.0 GiB (20.1 GiB free), 35 °C, 60/450 W",
+                "GPU 0: NVIDIA GeForce RTX 4090, 24.0 GiB (20.1 GiB free), 35 °C, 60/450 W, compute capability 8.9",
                 "NVIDIA driver 550.54.14, CUDA 12.4",
                 "CPU: AMD EPYC, 2 cores",
                 "RAM: 23.4 GiB total, 22.1 GiB available",
@@ -180,6 +185,7 @@ mod tests {
         gpu.temperature_c = None;
         gpu.power_draw_watts = None;
         gpu.utilization_percent = Some(97);
+        gpu.compute_capability = None;
         assert_eq!(
             gpu_line(&gpu),
             "GPU 0: NVIDIA GeForce RTX 4090, 24.0 GiB (20.1 GiB free), 97% busy, 450 W limit"

@@ -35,6 +35,7 @@ export function gpuReport(): HardwareReport {
         temperature_c: 54,
         power_draw_watts: 182.3,
         power_limit_watts: 450,
+        compute_capability: '8.9',
       },
     ],
   };

@@ -138,3 +138,32 @@ fn doctor_reports_hardware_and_models() {
     assert!(report.cpu_threads >= 1);
     assert_eq!(report.app.default_model, "smollm2-135m-instruct");
 }
+
+#[test]
+fn doctor_says_why_a_present_gpu_is_not_used_and_what_fixes_it() {
+    let mut hardware = tunelab_hardware::probe();
+    let none = tunelab_api::training_device(&hardware);
+    if hardware.gpus.is_empty() {
+        assert_eq!((none.device.as_str(), none.problem), ("cpu", None));
+    }
+    // A GPU as NVML would list it, on this (CPU-only) build.
+    hardware.gpus = vec![tunelab_hardware::GpuInfo {
+        index: 0,
+        name: "NVIDIA GeForce RTX 4090".into(),
+        uuid: None,
+        memory_total_bytes: 24 << 30,
+        memory_used_bytes: 1 << 30,
+        memory_free_bytes: 23 << 30,
+        utilization_percent: None,
+        temperature_c: None,
+        power_draw_watts: None,
+        power_limit_watts: None,
+        compute_capability: Some("8.9".into()),
+    }];
+    let t = tunelab_api::training_device(&hardware);
+    if !cfg!(feature = "cuda") {
+        assert_eq!((t.device.as_str(), t.precision.as_str()), ("cpu", "f32"));
+        assert!(t.problem.unwrap().contains("no CUDA"));
+        assert!(t.fix.unwrap().starts_with("scripts/setup.sh"));
+    }
+}

@@ -184,6 +184,7 @@ fn report_serializes_with_the_documented_field_names() {
             "temperature_c",
             "power_draw_watts",
             "power_limit_watts",
+            "compute_capability",
         ] {
             assert!(
                 gpu.get(key).is_some(),
