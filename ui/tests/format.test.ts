@@ -64,8 +64,12 @@ describe('token rates', () => {
       stop_reason: 'eos',
       citations: [],
       grounded: null,
+      device: null,
     };
     expect(formatChatStats(summary)).toBe('42 tokens · prefill 813 tok/s · decode 35.1 tok/s · stopped: eos');
+    expect(formatChatStats({ ...summary, device: 'cuda:0' })).toBe(
+      '42 tokens · prefill 813 tok/s · decode 35.1 tok/s · stopped: eos · on cuda:0',
+    );
     expect(formatChatStats({ ...summary, generated_tokens: 1, stop_reason: 'max_tokens' })).toBe(
       '1 token · prefill 813 tok/s · decode 35.1 tok/s · stopped: max tokens',
     );

@@ -110,7 +110,7 @@ describe('HomeScreen', () => {
 
     transport.current.finish({ generated_tokens: 4 });
     await settle();
-    expect(quickChat.getByText('4 tokens · prefill 250 tok/s · decode 40.0 tok/s · stopped: eos')).toBeTruthy();
+    expect(quickChat.getByText('4 tokens · prefill 250 tok/s · decode 40.0 tok/s · stopped: eos · on cpu')).toBeTruthy();
     expect(quickChat.queryByRole('button', { name: /Stop/ })).toBeNull();
     expect(quickChat.getByRole('button', { name: /Send/ })).toBeTruthy();
   });

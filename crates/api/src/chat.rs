@@ -135,6 +135,8 @@ pub struct ChatSummary {
     /// With a knowledge base: whether relevant sources were found (when not, the answer says
     /// so and no model was asked). `None` for a plain chat.
     pub grounded: Option<bool>,
+    /// Where the model answered: "cpu" or "cuda:N"; null when no model was asked.
+    pub device: Option<String>,
 }
 
 /// Models kept in memory between messages: the most recently used one (a home machine rarely
@@ -287,6 +289,7 @@ pub fn chat(
         },
     )?;
     Ok(ChatSummary {
+        device: Some(tunelab_engine::device_label(model.transformer.device())),
         model: request.model.clone(),
         text: out.text.clone(),
         prompt_tokens,

@@ -265,6 +265,7 @@ pub fn chat_with_kb(
             stop_reason: crate::chat::StopReason::Eos,
             citations: Vec::new(),
             grounded: Some(false),
+            device: None,
         });
     };
     // The knowledge base's instructions replace any system message of the conversation's own.

@@ -205,10 +205,15 @@ fn interactive(ws: &Workspace, caches: &Caches, args: &Args) -> Result<()> {
                 println!();
                 print_citations(&summary.citations);
                 eprintln!(
-                    "({} tokens, prefill {:.0} tok/s, decode {:.1} tok/s)",
+                    "({} tokens, prefill {:.0} tok/s, decode {:.1} tok/s{})",
                     summary.generated_tokens,
                     summary.prefill_tokens_per_s,
-                    summary.decode_tokens_per_s
+                    summary.decode_tokens_per_s,
+                    summary
+                        .device
+                        .as_deref()
+                        .map(|d| format!(", on {d}"))
+                        .unwrap_or_default()
                 );
                 history.push(ChatMessage {
                     role: ChatRole::Assistant,

@@ -11,4 +11,8 @@ citations: Array<Citation>,
  * With a knowledge base: whether relevant sources were found (when not, the answer says
  * so and no model was asked). `None` for a plain chat.
  */
-grounded: boolean | null, };
+grounded: boolean | null, 
+/**
+ * Where the model answered: "cpu" or "cuda:N"; null when no model was asked.
+ */
+device: string | null, };

@@ -2,6 +2,7 @@
 import type { AppInfo } from "./AppInfo";
 import type { HardwareReport } from "./HardwareReport";
 import type { ModelEntry } from "./ModelEntry";
+import type { TrainingDevice } from "./TrainingDevice";
 
 /**
  * Everything `tunelab doctor` reports.
@@ -14,4 +15,8 @@ cpu_threads: number,
 /**
  * Whether this build can use NVIDIA GPUs (built with the `cuda` feature).
  */
-cuda_build: boolean, };
+cuda_build: boolean, 
+/**
+ * Where training and chat run when no device is chosen, and why not on a GPU.
+ */
+training_device: TrainingDevice, };

@@ -11,4 +11,9 @@ index: number, name: string, uuid: string | null, memory_total_bytes: number, me
 /**
  * Share of the last sample period in which a kernel was running, 0 to 100.
  */
-utilization_percent: number | null, temperature_c: number | null, power_draw_watts: number | null, power_limit_watts: number | null, };
+utilization_percent: number | null, temperature_c: number | null, power_draw_watts: number | null, power_limit_watts: number | null, 
+/**
+ * CUDA compute capability, e.g. "8.9" (Ada), "9.0" (Hopper): which kernels and 16-bit
+ * formats the GPU runs (bf16 from 8.0).
+ */
+compute_capability: string | null, };

@@ -124,7 +124,7 @@ export function formatStopReason(reason: StopReason): string {
   return STOP_REASON_LABELS[reason] ?? reason;
 }
 
-/** "42 tokens · prefill 813 tok/s · decode 35.1 tok/s · stopped: eos" */
+/** "42 tokens · prefill 813 tok/s · decode 35.1 tok/s · stopped: eos · on cuda:0" */
 export function formatChatStats(summary: ChatSummary): string {
   const tokens = summary.generated_tokens === 1 ? '1 token' : `${formatCount(summary.generated_tokens)} tokens`;
   return [
@@ -132,5 +132,6 @@ export function formatChatStats(summary: ChatSummary): string {
     `prefill ${formatTokensPerSecond(summary.prefill_tokens_per_s)}`,
     `decode ${formatTokensPerSecond(summary.decode_tokens_per_s)}`,
     `stopped: ${formatStopReason(summary.stop_reason)}`,
+    ...(summary.device ? [`on ${summary.device}`] : []),
   ].join(' · ');
 }

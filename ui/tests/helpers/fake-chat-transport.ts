@@ -44,6 +44,7 @@ export class FakeChatTransport implements ChatTransport {
             stop_reason: 'eos',
             citations: [],
             grounded: null,
+            device: 'cpu',
             ...summary,
           });
         },
