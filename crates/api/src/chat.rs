@@ -194,8 +194,13 @@ impl ModelCache {
         };
         // Free the previous model before loading the next.
         *slot = None;
-        let mut model =
-            tunelab_engine::load(&path, Precision::Native, &tunelab_engine::default_device())?;
+        // On the CPU as stored (GGUF blocks stay quantized); on a GPU in 16 bits.
+        let device = tunelab_engine::default_device();
+        let precision = match device.is_cpu() {
+            true => Precision::Native,
+            false => Precision::half_for(&device),
+        };
+        let mut model = tunelab_engine::load(&path, precision, &device)?;
         if let Some(dir) = adapter.filter(|_| full_model.is_none()) {
             use tunelab_train::methods::{lora, peft_type, soft_prompt};
             match peft_type(dir)?.as_str() {
