@@ -2,14 +2,14 @@
 //!
 //! candle's fused RMSNorm, softmax and RoPE kernels have no backward pass: a model built on
 //! them trains nothing and says nothing. These ops compute the same forward results with our
-//! own CPU kernels (f32 and f64, parallel over rows) and carry a hand-derived backward pass:
-//! on the CPU in one pass over memory (`backward_kernels`), elsewhere written with tensor
-//! operations, so it runs on any device. Each is checked against central finite differences in
-//! the tests below.
+//! own CPU kernels (f32 and f64, parallel over rows) and carry a hand-derived backward pass in
+//! one pass over memory (`backward_kernels`). They run on the CPU only; every other device
+//! trains through `portable`. Each is checked against central finite differences in the tests
+//! below.
 
 use candle_core::{
     backend::BackendStorage, CpuStorage, CustomOp1, CustomOp2, CustomOp3, Layout, Result, Shape,
-    Tensor, D,
+    Tensor,
 };
 use rayon::prelude::*;
 
@@ -117,46 +117,28 @@ impl CustomOp2 for RmsNorm {
     ) -> Result<(Option<Tensor>, Option<Tensor>)> {
         // A frozen weight (everything but full fine-tuning) gets no gradient at all.
         let want_dw = w.track_op();
-        if x.device().is_cpu() {
-            let dy = dy.contiguous()?;
-            let dx = x.apply_op3_no_bwd(
+        let dy = dy.contiguous()?;
+        let dx = x.apply_op3_no_bwd(
+            w,
+            &dy,
+            &RmsNormBackward {
+                eps: self.eps,
+                part: RmsPart::Input,
+            },
+        )?;
+        let dw = if want_dw {
+            Some(x.apply_op3_no_bwd(
                 w,
                 &dy,
                 &RmsNormBackward {
                     eps: self.eps,
-                    part: RmsPart::Input,
+                    part: RmsPart::Weight,
                 },
-            )?;
-            let dw = if want_dw {
-                Some(x.apply_op3_no_bwd(
-                    w,
-                    &dy,
-                    &RmsNormBackward {
-                        eps: self.eps,
-                        part: RmsPart::Weight,
-                    },
-                )?)
-            } else {
-                None
-            };
-            return Ok((Some(dx), dw));
-        }
-        let dim = x.dim(D::Minus1)? as f64;
-        let r = (x.sqr()?.mean_keepdim(D::Minus1)? + self.eps)?
-            .sqrt()?
-            .recip()?;
-        let dyw = dy.broadcast_mul(w)?;
-        // dx = r·(dy·w) − x·r³·mean(dy·w·x)
-        let proj = ((&dyw * x)?.sum_keepdim(D::Minus1)? / dim)?;
-        let dx = (dyw.broadcast_mul(&r)? - x.broadcast_mul(&(r.powf(3.0)? * proj)?)?)?;
-        if !want_dw {
-            return Ok((Some(dx), None));
-        }
-        // dw = Σ_rows dy·x·r
-        let normed = x.broadcast_mul(&r)?;
-        let rows = dy.elem_count() / w.elem_count();
-        let dw = (dy * normed)?.reshape((rows, w.elem_count()))?.sum(0)?;
-        Ok((Some(dx), Some(dw)))
+            )?)
+        } else {
+            None
+        };
+        Ok((Some(dx), dw))
     }
 }
 
@@ -206,11 +188,6 @@ impl CustomOp1 for Softmax {
     }
 
     fn bwd(&self, _x: &Tensor, y: &Tensor, dy: &Tensor) -> Result<Option<Tensor>> {
-        if !y.device().is_cpu() {
-            // dx = y·(dy − Σ dy·y); masked entries have y = 0 and stay 0.
-            let dot = (dy * y)?.sum_keepdim(D::Minus1)?;
-            return Ok(Some((y * dy.broadcast_sub(&dot)?)?));
-        }
         Ok(Some(
             y.apply_op2_no_bwd(&dy.contiguous()?, &SoftmaxBackward)?,
         ))
@@ -222,26 +199,9 @@ pub fn softmax_last_dim(x: &Tensor) -> Result<Tensor> {
 }
 
 /// Softmax of attention scores `(…, rows, keys)` under the causal mask: row `r` is the query
-/// at position `offset + r % t`, and sees keys `0..=offset + r % t`. On the CPU the mask is
-/// applied inside the kernel; elsewhere it is added to the scores first.
+/// at position `offset + r % t`, and sees keys `0..=offset + r % t`; the mask is applied inside
+/// the kernel.
 pub fn causal_softmax_last_dim(x: &Tensor, t: usize, offset: usize) -> Result<Tensor> {
-    if !x.device().is_cpu() {
-        let keys = x.dim(D::Minus1)?;
-        let rows = x.dim(D::Minus2)?;
-        let mask: Vec<f32> = (0..rows)
-            .flat_map(|r| {
-                (0..keys).map(move |k| {
-                    if k <= offset + r % t {
-                        0.0
-                    } else {
-                        f32::NEG_INFINITY
-                    }
-                })
-            })
-            .collect();
-        let mask = Tensor::from_vec(mask, (rows, keys), x.device())?.to_dtype(x.dtype())?;
-        return softmax_last_dim(&x.broadcast_add(&mask)?);
-    }
     x.contiguous()?.apply_op1(Softmax {
         causal: Some((t, offset)),
     })
@@ -353,21 +313,12 @@ impl CustomOp2 for SiluMul {
         _y: &Tensor,
         dy: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>)> {
-        if g.device().is_cpu() {
-            let dy = dy.contiguous()?;
-            // Two passes on purpose: one op writing both gradients into a stacked buffer saved
-            // the second sigmoid but raised LoRA's and QLoRA's peaks by about 8 MB (the 12.6 MB
-            // block lives until both gradients are taken), enough to undo QLoRA's margin.
-            let dg = g.apply_op3_no_bwd(u, &dy, &SiluMulBackward { gate: true })?;
-            let du = g.apply_op3_no_bwd(u, &dy, &SiluMulBackward { gate: false })?;
-            return Ok((Some(dg), Some(du)));
-        }
-        let sig = (g.neg()?.exp()? + 1.0)?.recip()?;
-        let silu = (g * &sig)?;
-        // d silu / dg = σ(g)·(1 + g·(1 − σ(g)))
-        let dsilu = (&sig * ((g * (1.0 - &sig)?)? + 1.0)?)?;
-        let dg = ((dy * u)? * dsilu)?;
-        let du = (dy * silu)?;
+        let dy = dy.contiguous()?;
+        // Two passes on purpose: one op writing both gradients into a stacked buffer saved
+        // the second sigmoid but raised LoRA's and QLoRA's peaks by about 8 MB (the 12.6 MB
+        // block lives until both gradients are taken), enough to undo QLoRA's margin.
+        let dg = g.apply_op3_no_bwd(u, &dy, &SiluMulBackward { gate: true })?;
+        let du = g.apply_op3_no_bwd(u, &dy, &SiluMulBackward { gate: false })?;
         Ok((Some(dg), Some(du)))
     }
 }

@@ -386,22 +386,12 @@ impl CustomOp1 for TrainableBlockMatmul {
     }
 }
 
-/// Differentiable `x @ Wᵀ` for a frozen quantized weight (QLoRA's base layers).
+/// Differentiable `x @ Wᵀ` for a frozen quantized weight (QLoRA's base layers) on the CPU;
+/// other devices use `portable::frozen_matmul`.
 pub fn forward_trainable(
     qtensor: &std::sync::Arc<QTensor>,
     x: &Tensor,
 ) -> candle_core::Result<Tensor> {
-    if !x.device().is_cpu() {
-        // Off the CPU, decode the layer and let the tensor graph carry the gradient.
-        let w = qtensor.dequantize(x.device())?;
-        let k = w.dim(1)?;
-        let mut dims = x.dims().to_vec();
-        *dims.last_mut().expect("activations have a last dimension") = w.dim(0)?;
-        return x
-            .reshape((x.elem_count() / k, k))?
-            .matmul(&w.t()?)?
-            .reshape(dims);
-    }
     x.contiguous()?.apply_op1(TrainableBlockMatmul {
         qtensor: qtensor.clone(),
     })
