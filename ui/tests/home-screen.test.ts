@@ -183,6 +183,8 @@ describe('HomeScreen', () => {
       tokens_seen: 12000,
       peak_rss_bytes: 6e8,
       wall_time_s: 95,
+      device: 'cpu',
+      gpu: null,
       started_at: 1,
       has_artifact: true,
     });

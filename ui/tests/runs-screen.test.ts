@@ -31,6 +31,8 @@ function run(id: string, status = 'completed'): RunListItem {
     tokens_seen: 12000,
     peak_rss_bytes: 600 * 1024 * 1024,
     wall_time_s: 95,
+    device: 'cpu',
+    gpu: null,
     started_at: 1,
     has_artifact: status === 'completed',
   };
@@ -57,11 +59,19 @@ describe('RunsScreen', () => {
   });
 
   it('lists runs, shows the newest one\'s curves and switches on click', async () => {
-    client.listRuns.mockResolvedValue([run('qlora-a'), run('qlora-b', 'cancelled')]);
+    const onGpu: RunListItem = {
+      ...run('qlora-b', 'cancelled'),
+      device: 'cuda:0',
+      gpu: { gpu: 0, peak_memory_bytes: 14 * 1024 ** 3, mean_utilization_percent: 80, energy_joules: 3100 },
+    };
+    client.listRuns.mockResolvedValue([run('qlora-a'), onGpu]);
     const onOpenChat = vi.fn();
     const { container } = render(RunsScreen, { onOpenChat });
     await settle();
-    expect(screen.getByRole('table', { name: 'Runs' }).textContent).toContain('600.0 MiB');
+    const table = screen.getByRole('table', { name: 'Runs' }).textContent;
+    expect(table).toContain('600.0 MiB');
+    expect(table).toContain('cpu');
+    expect(table).toContain('cuda:0 · 14.0 GiB · 3.1 kJ');
     expect(client.runMetrics).toHaveBeenCalledWith('qlora-a');
     expect(linePoints(container, 'train')).toBe(2);
     expect(linePoints(container, 'validation')).toBe(1);

@@ -63,6 +63,8 @@ function finishedRun(): RunListItem {
     tokens_seen: 900,
     peak_rss_bytes: 1e9,
     wall_time_s: 12,
+    device: 'cpu',
+    gpu: null,
     started_at: 1,
     has_artifact: true,
   };

@@ -32,6 +32,10 @@ pub struct RunListItem {
     #[ts(type = "number | null")]
     pub peak_rss_bytes: Option<u64>,
     pub wall_time_s: Option<f64>,
+    /// Where it trained: "cpu" or "cuda:N"; null while unknown.
+    pub device: Option<String>,
+    /// On a GPU: its peak memory, mean utilisation and energy over the run.
+    pub gpu: Option<tunelab_hardware::GpuCost>,
     /// Seconds since 1970 when the run started; null while unknown.
     #[ts(type = "number | null")]
     pub started_at: Option<u64>,
@@ -60,6 +64,8 @@ impl RunListItem {
             tokens_seen: summary.map(|s| s.tokens_seen).unwrap_or(0),
             peak_rss_bytes: summary.and_then(|s| s.peak_rss_bytes),
             wall_time_s: summary.map(|s| s.wall_time_s),
+            device: summary.map(|s| s.device.clone()),
+            gpu: summary.and_then(|s| s.gpu.clone()),
             started_at: summary.map(|s| s.started_at),
             has_artifact: dir.join("artifact").is_dir(),
         }

@@ -205,6 +205,9 @@ pub struct RunSummary {
     pub wall_time_s: f64,
     pub peak_rss_bytes: Option<u64>,
     pub device: String,
+    /// On a GPU: its peak memory, mean utilisation and energy over the run.
+    #[serde(default)]
+    pub gpu: Option<tunelab_hardware::GpuCost>,
     pub started_at: u64,
     pub finished_at: u64,
     /// Folder with the result in its exchange format (a PEFT adapter).
@@ -392,6 +395,10 @@ fn run_job(
     let params = attach_trainable(&mut model, config)?;
     let trainable: u64 = params.iter().map(|(_, v)| v.elem_count() as u64).sum();
     let pad_id = model.eos_ids.first().copied().unwrap_or(0);
+    // On a GPU, what the run costs it: read twice a second while it trains.
+    let gpu_recorder = tunelab_engine::cuda_index(&device).and_then(|i| {
+        tunelab_hardware::GpuRecorder::start(i as u32, std::time::Duration::from_millis(500))
+    });
     let outcome = trainer::train(
         &model.transformer,
         &params,
@@ -440,6 +447,7 @@ fn run_job(
         wall_time_s: outcome.elapsed_s,
         peak_rss_bytes: tunelab_hardware::peak_rss_bytes(),
         device: tunelab_engine::device_label(&device),
+        gpu: gpu_recorder.and_then(|r| r.finish()),
         started_at,
         finished_at: now(),
         artifact,

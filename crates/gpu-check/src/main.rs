@@ -330,44 +330,6 @@ fn flops_per_token(config: &ModelConfig, t: usize, trains_weights: bool) -> f64 
     per_weight * matrices + attention
 }
 
-/// The GPU's memory in use, sampled every 50 ms until dropped; the peak minus what was in use
-/// before is the benchmark's.
-struct MemoryWatch {
-    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
-    handle: Option<std::thread::JoinHandle<u64>>,
-}
-
-impl MemoryWatch {
-    fn start(index: u32) -> Self {
-        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let flag = stop.clone();
-        let handle = std::thread::spawn(move || {
-            let mut peak = 0;
-            let meter = tunelab_hardware::GpuMeter::open(index);
-            let read = || {
-                meter
-                    .as_ref()
-                    .and_then(|m| m.memory_used_bytes())
-                    .unwrap_or(0)
-            };
-            while !flag.load(std::sync::atomic::Ordering::Relaxed) {
-                peak = peak.max(read());
-                std::thread::sleep(std::time::Duration::from_millis(50));
-            }
-            peak.max(read())
-        });
-        MemoryWatch {
-            stop,
-            handle: Some(handle),
-        }
-    }
-
-    fn peak(mut self) -> u64 {
-        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
-        self.handle.take().and_then(|h| h.join().ok()).unwrap_or(0)
-    }
-}
-
 struct Bench<'a> {
     device: &'a Device,
     meter: Option<tunelab_hardware::GpuMeter>,
@@ -396,7 +358,8 @@ impl Bench<'_> {
         steps: usize,
     ) -> Result<Value, String> {
         let e = |e: candle_core::Error| e.to_string();
-        let watch = MemoryWatch::start(self.gpu_index);
+        let recorder =
+            tunelab_hardware::GpuRecorder::start(self.gpu_index, std::time::Duration::from_millis(50));
         let started = Instant::now();
         let mut model = Transformer::initial(config, method.precision(self.half), self.device, 1)
             .map_err(|e| e.to_string())?;
@@ -424,7 +387,10 @@ impl Bench<'_> {
             last_loss = loss;
         }
         drop((optimizer, params, model));
-        let peak = watch.peak().saturating_sub(self.baseline);
+        let cost = recorder.and_then(|r| r.finish());
+        let peak = cost
+            .as_ref()
+            .map_or(0, |c| c.peak_memory_bytes.saturating_sub(self.baseline));
         let mean = times.iter().sum::<f64>() / times.len() as f64;
         let tokens_per_s = (b * t) as f64 / mean;
         let trains_weights = matches!(method, Method::Full | Method::Pretrain);
@@ -445,6 +411,7 @@ impl Bench<'_> {
             "step_seconds": times, "peak_gpu_memory_bytes": peak, "model_flops_per_s": flops,
             "mfu": mfu, "final_loss": last_loss,
             "joules_per_token": energy / (b * t * times.len()) as f64,
+            "mean_gpu_utilization_percent": cost.and_then(|c| c.mean_utilization_percent),
         }))
     }
 

@@ -4,6 +4,8 @@
 use nvml_wrapper::enum_wrappers::device::TemperatureSensor;
 use nvml_wrapper::error::NvmlError;
 use nvml_wrapper::{Device, Nvml};
+use serde::{Deserialize, Serialize};
+use ts_rs::TS;
 
 use crate::GpuInfo;
 
@@ -235,5 +237,133 @@ impl GpuMeter {
     /// Share of the last sample period in which a kernel ran, 0 to 100.
     pub fn utilization_percent(&self) -> Option<u32> {
         Some(self.device()?.utilization_rates().ok()?.gpu)
+    }
+}
+
+/// What a piece of work cost one GPU, from start to finish: its memory at the highest (every
+/// process's, sampled), how busy it was and the energy it used.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, TS)]
+#[ts(export, export_to = "../../../ui/src/bindings/")]
+pub struct GpuCost {
+    /// NVML's index of the GPU.
+    pub gpu: u32,
+    #[ts(type = "number")]
+    pub peak_memory_bytes: u64,
+    /// Mean of the utilisation readings, 0 to 100.
+    pub mean_utilization_percent: Option<f64>,
+    /// From the GPU's energy counter (Volta and newer); null where it has none.
+    pub energy_joules: Option<f64>,
+}
+
+/// One reading of a GPU while work runs.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub(crate) struct Reading {
+    pub memory_used_bytes: Option<u64>,
+    pub utilization_percent: Option<u32>,
+    pub energy_joules: Option<f64>,
+}
+
+/// Reads `read` every `every` until `stop` is set, once more after, and sums the readings up.
+pub(crate) fn record(
+    gpu: u32,
+    mut read: impl FnMut() -> Reading,
+    stop: &std::sync::atomic::AtomicBool,
+    every: std::time::Duration,
+) -> GpuCost {
+    let first = read();
+    let (mut peak, mut busy, mut count, mut last) = (0u64, 0u64, 0u64, first);
+    let mut take = |r: Reading| {
+        peak = peak.max(r.memory_used_bytes.unwrap_or(0));
+        if let Some(u) = r.utilization_percent {
+            busy += u as u64;
+            count += 1;
+        }
+    };
+    take(first);
+    loop {
+        let stopping = stop.load(std::sync::atomic::Ordering::Relaxed);
+        if !stopping {
+            std::thread::sleep(every);
+        }
+        last = read();
+        take(last);
+        if stopping {
+            break;
+        }
+    }
+    GpuCost {
+        gpu,
+        peak_memory_bytes: peak,
+        mean_utilization_percent: (count > 0).then(|| busy as f64 / count as f64),
+        energy_joules: first
+            .energy_joules
+            .zip(last.energy_joules)
+            .map(|(a, b)| (b - a).max(0.0)),
+    }
+}
+
+/// Records a GPU's cost on a thread of its own while work runs: [`GpuRecorder::finish`] stops it
+/// and returns what it saw.
+pub struct GpuRecorder {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    handle: std::thread::JoinHandle<GpuCost>,
+}
+
+impl GpuRecorder {
+    /// Starts recording GPU `index`, reading it every `every`; `None` without NVML or that GPU.
+    pub fn start(index: u32, every: std::time::Duration) -> Option<GpuRecorder> {
+        let meter = GpuMeter::open(index)?;
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = stop.clone();
+        let handle = std::thread::spawn(move || {
+            let read = || Reading {
+                memory_used_bytes: meter.memory_used_bytes(),
+                utilization_percent: meter.utilization_percent(),
+                energy_joules: meter.energy_joules(),
+            };
+            record(index, read, &flag, every)
+        });
+        Some(GpuRecorder { stop, handle })
+    }
+
+    pub fn finish(self) -> Option<GpuCost> {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        self.handle.join().ok()
+    }
+}
+
+#[cfg(test)]
+mod recorder_tests {
+    use super::*;
+
+    #[test]
+    fn a_recording_keeps_the_peak_the_mean_use_and_the_energy_between_first_and_last() {
+        let readings = [(2u64, 10u32, 100.0), (7, 90, 130.0), (5, 50, 160.0)];
+        let mut i = 0;
+        let stop = std::sync::atomic::AtomicBool::new(false);
+        let cost = record(
+            1,
+            || {
+                let (m, u, e) = readings[i.min(readings.len() - 1)];
+                i += 1;
+                if i == readings.len() {
+                    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+                }
+                Reading {
+                    memory_used_bytes: Some(m << 30),
+                    utilization_percent: Some(u),
+                    energy_joules: Some(e),
+                }
+            },
+            &stop,
+            std::time::Duration::from_millis(1),
+        );
+        assert_eq!(cost.gpu, 1);
+        assert_eq!(cost.peak_memory_bytes, 7 << 30);
+        // Three readings, then one more once stopped (the last again).
+        assert_eq!(cost.mean_utilization_percent, Some((10.0 + 90.0 + 50.0 + 50.0) / 4.0));
+        assert_eq!(cost.energy_joules, Some(60.0));
+        let none = record(0, Reading::default, &std::sync::atomic::AtomicBool::new(true), std::time::Duration::ZERO);
+        assert_eq!((none.peak_memory_bytes, none.mean_utilization_percent, none.energy_joules), (0, None, None));
     }
 }

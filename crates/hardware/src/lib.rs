@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 use ts_rs::TS;
 
-pub use gpu::GpuMeter;
+pub use gpu::{GpuCost, GpuMeter, GpuRecorder};
 pub use process::{current_rss_bytes, peak_rss_bytes};
 
 /// One snapshot of the machine: GPUs, CPU and RAM.
