@@ -271,26 +271,26 @@ pub(crate) fn record(
     every: std::time::Duration,
 ) -> GpuCost {
     let first = read();
-    let (mut peak, mut busy, mut count, mut last) = (0u64, 0u64, 0u64, first);
+    let (mut peak, mut busy, mut count) = (0u64, 0u64, 0u64);
     let mut take = |r: Reading| {
         peak = peak.max(r.memory_used_bytes.unwrap_or(0));
         if let Some(u) = r.utilization_percent {
             busy += u as u64;
             count += 1;
         }
+        r
     };
     take(first);
-    loop {
+    let last = loop {
         let stopping = stop.load(std::sync::atomic::Ordering::Relaxed);
         if !stopping {
             std::thread::sleep(every);
         }
-        last = read();
-        take(last);
+        let reading = take(read());
         if stopping {
-            break;
+            break reading;
         }
-    }
+    };
     GpuCost {
         gpu,
         peak_memory_bytes: peak,
