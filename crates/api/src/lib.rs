@@ -93,7 +93,9 @@ pub fn doctor(ws: &Workspace) -> Result<DoctorReport> {
 
 /// What `auto` picks on this machine, from what NVML sees and what this build can do.
 pub fn training_device(hardware: &HardwareReport) -> TrainingDevice {
-    let device = DeviceChoice::Auto.open().unwrap_or(tunelab_engine::Device::Cpu);
+    let device = DeviceChoice::Auto
+        .open()
+        .unwrap_or(tunelab_engine::Device::Cpu);
     let precision = match tunelab_engine::Precision::half_for(&device).dense_dtype() {
         tunelab_engine::DType::BF16 => "bf16",
         tunelab_engine::DType::F16 => "f16",

@@ -77,9 +77,15 @@ pub fn train(ws: &Workspace, config: &RunConfig) -> Result<TrainPlan> {
         }
         Method::Full | Method::Pretrain => (model_config.parameter_count(), 0),
     };
+    let device = config.device.open()?;
+    let on_gpu = tunelab_engine::cuda_index(&device).is_some();
     let estimate_for = |k: &Knobs| -> MemoryEstimate {
+        // What the trainer holds the base and computes in on this device.
+        let element_bytes = k.method.precision(&device).dense_dtype().size_in_bytes() as u64;
         let base = match k.method {
-            Method::Lora | Method::SoftPrompt | Method::Full | Method::Pretrain => BaseWeights::F32,
+            Method::Lora | Method::SoftPrompt | Method::Full | Method::Pretrain => {
+                BaseWeights::Dense
+            }
             Method::Qlora if quantized_file => BaseWeights::Stored {
                 bytes: stored_bytes,
                 quantized_head: true,
@@ -98,6 +104,8 @@ pub fn train(ws: &Workspace, config: &RunConfig) -> Result<TrainPlan> {
             // The virtual tokens run through every layer with the real ones.
             seq_len: k.seq_len + virtual_tokens,
             activation_checkpointing: k.checkpointing,
+            element_bytes,
+            on_gpu,
         })
     };
     let knobs = Knobs {
@@ -107,7 +115,7 @@ pub fn train(ws: &Workspace, config: &RunConfig) -> Result<TrainPlan> {
         checkpointing: config.train.activation_checkpointing,
     };
     let planned = estimate_for(&knobs);
-    let (device, available) = free_memory(config.device)?;
+    let (device, available) = free_memory(&device);
     let budget = available.map(|a| (a as f64 * USABLE_SHARE) as u64);
     let fits_in = |e: &MemoryEstimate| budget.is_none_or(|b| e.total_bytes <= b);
     let fits = fits_in(&planned);
@@ -233,20 +241,19 @@ fn nf4_bytes(c: &tunelab_engine::ModelConfig) -> u64 {
     blocks / 2 + blocks / tunelab_engine::nf4::BLOCK as u64 * 4 + (embed + head) * 4
 }
 
-/// The training device and its free memory.
-fn free_memory(choice: tunelab_engine::DeviceChoice) -> Result<(String, Option<u64>)> {
-    let device = choice.open()?;
+/// The training device's label and its free memory.
+fn free_memory(device: &tunelab_engine::Device) -> (String, Option<u64>) {
     let report = tunelab_hardware::probe();
-    if let Some(gpu_id) = tunelab_engine::cuda_index(&device) {
+    if let Some(gpu_id) = tunelab_engine::cuda_index(device) {
         let free = report
             .gpus
             .iter()
             .find(|g| g.index as usize == gpu_id)
             .map(|g| g.memory_free_bytes);
-        return Ok((tunelab_engine::device_label(&device), free));
+        return (tunelab_engine::device_label(device), free);
     }
     let available = report.memory.available_bytes;
-    Ok(("cpu".into(), (available > 0).then_some(available)))
+    ("cpu".into(), (available > 0).then_some(available))
 }
 
 fn gib(bytes: u64) -> String {

@@ -18,9 +18,9 @@ use crate::layers::{Linear, Mode, Weight};
 use crate::Result;
 
 /// Logit elements per chunk: about 16 MB in f32, whatever the vocabulary.
-const CHUNK_ELEMENTS: usize = 4 << 20;
+pub const CHUNK_ELEMENTS: usize = 4 << 20;
 /// On a GPU: 256 MB of f32 logits per chunk.
-const DEVICE_CHUNK_ELEMENTS: usize = 64 << 20;
+pub const DEVICE_CHUNK_ELEMENTS: usize = 64 << 20;
 /// Decoded weights of a quantized head held at once: at most this many f32 elements (8 MB).
 pub const DECODED_HEAD_ELEMENTS: usize = 2 << 20;
 

@@ -358,8 +358,10 @@ impl Bench<'_> {
         steps: usize,
     ) -> Result<Value, String> {
         let e = |e: candle_core::Error| e.to_string();
-        let recorder =
-            tunelab_hardware::GpuRecorder::start(self.gpu_index, std::time::Duration::from_millis(50));
+        let recorder = tunelab_hardware::GpuRecorder::start(
+            self.gpu_index,
+            std::time::Duration::from_millis(50),
+        );
         let started = Instant::now();
         let mut model = Transformer::initial(config, method.precision(self.half), self.device, 1)
             .map_err(|e| e.to_string())?;

@@ -361,9 +361,24 @@ mod recorder_tests {
         assert_eq!(cost.gpu, 1);
         assert_eq!(cost.peak_memory_bytes, 7 << 30);
         // Three readings, then one more once stopped (the last again).
-        assert_eq!(cost.mean_utilization_percent, Some((10.0 + 90.0 + 50.0 + 50.0) / 4.0));
+        assert_eq!(
+            cost.mean_utilization_percent,
+            Some((10.0 + 90.0 + 50.0 + 50.0) / 4.0)
+        );
         assert_eq!(cost.energy_joules, Some(60.0));
-        let none = record(0, Reading::default, &std::sync::atomic::AtomicBool::new(true), std::time::Duration::ZERO);
-        assert_eq!((none.peak_memory_bytes, none.mean_utilization_percent, none.energy_joules), (0, None, None));
+        let none = record(
+            0,
+            Reading::default,
+            &std::sync::atomic::AtomicBool::new(true),
+            std::time::Duration::ZERO,
+        );
+        assert_eq!(
+            (
+                none.peak_memory_bytes,
+                none.mean_utilization_percent,
+                none.energy_joules
+            ),
+            (0, None, None)
+        );
     }
 }

@@ -17,20 +17,30 @@
 //! The activation coefficients were fitted to peak RSS measured on the CPU with
 //! `tunelab bench train` (SmolLM2-135M, batch 1–4 × 64–256 tokens); a test holds the estimate
 //! within 25% of a measured run.
+//!
+//! On a GPU the same terms are counted at the sizes the GPU holds them in: frozen dense weights
+//! and activations in 16 bits where the run computes in them, trained parameters and AdamW
+//! state still in f32 (a fully trained weight also gets a 16-bit copy for each product), the
+//! loss in larger f32 chunks, and CUDA's own context. Those terms follow from the sizes of what
+//! the trainer allocates; they are not fitted to measured GPU peaks.
 
 use serde::Serialize;
 use ts_rs::TS;
 use tunelab_engine::ModelConfig;
 
-/// Bytes per element of activations and trainable parameters (training runs in f32).
+/// Bytes per element of trainable parameters, their optimizer state and the loss's logits.
 const F32: u64 = 4;
 /// Code, tokenizer, allocator and bookkeeping of a training process.
 const RUNTIME_BYTES: u64 = 64 << 20;
+/// On a GPU: the CUDA context, cuBLAS's workspaces and the loaded kernel modules.
+const GPU_RUNTIME_BYTES: u64 = 512 << 20;
+/// Copies of a GPU loss chunk alive together: the 16-bit logits, their f32 widening, the
+/// probabilities and their gradient.
+const GPU_HEAD_CHUNK_COPIES: u64 = 3;
 /// Value, gradient, accumulated gradient and two AdamW moments per trainable parameter.
 const BYTES_PER_TRAINABLE: u64 = 5 * F32;
-/// Logit elements the chunked loss handles at once (engine `head_loss`), and the copies of a
-/// chunk alive together (logits, row values, their gradient).
-const HEAD_CHUNK_ELEMENTS: u64 = 4 << 20;
+/// Copies of a loss chunk (engine `head_loss`) alive together on the CPU: logits, row values,
+/// their gradient.
 const HEAD_CHUNK_COPIES: u64 = 2;
 /// One checkpointed block recomputed in backward, with its gradients and allocator slack, in
 /// units of the block's forward activations. (On the CPU the attention op keeps no scores, so
@@ -45,8 +55,9 @@ const BACKWARD_FACTOR: f64 = 9.0;
 /// How the frozen base is held.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum BaseWeights {
-    /// Every weight dequantized to f32 (LoRA, full precision).
-    F32,
+    /// Every weight dense, in the run's [`PlanInput::element_bytes`] (f32 on the CPU, 16 bits
+    /// on a GPU), for LoRA, a soft prompt, full fine-tuning and pretraining.
+    Dense,
     /// The weights as stored, `bytes` in all (QLoRA on a GGUF's blocks or NF4).
     Stored { bytes: u64, quantized_head: bool },
 }
@@ -63,6 +74,10 @@ pub struct PlanInput<'a> {
     pub batch_size: usize,
     pub seq_len: usize,
     pub activation_checkpointing: bool,
+    /// Bytes of one activation element and of one dense frozen weight: 4 in f32, 2 in bf16/f16.
+    pub element_bytes: u64,
+    /// The run trains on a GPU: the plan is of the GPU's memory.
+    pub on_gpu: bool,
 }
 
 /// The estimated peak, by part, in bytes.
@@ -87,8 +102,14 @@ pub struct MemoryEstimate {
     pub total_bytes: u64,
 }
 
-/// Forward activations one transformer block keeps for backward, in bytes.
-pub fn block_activation_bytes(c: &ModelConfig, batch: usize, seq_len: usize) -> u64 {
+/// Forward activations one transformer block keeps for backward, in bytes, at
+/// `element_bytes` per activation.
+pub fn block_activation_bytes(
+    c: &ModelConfig,
+    batch: usize,
+    seq_len: usize,
+    element_bytes: u64,
+) -> u64 {
     let n = (batch * seq_len) as u64;
     let h = c.hidden_size as u64;
     let q = (c.num_attention_heads * c.head_dim) as u64;
@@ -98,42 +119,59 @@ pub fn block_activation_bytes(c: &ModelConfig, batch: usize, seq_len: usize) -> 
     // attention scores and probabilities; the MLP's gate, up and gated product.
     let per_token = 6 * h + 4 * q + 3 * kv + 3 * i;
     let attention = 2 * batch as u64 * c.num_attention_heads as u64 * (seq_len as u64).pow(2);
-    (n * per_token + attention) * F32
-}
-
-/// The parameter count of the base held in f32.
-fn f32_weight_bytes(c: &ModelConfig) -> u64 {
-    c.parameter_count() * F32
+    (n * per_token + attention) * element_bytes
 }
 
 pub fn estimate(input: &PlanInput) -> MemoryEstimate {
     let c = input.config;
     let (batch, seq) = (input.batch_size.max(1), input.seq_len.max(1));
     let tokens = (batch * seq) as u64;
-    let block = block_activation_bytes(c, batch, seq) as f64;
+    let element = input.element_bytes.clamp(1, F32);
+    let block = block_activation_bytes(c, batch, seq, element) as f64;
     let layers = c.num_hidden_layers as u64;
     let kept_per_block = if input.activation_checkpointing {
         // Each block's output, the next one's input, kept between the checkpointed blocks.
-        (tokens * c.hidden_size as u64 * F32) as f64
+        (tokens * c.hidden_size as u64 * element) as f64
     } else {
         SAVED_FACTOR * block
     };
-    let activations = (kept_per_block * (layers + 1) as f64) as u64;
-    let backward = if input.activation_checkpointing {
+    let mut activations = (kept_per_block * (layers + 1) as f64) as u64;
+    let mut backward = if input.activation_checkpointing {
         RECOMPUTE_FACTOR * block
     } else {
         BACKWARD_FACTOR * block
     } as u64;
+    if input.trainable_are_weights && element < F32 {
+        // Trained weights stay f32; each product uses a 16-bit copy, which backward keeps:
+        // every block's without checkpointing, the recomputed block's with it.
+        let copies = c.parameter_count() * element;
+        match input.activation_checkpointing {
+            true => backward += copies / layers.max(1),
+            false => activations += copies,
+        }
+    }
     let vocab = c.vocab_size as u64;
-    let chunk_rows = (HEAD_CHUNK_ELEMENTS / vocab.max(1)).clamp(1, tokens);
+    let (chunk_elements, chunk_copies) = match input.on_gpu {
+        true => (
+            tunelab_engine::head_loss::DEVICE_CHUNK_ELEMENTS as u64,
+            GPU_HEAD_CHUNK_COPIES,
+        ),
+        false => (
+            tunelab_engine::head_loss::CHUNK_ELEMENTS as u64,
+            HEAD_CHUNK_COPIES,
+        ),
+    };
+    let chunk_rows = (chunk_elements / vocab.max(1)).clamp(1, tokens);
     let (weights, quantized_head) = match input.base {
-        BaseWeights::F32 => (f32_weight_bytes(c), false),
+        // Trained weights are held in f32 whatever the activations are.
+        BaseWeights::Dense if input.trainable_are_weights => (c.parameter_count() * F32, false),
+        BaseWeights::Dense => (c.parameter_count() * element, false),
         BaseWeights::Stored {
             bytes,
             quantized_head,
         } => (bytes, quantized_head),
     };
-    let mut loss = HEAD_CHUNK_COPIES * chunk_rows * vocab * F32;
+    let mut loss = chunk_copies * chunk_rows * vocab * F32;
     if quantized_head {
         // The head is decoded a slice of the vocabulary at a time.
         let decoded = tunelab_engine::head_loss::DECODED_HEAD_ELEMENTS as u64;
@@ -147,13 +185,17 @@ pub fn estimate(input: &PlanInput) -> MemoryEstimate {
         BYTES_PER_TRAINABLE
     };
     let trainable = input.trainable_parameters * per_parameter;
+    let runtime = match input.on_gpu {
+        true => GPU_RUNTIME_BYTES,
+        false => RUNTIME_BYTES,
+    };
     MemoryEstimate {
         weights_bytes: weights,
         trainable_bytes: trainable,
         activations_bytes: activations,
         working_bytes: working,
-        runtime_bytes: RUNTIME_BYTES,
-        total_bytes: weights + trainable + activations + working + RUNTIME_BYTES,
+        runtime_bytes: runtime,
+        total_bytes: weights + trainable + activations + working + runtime,
     }
 }
 
@@ -204,12 +246,14 @@ mod tests {
         let c = smollm();
         let input = PlanInput {
             config: &c,
-            base: BaseWeights::F32,
+            base: BaseWeights::Dense,
             trainable_parameters: 4_884_480,
             trainable_are_weights: false,
             batch_size: 4,
             seq_len: 256,
             activation_checkpointing: false,
+            element_bytes: 4,
+            on_gpu: false,
         };
         let full = estimate(&input);
         let checkpointed = estimate(&PlanInput {
@@ -241,5 +285,55 @@ mod tests {
         });
         let ratio = double.activations_bytes as f64 / full.activations_bytes as f64;
         assert!((1.9..=2.1).contains(&ratio), "ratio {ratio}");
+    }
+
+    #[test]
+    fn on_a_gpu_frozen_weights_and_activations_count_at_16_bits() {
+        let c = smollm();
+        let cpu = PlanInput {
+            config: &c,
+            base: BaseWeights::Dense,
+            trainable_parameters: 4_884_480,
+            trainable_are_weights: false,
+            batch_size: 4,
+            seq_len: 256,
+            activation_checkpointing: true,
+            element_bytes: 4,
+            on_gpu: false,
+        };
+        let gpu = PlanInput {
+            element_bytes: 2,
+            on_gpu: true,
+            ..cpu.clone()
+        };
+        let (a, b) = (estimate(&cpu), estimate(&gpu));
+        assert_eq!(a.weights_bytes, c.parameter_count() * 4);
+        assert_eq!(b.weights_bytes, c.parameter_count() * 2);
+        assert_eq!(b.activations_bytes * 2, a.activations_bytes);
+        // Adapters and AdamW's moments stay f32.
+        assert_eq!(b.trainable_bytes, a.trainable_bytes);
+        assert_eq!(b.runtime_bytes, GPU_RUNTIME_BYTES);
+        // The loss runs in f32 on larger chunks: all 1024 rows at once here.
+        assert!(b.working_bytes >= 3 * 1024 * 49152 * 4);
+
+        // Full fine-tuning keeps f32 weights on a GPU too, plus each product's 16-bit copy,
+        // all of them kept for backward without checkpointing.
+        let params = c.parameter_count();
+        let full_cpu = PlanInput {
+            trainable_parameters: params,
+            trainable_are_weights: true,
+            activation_checkpointing: false,
+            ..cpu.clone()
+        };
+        let full_gpu = PlanInput {
+            element_bytes: 2,
+            on_gpu: true,
+            ..full_cpu.clone()
+        };
+        let (a, b) = (estimate(&full_cpu), estimate(&full_gpu));
+        assert_eq!(b.weights_bytes, a.weights_bytes);
+        assert_eq!(b.trainable_bytes, a.trainable_bytes);
+        let expected = a.activations_bytes / 2 + params * 2;
+        assert!(b.activations_bytes.abs_diff(expected) < 64, "{b:?}");
     }
 }
