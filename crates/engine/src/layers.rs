@@ -227,6 +227,10 @@ impl Linear {
                     .matmul(&w.t()?)?
                     .reshape(dims)?
             }
+            // A 16-bit model answering on the CPU: read in its 16 bits, never widened whole.
+            Weight::Dense(w) if mode == Mode::Inference && crate::half_matmul::applies(w, x) => {
+                crate::half_matmul::forward(w, x)?
+            }
             Weight::Dense(w) => {
                 let dims = x.dims().to_vec();
                 let (out, inp) = w.dims2()?;

@@ -14,6 +14,7 @@ pub mod error;
 pub mod generate;
 pub mod gguf;
 pub mod grad_ops;
+pub mod half_matmul;
 pub mod head_loss;
 pub mod layers;
 pub mod loader;
@@ -49,11 +50,6 @@ pub fn on_compute_pool<R: Send>(f: impl FnOnce() -> R + Send) -> R {
         return f();
     }
     rayon::scope(|_| f())
-}
-
-/// The device models run on when nobody chose one: [`DeviceChoice::Auto`].
-pub fn default_device() -> Device {
-    DeviceChoice::Auto.open().unwrap_or(Device::Cpu)
 }
 
 impl LoadedModel {

@@ -15,7 +15,7 @@ use half::f16;
 use rayon::prelude::*;
 
 /// Rows at or below this count take the per-row kernel; more rows amortise a full decode.
-const GEMV_MAX_ROWS: usize = 8;
+pub(crate) const GEMV_MAX_ROWS: usize = 8;
 const BLOCK: usize = 32;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -212,7 +212,7 @@ mod avx2 {
     }
 }
 
-fn has_avx2() -> bool {
+pub(crate) fn has_avx2() -> bool {
     #[cfg(target_arch = "x86_64")]
     {
         std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma")
@@ -250,7 +250,22 @@ pub fn gemv(
         }
         dot_row_scalar(format, row, &x[r * k..(r + 1) * k])
     };
-    // Each task computes a run of output features for every row, written to disjoint slices.
+    by_output_features(n, m, y, |j, values| {
+        let row = &weights[j * row_bytes..(j + 1) * row_bytes];
+        for (r, v) in values.iter_mut().enumerate() {
+            *v = dot(row, r);
+        }
+    });
+}
+
+/// Fills `y (m, n)` in parallel over output features: `feature(j, values)` writes output
+/// feature `j` of every row, `values[r]` for row `r`. Each task takes a run of features.
+pub(crate) fn by_output_features(
+    n: usize,
+    m: usize,
+    y: &mut [f32],
+    feature: impl Fn(usize, &mut [f32]) + Sync,
+) {
     let chunk = (n / (rayon::current_num_threads() * 4)).max(16);
     let columns: Vec<(usize, Vec<f32>)> = (0..n)
         .step_by(chunk)
@@ -260,10 +275,11 @@ pub fn gemv(
             let end = (start + chunk).min(n);
             let width = end - start;
             let mut out = vec![0f32; m * width];
+            let mut values = vec![0f32; m];
             for j in start..end {
-                let row = &weights[j * row_bytes..(j + 1) * row_bytes];
-                for r in 0..m {
-                    out[r * width + (j - start)] = dot(row, r);
+                feature(j, &mut values);
+                for (r, v) in values.iter().enumerate() {
+                    out[r * width + (j - start)] = *v;
                 }
             }
             (start, out)

@@ -18,7 +18,9 @@ use crate::layers::Weight;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Precision {
-    /// As stored: GGUF quantized blocks stay quantized (fast, small); safetensors become f32.
+    /// As stored: GGUF quantized blocks stay quantized, and 16-bit safetensors matrices stay in
+    /// their 16 bits (what chatting on the CPU holds: about two bytes per parameter), with
+    /// activations in f32. Norms and biases are f32.
     #[default]
     Native,
     /// Everything dequantized to f32: the reference path, and what training starts from.
@@ -86,8 +88,37 @@ pub fn normal_values(n: usize, std: f32, seed: u64) -> Vec<f32> {
     out
 }
 
+/// Takes the pages of a mapped file range that a tensor was just copied out of back out of
+/// this process's resident memory. Without this a model read from safetensors peaks at its
+/// file size twice over: the copies plus every mapped page they were read from. The mapping
+/// stays valid (read-only and private: a later read faults the file's pages back in). Pages
+/// shared with a neighbouring tensor are kept.
+fn release_mapped(bytes: &[u8]) {
+    #[cfg(unix)]
+    {
+        // SAFETY: sysconf has no preconditions.
+        let page = match unsafe { libc::sysconf(libc::_SC_PAGESIZE) } {
+            n if n > 0 => n as usize,
+            _ => return,
+        };
+        let start = bytes.as_ptr() as usize;
+        let (begin, end) = (
+            start.next_multiple_of(page),
+            (start + bytes.len()) / page * page,
+        );
+        if end > begin {
+            // SAFETY: [begin, end) is whole pages inside `bytes`, which lies in a read-only
+            // private file mapping; MADV_DONTNEED only drops their resident copies. The result
+            // is ignored: at worst the pages stay resident.
+            unsafe { libc::madvise(begin as *mut libc::c_void, end - begin, libc::MADV_DONTNEED) };
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = bytes;
+}
+
 /// A block matrix in NF4 when `precision` asks for it and its rows fit NF4's blocks; any
-/// other matrix dense.
+/// other matrix dense, in `precision`'s dtype.
 fn nf4_or_dense(name: &str, w: Tensor, precision: Precision) -> Result<Weight> {
     let (_, cols) = w.dims2()?;
     if precision == Precision::Nf4 && name.contains(".layers.") && cols % crate::nf4::BLOCK == 0 {
@@ -334,11 +365,14 @@ impl WeightSource {
                     Weight::quantized(q)
                 }
             }
-            WeightSource::Safetensors { .. } => nf4_or_dense(
-                name,
-                self.vector_or_tensor(name, &[shape.0, shape.1], device)?,
-                precision,
-            ),
+            WeightSource::Safetensors { .. } => {
+                let stored = self.stored_tensor(name, &[shape.0, shape.1], device)?;
+                let half = matches!(stored.dtype(), DType::BF16 | DType::F16);
+                if precision == Precision::Native && half {
+                    return Ok(Weight::Dense(stored));
+                }
+                nf4_or_dense(name, stored, precision)
+            }
         }
     }
 
@@ -348,6 +382,13 @@ impl WeightSource {
     }
 
     fn vector_or_tensor(&self, name: &str, shape: &[usize], device: &Device) -> Result<Tensor> {
+        Ok(self
+            .stored_tensor(name, shape, device)?
+            .to_dtype(DType::F32)?)
+    }
+
+    /// A tensor of `shape`: safetensors in the dtype the file stores, anything else in f32.
+    fn stored_tensor(&self, name: &str, shape: &[usize], device: &Device) -> Result<Tensor> {
         let tensor = match self {
             WeightSource::Initial { .. } => Tensor::ones(shape, DType::F32, device)?,
             WeightSource::Gguf(g) => {
@@ -368,16 +409,16 @@ impl WeightSource {
                         what: format!("tensor {name}"),
                     });
                 }
-                tensors
-                    .load(name, device)
-                    .map_err(|e| {
-                        EngineError::format(
-                            self.path_of(name),
-                            "safetensors",
-                            format!("tensor {name}: {e}"),
-                        )
-                    })?
-                    .to_dtype(DType::F32)?
+                let fault = |e: candle_core::Error| {
+                    EngineError::format(
+                        self.path_of(name),
+                        "safetensors",
+                        format!("tensor {name}: {e}"),
+                    )
+                };
+                let tensor = tensors.load(name, device).map_err(fault)?;
+                release_mapped(tensors.get(name).map_err(fault)?.data());
+                tensor
             }
         };
         self.check_shape(name, tensor.dims(), shape)?;

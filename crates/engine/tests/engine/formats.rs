@@ -388,3 +388,77 @@ fn a_16_or_32_bit_folder_loads_for_qlora_with_nf4_blocks() {
     assert!(diff < 1e-5, "the two NF4 paths differ by {diff}");
     assert!(nf4.transformer.weight_bytes() < full.transformer.weight_bytes());
 }
+
+/// Rewrites the folder's weights in `dtype`, as a 16-bit checkpoint from the hub ships them.
+fn store_as(dir: &Path, dtype: candle_core::DType) {
+    let tensors: HashMap<String, Tensor> = hf_weights(WIDE, false)
+        .into_iter()
+        .map(|(name, t)| (name, t.to_dtype(dtype).unwrap()))
+        .collect();
+    candle_core::safetensors::save(&tensors, dir.join("model.safetensors")).unwrap();
+}
+
+#[test]
+fn a_16_bit_folder_answers_in_its_16_bits_on_the_cpu() {
+    use candle_core::DType;
+    use tunelab_engine::layers::Weight;
+    for dtype in [DType::BF16, DType::F16] {
+        let dir = tempfile::tempdir().unwrap();
+        write_hf_dims(dir.path(), "LlamaForCausalLM", false, WIDE);
+        store_as(dir.path(), dtype);
+        let native = tunelab_engine::load(dir.path(), Precision::Native, &Device::Cpu).unwrap();
+        let wide = tunelab_engine::load(dir.path(), Precision::F32, &Device::Cpu).unwrap();
+        let held = |w: &Weight| matches!(w, Weight::Dense(t) if t.dtype() == dtype);
+        for layer in &native.transformer.layers {
+            for (name, linear) in layer.linears() {
+                assert!(held(&linear.weight), "{dtype:?}: {name} stays 16-bit");
+            }
+        }
+        assert!(held(&native.transformer.embed_tokens.weight));
+        // Two bytes a weight, plus the f32 norms.
+        let (half, full) = (
+            native.transformer.weight_bytes() as f64,
+            wide.transformer.weight_bytes() as f64,
+        );
+        assert!(
+            (0.5..0.505).contains(&(half / full)),
+            "{dtype:?}: {half} bytes in 16 bits against {full} in f32"
+        );
+        // The widened model computes from the same values: only summation order differs, for
+        // one token (the decoding kernel) and for a prompt (the banded product).
+        let ids = native
+            .tokenizer
+            .encode("Sixteen bits a weight, read as they are stored.", false)
+            .unwrap();
+        assert!(ids.len() > 8);
+        for ids in [&ids[..1], &ids[..]] {
+            let a = native.transformer.logits(ids).unwrap();
+            let b = wide.transformer.logits(ids).unwrap();
+            let err = max_abs(&(&a - &b).unwrap()) / max_abs(&b);
+            assert!(
+                err < 1e-4,
+                "{dtype:?}, {} tokens: 16-bit and widened logits differ by {err:.1e} relative",
+                ids.len()
+            );
+        }
+        // And decoding with the KV cache picks the same tokens.
+        let params = tunelab_engine::generate::SamplingParams {
+            temperature: 0.0,
+            max_tokens: 6,
+            ..Default::default()
+        };
+        let run = |m: &tunelab_engine::LoadedModel| {
+            tunelab_engine::generate::generate(
+                &m.transformer,
+                &m.tokenizer,
+                &ids,
+                &[],
+                &params,
+                &mut |_| std::ops::ControlFlow::Continue(()),
+            )
+            .unwrap()
+            .token_ids
+        };
+        assert_eq!(run(&native), run(&wide), "{dtype:?}: greedy continuations");
+    }
+}
