@@ -32,6 +32,8 @@ fn main() {
         "load_prompt",
         "save_prompt",
         "remove_prompt",
+        "settings",
+        "save_settings",
     ]);
     let attrs = tauri_build::Attributes::new()
         .capabilities_path_pattern("src-tauri/capabilities/**/*")

@@ -17,6 +17,7 @@ use tunelab_api::models::ModelEntry;
 use tunelab_api::plan::TrainPlan;
 use tunelab_api::prompts::{self, PromptSummary, PromptTemplate, RenderedPrompt, SavedPrompt};
 use tunelab_api::runs::{MetricPoint, RunListItem, TrainEvent, TrainRequest};
+use tunelab_api::settings::Settings;
 use tunelab_api::{ApiError, AppInfo, HardwareReport};
 
 use crate::AppState;
@@ -102,7 +103,7 @@ pub async fn plan_training(
     request: TrainRequest,
 ) -> Result<TrainPlan, ApiError> {
     let ws = state.workspace.clone();
-    blocking(move || tunelab_api::plan::train(&ws, &request.to_config()?)).await
+    blocking(move || tunelab_api::plan::train(&ws, &request.to_config(&ws)?)).await
 }
 
 #[tauri::command]
@@ -366,4 +367,23 @@ pub async fn save_prompt(
 pub async fn remove_prompt(state: State<'_, AppState>, name: String) -> Result<(), ApiError> {
     let ws = state.workspace.clone();
     blocking(move || prompts::remove(&ws, &name)).await
+}
+
+#[tauri::command]
+pub async fn settings(state: State<'_, AppState>) -> Result<Settings, ApiError> {
+    let ws = state.workspace.clone();
+    blocking(move || tunelab_api::settings::load(&ws)).await
+}
+
+#[tauri::command]
+pub async fn save_settings(
+    state: State<'_, AppState>,
+    settings: Settings,
+) -> Result<Settings, ApiError> {
+    let ws = state.workspace.clone();
+    blocking(move || {
+        tunelab_api::settings::save(&ws, &settings)?;
+        Ok(settings)
+    })
+    .await
 }

@@ -76,6 +76,8 @@ fn main() {
             commands::load_prompt,
             commands::save_prompt,
             commands::remove_prompt,
+            commands::settings,
+            commands::save_settings,
         ])
         .run(tauri::generate_context!());
     if let Err(err) = result {

@@ -78,6 +78,21 @@ fn the_first_screen_shows_hardware_and_streams_a_chat_answer() {
         screenshot(&std::path::Path::new(dir).join("home.png"));
     }
 
+    // "Run on": the choice is saved in the workspace, where chat, training and knowledge
+    // bases read it.
+    let cpu = app.find("select[aria-label='Run on'] option[value='cpu']", long);
+    app.click(&cpu);
+    let settings = home.path().join("settings.json");
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !std::fs::read_to_string(&settings).is_ok_and(|t| t.contains("\"cpu\"")) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "choosing CPU on Home saves it in {}",
+            settings.display()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+
     // The full chat screen opens from the quick chat, with the default model chosen.
     let link = app.find(".quick-chat button.open-chat", long);
     app.click(&link);

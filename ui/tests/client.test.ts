@@ -36,12 +36,17 @@ describe('client', () => {
     await client.listModels();
     await client.appInfo();
     await client.cancelChat();
+    await client.settings();
+    await client.saveSettings({ device: 'cpu' });
     expect(core.invoke.mock.calls.map((call) => call[0])).toEqual([
       'hardware_report',
       'list_models',
       'app_info',
       'cancel_chat',
+      'settings',
+      'save_settings',
     ]);
+    expect(core.invoke.mock.calls[5][1]).toEqual({ settings: { device: 'cpu' } });
   });
 
   it('sends the chat request with a channel named onEvent and forwards its events', async () => {

@@ -8,6 +8,7 @@ import type { DefaultModelStatus } from '../src/bindings/DefaultModelStatus';
 import type { HardwareReport } from '../src/bindings/HardwareReport';
 import type { ModelEntry } from '../src/bindings/ModelEntry';
 import type { RunListItem } from '../src/bindings/RunListItem';
+import type { Settings } from '../src/bindings/Settings';
 import { ChatSession } from '../src/lib/chat/chat-session.svelte';
 import { buildGenerationParams, defaultChatSettings } from '../src/lib/chat/chat-settings';
 import HomeScreen from '../src/screens/HomeScreen.svelte';
@@ -19,6 +20,8 @@ const client = vi.hoisted(() => ({
   listModels: vi.fn<() => Promise<ModelEntry[]>>(),
   listRuns: vi.fn<() => Promise<RunListItem[]>>(),
   defaultModels: vi.fn<() => Promise<DefaultModelStatus[]>>(),
+  settings: vi.fn<() => Promise<Settings>>(),
+  saveSettings: vi.fn<(settings: Settings) => Promise<Settings>>(),
 }));
 
 vi.mock('../src/lib/client', () => ({
@@ -26,6 +29,8 @@ vi.mock('../src/lib/client', () => ({
   listModels: client.listModels,
   listRuns: client.listRuns,
   defaultModels: client.defaultModels,
+  settings: client.settings,
+  saveSettings: client.saveSettings,
 }));
 
 const APP_INFO: AppInfo = {
@@ -49,6 +54,8 @@ beforeEach(() => {
   client.listRuns.mockReset().mockResolvedValue([]);
   // The first-start offer has its own tests (default-models-offer.test.ts); here both are installed.
   client.defaultModels.mockReset().mockResolvedValue([]);
+  client.settings.mockReset().mockResolvedValue({ device: 'auto' });
+  client.saveSettings.mockReset().mockImplementation(async (settings) => settings);
   transport = new FakeChatTransport();
   session = new ChatSession(transport);
 });
@@ -80,6 +87,37 @@ describe('HomeScreen', () => {
     const input = quickChat.getByRole('textbox', { name: 'Message' }) as HTMLTextAreaElement;
     expect(input.disabled).toBe(false);
     expect(session.model).toBe('smollm2-135m-instruct');
+  });
+
+  it('saves the device setting, and a GPU card says whether it is used', async () => {
+    const info = { ...APP_INFO, cuda_build: true };
+    await renderHome({ appInfo: info });
+    const picker = screen.getByRole('combobox', { name: 'Run on' }) as HTMLSelectElement;
+    expect(picker.value).toBe('auto');
+    const options = Array.from(picker.options).map((o) => o.textContent);
+    expect(options).toEqual(['Auto (GPU 0)', 'CPU', 'GPU 0: NVIDIA GeForce RTX 4090']);
+    expect(screen.getByText('Tunelab chats and trains on this GPU.')).toBeTruthy();
+
+    await fireEvent.change(picker, { target: { value: 'cpu' } });
+    await settle();
+    expect(client.saveSettings).toHaveBeenCalledWith({ device: 'cpu' });
+    expect(picker.value).toBe('cpu');
+    expect(screen.getByText('Not used: the device setting says CPU.')).toBeTruthy();
+
+    // Refused (say, the GPU cannot be opened): the reason shows and the choice goes back.
+    client.saveSettings.mockRejectedValueOnce({ code: 'invalid_input', message: 'CUDA GPU 0 could not be opened' });
+    await fireEvent.change(picker, { target: { value: 'cuda:0' } });
+    await settle();
+    expect(screen.getByRole('alert').textContent).toContain('CUDA GPU 0 could not be opened');
+    expect(picker.value).toBe('cpu');
+  });
+
+  it('a build without CUDA offers auto (the CPU) and the CPU only', async () => {
+    client.settings.mockResolvedValue({ device: 'cuda:1' });
+    await renderHome();
+    const picker = screen.getByRole('combobox', { name: 'Run on' }) as HTMLSelectElement;
+    expect(Array.from(picker.options).map((o) => o.textContent)).toEqual(['Auto (CPU)', 'CPU', 'cuda:1 (not available)']);
+    expect(picker.value).toBe('cuda:1');
   });
 
   it('streams an answer into the quick chat, with the default settings', async () => {

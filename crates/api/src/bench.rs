@@ -49,13 +49,14 @@ pub fn decode(
     prompt_tokens: usize,
     gen_tokens: usize,
     runs: usize,
+    device: Option<tunelab_engine::DeviceChoice>,
 ) -> Result<DecodeBench> {
     if prompt_tokens == 0 || gen_tokens < 2 || runs == 0 {
         return Err(ApiError::invalid(
             "the benchmark needs at least 1 prompt token, 2 generated tokens and 1 run",
         ));
     }
-    let model = cache.get(ws, model_name)?;
+    let model = cache.get_with_adapter(ws, model_name, None, device)?;
     let limit = model.transformer.config.max_position_embeddings;
     if prompt_tokens + gen_tokens > limit {
         return Err(ApiError::invalid(format!(
@@ -272,6 +273,8 @@ fn tempfile_dir(prefix: &str) -> Result<std::path::PathBuf> {
 #[ts(export, export_to = "../../../ui/src/bindings/")]
 pub struct EmbedBench {
     pub model: String,
+    /// Where it embedded: "cpu" or "cuda:N".
+    pub device: String,
     pub threads: u32,
     pub sentences: u32,
     /// Tokens per sentence, [CLS] and [SEP] included.
@@ -316,13 +319,14 @@ pub fn embed(
     count: usize,
     tokens: usize,
     runs: usize,
+    device: Option<tunelab_engine::DeviceChoice>,
 ) -> Result<EmbedBench> {
     if count == 0 || runs == 0 || tokens < 3 {
         return Err(ApiError::invalid(
             "the benchmark needs at least 1 sentence of 3 tokens and 1 run",
         ));
     }
-    let cache = crate::knowledge::KnowledgeCache::default();
+    let cache = crate::knowledge::KnowledgeCache::on(device);
     let embedder = cache.embedder(ws, model)?;
     let texts = sentences(&embedder, count, tokens);
     let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
@@ -335,6 +339,7 @@ pub fn embed(
     }
     Ok(EmbedBench {
         model: model.to_string(),
+        device: embedder.device_label(),
         threads: crate::cpu_threads(),
         sentences: count as u32,
         tokens_per_sentence: tokens as u32,
@@ -369,6 +374,8 @@ pub struct SearchLatency {
 #[ts(export, export_to = "../../../ui/src/bindings/")]
 pub struct KnowledgeBench {
     pub embedder: String,
+    /// Where it embedded: "cpu" or "cuda:N" (the workspace's device setting).
+    pub device: String,
     pub threads: u32,
     /// Documents and chunks ingested from the sample knowledge base (copied `copies` times).
     pub documents: u32,
@@ -556,6 +563,7 @@ pub fn knowledge(
         }
         Ok(KnowledgeBench {
             embedder: embedder.name().to_string(),
+            device: embedder.device_label(),
             threads: crate::cpu_threads(),
             documents: (report.added.len()) as u32,
             chunks: report.chunks_added as u32,

@@ -91,6 +91,10 @@ pub struct ChatRequest {
     pub template: Option<crate::prompts::TemplateRef>,
     pub messages: Vec<ChatMessage>,
     pub params: GenerationParams,
+    /// Where to answer ("auto", "cpu", "cuda:N"); the workspace's device setting when absent.
+    #[serde(default)]
+    #[ts(optional, type = "string")]
+    pub device: Option<tunelab_engine::DeviceChoice>,
 }
 
 /// What streams to the front end while an answer is generated.
@@ -146,32 +150,40 @@ pub struct ModelCache {
     loaded: Mutex<Option<CachedModel>>,
 }
 
-/// A loaded model with the name and adapter it was asked for.
+/// A loaded model with the name, adapter and device it was asked for.
 struct CachedModel {
     name: String,
     adapter: Option<PathBuf>,
+    device: tunelab_engine::DeviceChoice,
     model: Arc<LoadedModel>,
 }
 
 impl ModelCache {
+    /// The model on the workspace's device.
     pub fn get(&self, ws: &Workspace, name: &str) -> Result<Arc<LoadedModel>> {
-        self.get_with_adapter(ws, name, None)
+        self.get_with_adapter(ws, name, None, None)
     }
 
     /// The model with a PEFT adapter folder attached (LoRA unmerged, or a soft prompt), or the
-    /// model folder a full fine-tuning run saved.
+    /// model folder a full fine-tuning run saved, on `device` (the workspace's setting when
+    /// `None`).
     pub fn get_with_adapter(
         &self,
         ws: &Workspace,
         name: &str,
         adapter: Option<&Path>,
+        device: Option<tunelab_engine::DeviceChoice>,
     ) -> Result<Arc<LoadedModel>> {
+        let choice = crate::settings::device(ws, device)?;
         let mut slot = self
             .loaded
             .lock()
             .map_err(|_| ApiError::new("internal", "model cache poisoned"))?;
         if let Some(cached) = slot.as_ref() {
-            if cached.name == name && cached.adapter.as_deref() == adapter {
+            if cached.name == name
+                && cached.adapter.as_deref() == adapter
+                && cached.device == choice
+            {
                 return Ok(cached.model.clone());
             }
         }
@@ -194,8 +206,9 @@ impl ModelCache {
         };
         // Free the previous model before loading the next.
         *slot = None;
-        // On the CPU as stored (GGUF blocks stay quantized); on a GPU in 16 bits.
-        let device = tunelab_engine::default_device();
+        // On the CPU as stored (GGUF blocks stay quantized, 16-bit tensors 16-bit); on a GPU
+        // in 16 bits.
+        let device = choice.open()?;
         let precision = match device.is_cpu() {
             true => Precision::Native,
             false => Precision::half_for(&device),
@@ -222,6 +235,7 @@ impl ModelCache {
         *slot = Some(CachedModel {
             name: name.to_string(),
             adapter: adapter.map(Path::to_path_buf),
+            device: choice,
             model: model.clone(),
         });
         Ok(model)
@@ -267,7 +281,7 @@ pub fn chat(
         .as_deref()
         .map(|a| crate::train::resolve_adapter(ws, a))
         .transpose()?;
-    let model = cache.get_with_adapter(ws, &request.model, adapter.as_deref())?;
+    let model = cache.get_with_adapter(ws, &request.model, adapter.as_deref(), request.device)?;
     let prompt = model.render_chat(&messages)?;
     let ids = model.tokenizer.encode(&prompt, false)?;
     let mut first = true;

@@ -20,6 +20,7 @@ use crate::chat::{ChatEvent, ChatMessage, ChatRequest, ChatRole, ChatSummary, Mo
 use crate::error::{ApiError, Result};
 use crate::models::{self, ModelRole};
 use crate::workspace::Workspace;
+use crate::DeviceChoice;
 
 /// The embedder a new knowledge base uses unless told otherwise.
 pub const DEFAULT_EMBEDDER: &str = "all-minilm-l6-v2";
@@ -50,10 +51,20 @@ impl From<KnowledgeError> for ApiError {
 #[derive(Default)]
 pub struct KnowledgeCache {
     store: Mutex<Option<(PathBuf, Arc<KnowledgeStore>)>>,
-    embedder: Mutex<Option<Arc<Embedder>>>,
+    embedder: Mutex<Option<(DeviceChoice, Arc<Embedder>)>>,
+    /// Where embedders run; the workspace's device setting when `None`.
+    device: Option<DeviceChoice>,
 }
 
 impl KnowledgeCache {
+    /// A cache whose embedders run on `device` (the workspace's setting when `None`).
+    pub fn on(device: Option<DeviceChoice>) -> Self {
+        KnowledgeCache {
+            device,
+            ..Default::default()
+        }
+    }
+
     pub fn store(&self, ws: &Workspace) -> Result<Arc<KnowledgeStore>> {
         let dir = ws.knowledge_dir();
         let mut slot = self
@@ -70,14 +81,15 @@ impl KnowledgeCache {
         Ok(store)
     }
 
-    /// The registered embedding model `name`, loaded once.
+    /// The registered embedding model `name`, loaded once, on the cache's device.
     pub fn embedder(&self, ws: &Workspace, name: &str) -> Result<Arc<Embedder>> {
+        let choice = crate::settings::device(ws, self.device)?;
         let mut slot = self
             .embedder
             .lock()
             .map_err(|_| ApiError::new("internal", "knowledge cache poisoned"))?;
-        if let Some(e) = slot.as_ref() {
-            if e.name() == name {
+        if let Some((device, e)) = slot.as_ref() {
+            if e.name() == name && *device == choice {
                 return Ok(e.clone());
             }
         }
@@ -89,8 +101,10 @@ impl KnowledgeCache {
                 "`{name}` is a chat model; knowledge bases need a sentence-embedding model such as {DEFAULT_EMBEDDER}"
             )));
         }
-        let embedder = Arc::new(Embedder::load(name, &path)?);
-        *slot = Some(embedder.clone());
+        // The previous embedder goes first: a GPU may not hold two.
+        *slot = None;
+        let embedder = Arc::new(Embedder::load(name, &path, &choice.open()?)?);
+        *slot = Some((choice, embedder.clone()));
         Ok(embedder)
     }
 }
@@ -238,7 +252,8 @@ pub fn chat_with_kb(
         .as_deref()
         .map(|a| crate::train::resolve_adapter(ws, a))
         .transpose()?;
-    let model = models_cache.get_with_adapter(ws, &request.model, adapter.as_deref())?;
+    let model =
+        models_cache.get_with_adapter(ws, &request.model, adapter.as_deref(), request.device)?;
     let context = model.transformer.config.max_position_embeddings;
     let count = |text: &str| {
         model

@@ -15,6 +15,7 @@ pub mod models;
 pub mod plan;
 pub mod prompts;
 pub mod runs;
+pub mod settings;
 pub mod train;
 pub mod workspace;
 
@@ -61,11 +62,13 @@ pub struct DoctorReport {
     pub cpu_threads: u32,
     /// Whether this build can use NVIDIA GPUs (built with the `cuda` feature).
     pub cuda_build: bool,
-    /// Where training and chat run when no device is chosen, and why not on a GPU.
+    /// Where training and chat run when a command chooses no device (the workspace's
+    /// setting), and why not on a GPU.
     pub training_device: TrainingDevice,
 }
 
-/// The device `auto` picks, and when a GPU is there but unused, why and what fixes it.
+/// The device the workspace's setting opens, and when a GPU is there but unused, why and what
+/// fixes it.
 #[derive(Debug, Clone, Serialize, TS)]
 #[ts(export, export_to = "../../../ui/src/bindings/")]
 pub struct TrainingDevice {
@@ -81,9 +84,10 @@ pub struct TrainingDevice {
 
 pub fn doctor(ws: &Workspace) -> Result<DoctorReport> {
     let hardware = tunelab_hardware::probe();
+    let choice = settings::load(ws)?.device;
     Ok(DoctorReport {
         app: app_info(ws),
-        training_device: training_device(&hardware),
+        training_device: training_device(&hardware, choice),
         hardware,
         models: models::list(ws)?,
         cpu_threads: cpu_threads(),
@@ -91,11 +95,10 @@ pub fn doctor(ws: &Workspace) -> Result<DoctorReport> {
     })
 }
 
-/// What `auto` picks on this machine, from what NVML sees and what this build can do.
-pub fn training_device(hardware: &HardwareReport) -> TrainingDevice {
-    let device = DeviceChoice::Auto
-        .open()
-        .unwrap_or(tunelab_engine::Device::Cpu);
+/// What `choice` opens on this machine, from what NVML sees and what this build can do (the
+/// CPU when it cannot be opened, with why).
+pub fn training_device(hardware: &HardwareReport, choice: DeviceChoice) -> TrainingDevice {
+    let device = choice.open().unwrap_or(tunelab_engine::Device::Cpu);
     let precision = match tunelab_engine::Precision::half_for(&device).dense_dtype() {
         tunelab_engine::DType::BF16 => "bf16",
         tunelab_engine::DType::F16 => "f16",
@@ -108,8 +111,17 @@ pub fn training_device(hardware: &HardwareReport) -> TrainingDevice {
             Some("this build of Tunelab has no CUDA, so the GPU stays unused".to_string()),
             Some("scripts/setup.sh && scripts/run-app.sh (setup builds with CUDA when it finds the NVIDIA driver)".to_string()),
         )
+    } else if choice == DeviceChoice::Cpu {
+        (
+            Some("the workspace's device setting is cpu, so the GPU stays unused".to_string()),
+            Some("tunelab settings --device auto (or Run on: Auto on Home)".to_string()),
+        )
     } else {
-        let why = match DeviceChoice::Cuda(0).open() {
+        let asked = match choice {
+            DeviceChoice::Cuda(n) => DeviceChoice::Cuda(n),
+            _ => DeviceChoice::Cuda(0),
+        };
+        let why = match asked.open() {
             Err(e) => e.to_string(),
             Ok(_) => "CUDA could not be initialised".to_string(),
         };

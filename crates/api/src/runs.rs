@@ -161,7 +161,9 @@ pub struct TrainRequest {
 }
 
 impl TrainRequest {
-    pub fn to_config(&self) -> Result<RunConfig> {
+    /// The run's full configuration: the method's defaults with this request's choices, on the
+    /// workspace's device.
+    pub fn to_config(&self, ws: &Workspace) -> Result<RunConfig> {
         let data = std::path::PathBuf::from(self.data.trim());
         if data.as_os_str().is_empty() {
             return Err(ApiError::invalid("choose a dataset file"));
@@ -175,6 +177,7 @@ impl TrainRequest {
             model: self.model.clone(),
             data,
             seq_len: self.seq_len as usize,
+            device: crate::settings::load(ws)?.device,
             ..RunConfig::for_method(self.method)
         };
         config.train.max_steps = self.max_steps as u64;
@@ -318,7 +321,7 @@ pub fn start(
     cancel: &AtomicBool,
     on_event: &mut (dyn FnMut(TrainEvent) + Send),
 ) -> Result<RunListItem> {
-    let config = request.to_config()?;
+    let config = request.to_config(ws)?;
     let id = train::new_run_id(&config);
     let dir = ws.runs_dir().join(&id);
     on_event(TrainEvent::Started { run_id: id.clone() });

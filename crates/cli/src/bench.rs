@@ -19,6 +19,9 @@ pub enum Command {
         /// Runs to take the best of
         #[arg(long, default_value_t = 3)]
         runs: usize,
+        /// auto, cpu, cuda or cuda:N; the workspace's setting when absent
+        #[arg(long)]
+        device: Option<tunelab_api::DeviceChoice>,
         #[arg(long)]
         json: bool,
     },
@@ -53,6 +56,9 @@ pub enum Command {
         /// Runs to take the best of
         #[arg(long, default_value_t = 3)]
         runs: usize,
+        /// auto, cpu, cuda or cuda:N; the workspace's setting when absent
+        #[arg(long)]
+        device: Option<tunelab_api::DeviceChoice>,
         #[arg(long)]
         json: bool,
     },
@@ -91,15 +97,17 @@ pub fn run(ws: &Workspace, cmd: Command) -> Result<()> {
             sentences,
             tokens,
             runs,
+            device,
             json,
         } => {
-            let result = tunelab_api::bench::embed(ws, &model, sentences, tokens, runs)?;
+            let result = tunelab_api::bench::embed(ws, &model, sentences, tokens, runs, device)?;
             if json {
                 return print_json(&result);
             }
             println!(
-                "{} with {} threads: {} sentences of {} tokens in batches of {}, best of {} runs",
+                "{} on {} with {} threads: {} sentences of {} tokens in batches of {}, best of {} runs",
                 result.model,
+                result.device,
                 result.threads,
                 result.sentences,
                 result.tokens_per_sentence,
@@ -126,8 +134,8 @@ pub fn run(ws: &Workspace, cmd: Command) -> Result<()> {
                 return print_json(&result);
             }
             println!(
-                "ingest: {} documents, {} chunks with {} ({} threads)",
-                result.documents, result.chunks, result.embedder, result.threads
+                "ingest: {} documents, {} chunks with {} on {} ({} threads)",
+                result.documents, result.chunks, result.embedder, result.device, result.threads
             );
             println!(
                 "  {:.1} chunks/s end to end, {:.1} embeddings/s",
@@ -227,11 +235,19 @@ pub fn run(ws: &Workspace, cmd: Command) -> Result<()> {
             prompt_tokens,
             gen_tokens,
             runs,
+            device,
             json,
         } => {
             let cache = ModelCache::default();
-            let result =
-                tunelab_api::bench::decode(ws, &cache, &model, prompt_tokens, gen_tokens, runs)?;
+            let result = tunelab_api::bench::decode(
+                ws,
+                &cache,
+                &model,
+                prompt_tokens,
+                gen_tokens,
+                runs,
+                device,
+            )?;
             if json {
                 return print_json(&result);
             }

@@ -54,6 +54,10 @@ pub struct Args {
     /// With --prompt: print the answer and its statistics as JSON
     #[arg(long)]
     json: bool,
+    /// Where to answer: auto (the first GPU of a build with CUDA, else the CPU), cpu, cuda or
+    /// cuda:N; the workspace's setting (`tunelab settings`) when absent
+    #[arg(long)]
+    device: Option<tunelab_api::DeviceChoice>,
 }
 
 fn parse_template(text: &str) -> std::result::Result<TemplateRef, String> {
@@ -138,6 +142,7 @@ fn answer(
         kb: args.kb.clone(),
         messages,
         params: args.params(),
+        device: args.device,
     };
     let cancel = AtomicBool::new(false);
     let mut stdout = std::io::stdout();

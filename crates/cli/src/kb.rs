@@ -11,6 +11,16 @@ use tunelab_knowledge::{AddProgress, ChunkOptions, KnowledgeBaseInfo, SearchMode
 
 use crate::output::print_json;
 
+#[derive(clap::Args)]
+pub struct Args {
+    /// Where the embedding model runs: auto (the first GPU of a build with CUDA, else the CPU),
+    /// cpu, cuda or cuda:N; the workspace's setting (`tunelab settings`) when absent
+    #[arg(long, global = true)]
+    device: Option<tunelab_api::DeviceChoice>,
+    #[command(subcommand)]
+    command: Command,
+}
+
 #[derive(clap::Subcommand)]
 pub enum Command {
     /// Create an empty knowledge base
@@ -94,9 +104,9 @@ fn print_info(info: &KnowledgeBaseInfo) {
     );
 }
 
-pub fn run(ws: &Workspace, cmd: Command) -> Result<()> {
-    let cache = KnowledgeCache::default();
-    match cmd {
+pub fn run(ws: &Workspace, args: Args) -> Result<()> {
+    let cache = KnowledgeCache::on(args.device);
+    match args.command {
         Command::Create {
             name,
             embedder,

@@ -8,6 +8,7 @@ mod doctor;
 mod kb;
 mod models;
 mod output;
+mod settings;
 mod train;
 
 use std::path::PathBuf;
@@ -58,8 +59,9 @@ enum Command {
     #[command(subcommand)]
     Runs(train::RunsCommand),
     /// Knowledge bases: create, add documents, search; answer from them with `chat --kb`
-    #[command(subcommand)]
-    Kb(kb::Command),
+    Kb(kb::Args),
+    /// The workspace's settings: the device models run on unless a command says
+    Settings(settings::Args),
 }
 
 fn main() -> ExitCode {
@@ -75,6 +77,7 @@ fn main() -> ExitCode {
         Command::Plan(cmd) => train::run_plan(&ws, cmd),
         Command::Runs(cmd) => train::run_runs(&ws, cmd),
         Command::Kb(cmd) => kb::run(&ws, cmd),
+        Command::Settings(args) => settings::run(&ws, args),
     });
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -56,7 +56,7 @@ pub struct TrainArgs {
     #[arg(long)]
     no_checkpointing: bool,
     /// Where to train: auto (the first GPU of a build with CUDA, else the CPU), cpu, cuda or
-    /// cuda:N
+    /// cuda:N; the --config file's or the workspace's setting (`tunelab settings`) when absent
     #[arg(long)]
     device: Option<tunelab_api::DeviceChoice>,
     /// Start even when the memory plan says the run will not fit
@@ -118,7 +118,14 @@ pub enum RunsCommand {
     },
 }
 
-fn resolve_config(method: Method, args: &TrainArgs, need_data: bool) -> Result<RunConfig> {
+fn resolve_config(
+    ws: &Workspace,
+    method: Method,
+    args: &TrainArgs,
+    need_data: bool,
+) -> Result<RunConfig> {
+    // The device: --device, else the --config file's, else the workspace's setting.
+    let mut device_in_file = false;
     let mut config = match &args.config {
         Some(path) => {
             let text = std::fs::read_to_string(path).map_err(|e| ApiError::io(path, e))?;
@@ -132,6 +139,7 @@ fn resolve_config(method: Method, args: &TrainArgs, need_data: bool) -> Result<R
             if !lr_given {
                 config.train.lr = method.default_lr();
             }
+            device_in_file = table.contains_key("device");
             config
         }
         None => RunConfig::for_method(method),
@@ -164,7 +172,11 @@ fn resolve_config(method: Method, args: &TrainArgs, need_data: bool) -> Result<R
     if args.no_checkpointing {
         config.train.activation_checkpointing = false;
     }
-    config.device = args.device.unwrap_or(config.device);
+    config.device = match args.device {
+        Some(device) => device,
+        None if device_in_file => config.device,
+        None => tunelab_api::settings::load(ws)?.device,
+    };
     let pt = &mut config.pretrain;
     if let Some(preset) = &args.preset {
         pt.preset = tunelab_train_preset(preset)?;
@@ -184,7 +196,7 @@ fn resolve_config(method: Method, args: &TrainArgs, need_data: bool) -> Result<R
 pub fn run_plan(ws: &Workspace, cmd: PlanCommand) -> Result<()> {
     let PlanCommand::Train(cmd) = cmd;
     let (method, args) = cmd.split();
-    let config = resolve_config(method, &args, false)?;
+    let config = resolve_config(ws, method, &args, false)?;
     let plan = tunelab_api::plan::train(ws, &config)?;
     if args.json {
         return print_json(&plan);
@@ -230,7 +242,7 @@ pub fn run_plan(ws: &Workspace, cmd: PlanCommand) -> Result<()> {
 
 pub fn run_train(ws: &Workspace, cmd: TrainCommand) -> Result<()> {
     let (method, args) = cmd.split();
-    let config = resolve_config(method, &args, true)?;
+    let config = resolve_config(ws, method, &args, true)?;
     let dir = args
         .out
         .clone()

@@ -133,6 +133,9 @@ pub struct SentenceEncoder {
     max_tokens: usize,
     pooling: Pooling,
     device: Device,
+    /// Whether attention, GELU and the linear layers go through plain tensor ops that every
+    /// device runs: always off the CPU; on the CPU only when asked (see [`Self::portable`]).
+    portable: bool,
 }
 
 /// Texts per forward pass. Larger batches reuse the weights better; 32 keeps the attention
@@ -293,7 +296,20 @@ impl SentenceEncoder {
             max_tokens,
             pooling,
             device: device.clone(),
+            portable: !device.is_cpu(),
         })
+    }
+
+    /// The same encoder computing through the path a GPU takes, on any device: what tests hold
+    /// to the CPU's own kernels.
+    pub fn portable(mut self) -> Self {
+        self.portable = true;
+        self
+    }
+
+    /// Where it computes.
+    pub fn device(&self) -> &Device {
+        &self.device
     }
 
     /// The length of every embedding.
@@ -355,7 +371,7 @@ impl SentenceEncoder {
         let ids = self.token_ids(text)?;
         // An empty text is only the special tokens; pooled over two rows the 8-bit rounding
         // shows (cosine 0.998), and there is nothing to search for anyway.
-        let precision = if ids.len() > 2 {
+        let precision = if ids.len() > 2 && !self.portable {
             Precision::Query
         } else {
             Precision::Full
@@ -423,7 +439,7 @@ impl SentenceEncoder {
             .collect();
         // 0 for real tokens, a large negative number for padding: (b, 1, 1, t); only the
         // tensor path (GPUs) needs it.
-        let bias = if self.device.is_cpu() {
+        let bias = if !self.portable {
             None
         } else {
             Some(((mask.affine(1.0, -1.0)?) * 1e9)?.reshape((b, 1, 1, t))?)
@@ -449,7 +465,11 @@ impl SentenceEncoder {
             };
             let attn = layer.attn_out.forward(&ctx, precision)?;
             x = layer.attn_norm.forward(&(attn + &x)?)?;
-            let up = gelu_erf(&layer.up.forward(&x, precision)?)?;
+            let up = layer.up.forward(&x, precision)?;
+            let up = match self.portable {
+                true => up.gelu_erf()?,
+                false => gelu_erf(&up)?,
+            };
             let down = layer.down.forward(&up, precision)?;
             x = layer.out_norm.forward(&(down + &x)?)?;
         }
@@ -518,9 +538,6 @@ fn cpu_attention(qkv: &Tensor, lengths: &[usize], heads: usize) -> Result<Tensor
 /// than a libm call per element and runs over the buffer in parallel.
 fn gelu_erf(x: &Tensor) -> Result<Tensor> {
     use rayon::prelude::*;
-    if !x.device().is_cpu() {
-        return Ok(x.gelu_erf()?);
-    }
     let shape = x.shape().clone();
     let mut values = x.flatten_all()?.to_vec1::<f32>()?;
     values.par_chunks_mut(4096).for_each(|chunk| {

@@ -14,9 +14,10 @@ pub struct Embedder {
 }
 
 impl Embedder {
-    /// Loads the encoder in `folder` under `name` (the model registry's name for it).
-    pub fn load(name: &str, folder: &Path) -> Result<Self> {
-        let encoder = SentenceEncoder::load(folder, &Device::Cpu)?;
+    /// Loads the encoder in `folder` under `name` (the model registry's name for it), onto
+    /// `device`.
+    pub fn load(name: &str, folder: &Path, device: &Device) -> Result<Self> {
+        let encoder = SentenceEncoder::load(folder, device)?;
         Ok(Self {
             name: name.to_string(),
             encoder,
@@ -25,6 +26,11 @@ impl Embedder {
 
     pub fn name(&self) -> &str {
         &self.name
+    }
+
+    /// Where it embeds: "cpu" or "cuda:N".
+    pub fn device_label(&self) -> String {
+        tunelab_engine::device_label(self.encoder.device())
     }
 
     pub fn dimension(&self) -> usize {

@@ -15,4 +15,8 @@ kb?: string,
 /**
  * A saved prompt template that frames the conversation (see `prompts`).
  */
-template?: TemplateRef, messages: Array<ChatMessage>, params: GenerationParams, };
+template?: TemplateRef, messages: Array<ChatMessage>, params: GenerationParams, 
+/**
+ * Where to answer ("auto", "cpu", "cuda:N"); the workspace's device setting when absent.
+ */
+device?: string, };

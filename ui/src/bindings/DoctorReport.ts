@@ -17,6 +17,7 @@ cpu_threads: number,
  */
 cuda_build: boolean, 
 /**
- * Where training and chat run when no device is chosen, and why not on a GPU.
+ * Where training and chat run when a command chooses no device (the workspace's
+ * setting), and why not on a GPU.
  */
 training_device: TrainingDevice, };

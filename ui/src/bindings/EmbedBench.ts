@@ -4,7 +4,11 @@
  * Sentence-embedding speed: how many sentences per second the embedder turns into vectors,
  * tokenization included.
  */
-export type EmbedBench = { model: string, threads: number, sentences: number, 
+export type EmbedBench = { model: string, 
+/**
+ * Where it embedded: "cpu" or "cuda:N".
+ */
+device: string, threads: number, sentences: number, 
 /**
  * Tokens per sentence, [CLS] and [SEP] included.
  */

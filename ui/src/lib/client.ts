@@ -28,6 +28,7 @@ import type { PromptSummary } from '../bindings/PromptSummary';
 import type { PromptTemplate } from '../bindings/PromptTemplate';
 import type { RenderedPrompt } from '../bindings/RenderedPrompt';
 import type { SavedPrompt } from '../bindings/SavedPrompt';
+import type { Settings } from '../bindings/Settings';
 import { toApiError } from './api-error';
 import type { ChatTransport } from './chat/chat-transport';
 
@@ -216,3 +217,13 @@ export function removePrompt(name: string): Promise<void> {
 }
 
 export const tauriChatTransport: ChatTransport = { chat, cancelChat };
+
+/** The workspace's settings: the device models train, answer and embed on. */
+export function settings(): Promise<Settings> {
+  return call<Settings>('settings');
+}
+
+/** Saves the settings; a device this build or machine cannot open is refused, naming the fix. */
+export function saveSettings(settings: Settings): Promise<Settings> {
+  return call<Settings>('save_settings', { settings });
+}

@@ -12,6 +12,7 @@ fn request(question: &str, params: GenerationParams) -> ChatRequest {
     ChatRequest {
         template: None,
         kb: None,
+        device: None,
         model: tunelab_api::DEFAULT_MODEL.into(),
         adapter: None,
         messages: vec![ChatMessage {
@@ -105,6 +106,7 @@ fn cancel_stops_the_answer_and_bad_requests_are_named() {
         &ChatRequest {
             template: None,
             kb: None,
+            device: None,
             model: "nope".into(),
             ..request("hi", params)
         },
@@ -119,8 +121,10 @@ fn cancel_stops_the_answer_and_bad_requests_are_named() {
 fn the_decode_benchmark_counts_exactly_what_it_asked_for() {
     let (_dir, ws) = workspace_with_default_model();
     let cache = ModelCache::default();
+    let cpu = Some(tunelab_api::DeviceChoice::Cpu);
     let bench =
-        tunelab_api::bench::decode(&ws, &cache, tunelab_api::DEFAULT_MODEL, 40, 6, 1).unwrap();
+        tunelab_api::bench::decode(&ws, &cache, tunelab_api::DEFAULT_MODEL, 40, 6, 1, cpu).unwrap();
+    assert_eq!(bench.device, "cpu");
     assert_eq!(
         (bench.prompt_tokens, bench.generated_tokens, bench.runs),
         (40, 6, 1)
@@ -142,7 +146,8 @@ fn doctor_reports_hardware_and_models() {
 #[test]
 fn doctor_says_why_a_present_gpu_is_not_used_and_what_fixes_it() {
     let mut hardware = tunelab_hardware::probe();
-    let none = tunelab_api::training_device(&hardware);
+    let auto = tunelab_api::DeviceChoice::Auto;
+    let none = tunelab_api::training_device(&hardware, auto);
     if hardware.gpus.is_empty() {
         assert_eq!((none.device.as_str(), none.problem), ("cpu", None));
     }
@@ -160,10 +165,16 @@ fn doctor_says_why_a_present_gpu_is_not_used_and_what_fixes_it() {
         power_limit_watts: None,
         compute_capability: Some("8.9".into()),
     }];
-    let t = tunelab_api::training_device(&hardware);
+    let t = tunelab_api::training_device(&hardware, auto);
     if !cfg!(feature = "cuda") {
         assert_eq!((t.device.as_str(), t.precision.as_str()), ("cpu", "f32"));
         assert!(t.problem.unwrap().contains("no CUDA"));
         assert!(t.fix.unwrap().starts_with("scripts/setup.sh"));
+    } else {
+        // A build with CUDA whose setting keeps it on the CPU says so, and how to change it.
+        let t = tunelab_api::training_device(&hardware, tunelab_api::DeviceChoice::Cpu);
+        assert_eq!(t.device, "cpu");
+        assert!(t.problem.unwrap().contains("device setting is cpu"));
+        assert!(t.fix.unwrap().starts_with("tunelab settings --device auto"));
     }
 }

@@ -127,6 +127,7 @@ fn chat_with_a_saved_template_sends_the_framed_conversation() {
             version: None,
         }),
         kb: None,
+        device: None,
         model: tunelab_api::DEFAULT_MODEL.into(),
         adapter: None,
         messages: vec![ChatMessage {

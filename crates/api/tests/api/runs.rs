@@ -29,12 +29,14 @@ fn request() -> TrainRequest {
 
 #[test]
 fn method_settings_reach_the_run_configuration_and_bad_ones_name_their_field() {
+    let dir = tempfile::tempdir().unwrap();
+    let ws = tunelab_api::Workspace::open(Some(dir.path().into())).unwrap();
     let config = TrainRequest {
         rank: Some(8),
         alpha: Some(16.0),
         ..request()
     }
-    .to_config()
+    .to_config(&ws)
     .unwrap();
     assert_eq!((config.lora.rank, config.lora.alpha), (8, 16.0));
     let config = TrainRequest {
@@ -42,7 +44,7 @@ fn method_settings_reach_the_run_configuration_and_bad_ones_name_their_field() {
         virtual_tokens: Some(12),
         ..request()
     }
-    .to_config()
+    .to_config(&ws)
     .unwrap();
     assert_eq!(config.soft_prompt.num_virtual_tokens, 12);
     let config = TrainRequest {
@@ -50,9 +52,19 @@ fn method_settings_reach_the_run_configuration_and_bad_ones_name_their_field() {
         preset: Some("1m".into()),
         ..request()
     }
-    .to_config()
+    .to_config(&ws)
     .unwrap();
     assert_eq!(config.pretrain.preset.as_str(), "1m");
+    // The app's runs go where the workspace's device setting says.
+    assert_eq!(config.device, tunelab_api::DeviceChoice::Auto);
+    let cpu = tunelab_api::settings::Settings {
+        device: tunelab_api::DeviceChoice::Cpu,
+    };
+    tunelab_api::settings::save(&ws, &cpu).unwrap();
+    assert_eq!(
+        request().to_config(&ws).unwrap().device,
+        tunelab_api::DeviceChoice::Cpu
+    );
     for (bad, field) in [
         (
             TrainRequest {
@@ -90,7 +102,7 @@ fn method_settings_reach_the_run_configuration_and_bad_ones_name_their_field() {
             "lr:",
         ),
     ] {
-        let err = bad.to_config().unwrap_err();
+        let err = bad.to_config(&ws).unwrap_err();
         assert!(err.message.starts_with(field), "{}", err.message);
     }
 }

@@ -38,6 +38,7 @@ fn ask_run(
     let request = ChatRequest {
         template: None,
         kb: None,
+        device: None,
         model: tunelab_api::DEFAULT_MODEL.into(),
         adapter: Some(adapter.into()),
         messages: vec![ChatMessage {
@@ -297,6 +298,7 @@ fn json_answers(
             let request = ChatRequest {
                 template: None,
                 kb: None,
+                device: None,
                 model: tunelab_api::DEFAULT_MODEL.into(),
                 adapter: adapter.map(String::from),
                 messages: vec![

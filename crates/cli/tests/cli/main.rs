@@ -121,6 +121,91 @@ fn errors_are_one_clear_line_and_a_failure_exit_code() {
 }
 
 #[test]
+fn the_device_setting_is_kept_and_commands_follow_it_or_their_own_device() {
+    let home = tempfile::tempdir().unwrap();
+    let h = Some(home.path());
+    assert_eq!(json(&tunelab(h, &["settings", "--json"]))["device"], "auto");
+    let set = json(&tunelab(h, &["settings", "--device", "cpu", "--json"]));
+    assert_eq!(set["device"], "cpu");
+    let text = tunelab(h, &["settings"]);
+    assert!(String::from_utf8_lossy(&text.stdout).contains("device  cpu"));
+
+    let gguf = default_gguf();
+    json(&tunelab(
+        h,
+        &[
+            "models",
+            "add",
+            gguf.to_str().unwrap(),
+            "--name",
+            "smol",
+            "--json",
+        ],
+    ));
+    let ask = |extra: &[&str]| {
+        let mut args = vec![
+            "chat",
+            "--model",
+            "smol",
+            "--prompt",
+            "Hi",
+            "--max-tokens",
+            "3",
+            "--json",
+        ];
+        args.extend_from_slice(extra);
+        tunelab(h, &args)
+    };
+    assert_eq!(json(&ask(&[]))["device"], "cpu");
+    assert_eq!(json(&ask(&["--device", "auto"]))["device"], "cpu");
+
+    if !cfg!(feature = "cuda") {
+        // Refused when chosen, naming the setup step, and the setting stays as it was.
+        let out = tunelab(h, &["settings", "--device", "cuda"]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !out.status.success() && stderr.contains("scripts/setup.sh"),
+            "{stderr}"
+        );
+        assert_eq!(json(&tunelab(h, &["settings", "--json"]))["device"], "cpu");
+        let out = ask(&["--device", "cuda:1"]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !out.status.success() && stderr.contains("scripts/setup.sh"),
+            "{stderr}"
+        );
+    }
+
+    // A settings file that does not parse is named, with what is wrong in it.
+    std::fs::write(home.path().join("settings.json"), "{\n  \"device\": 3\n}").unwrap();
+    let out = ask(&[]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success()
+            && stderr.contains("settings.json")
+            && stderr.contains("expected a string"),
+        "{stderr}"
+    );
+
+    // The embedding benchmark says where it ran (the setup's workspace, its own --device).
+    let embed = json(&tunelab(
+        None,
+        &[
+            "bench",
+            "embed",
+            "--sentences",
+            "4",
+            "--runs",
+            "1",
+            "--device",
+            "cpu",
+            "--json",
+        ],
+    ));
+    assert_eq!(embed["device"], "cpu");
+}
+
+#[test]
 fn interactive_chat_streams_answers_and_keeps_the_conversation() {
     let home = tempfile::tempdir().unwrap();
     let gguf = default_gguf();

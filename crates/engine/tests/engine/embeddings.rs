@@ -98,6 +98,31 @@ fn minilm_token_ids_and_embeddings_match_the_reference() {
 }
 
 #[test]
+fn the_path_a_gpu_takes_embeds_like_the_cpu_kernels() {
+    // Attention with a padding mask, candle's GELU and full-precision layers, run on the CPU:
+    // the same vectors as the CPU's own kernels, for every length in one padded batch, and
+    // for queries (which the CPU answers in 8 bits).
+    let reference = fixture("minilm_l6_v2_reference.json");
+    let texts: Vec<&str> = reference["cases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["text"].as_str().unwrap())
+        .collect();
+    let (fused, portable) = (encoder(), encoder().portable());
+    let a = fused.embed(&texts).unwrap();
+    let b = portable.embed(&texts).unwrap();
+    for ((x, y), text) in a.iter().zip(&b).zip(&texts) {
+        let c = cosine(x, y);
+        assert!(c > 0.99999, "cosine {c} between the two paths for {text:?}");
+    }
+    for (text, full) in texts.iter().zip(&a) {
+        let query = portable.embed_query(text).unwrap();
+        assert!(cosine(&query, full) > 0.99999, "query {text:?}");
+    }
+}
+
+#[test]
 fn similar_sentences_are_closer_than_unrelated_ones() {
     let encoder = encoder();
     let v = encoder

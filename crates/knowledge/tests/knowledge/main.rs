@@ -31,7 +31,8 @@ fn embedder() -> &'static Embedder {
             "{} is missing: run scripts/setup.sh (or scripts/fetch-models.py) first",
             folder.display()
         );
-        Embedder::load("all-minilm-l6-v2", &folder).expect("embedder loads")
+        Embedder::load("all-minilm-l6-v2", &folder, &tunelab_engine::Device::Cpu)
+            .expect("embedder loads")
     })
 }
 
