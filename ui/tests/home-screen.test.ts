@@ -223,6 +223,7 @@ describe('HomeScreen', () => {
       wall_time_s: 95,
       device: 'cpu',
       gpu: null,
+      cpu_energy: null,
       started_at: 1,
       has_artifact: true,
     });

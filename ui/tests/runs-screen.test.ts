@@ -33,6 +33,7 @@ function run(id: string, status = 'completed'): RunListItem {
     wall_time_s: 95,
     device: 'cpu',
     gpu: null,
+    cpu_energy: null,
     started_at: 1,
     has_artifact: status === 'completed',
   };
@@ -63,6 +64,7 @@ describe('RunsScreen', () => {
       ...run('qlora-b', 'cancelled'),
       device: 'cuda:0',
       gpu: { gpu: 0, peak_memory_bytes: 14 * 1024 ** 3, mean_utilization_percent: 80, energy_joules: 3100 },
+      cpu_energy: { joules: 820, packages: 1 },
     };
     client.listRuns.mockResolvedValue([run('qlora-a'), onGpu]);
     const onOpenChat = vi.fn();
@@ -71,7 +73,7 @@ describe('RunsScreen', () => {
     const table = screen.getByRole('table', { name: 'Runs' }).textContent;
     expect(table).toContain('600.0 MiB');
     expect(table).toContain('cpu');
-    expect(table).toContain('cuda:0 · 14.0 GiB · 3.1 kJ');
+    expect(table).toContain('cuda:0 · 14.0 GiB · 3.1 kJ · CPU 0.8 kJ');
     expect(client.runMetrics).toHaveBeenCalledWith('qlora-a');
     expect(linePoints(container, 'train')).toBe(2);
     expect(linePoints(container, 'validation')).toBe(1);

@@ -13,7 +13,7 @@ import type { TrainRequest } from '../src/bindings/TrainRequest';
 import TrainScreen from '../src/screens/TrainScreen.svelte';
 import { settle } from './helpers/fake-chat-transport';
 import { linePoints } from './helpers/plot';
-import { smolModel } from './helpers/reports';
+import { gpuReport, smolModel } from './helpers/reports';
 
 const client = vi.hoisted(() => ({
   backendAvailable: vi.fn(() => false),
@@ -65,6 +65,7 @@ function finishedRun(): RunListItem {
     wall_time_s: 12,
     device: 'cpu',
     gpu: null,
+    cpu_energy: null,
     started_at: 1,
     has_artifact: true,
   };
@@ -167,6 +168,14 @@ describe('TrainScreen', () => {
     expect(linePoints(container, 'train')).toBe(2);
     // The learning rate follows its schedule in a chart of its own.
     expect(linePoints(container, 'lr')).toBe(2);
+    // On a GPU, its live readings; not a point of the charts.
+    expect(screen.queryByLabelText('GPU now')).toBeNull();
+    emit({ kind: 'gpu', gpu: gpuReport().gpus[0] });
+    await tick();
+    expect(screen.getByLabelText('GPU now').textContent).toMatch(
+      /GPU 0 · memory 5\.2 \/ 24\.0 GiB · busy\s+37% · 54 °C · 182 \/ 450 W/,
+    );
+    expect(linePoints(container, 'train')).toBe(2);
 
     finish(finishedRun());
     await settle();

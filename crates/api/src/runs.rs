@@ -36,6 +36,8 @@ pub struct RunListItem {
     pub device: Option<String>,
     /// On a GPU: its peak memory, mean utilisation and energy over the run.
     pub gpu: Option<tunelab_hardware::GpuCost>,
+    /// The CPU packages' energy over the run (RAPL), where the machine lets Tunelab read it.
+    pub cpu_energy: Option<tunelab_hardware::CpuEnergy>,
     /// Seconds since 1970 when the run started; null while unknown.
     #[ts(type = "number | null")]
     pub started_at: Option<u64>,
@@ -66,6 +68,7 @@ impl RunListItem {
             wall_time_s: summary.map(|s| s.wall_time_s),
             device: summary.map(|s| s.device.clone()),
             gpu: summary.and_then(|s| s.gpu.clone()),
+            cpu_energy: summary.and_then(|s| s.cpu_energy.clone()),
             started_at: summary.map(|s| s.started_at),
             has_artifact: dir.join("artifact").is_dir(),
         }
@@ -247,6 +250,8 @@ pub enum TrainEvent {
         step: u64,
         val_loss: f64,
     },
+    /// The GPU the run trains on, read after a step (at most once a second); none on the CPU.
+    Gpu { gpu: tunelab_hardware::GpuInfo },
 }
 
 struct EventSink<'a>(&'a mut (dyn FnMut(TrainEvent) + Send));
@@ -261,6 +266,11 @@ impl ProgressSink for EventSink<'_> {
             tokens_per_s: m.tokens_per_s,
             elapsed_s: m.elapsed_s,
             rss_bytes: m.rss_bytes,
+        });
+    }
+    fn gpu(&mut self, reading: &tunelab_hardware::GpuInfo) {
+        (self.0)(TrainEvent::Gpu {
+            gpu: reading.clone(),
         });
     }
     fn eval(&mut self, m: &EvalMetrics) {

@@ -68,7 +68,6 @@ impl Method {
         }
     }
 
-    /// How the base model is held while this method trains.
     /// How the base model is held on `device`: f32 on the CPU, 16 bits on a GPU (trained
     /// parameters stay f32 on both); QLoRA's base in 4 bits everywhere.
     pub fn precision(self, device: &tunelab_engine::Device) -> Precision {
@@ -208,6 +207,10 @@ pub struct RunSummary {
     /// On a GPU: its peak memory, mean utilisation and energy over the run.
     #[serde(default)]
     pub gpu: Option<tunelab_hardware::GpuCost>,
+    /// The CPU packages' energy over the run (RAPL, all processes on them); null where the
+    /// machine does not let Tunelab read it.
+    #[serde(default)]
+    pub cpu_energy: Option<tunelab_hardware::CpuEnergy>,
     pub started_at: u64,
     pub finished_at: u64,
     /// Folder with the result in its exchange format (a PEFT adapter).
@@ -399,6 +402,13 @@ fn run_job(
     let gpu_recorder = tunelab_engine::cuda_index(&device).and_then(|i| {
         tunelab_hardware::GpuRecorder::start(i as u32, std::time::Duration::from_millis(500))
     });
+    let cpu_energy = tunelab_hardware::CpuEnergyRecorder::start(std::time::Duration::from_secs(1));
+    let mut sink = LiveGpu {
+        inner: sink,
+        meter: tunelab_engine::cuda_index(&device)
+            .and_then(|i| tunelab_hardware::GpuMeter::open(i as u32)),
+        last: None,
+    };
     let outcome = trainer::train(
         &model.transformer,
         &params,
@@ -407,7 +417,7 @@ fn run_job(
         &config.train,
         &run,
         pad_id,
-        sink,
+        &mut sink,
         cancel,
     )?;
 
@@ -448,12 +458,37 @@ fn run_job(
         peak_rss_bytes: tunelab_hardware::peak_rss_bytes(),
         device: tunelab_engine::device_label(&device),
         gpu: gpu_recorder.and_then(|r| r.finish()),
+        cpu_energy: cpu_energy.and_then(|r| r.finish()),
         started_at,
         finished_at: now(),
         artifact,
     };
     run.write_json("summary.json", &summary)?;
     Ok(summary)
+}
+
+/// Passes progress on, adding a reading of the GPU after a step at most once a second.
+struct LiveGpu<'a> {
+    inner: &'a mut dyn ProgressSink,
+    meter: Option<tunelab_hardware::GpuMeter>,
+    last: Option<std::time::Instant>,
+}
+
+impl ProgressSink for LiveGpu<'_> {
+    fn step(&mut self, metrics: &StepMetrics) {
+        self.inner.step(metrics);
+        let due = self.last.is_none_or(|t| t.elapsed().as_secs_f64() >= 1.0);
+        if let (true, Some(meter)) = (due, &self.meter) {
+            if let Some(reading) = meter.info() {
+                self.inner.gpu(&reading);
+            }
+            self.last = Some(std::time::Instant::now());
+        }
+    }
+
+    fn eval(&mut self, metrics: &EvalMetrics) {
+        self.inner.eval(metrics);
+    }
 }
 
 /// Runs in the workspace, newest first, with their summaries where they have one.

@@ -238,6 +238,12 @@ impl GpuMeter {
     pub fn utilization_percent(&self) -> Option<u32> {
         Some(self.device()?.utilization_rates().ok()?.gpu)
     }
+
+    /// Everything the Home card shows of this GPU, read now: memory, utilisation,
+    /// temperature and power.
+    pub fn info(&self) -> Option<GpuInfo> {
+        Some(read_device(self.index, &self.device()?))
+    }
 }
 
 /// What a piece of work cost one GPU, from start to finish: its memory at the highest (every
@@ -303,10 +309,10 @@ pub(crate) fn record(
 }
 
 /// Records a GPU's cost on a thread of its own while work runs: [`GpuRecorder::finish`] stops it
-/// and returns what it saw.
+/// and returns what it saw; dropped without it (the work failed), the thread stops too.
 pub struct GpuRecorder {
     stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
-    handle: std::thread::JoinHandle<GpuCost>,
+    handle: Option<std::thread::JoinHandle<GpuCost>>,
 }
 
 impl GpuRecorder {
@@ -323,12 +329,21 @@ impl GpuRecorder {
             };
             record(index, read, &flag, every)
         });
-        Some(GpuRecorder { stop, handle })
+        Some(GpuRecorder {
+            stop,
+            handle: Some(handle),
+        })
     }
 
-    pub fn finish(self) -> Option<GpuCost> {
+    pub fn finish(mut self) -> Option<GpuCost> {
         self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
-        self.handle.join().ok()
+        self.handle.take()?.join().ok()
+    }
+}
+
+impl Drop for GpuRecorder {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
     }
 }
 

@@ -6,6 +6,7 @@
 //! or fails: whatever cannot be read is reported as missing, and a missing NVIDIA driver is
 //! the normal case on most development machines and CI runners.
 
+mod cpu_energy;
 mod gpu;
 mod host;
 mod process;
@@ -16,6 +17,7 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 use ts_rs::TS;
 
+pub use cpu_energy::{CpuEnergy, CpuEnergyRecorder};
 pub use gpu::{GpuCost, GpuMeter, GpuRecorder};
 pub use process::{current_rss_bytes, peak_rss_bytes};
 

@@ -97,6 +97,9 @@ pub struct EvalMetrics {
 pub trait ProgressSink: Send {
     fn step(&mut self, metrics: &StepMetrics);
     fn eval(&mut self, metrics: &EvalMetrics);
+    /// A reading of the GPU the run trains on, after a step (at most one a second); never
+    /// called on the CPU.
+    fn gpu(&mut self, _reading: &tunelab_hardware::GpuInfo) {}
 }
 
 #[derive(Debug, Clone, Serialize)]
