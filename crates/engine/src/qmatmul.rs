@@ -259,7 +259,8 @@ pub fn gemv(
 }
 
 /// Fills `y (m, n)` in parallel over output features: `feature(j, values)` writes output
-/// feature `j` of every row, `values[r]` for row `r`. Each task takes a run of features.
+/// feature `j` of every row, `values[r]` for row `r`. Each task takes a run of features and
+/// keeps them feature by feature, so `values` is a slice of its buffer, written in place.
 pub(crate) fn by_output_features(
     n: usize,
     m: usize,
@@ -273,23 +274,18 @@ pub(crate) fn by_output_features(
         .into_par_iter()
         .map(|start| {
             let end = (start + chunk).min(n);
-            let width = end - start;
-            let mut out = vec![0f32; m * width];
-            let mut values = vec![0f32; m];
-            for j in start..end {
-                feature(j, &mut values);
-                for (r, v) in values.iter().enumerate() {
-                    out[r * width + (j - start)] = *v;
-                }
+            let mut out = vec![0f32; m * (end - start)];
+            for (j, values) in (start..end).zip(out.chunks_exact_mut(m)) {
+                feature(j, values);
             }
             (start, out)
         })
         .collect();
     for (start, out) in columns {
-        let width = out.len() / m;
-        for r in 0..m {
-            y[r * n + start..r * n + start + width]
-                .copy_from_slice(&out[r * width..(r + 1) * width]);
+        for (jj, values) in out.chunks_exact(m).enumerate() {
+            for (r, v) in values.iter().enumerate() {
+                y[r * n + start + jj] = *v;
+            }
         }
     }
 }
