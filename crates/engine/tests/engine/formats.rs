@@ -425,13 +425,19 @@ fn a_16_bit_folder_answers_in_its_16_bits_on_the_cpu() {
             "{dtype:?}: {half} bytes in 16 bits against {full} in f32"
         );
         // The widened model computes from the same values: only summation order differs, for
-        // one token (the decoding kernel) and for a prompt (the banded product).
+        // one token and a short prompt (row by row) and for a long prompt (in bands).
         let ids = native
             .tokenizer
-            .encode("Sixteen bits a weight, read as they are stored.", false)
+            .encode(
+                &"Sixteen bits a weight, read as they are stored. ".repeat(8),
+                false,
+            )
             .unwrap();
-        assert!(ids.len() > 8);
-        for ids in [&ids[..1], &ids[..]] {
+        assert!(
+            ids.len() > 64,
+            "a prompt long enough for the banded product"
+        );
+        for ids in [&ids[..1], &ids[..20], &ids[..]] {
             let a = native.transformer.logits(ids).unwrap();
             let b = wide.transformer.logits(ids).unwrap();
             let err = max_abs(&(&a - &b).unwrap()) / max_abs(&b);
