@@ -184,14 +184,7 @@ mod tests {
             .unwrap()
             .matmul(&w.to_dtype(DType::F32).unwrap().t().unwrap())
             .unwrap();
-        let diff = (got.reshape((rows, n)).unwrap() - want)
-            .unwrap()
-            .abs()
-            .unwrap()
-            .max_all()
-            .unwrap()
-            .to_scalar::<f32>()
-            .unwrap();
+        let diff = crate::layers::max_abs_diff(&got.reshape((rows, n)).unwrap(), &want).unwrap();
         assert!(diff < 1e-4, "{dtype:?}, {rows} rows: off by {diff}");
     }
 
@@ -217,7 +210,6 @@ mod tests {
             .unwrap();
         let got = banded(&x, &w, 16).unwrap();
         assert_eq!(got.dims(), &[12, 70]);
-        let diff = (got - wide).unwrap().abs().unwrap().max_all().unwrap();
-        assert!(diff.to_scalar::<f32>().unwrap() < 1e-5);
+        assert!(crate::layers::max_abs_diff(&got, &wide).unwrap() < 1e-5);
     }
 }

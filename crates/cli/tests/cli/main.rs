@@ -37,6 +37,22 @@ fn json(out: &Output) -> serde_json::Value {
     })
 }
 
+/// Registers the default GGUF in the workspace `home` as `name`; returns the entry.
+fn add_default_gguf(home: &Path, name: &str) -> serde_json::Value {
+    let gguf = default_gguf();
+    json(&tunelab(
+        Some(home),
+        &[
+            "models",
+            "add",
+            gguf.to_str().unwrap(),
+            "--name",
+            name,
+            "--json",
+        ],
+    ))
+}
+
 #[test]
 fn after_setup_the_default_model_answers_to_its_name_with_paris() {
     // The workspace setup filled (TUNELAB_HOME or the platform data folder).
@@ -78,18 +94,7 @@ fn doctor_and_models_work_on_a_fresh_workspace() {
     let text = String::from_utf8_lossy(&text.stdout);
     assert!(text.contains("CPU:") && text.contains("RAM:"), "{text}");
 
-    let gguf = default_gguf();
-    let added = json(&tunelab(
-        Some(home.path()),
-        &[
-            "models",
-            "add",
-            gguf.to_str().unwrap(),
-            "--name",
-            "smol",
-            "--json",
-        ],
-    ));
+    let added = add_default_gguf(home.path(), "smol");
     assert_eq!(added["name"], "smol");
     assert_eq!(added["quantization"], "Q4_1");
     let list = json(&tunelab(Some(home.path()), &["models", "list", "--json"]));
@@ -130,18 +135,7 @@ fn the_device_setting_is_kept_and_commands_follow_it_or_their_own_device() {
     let text = tunelab(h, &["settings"]);
     assert!(String::from_utf8_lossy(&text.stdout).contains("device  cpu"));
 
-    let gguf = default_gguf();
-    json(&tunelab(
-        h,
-        &[
-            "models",
-            "add",
-            gguf.to_str().unwrap(),
-            "--name",
-            "smol",
-            "--json",
-        ],
-    ));
+    add_default_gguf(home.path(), "smol");
     let ask = |extra: &[&str]| {
         let mut args = vec![
             "chat",
@@ -208,18 +202,7 @@ fn the_device_setting_is_kept_and_commands_follow_it_or_their_own_device() {
 #[test]
 fn interactive_chat_streams_answers_and_keeps_the_conversation() {
     let home = tempfile::tempdir().unwrap();
-    let gguf = default_gguf();
-    json(&tunelab(
-        Some(home.path()),
-        &[
-            "models",
-            "add",
-            gguf.to_str().unwrap(),
-            "--name",
-            "smollm2-135m-instruct",
-            "--json",
-        ],
-    ));
+    add_default_gguf(home.path(), "smollm2-135m-instruct");
     let mut child = Command::new(env!("CARGO_BIN_EXE_tunelab"))
         .arg("--home")
         .arg(home.path())
@@ -407,18 +390,7 @@ fn a_knowledge_base_of_the_sample_company_searches_and_answers_with_citations() 
     ));
     assert_eq!(entry["name"], "all-minilm-l6-v2");
     assert_eq!(entry["role"], "embedding", "{entry}");
-    let gguf = default_gguf();
-    json(&tunelab(
-        h,
-        &[
-            "models",
-            "add",
-            gguf.to_str().unwrap(),
-            "--name",
-            "smollm2-135m-instruct",
-            "--json",
-        ],
-    ));
+    add_default_gguf(home.path(), "smollm2-135m-instruct");
 
     let info = json(&tunelab(h, &["kb", "create", "brightloom", "--json"]));
     assert_eq!(info["embedder"], "all-minilm-l6-v2");
