@@ -1,8 +1,8 @@
 //! Products with 16-bit weights on the CPU: `x @ Wᵀ` for f32 activations `x` and a bf16 or f16
 //! weight `W`, which is what chatting over a 16-bit safetensors model computes. The weight is
-//! never widened whole: a few rows (decoding) read each weight row once, widening it into a
-//! small buffer; many rows (a prompt) widen a band of output features at a time for the f32
-//! GEMM, so the extra memory is one band, not one matrix.
+//! never widened whole: up to [`GEMV_MAX_ROWS`] rows (decoding, a short prompt) read each
+//! weight row once, widening it into a small buffer; more rows (a long prompt) widen a band of
+//! output features at a time for the f32 GEMM, so the extra memory is one band, not a matrix.
 
 use std::cell::RefCell;
 
@@ -170,7 +170,8 @@ mod tests {
     use candle_core::Device;
 
     fn product_matches_the_widened_weight(dtype: DType, rows: usize) {
-        let (n, k) = (70, 96);
+        // 100 inputs: six blocks of the kernel's 16 lanes and a remainder of 4.
+        let (n, k) = (70, 100);
         let w = Tensor::randn(0f32, 1.0, (n, k), &Device::Cpu)
             .unwrap()
             .to_dtype(dtype)
