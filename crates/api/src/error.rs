@@ -1,10 +1,10 @@
 //! One error shape for every front end: a stable `code` the UI can branch on and a message that
 //! says what went wrong and what to do.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use ts_rs::TS;
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, TS)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, TS)]
 #[ts(export, export_to = "../../../ui/src/bindings/")]
 pub struct ApiError {
     pub code: String,

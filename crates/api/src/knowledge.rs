@@ -18,6 +18,7 @@ use tunelab_knowledge::{Embedder, KnowledgeError, KnowledgeStore};
 
 use crate::chat::{ChatEvent, ChatMessage, ChatRequest, ChatRole, ChatSummary, ModelCache};
 use crate::error::{ApiError, Result};
+use crate::jobs::{self, JobKind, JobLock};
 use crate::models::{self, ModelRole};
 use crate::workspace::Workspace;
 use crate::DeviceChoice;
@@ -159,8 +160,22 @@ pub fn show(ws: &Workspace, cache: &KnowledgeCache, name: &str) -> Result<Knowle
     })
 }
 
+/// Takes the knowledge base's writer lock, so that one process at a time changes it.
+fn write_lock(ws: &Workspace, name: &str) -> Result<JobLock> {
+    tunelab_knowledge::validate_name(name)?;
+    JobLock::acquire(
+        &jobs::knowledge_lock_path(ws, name),
+        JobKind::Knowledge,
+        &format!("knowledge base `{name}`"),
+    )
+}
+
 pub fn remove(ws: &Workspace, cache: &KnowledgeCache, name: &str) -> Result<()> {
-    Ok(cache.store(ws)?.remove(name)?)
+    let lock = write_lock(ws, name)?;
+    cache.store(ws)?.remove(name)?;
+    // Gone with the knowledge base; removed while still held so no writer slips in between.
+    let _ = std::fs::remove_file(lock.path());
+    Ok(())
 }
 
 /// Deletes one file's chunks; returns how many were deleted.
@@ -170,6 +185,7 @@ pub fn remove_source(
     name: &str,
     source: &str,
 ) -> Result<usize> {
+    let _lock = write_lock(ws, name)?;
     Ok(cache.store(ws)?.remove_source(name, source)?)
 }
 
@@ -186,6 +202,7 @@ pub fn add(
     }
     let store = cache.store(ws)?;
     let info = store.settings(name)?;
+    let _lock = write_lock(ws, name)?;
     let embedder = cache.embedder(ws, &info.embedder)?;
     Ok(store.add(name, &embedder, paths, progress)?)
 }

@@ -10,6 +10,7 @@ pub mod defaults;
 mod download;
 pub mod error;
 pub mod hub;
+pub mod jobs;
 pub mod knowledge;
 pub mod models;
 pub mod plan;

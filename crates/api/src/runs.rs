@@ -8,7 +8,10 @@ use serde::{Deserialize, Serialize};
 use ts_rs::TS;
 
 use crate::error::{ApiError, Result};
-use crate::train::{self, EvalMetrics, Method, ProgressSink, RunConfig, RunSummary, StepMetrics};
+use crate::jobs::JobHolder;
+use crate::train::{
+    self, EvalMetrics, Method, ProgressSink, RunConfig, RunStatus, RunSummary, StepMetrics,
+};
 use crate::workspace::Workspace;
 
 /// One run in the list.
@@ -18,8 +21,13 @@ pub struct RunListItem {
     pub id: String,
     pub method: Method,
     pub model: String,
-    /// "completed", "cancelled", or "unfinished" (no summary yet: running, or stopped hard).
-    pub status: String,
+    pub status: RunStatus,
+    /// While running: the process that trains it.
+    pub holder: Option<JobHolder>,
+    /// When failed: what stopped it.
+    pub error: Option<ApiError>,
+    /// Whether it can be resumed: stopped before its last step, with a checkpoint.
+    pub can_resume: bool,
     #[ts(type = "number")]
     pub steps: u64,
     #[ts(type = "number")]
@@ -47,6 +55,7 @@ pub struct RunListItem {
 
 impl RunListItem {
     fn new(id: String, config: &RunConfig, summary: Option<&RunSummary>, dir: &Path) -> Self {
+        let state = train::state(dir, summary);
         RunListItem {
             id,
             method: config.method,
@@ -55,9 +64,10 @@ impl RunListItem {
             } else {
                 config.model.clone()
             },
-            status: summary
-                .map(|s| s.status.clone())
-                .unwrap_or_else(|| "unfinished".into()),
+            status: state.status,
+            holder: state.holder,
+            error: state.error,
+            can_resume: state.can_resume,
             steps: summary.map(|s| s.steps).unwrap_or(0),
             total_steps: summary.map(|s| s.total_steps).unwrap_or(0),
             final_loss: summary.and_then(|s| s.final_loss),
@@ -298,18 +308,24 @@ pub fn resume(
         return Err(ApiError::not_found(format!("no run named `{id}`")));
     }
     let (config, summary) = train::show(&dir)?;
-    if let Some(s) = &summary {
-        if s.status == "completed" {
-            return Err(ApiError::invalid(format!(
+    let state = train::state(&dir, summary.as_ref());
+    if !state.can_resume {
+        return Err(match (state.status, state.holder, summary) {
+            (RunStatus::Running, Some(holder), _) => ApiError::new(
+                "busy",
+                format!(
+                    "run `{id}` is still training in {} (pid {}); follow it in the jobs list instead",
+                    holder.program, holder.pid
+                ),
+            ),
+            (RunStatus::Completed, _, Some(s)) => ApiError::invalid(format!(
                 "run `{id}` already finished all {} steps; start a new run to train further",
                 s.total_steps
-            )));
-        }
-    }
-    if !dir.join("checkpoints").is_dir() {
-        return Err(ApiError::invalid(format!(
-            "run `{id}` stopped before its first checkpoint; start it again instead"
-        )));
+            )),
+            _ => ApiError::invalid(format!(
+                "run `{id}` stopped before its first checkpoint; start it again instead"
+            )),
+        });
     }
     on_event(TrainEvent::Started {
         run_id: id.to_string(),

@@ -24,6 +24,7 @@ pub use tunelab_train::methods::lora::LoraConfig as LoraSettings;
 pub use tunelab_train::trainer::{EvalMetrics, ProgressSink, StepMetrics, TrainSettings};
 
 use crate::error::{ApiError, Result};
+use crate::jobs::{self, JobKind, JobLock};
 use crate::models;
 use crate::workspace::Workspace;
 
@@ -183,13 +184,95 @@ impl RunConfig {
     }
 }
 
+/// Where a run stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, TS)]
+#[serde(rename_all = "kebab-case")]
+#[ts(export, export_to = "../../../ui/src/bindings/")]
+pub enum RunStatus {
+    /// A process holds the run folder's lock and is training.
+    Running,
+    /// Every step done; the result is in `artifact/`.
+    Completed,
+    /// Stopped on request, with a checkpoint.
+    Cancelled,
+    /// Stopped by an error, recorded in `error.json`.
+    Failed,
+    /// Cut off without a word (killed, closed, power lost): nobody holds it and it has no
+    /// summary.
+    Interrupted,
+}
+
+impl RunStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunStatus::Running => "running",
+            RunStatus::Completed => "completed",
+            RunStatus::Cancelled => "cancelled",
+            RunStatus::Failed => "failed",
+            RunStatus::Interrupted => "interrupted",
+        }
+    }
+}
+
+/// error.json: why a run stopped with an error.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RunFailure {
+    pub error: ApiError,
+    pub failed_at: u64,
+}
+
+/// What a run folder says about its run, read the same way by every front end.
+#[derive(Debug, Clone)]
+pub struct RunState {
+    pub status: RunStatus,
+    /// Who trains it now, when running.
+    pub holder: Option<crate::jobs::JobHolder>,
+    /// The error that stopped it, when failed.
+    pub error: Option<ApiError>,
+    /// Whether `resume` can continue it: stopped before the end, with a checkpoint to start from.
+    pub can_resume: bool,
+}
+
+/// Reads where the run in `dir` stands: a held lock means running, whatever the files say.
+pub fn state(dir: &Path, summary: Option<&RunSummary>) -> RunState {
+    let holder = crate::jobs::holder(&crate::jobs::run_lock_path(dir));
+    let error = std::fs::read_to_string(dir.join("error.json"))
+        .ok()
+        .and_then(|t| serde_json::from_str::<RunFailure>(&t).ok())
+        .map(|f| f.error);
+    let status = if holder.is_some() {
+        RunStatus::Running
+    } else if error.is_some() {
+        RunStatus::Failed
+    } else {
+        summary.map_or(RunStatus::Interrupted, |s| s.status)
+    };
+    let has_checkpoint = std::fs::read_dir(dir.join("checkpoints"))
+        .map(|mut entries| entries.any(|e| e.is_ok()))
+        .unwrap_or(false);
+    RunState {
+        status,
+        can_resume: has_checkpoint
+            && matches!(
+                status,
+                RunStatus::Cancelled | RunStatus::Failed | RunStatus::Interrupted
+            ),
+        holder,
+        error: if status == RunStatus::Failed {
+            error
+        } else {
+            None
+        },
+    }
+}
+
 /// summary.json: how the run ended and what it cost.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RunSummary {
     pub id: String,
     pub method: Method,
     pub model: String,
-    pub status: String,
+    pub status: RunStatus,
     pub steps: u64,
     pub total_steps: u64,
     pub final_loss: Option<f64>,
@@ -215,9 +298,13 @@ pub struct RunSummary {
     pub finished_at: u64,
     /// Folder with the result in its exchange format (a PEFT adapter).
     pub artifact: PathBuf,
+    /// The process this run was taken over from, when one trained it before and was stopped
+    /// hard (killed) without letting go of the folder.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub took_over_from: Option<crate::jobs::JobHolder>,
 }
 
-fn now() -> u64 {
+pub(crate) fn now() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs())
@@ -329,6 +416,21 @@ fn run_job(
         return Err(crate::plan::refusal(&plan));
     }
     let run = RunDir::create(run_dir)?;
+    let id = run
+        .path()
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    // One writer per run folder, whichever process: refused here before anything is written.
+    let lock = JobLock::acquire(&jobs::run_lock_path(run.path()), JobKind::Train, &id)?;
+    let (_, summary) = show(run.path()).unwrap_or((config.clone(), None));
+    if let Some(done) = summary.filter(|s| s.status == RunStatus::Completed) {
+        return Err(ApiError::invalid(format!(
+            "{} already holds a completed run ({} steps); it is left as it is: choose a new output folder to train again",
+            run.path().display(),
+            done.steps
+        )));
+    }
     let saved = run.path().join("config.json");
     if saved.is_file() {
         let previous: RunConfig = serde_json::from_str(
@@ -343,7 +445,41 @@ fn run_job(
         }
     }
     run.write_json("config.json", config)?;
+    let error_file = run.path().join("error.json");
+    if error_file.exists() {
+        std::fs::remove_file(&error_file).map_err(|e| ApiError::io(&error_file, e))?;
+    }
+    let result = train_in(
+        ws,
+        config,
+        &run,
+        sink,
+        cancel,
+        lock.taken_over().cloned(),
+        started_at,
+    );
+    if let Err(error) = &result {
+        // Kept so that the runs list says why, until the run is started again.
+        let failure = RunFailure {
+            error: error.clone(),
+            failed_at: now(),
+        };
+        let _ = run.write_json("error.json", &failure);
+    }
+    drop(lock);
+    result
+}
 
+/// The part of a run that happens under its lock, once its configuration is saved.
+fn train_in(
+    ws: &Workspace,
+    config: &RunConfig,
+    run: &RunDir,
+    sink: &mut dyn ProgressSink,
+    cancel: &AtomicBool,
+    took_over_from: Option<crate::jobs::JobHolder>,
+    started_at: u64,
+) -> Result<RunSummary> {
     let device = config.device.open()?;
     let options = ReadOptions {
         format: config.format,
@@ -351,7 +487,7 @@ fn run_job(
     };
     let dataset = read_dataset(&config.data, &options)?;
     let mut model = if config.from_scratch() {
-        new_model(&run, config, &dataset, &device)?
+        new_model(run, config, &dataset, &device)?
     } else {
         let (_, model_path) = models::resolve(ws, &config.model)?;
         tunelab_engine::load(&model_path, config.method.precision(&device), &device)?
@@ -415,7 +551,7 @@ fn run_job(
         &split.train,
         &split.validation,
         &config.train,
-        &run,
+        run,
         pad_id,
         &mut sink,
         cancel,
@@ -440,9 +576,9 @@ fn run_job(
         method: config.method,
         model: config.model.clone(),
         status: if outcome.cancelled {
-            "cancelled".into()
+            RunStatus::Cancelled
         } else {
-            "completed".into()
+            RunStatus::Completed
         },
         steps: outcome.steps,
         total_steps: config.train.total_steps(split.train.len()),
@@ -462,6 +598,7 @@ fn run_job(
         started_at,
         finished_at: now(),
         artifact,
+        took_over_from,
     };
     run.write_json("summary.json", &summary)?;
     Ok(summary)

@@ -5,6 +5,7 @@ mod bench;
 mod chat;
 mod data;
 mod doctor;
+mod jobs;
 mod kb;
 mod models;
 mod output;
@@ -58,6 +59,9 @@ enum Command {
     /// Training runs: list them or show one
     #[command(subcommand)]
     Runs(train::RunsCommand),
+    /// What is running in the workspace (training, knowledge base writes, downloads), from
+    /// any process
+    Jobs(jobs::Args),
     /// Knowledge bases: create, add documents, search; answer from them with `chat --kb`
     Kb(kb::Args),
     /// The workspace's settings: the device models run on unless a command says
@@ -77,6 +81,7 @@ fn main() -> ExitCode {
         Command::Plan(cmd) => train::run_plan(&ws, cmd),
         Command::Runs(cmd) => train::run_runs(&ws, cmd),
         Command::Kb(cmd) => kb::run(&ws, cmd),
+        Command::Jobs(args) => jobs::run(&ws, args),
         Command::Settings(args) => settings::run(&ws, args),
     });
     match result {

@@ -273,8 +273,17 @@ pub fn run_train(ws: &Workspace, cmd: TrainCommand) -> Result<()> {
     }
     println!(
         "Run {} {} after {} steps in {:.0} s",
-        summary.id, summary.status, summary.steps, summary.wall_time_s
+        summary.id,
+        summary.status.as_str(),
+        summary.steps,
+        summary.wall_time_s
     );
+    if let Some(previous) = &summary.took_over_from {
+        println!(
+            "  continued from the last checkpoint of {} (pid {}), which was stopped without finishing",
+            previous.program, previous.pid
+        );
+    }
     println!(
         "  loss {}  validation loss {}  validation perplexity {}",
         fmt_opt(summary.final_loss),
@@ -319,28 +328,44 @@ fn fmt_opt(v: Option<f64>) -> String {
 pub fn run_runs(ws: &Workspace, cmd: RunsCommand) -> Result<()> {
     match cmd {
         RunsCommand::List { json } => {
-            let runs = train::list(ws)?;
             if json {
-                let rows: Vec<_> = runs.iter().map(|(id, config, summary)| serde_json::json!({ "id": id, "config": config, "summary": summary })).collect();
+                let rows: Vec<_> = train::list(ws)?
+                    .iter()
+                    .map(|(id, config, summary)| {
+                        let state = train::state(&ws.runs_dir().join(id), summary.as_ref());
+                        serde_json::json!({
+                            "id": id,
+                            "status": state.status,
+                            "can_resume": state.can_resume,
+                            "holder": state.holder,
+                            "error": state.error,
+                            "config": config,
+                            "summary": summary,
+                        })
+                    })
+                    .collect();
                 return print_json(&rows);
             }
-            if runs.is_empty() {
+            let items = tunelab_api::runs::list(ws)?;
+            if items.is_empty() {
                 println!("No runs yet. Start one with `tunelab train lora --data FILE`.");
             }
-            for (id, config, summary) in &runs {
-                let (status, steps, loss) = match summary {
-                    Some(s) => (
-                        s.status.as_str(),
-                        s.steps.to_string(),
-                        fmt_opt(s.val_loss.or(s.final_loss)),
-                    ),
-                    None => ("unfinished", "-".into(), "-".into()),
-                };
+            for item in &items {
+                let loss = fmt_opt(item.val_loss.or(item.final_loss));
                 println!(
-                    "{id:<48} {:<6} {:<24} {status:<10} steps {steps:>5}  loss {loss}",
-                    config.method.as_str(),
-                    config.model
+                    "{:<48} {:<6} {:<24} {:<11} steps {:>5}  loss {loss}",
+                    item.id,
+                    item.method.as_str(),
+                    item.model,
+                    item.status.as_str(),
+                    item.steps,
                 );
+                if let Some(h) = &item.holder {
+                    println!("    training in {} (pid {})", h.program, h.pid);
+                }
+                if let Some(e) = &item.error {
+                    println!("    failed: {}", e.message);
+                }
             }
             Ok(())
         }
@@ -351,16 +376,38 @@ pub fn run_runs(ws: &Workspace, cmd: RunsCommand) -> Result<()> {
                 ws.runs_dir().join(&run)
             };
             let (config, summary) = train::show(&dir)?;
+            let state = train::state(&dir, summary.as_ref());
             if json {
-                return print_json(&serde_json::json!({ "config": config, "summary": summary }));
+                return print_json(&serde_json::json!({
+                    "status": state.status,
+                    "can_resume": state.can_resume,
+                    "holder": state.holder,
+                    "error": state.error,
+                    "config": config,
+                    "summary": summary,
+                }));
             }
             println!(
                 "{}",
                 serde_json::to_string_pretty(&config).expect("config serializes")
             );
-            match summary {
-                Some(s) => println!("{}", serde_json::to_string_pretty(&s).expect("summary serializes")),
-                None => println!("(no summary: the run has not finished; run the same command again to resume it)"),
+            if let Some(s) = &summary {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(s).expect("summary serializes")
+                );
+            }
+            let status = state.status.as_str();
+            match (&state.holder, &state.error) {
+                (Some(h), _) => println!("{status}: training in {} (pid {})", h.program, h.pid),
+                (_, Some(e)) => println!("{status}: {}", e.message),
+                _ => println!("{status}"),
+            }
+            if state.can_resume {
+                println!(
+                    "run the same `tunelab train` command with --out {} to resume it",
+                    dir.display()
+                );
             }
             Ok(())
         }

@@ -16,6 +16,7 @@ pub use chunk::{chunk_document, Chunk, ChunkOptions};
 pub use document::{collect_files, read_document, Document, Location, Section};
 pub use embed::Embedder;
 pub use error::{KnowledgeError, Result};
+pub use store::validate_name;
 pub use store::{
     AddProgress, AddReport, EmbeddedChunk, FailedFile, Hit, KnowledgeBaseInfo, KnowledgeStore,
     SearchMode, SearchOptions, Settings, SourceInfo,

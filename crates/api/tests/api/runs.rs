@@ -4,7 +4,7 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use tunelab_api::runs::{self, TrainEvent, TrainRequest};
-use tunelab_api::train::Method;
+use tunelab_api::train::{self, Method, RunStatus};
 
 use crate::workspace_with_default_model;
 
@@ -112,16 +112,35 @@ fn a_cancelled_run_resumes_from_its_checkpoint_and_finishes() {
     let (_dir, ws) = workspace_with_default_model();
     let cancel = AtomicBool::new(false);
     let mut steps = Vec::new();
+    let mut seen_running = None;
     let stopped = runs::start(&ws, &request(), &cancel, &mut |e| {
         if let TrainEvent::Step { step, .. } = e {
             steps.push(step);
+            if step == 1 {
+                // While it trains, the list says so, names this process, and resume refuses.
+                let listed = runs::list(&ws).unwrap().remove(0);
+                let refused = runs::resume(&ws, &listed.id, &AtomicBool::new(false), &mut |_| {});
+                seen_running = Some((listed, refused));
+            }
             if step == 2 {
                 cancel.store(true, Ordering::Relaxed);
             }
         }
     })
     .unwrap();
-    assert_eq!(stopped.status, "cancelled");
+    let (listed, refused) = seen_running.expect("step 1 was seen");
+    assert_eq!(listed.status, RunStatus::Running);
+    assert!(!listed.can_resume);
+    assert_eq!(listed.holder.unwrap().pid, std::process::id());
+    let refused = refused.unwrap_err();
+    assert_eq!(refused.code, "busy");
+    assert!(
+        refused.message.contains("still training"),
+        "{}",
+        refused.message
+    );
+    assert!(runs::list(&ws).unwrap()[0].can_resume);
+    assert_eq!(stopped.status, RunStatus::Cancelled);
     assert_eq!(steps, vec![1, 2]);
     assert!(!stopped.has_artifact);
 
@@ -144,7 +163,7 @@ fn a_cancelled_run_resumes_from_its_checkpoint_and_finishes() {
         vec![3, 4],
         "the resumed run starts after its checkpoint"
     );
-    assert_eq!(finished.status, "completed");
+    assert_eq!(finished.status, RunStatus::Completed);
     assert_eq!(finished.steps, 4);
     assert!(finished.has_artifact);
     // One run in the list, not two.
@@ -152,6 +171,19 @@ fn a_cancelled_run_resumes_from_its_checkpoint_and_finishes() {
 
     let err = runs::resume(&ws, &stopped.id, &cancel, &mut |_| {}).unwrap_err();
     assert!(err.message.contains("already finished"), "{}", err.message);
+    // Started again in its own folder, a completed run is refused and left as it was.
+    let dir = ws.runs_dir().join(&stopped.id);
+    let before = std::fs::read(dir.join("summary.json")).unwrap();
+    let config = request().to_config(&ws).unwrap();
+    let mut quiet = NoProgress;
+    let err = train::run(&ws, &config, &dir, &mut quiet, &cancel).unwrap_err();
+    assert!(
+        err.message.contains("already holds a completed run"),
+        "{}",
+        err.message
+    );
+    assert_eq!(std::fs::read(dir.join("summary.json")).unwrap(), before);
+    assert!(dir.join("artifact/adapter_model.safetensors").is_file());
     assert_eq!(
         runs::resume(&ws, "nope", &cancel, &mut |_| {})
             .unwrap_err()
@@ -159,4 +191,28 @@ fn a_cancelled_run_resumes_from_its_checkpoint_and_finishes() {
         "not_found"
     );
     assert!(runs::resume(&ws, "../escape", &cancel, &mut |_| {}).is_err());
+}
+
+struct NoProgress;
+
+impl train::ProgressSink for NoProgress {
+    fn step(&mut self, _: &train::StepMetrics) {}
+    fn eval(&mut self, _: &train::EvalMetrics) {}
+}
+
+#[test]
+fn a_run_that_fails_after_it_started_says_why_in_the_list() {
+    let (dir, ws) = workspace_with_default_model();
+    // Rows without any text to learn from: the run starts, then finds nothing usable.
+    let data = dir.path().join("empty.jsonl");
+    std::fs::write(&data, "{\"prompt\": \"\", \"completion\": \"\"}\n").unwrap();
+    let request = TrainRequest {
+        data: data.to_string_lossy().into_owned(),
+        ..request()
+    };
+    let err = runs::start(&ws, &request, &AtomicBool::new(false), &mut |_| {}).unwrap_err();
+    let listed = runs::list(&ws).unwrap().remove(0);
+    assert_eq!(listed.status, RunStatus::Failed);
+    assert_eq!(listed.error.as_ref(), Some(&err));
+    assert!(!listed.can_resume, "nothing to resume from");
 }

@@ -4,7 +4,9 @@ use std::sync::atomic::AtomicBool;
 
 use tunelab_api::bench::TrainBenchRequest;
 use tunelab_api::chat::{self, ChatMessage, ChatRequest, ChatRole, GenerationParams, ModelCache};
-use tunelab_api::train::{self, EvalMetrics, Method, ProgressSink, RunConfig, StepMetrics};
+use tunelab_api::train::{
+    self, EvalMetrics, Method, ProgressSink, RunConfig, RunStatus, StepMetrics,
+};
 
 use crate::workspace_with_default_model;
 
@@ -130,7 +132,7 @@ fn a_soft_prompt_run_saves_peft_prompt_tuning_and_chat_answers_through_it() {
     config.train.batch_size = 1;
     config.soft_prompt.num_virtual_tokens = 6;
     let (run_dir, summary) = run_named(&ws, &config, "soft");
-    assert_eq!(summary.status, "completed");
+    assert_eq!(summary.status, RunStatus::Completed);
     assert_eq!(summary.trainable_parameters, 6 * 576);
     let saved: serde_json::Value = serde_json::from_str(
         &std::fs::read_to_string(run_dir.join("artifact/adapter_config.json")).unwrap(),
@@ -159,7 +161,7 @@ fn a_full_fine_tuning_run_leaves_a_model_folder_that_chat_answers_with() {
     config.train.max_steps = 1;
     config.train.batch_size = 1;
     let (run_dir, summary) = run_named(&ws, &config, "full");
-    assert_eq!(summary.status, "completed");
+    assert_eq!(summary.status, RunStatus::Completed);
     for file in [
         "config.json",
         "model.safetensors",
@@ -198,7 +200,7 @@ fn a_1m_model_pretrained_briefly_ends_far_below_chance_and_reloads() {
     config.train.lr = 3e-3;
     config.train.eval_every = 0;
     let (run_dir, summary) = run_named(&ws, &config, "pretrain");
-    assert_eq!(summary.status, "completed");
+    assert_eq!(summary.status, RunStatus::Completed);
     assert_eq!(summary.tokens_seen, 120 * 8 * 128);
     let model = tunelab_engine::load(
         &run_dir.join("artifact"),
@@ -245,7 +247,7 @@ fn continued_pretraining_packs_plain_text_for_an_existing_model() {
     config.train.max_steps = 1;
     config.train.batch_size = 2;
     let (run_dir, summary) = run_named(&ws, &config, "continued");
-    assert_eq!(summary.status, "completed");
+    assert_eq!(summary.status, RunStatus::Completed);
     assert_eq!(
         summary.tokens_seen,
         2 * 64,
