@@ -19,6 +19,7 @@ fn main() {
         "train",
         "resume_training",
         "cancel_training",
+        "list_jobs",
         "preview_dataset",
         "list_knowledge_bases",
         "knowledge_base",

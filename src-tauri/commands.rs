@@ -1,7 +1,8 @@
 //! Tauri commands: each unpacks its arguments, calls one tunelab-api function off the UI
 //! thread, and returns the result or an `ApiError`.
 
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 
 use tauri::ipc::Channel;
 use tauri::State;
@@ -9,6 +10,7 @@ use tunelab_api::chat::{ChatEvent, ChatRequest, ChatSummary};
 use tunelab_api::data::DatasetPreview;
 use tunelab_api::defaults::{DefaultModelStatus, PyPi};
 use tunelab_api::hub::{DownloadProgress, Hub, PullRequest};
+use tunelab_api::jobs::{JobKind, ListedJob};
 use tunelab_api::knowledge::{
     self as kb, AddProgress, AddReport, CreateKnowledgeBase, Hit, KnowledgeBaseDetail,
     KnowledgeBaseInfo, SearchRequest,
@@ -113,10 +115,15 @@ pub async fn train(
     on_event: Channel<TrainEvent>,
 ) -> Result<RunListItem, ApiError> {
     let ws = state.workspace.clone();
-    let cancel = state.cancel_training.clone();
-    cancel.store(false, Ordering::Relaxed);
+    let jobs = state.jobs.clone();
+    // Each run has its own token, listed under its id once the run folder is named.
+    let cancel = Arc::new(AtomicBool::new(false));
     blocking(move || {
+        let mut entry = None;
         tunelab_api::runs::start(&ws, &request, &cancel, &mut |event| {
+            if let TrainEvent::Started { run_id } = &event {
+                entry = Some(jobs.register(JobKind::Train, run_id, cancel.clone()));
+            }
             // A closed window drops the channel; the run then stops at the next step.
             if on_event.send(event).is_err() {
                 cancel.store(true, Ordering::Relaxed);
@@ -133,8 +140,8 @@ pub async fn resume_training(
     on_event: Channel<TrainEvent>,
 ) -> Result<RunListItem, ApiError> {
     let ws = state.workspace.clone();
-    let cancel = state.cancel_training.clone();
-    cancel.store(false, Ordering::Relaxed);
+    let cancel = Arc::new(AtomicBool::new(false));
+    let _entry = state.jobs.register(JobKind::Train, &id, cancel.clone());
     blocking(move || {
         tunelab_api::runs::resume(&ws, &id, &cancel, &mut |event| {
             if on_event.send(event).is_err() {
@@ -145,9 +152,22 @@ pub async fn resume_training(
     .await
 }
 
+/// Stops the run `id` that this app trains, at its next step (with a checkpoint).
 #[tauri::command]
-pub fn cancel_training(state: State<'_, AppState>) {
-    state.cancel_training.store(true, Ordering::Relaxed);
+pub fn cancel_training(state: State<'_, AppState>, id: String) -> Result<(), ApiError> {
+    if state.jobs.cancel(JobKind::Train, &id) {
+        return Ok(());
+    }
+    Err(ApiError::not_found(format!(
+        "run `{id}` is not training in this app; a run started by `tunelab train` stops with Ctrl+C there"
+    )))
+}
+
+/// The workspace's jobs, from this app and every other process.
+#[tauri::command]
+pub async fn list_jobs(state: State<'_, AppState>) -> Result<Vec<ListedJob>, ApiError> {
+    let ws = state.workspace.clone();
+    blocking(move || Ok(tunelab_api::jobs::list_here(&ws))).await
 }
 
 #[tauri::command]

@@ -327,6 +327,70 @@ fn a_short_lora_run_from_the_train_screen_moves_its_chart_and_opens_in_chat() {
     if let Some(dir) = &shots {
         screenshot(&std::path::Path::new(dir).join("runs.png"));
     }
+
+    // A longer run keeps going when its screen is left: the jobs list in the sidebar leads back
+    // to its live chart, which still grows, and its Cancel stops it.
+    let train = app.find("nav button[data-screen='train']", long);
+    app.click(&train);
+    let again = app.find("section[aria-label='Training progress'] button.ghost", long);
+    app.click(&again);
+    let next = app.find("button.next", long);
+    app.click(&next);
+    let dataset = app.find("input[aria-label='Dataset file']", long);
+    app.type_text(&dataset, data.to_str().unwrap());
+    let next = app.find("button.next", long);
+    app.click(&next);
+    for (label, value) in [
+        ("Steps", "400"),
+        ("Batch size", "1"),
+        ("Sequence length", "128"),
+    ] {
+        let input = app.find(&format!("input[aria-label='{label}']"), long);
+        app.clear(&input);
+        app.type_text(&input, value);
+    }
+    let next = app.find("button.next", long);
+    app.click(&next);
+    app.wait_text("section[aria-label='Review']", long, |t| {
+        t.contains("400 steps")
+    });
+    let start = app.find("button.start", long);
+    app.click(&start);
+    app.wait_text(
+        "section[aria-label='Training progress'] .stats",
+        long,
+        |t| t.contains("step "),
+    );
+    let home = app.find("nav button[data-screen='home']", long);
+    app.click(&home);
+    let job = app.find("section[aria-label='Jobs'] button.open", long);
+    app.click(&job);
+    let selected_points = || {
+        app.attribute(
+            "section[aria-label='Selected run'] figure[aria-label='Loss'] g.train.line path",
+            "d",
+        )
+        .unwrap_or_default()
+        .chars()
+        .filter(|c| matches!(c, 'M' | 'L'))
+        .count()
+    };
+    let cancel = app.find("section[aria-label='Selected run'] button.danger", long);
+    let seen = selected_points();
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    while selected_points() <= seen {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the reattached chart did not grow past {seen} points"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    app.click(&cancel);
+    let table = app.wait_text("table", long, |t| t.contains("cancelled"));
+    assert!(
+        table.contains("completed"),
+        "the first run is still listed: {table}"
+    );
     app.close();
 }
 

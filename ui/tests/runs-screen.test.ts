@@ -3,7 +3,9 @@ import { fireEvent, render, screen } from '@testing-library/svelte';
 import { beforeEach, describe, expect, it, vi } from 'vitest';
 import type { MetricPoint } from '../src/bindings/MetricPoint';
 import type { RunListItem } from '../src/bindings/RunListItem';
+import type { RunStatus } from '../src/bindings/RunStatus';
 import type { TrainEvent } from '../src/bindings/TrainEvent';
+import { trainingJobs } from '../src/lib/training-jobs.svelte';
 import RunsScreen from '../src/screens/RunsScreen.svelte';
 import { settle } from './helpers/fake-chat-transport';
 import { linePoints } from './helpers/plot';
@@ -12,17 +14,20 @@ const client = vi.hoisted(() => ({
   listRuns: vi.fn<() => Promise<RunListItem[]>>(),
   runMetrics: vi.fn<(id: string) => Promise<MetricPoint[]>>(),
   resumeTraining: vi.fn<(id: string, onEvent: (event: TrainEvent) => void) => Promise<RunListItem>>(),
-  cancelTraining: vi.fn<() => Promise<void>>(),
+  cancelTraining: vi.fn<(id: string) => Promise<void>>(),
 }));
 
 vi.mock('../src/lib/client', () => client);
 
-function run(id: string, status = 'completed'): RunListItem {
+function run(id: string, status: RunStatus = 'completed'): RunListItem {
   return {
     id,
     method: 'qlora',
     model: 'smollm2-135m-instruct',
     status,
+    holder: null,
+    error: null,
+    can_resume: status === 'cancelled' || status === 'interrupted' || status === 'failed',
     steps: 30,
     total_steps: 30,
     final_loss: 0.5,
@@ -40,6 +45,8 @@ function run(id: string, status = 'completed'): RunListItem {
 }
 
 beforeEach(() => {
+  trainingJobs.jobs = [];
+  trainingJobs.launched = null;
   client.listRuns.mockReset();
   client.runMetrics.mockReset().mockResolvedValue([
     { step: 1, loss: 3, val_loss: null, lr: 1e-4, tokens_per_s: 80 },
@@ -112,15 +119,48 @@ describe('RunsScreen', () => {
     expect(screen.getByRole('progressbar').getAttribute('aria-valuenow')).toBe('75');
     expect(screen.getByText('step 3/4 · loss 1.2000 · 90 tokens/s · 1.0 GiB · about 12 s left')).toBeTruthy();
     await fireEvent.click(screen.getByRole('button', { name: 'Cancel' }));
-    expect(client.cancelTraining).toHaveBeenCalled();
+    expect(client.cancelTraining).toHaveBeenCalledWith('lora-smollm2-135m-instruct-7');
 
-    const done = { ...stopped, status: 'completed', steps: 4, has_artifact: true };
+    const done: RunListItem = { ...stopped, status: 'completed', can_resume: false, steps: 4, has_artifact: true };
     client.listRuns.mockResolvedValue([done, run('qlora-done')]);
     finish(done);
     await settle();
     expect(screen.queryByRole('progressbar')).toBeNull();
     expect(screen.queryByRole('button', { name: 'Resume' })).toBeNull();
     expect(screen.getByRole('button', { name: 'Open in chat' })).toBeTruthy();
+  });
+
+  it('follows a run that trains in another process, without offering to resume it', async () => {
+    const elsewhere: RunListItem = {
+      ...run('lora-cli', 'running'),
+      steps: 0,
+      holder: { kind: 'train', target: 'lora-cli', pid: 4242, program: 'tunelab', started_at: 1 },
+    };
+    client.listRuns.mockResolvedValue([elsewhere]);
+    render(RunsScreen, {});
+    await settle();
+    expect(screen.getByText(/Training in tunelab \(pid 4242\)/)).toBeTruthy();
+    expect(screen.queryByRole('button', { name: 'Resume' })).toBeNull();
+    expect(screen.queryByRole('button', { name: 'Cancel' })).toBeNull();
+    // Its curve is read again while it trains.
+    await vi.waitFor(() => expect(client.runMetrics.mock.calls.length).toBeGreaterThanOrEqual(2));
+  });
+
+  it('says why a failed run stopped and offers to resume it from its checkpoint', async () => {
+    const failed: RunListItem = { ...run('lora-f', 'failed'), error: { code: 'io', message: 'runs/lora-f: no space left on device' } };
+    client.listRuns.mockResolvedValue([failed]);
+    render(RunsScreen, {});
+    await settle();
+    expect(screen.getByText('Stopped by an error: runs/lora-f: no space left on device')).toBeTruthy();
+    expect(screen.getByRole('button', { name: 'Resume' })).toBeTruthy();
+  });
+
+  it('opens on the run picked from the jobs list', async () => {
+    client.listRuns.mockResolvedValue([run('qlora-new'), run('qlora-old')]);
+    render(RunsScreen, { initialRun: 'qlora-old' });
+    await settle();
+    expect(client.runMetrics).toHaveBeenCalledWith('qlora-old');
+    expect(client.runMetrics).not.toHaveBeenCalledWith('qlora-new');
   });
 
   it('offers no resume for a completed run', async () => {

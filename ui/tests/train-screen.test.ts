@@ -10,6 +10,7 @@ import type { RunListItem } from '../src/bindings/RunListItem';
 import type { TrainEvent } from '../src/bindings/TrainEvent';
 import type { TrainPlan } from '../src/bindings/TrainPlan';
 import type { TrainRequest } from '../src/bindings/TrainRequest';
+import { trainingJobs } from '../src/lib/training-jobs.svelte';
 import TrainScreen from '../src/screens/TrainScreen.svelte';
 import { settle } from './helpers/fake-chat-transport';
 import { linePoints } from './helpers/plot';
@@ -20,7 +21,7 @@ const client = vi.hoisted(() => ({
   listModels: vi.fn<() => Promise<ModelEntry[]>>(),
   planTraining: vi.fn<(request: TrainRequest) => Promise<TrainPlan>>(),
   startTraining: vi.fn<(request: TrainRequest, onEvent: (event: TrainEvent) => void) => Promise<RunListItem>>(),
-  cancelTraining: vi.fn<() => Promise<void>>(),
+  cancelTraining: vi.fn<(id: string) => Promise<void>>(),
   previewDataset: vi.fn<(file: string, model: string, seqLen: number) => Promise<DatasetPreview>>(),
 }));
 
@@ -55,6 +56,9 @@ function finishedRun(): RunListItem {
     method: 'lora',
     model: 'smollm2-135m-instruct',
     status: 'completed',
+    holder: null,
+    error: null,
+    can_resume: false,
     steps: 2,
     total_steps: 2,
     final_loss: 1.5,
@@ -101,6 +105,8 @@ beforeEach(() => {
   client.startTraining.mockReset();
   client.cancelTraining.mockReset().mockResolvedValue();
   client.previewDataset.mockReset().mockResolvedValue(preview());
+  trainingJobs.jobs = [];
+  trainingJobs.launched = null;
 });
 
 const click = (name: string | RegExp) => fireEvent.click(screen.getByRole('button', { name }));
@@ -182,6 +188,41 @@ describe('TrainScreen', () => {
     expect(screen.getByText(/Run completed/)).toBeTruthy();
     await fireEvent.click(screen.getByRole('button', { name: 'Open in chat' }));
     expect(onOpenChat).toHaveBeenCalledWith(finishedRun());
+  });
+
+  it('keeps training when the screen is left, and shows the run again on return', async () => {
+    let emit: (event: TrainEvent) => void = () => {};
+    let finish: (run: RunListItem) => void = () => {};
+    client.startTraining.mockImplementation((_request, onEvent) => {
+      emit = onEvent;
+      return new Promise((resolve) => (finish = resolve));
+    });
+    const first = render(TrainScreen);
+    await toReview();
+    await fireEvent.click(screen.getByRole('button', { name: 'Start training' }));
+    emit({ kind: 'started', run_id: 'lora-smollm2-135m-instruct-1' });
+    emit({ kind: 'step', step: 1, total_steps: 4, loss: 2.5, lr: 2e-4, tokens_per_s: 90, elapsed_s: 5, rss_bytes: null });
+    await tick();
+    first.unmount();
+
+    // Off screen, the run goes on.
+    emit({ kind: 'step', step: 2, total_steps: 4, loss: 2.0, lr: 2e-4, tokens_per_s: 90, elapsed_s: 10, rss_bytes: null });
+    const { container } = render(TrainScreen);
+    await settle();
+    expect(screen.getByRole('heading', { name: 'lora-smollm2-135m-instruct-1' })).toBeTruthy();
+    expect(screen.getByText(/step 2\/4 · loss 2\.0000 · 90 tokens\/s · about 10 s left/)).toBeTruthy();
+    expect(linePoints(container, 'train')).toBe(2);
+    emit({ kind: 'step', step: 3, total_steps: 4, loss: 1.5, lr: 2e-4, tokens_per_s: 90, elapsed_s: 15, rss_bytes: null });
+    await settle();
+    expect(linePoints(container, 'train')).toBe(3);
+
+    await fireEvent.click(screen.getByRole('button', { name: 'Cancel' }));
+    expect(client.cancelTraining).toHaveBeenCalledWith('lora-smollm2-135m-instruct-1');
+    expect(screen.getByRole('button', { name: 'Stopping at the next step…' })).toBeTruthy();
+    finish({ ...finishedRun(), status: 'cancelled', can_resume: true, has_artifact: false });
+    await settle();
+    expect(screen.getByText(/Run cancelled/)).toBeTruthy();
+    expect(screen.queryByRole('button', { name: /Cancel|Stopping/ })).toBeNull();
   });
 
   it('reports a refused run and offers cancel only while running', async () => {

@@ -11,6 +11,7 @@
 use std::fs::{File, OpenOptions, TryLockError};
 use std::io::{Read, Seek, Write};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -227,6 +228,95 @@ pub fn list(ws: &Workspace) -> Vec<JobHolder> {
     jobs
 }
 
+/// A job of the workspace as a front end lists it.
+#[derive(Debug, Clone, Serialize, TS)]
+#[ts(export, export_to = "../../../ui/src/bindings/")]
+pub struct ListedJob {
+    #[serde(flatten)]
+    pub holder: JobHolder,
+    /// Run by this process, so it can be cancelled from here; the others are stopped where
+    /// they run.
+    pub here: bool,
+}
+
+/// Every job of the workspace, from any process, marking this process's own.
+pub fn list_here(ws: &Workspace) -> Vec<ListedJob> {
+    let me = std::process::id();
+    list(ws)
+        .into_iter()
+        .map(|holder| ListedJob {
+            here: holder.pid == me,
+            holder,
+        })
+        .collect()
+}
+
+/// The jobs this process runs, each with its own cancel token, found by kind and target (a run
+/// id, a knowledge base): cancelling one leaves every other running.
+#[derive(Debug, Default)]
+pub struct JobTable {
+    tokens: std::sync::Mutex<Vec<(JobKind, String, std::sync::Arc<AtomicBool>)>>,
+}
+
+impl JobTable {
+    /// Lists `token` as the cancel token of the job `kind` on `target` until the returned guard
+    /// is dropped.
+    pub fn register(
+        self: &std::sync::Arc<Self>,
+        kind: JobKind,
+        target: &str,
+        token: std::sync::Arc<AtomicBool>,
+    ) -> JobEntry {
+        self.entries()
+            .push((kind, target.to_string(), token.clone()));
+        JobEntry {
+            table: self.clone(),
+            token,
+        }
+    }
+
+    /// Asks the job `kind` on `target` to stop; false when this process runs no such job.
+    pub fn cancel(&self, kind: JobKind, target: &str) -> bool {
+        let entries = self.entries();
+        let found = entries.iter().filter(|(k, t, _)| *k == kind && t == target);
+        let mut any = false;
+        for (_, _, token) in found {
+            token.store(true, Ordering::Relaxed);
+            any = true;
+        }
+        any
+    }
+
+    /// Whether this process runs the job `kind` on `target`.
+    pub fn contains(&self, kind: JobKind, target: &str) -> bool {
+        self.entries()
+            .iter()
+            .any(|(k, t, _)| *k == kind && t == target)
+    }
+
+    fn entries(
+        &self,
+    ) -> std::sync::MutexGuard<'_, Vec<(JobKind, String, std::sync::Arc<AtomicBool>)>> {
+        // The list stays consistent even if a holder panicked: take it as it is.
+        self.tokens.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// A job's place in its [`JobTable`]; dropping it takes the job off the table.
+#[derive(Debug)]
+pub struct JobEntry {
+    table: std::sync::Arc<JobTable>,
+    token: std::sync::Arc<AtomicBool>,
+}
+
+impl Drop for JobEntry {
+    fn drop(&mut self) {
+        self.table
+            .entries()
+            .retain(|(_, _, t)| !std::sync::Arc::ptr_eq(t, &self.token));
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -299,6 +389,29 @@ mod tests {
         assert_eq!(jobs.len(), 1, "{jobs:?}");
         assert_eq!(jobs[0].kind, JobKind::Train);
         assert_eq!(jobs[0].target, "lora-x-1");
+    }
+
+    #[test]
+    fn cancelling_one_job_leaves_the_others_running() {
+        let table = std::sync::Arc::new(JobTable::default());
+        let a = std::sync::Arc::new(AtomicBool::new(false));
+        let b = std::sync::Arc::new(AtomicBool::new(false));
+        let entry_a = table.register(JobKind::Train, "run-a", a.clone());
+        let _entry_b = table.register(JobKind::Train, "run-b", b.clone());
+        assert!(table.cancel(JobKind::Train, "run-a"));
+        assert!(a.load(Ordering::Relaxed));
+        assert!(!b.load(Ordering::Relaxed), "the other job keeps going");
+        assert!(
+            !table.cancel(JobKind::Knowledge, "run-b"),
+            "kinds are told apart"
+        );
+        drop(entry_a);
+        assert!(!table.contains(JobKind::Train, "run-a"));
+        assert!(table.contains(JobKind::Train, "run-b"));
+        assert!(
+            !table.cancel(JobKind::Train, "run-a"),
+            "a finished job is gone"
+        );
     }
 
     #[test]

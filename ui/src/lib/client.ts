@@ -8,6 +8,7 @@ import type { ChatSummary } from '../bindings/ChatSummary';
 import type { DatasetPreview } from '../bindings/DatasetPreview';
 import type { DefaultModelStatus } from '../bindings/DefaultModelStatus';
 import type { HardwareReport } from '../bindings/HardwareReport';
+import type { ListedJob } from '../bindings/ListedJob';
 import type { MetricPoint } from '../bindings/MetricPoint';
 import type { ModelEntry } from '../bindings/ModelEntry';
 import type { DownloadProgress } from '../bindings/DownloadProgress';
@@ -151,8 +152,14 @@ export function resumeTraining(id: string, onEvent: (event: TrainEvent) => void)
   return call<RunListItem>('resume_training', { id, onEvent: channel });
 }
 
-export function cancelTraining(): Promise<void> {
-  return call<void>('cancel_training');
+/** Stops the run `id` this app trains, at its next step (with a checkpoint). */
+export function cancelTraining(id: string): Promise<void> {
+  return call<void>('cancel_training', { id });
+}
+
+/** Everything running in the workspace, from this app and any other process. */
+export function listJobs(): Promise<ListedJob[]> {
+  return call<ListedJob[]>('list_jobs');
 }
 
 export function listKnowledgeBases(): Promise<KnowledgeBaseInfo[]> {
