@@ -1,6 +1,6 @@
 //! `tunelab train lora|qlora` and `tunelab runs list|show`.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
 
 use indicatif::{ProgressBar, ProgressStyle};
@@ -332,16 +332,10 @@ pub fn run_runs(ws: &Workspace, cmd: RunsCommand) -> Result<()> {
                 let rows: Vec<_> = train::list(ws)?
                     .iter()
                     .map(|(id, config, summary)| {
-                        let state = train::state(&ws.runs_dir().join(id), summary.as_ref());
-                        serde_json::json!({
-                            "id": id,
-                            "status": state.status,
-                            "can_resume": state.can_resume,
-                            "holder": state.holder,
-                            "error": state.error,
-                            "config": config,
-                            "summary": summary,
-                        })
+                        let dir = ws.runs_dir().join(id);
+                        let mut row = run_json(&dir, config, summary.as_ref());
+                        row["id"] = serde_json::json!(id);
+                        row
                     })
                     .collect();
                 return print_json(&rows);
@@ -378,14 +372,7 @@ pub fn run_runs(ws: &Workspace, cmd: RunsCommand) -> Result<()> {
             let (config, summary) = train::show(&dir)?;
             let state = train::state(&dir, summary.as_ref());
             if json {
-                return print_json(&serde_json::json!({
-                    "status": state.status,
-                    "can_resume": state.can_resume,
-                    "holder": state.holder,
-                    "error": state.error,
-                    "config": config,
-                    "summary": summary,
-                }));
+                return print_json(&run_json(&dir, &config, summary.as_ref()));
             }
             println!(
                 "{}",
@@ -412,6 +399,24 @@ pub fn run_runs(ws: &Workspace, cmd: RunsCommand) -> Result<()> {
             Ok(())
         }
     }
+}
+
+/// A run as `runs list --json` and `runs show --json` print it: where it stands, its
+/// configuration and its summary.
+fn run_json(
+    dir: &Path,
+    config: &RunConfig,
+    summary: Option<&train::RunSummary>,
+) -> serde_json::Value {
+    let state = train::state(dir, summary);
+    serde_json::json!({
+        "status": state.status,
+        "can_resume": state.can_resume,
+        "holder": state.holder,
+        "error": state.error,
+        "config": config,
+        "summary": summary,
+    })
 }
 
 /// Shows training progress as a bar with loss, learning rate and speed.

@@ -37,6 +37,16 @@ fn json(out: &Output) -> serde_json::Value {
     })
 }
 
+/// The default embedding model's folder in the model cache setup fills.
+fn default_minilm() -> PathBuf {
+    default_gguf()
+        .parent()
+        .unwrap()
+        .parent()
+        .unwrap()
+        .join("all-minilm-l6-v2")
+}
+
 /// Registers the default GGUF in the workspace `home` as `name`; returns the entry.
 fn add_default_gguf(home: &Path, name: &str) -> serde_json::Value {
     let gguf = default_gguf();
@@ -378,12 +388,7 @@ fn a_run_that_cannot_fit_is_refused_before_it_writes_anything() {
 fn a_knowledge_base_of_the_sample_company_searches_and_answers_with_citations() {
     let home = tempfile::tempdir().unwrap();
     let h = Some(home.path());
-    let minilm = default_gguf()
-        .parent()
-        .unwrap()
-        .parent()
-        .unwrap()
-        .join("all-minilm-l6-v2");
+    let minilm = default_minilm();
     let entry = json(&tunelab(
         h,
         &["models", "add", minilm.to_str().unwrap(), "--json"],
@@ -684,12 +689,7 @@ fn a_second_trainer_on_one_folder_is_refused_and_a_killed_ones_run_is_taken_over
 fn two_adds_to_one_knowledge_base_at_once_store_each_document_once() {
     let home = tempfile::tempdir().unwrap();
     let h = Some(home.path());
-    let minilm = default_gguf()
-        .parent()
-        .unwrap()
-        .parent()
-        .unwrap()
-        .join("all-minilm-l6-v2");
+    let minilm = default_minilm();
     json(&tunelab(
         h,
         &["models", "add", minilm.to_str().unwrap(), "--json"],
