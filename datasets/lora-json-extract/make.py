@@ -1,8 +1,10 @@
 #!/usr/bin/env python3
 """Writes train.jsonl: customer messages to a pizzeria and the one-line JSON a model should
-extract from each. Deterministic: the same seed always writes the same file.
+extract from each, and eval.jsonl: messages the training set does not hold, for `tunelab eval`
+(each asks for JSON with the keys in order). Deterministic: the same seed always writes the
+same files.
 
-    python3 datasets/lora-json-extract/make.py            # rewrites train.jsonl
+    python3 datasets/lora-json-extract/make.py            # rewrites train.jsonl and eval.jsonl
     python3 datasets/lora-json-extract/make.py --check '{"intent":"order",...}'
 """
 
@@ -13,6 +15,9 @@ from pathlib import Path
 
 SEED = 20251128
 COUNT = 160
+EVAL_COUNT = 40
+# What eval.jsonl asks of an answer's shape: the keys in order, intent one of four.
+SHAPE = r'^\{"intent":"(order|cancel|complaint|question)","items":\[.*\],"name":.*,"address":.*,"time":.*\}$'
 KEYS = ["intent", "items", "name", "address", "time"]
 INTENTS = ["order", "cancel", "complaint", "question"]
 SYSTEM = (
@@ -197,19 +202,29 @@ def main():
         sys.exit(1 if problems else 0)
     rng = random.Random(SEED)
     makers = [order, order, cancel, complaint, question]
-    seen, lines = set(), []
-    while len(lines) < COUNT:
-        text, answer = rng.choice(makers)(rng)
-        if text in seen:
-            continue
-        seen.add(text)
-        assert not check(compact(answer)), answer
-        messages = [{"role": "system", "content": SYSTEM}, {"role": "user", "content": text},
-                    {"role": "assistant", "content": compact(answer)}]
-        lines.append(compact({"messages": messages}))
-    out = Path(__file__).with_name("train.jsonl")
-    out.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    print(f"wrote {len(lines)} examples to {out}")
+    seen = set()
+
+    def examples(count, extra):
+        lines = []
+        while len(lines) < count:
+            text, answer = rng.choice(makers)(rng)
+            if text in seen:
+                continue
+            seen.add(text)
+            assert not check(compact(answer)), answer
+            messages = [{"role": "system", "content": SYSTEM}, {"role": "user", "content": text},
+                        {"role": "assistant", "content": compact(answer)}]
+            lines.append(compact({"messages": messages, **extra}))
+        return lines
+
+    # The evaluation rows come after the training rows from the same generator, so neither
+    # file changes the other and no message is in both.
+    for name, count, extra in [("train.jsonl", COUNT, {}),
+                               ("eval.jsonl", EVAL_COUNT, {"json": True, "regex": SHAPE})]:
+        lines = examples(count, extra)
+        out = Path(__file__).with_name(name)
+        out.write_text("\n".join(lines) + "\n", encoding="utf-8")
+        print(f"wrote {len(lines)} examples to {out}")
 
 
 if __name__ == "__main__":

@@ -111,7 +111,7 @@ pub enum ChatEvent {
     },
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, TS)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, TS)]
 #[serde(rename_all = "snake_case")]
 #[ts(export, export_to = "../../../ui/src/bindings/")]
 pub enum StopReason {
@@ -259,15 +259,13 @@ pub(crate) fn engine_messages(messages: &[ChatMessage]) -> Result<Vec<Message>> 
         .collect())
 }
 
-/// Answers the conversation in `request`, sending events to `on_event`; `cancel` stops it
-/// between two tokens.
-pub fn chat(
+/// The model `request` is answered by (its adapter attached) and the token ids of the prompt it
+/// is given: the conversation, framed by the request's template, through the chat template.
+pub fn prepare(
     ws: &Workspace,
     cache: &ModelCache,
     request: &ChatRequest,
-    cancel: &AtomicBool,
-    on_event: &mut dyn FnMut(ChatEvent),
-) -> Result<ChatSummary> {
+) -> Result<(Arc<LoadedModel>, Vec<u32>)> {
     let messages = match &request.template {
         Some(t) => engine_messages(
             &crate::prompts::load(ws, &t.name, t.version)?
@@ -284,6 +282,19 @@ pub fn chat(
     let model = cache.get_with_adapter(ws, &request.model, adapter.as_deref(), request.device)?;
     let prompt = model.render_chat(&messages)?;
     let ids = model.tokenizer.encode(&prompt, false)?;
+    Ok((model, ids))
+}
+
+/// Answers the conversation in `request`, sending events to `on_event`; `cancel` stops it
+/// between two tokens.
+pub fn chat(
+    ws: &Workspace,
+    cache: &ModelCache,
+    request: &ChatRequest,
+    cancel: &AtomicBool,
+    on_event: &mut dyn FnMut(ChatEvent),
+) -> Result<ChatSummary> {
+    let (model, ids) = prepare(ws, cache, request)?;
     let mut first = true;
     let prompt_tokens = ids.len() as u32;
     let out = tunelab_engine::generate(

@@ -31,6 +31,8 @@ pub enum JobKind {
     Knowledge,
     /// Downloading the default models.
     Download,
+    /// Evaluating a configuration; the target is the evaluation's id.
+    Eval,
 }
 
 impl JobKind {
@@ -39,6 +41,7 @@ impl JobKind {
             JobKind::Train => "training",
             JobKind::Knowledge => "knowledge base",
             JobKind::Download => "download",
+            JobKind::Eval => "evaluation",
         }
     }
 }
@@ -208,8 +211,13 @@ pub fn knowledge_lock_path(ws: &Workspace, name: &str) -> PathBuf {
     ws.knowledge_dir().join(format!("{name}.lock"))
 }
 
-/// Every job holding a lock in the workspace, from any process: runs, knowledge bases and the
-/// default models' download.
+/// The lock of the evaluation folder `dir`.
+pub fn eval_lock_path(dir: &Path) -> PathBuf {
+    dir.join(".lock")
+}
+
+/// Every job holding a lock in the workspace, from any process: runs, evaluations, knowledge
+/// bases and the default models' download.
 pub fn list(ws: &Workspace) -> Vec<JobHolder> {
     let mut locks = Vec::new();
     let children = |dir: PathBuf| {
@@ -219,6 +227,7 @@ pub fn list(ws: &Workspace) -> Vec<JobHolder> {
             .filter_map(|e| e.ok().map(|e| e.path()))
     };
     locks.extend(children(ws.runs_dir()).map(|run| run_lock_path(&run)));
+    locks.extend(children(ws.evals_dir()).map(|eval| eval_lock_path(&eval)));
     locks.extend(
         children(ws.knowledge_dir()).filter(|p| p.extension().is_some_and(|e| e == "lock")),
     );

@@ -227,24 +227,28 @@ pub fn search(ws: &Workspace, cache: &KnowledgeCache, request: &SearchRequest) -
 }
 
 /// How many hits a grounded answer looks at before the context budget trims them.
-const ANSWER_HITS: usize = 3;
+pub const ANSWER_HITS: usize = 3;
 
-/// Answers a conversation, from the knowledge base `request.kb` when it names one: retrieves
-/// the best chunks for the last user message, numbers them in the system message within the
-/// model's context, generates, and returns the citations with the answer. When nothing
-/// relevant is found the answer says so without asking the model. Without `kb` this is
-/// `chat::chat`.
-pub fn chat_with_kb(
+/// A conversation made ready to answer from a knowledge base.
+pub enum Grounding {
+    /// The request with the sources numbered in its system message, and those sources.
+    Grounded {
+        request: ChatRequest,
+        citations: Vec<Citation>,
+    },
+    /// Nothing relevant was found: the answer says so without asking the model.
+    NotCovered(ChatSummary),
+}
+
+/// Retrieves the best chunks of `kb` for the last user message of `request` and numbers them in
+/// a system message (replacing the conversation's own) within the model's context.
+pub fn ground(
     ws: &Workspace,
     models_cache: &ModelCache,
     kb_cache: &KnowledgeCache,
     request: &ChatRequest,
-    cancel: &AtomicBool,
-    on_event: &mut dyn FnMut(ChatEvent),
-) -> Result<ChatSummary> {
-    let Some(kb) = request.kb.as_deref() else {
-        return crate::chat::chat(ws, models_cache, request, cancel, on_event);
-    };
+    kb: &str,
+) -> Result<Grounding> {
     let question = request
         .messages
         .iter()
@@ -285,11 +289,9 @@ pub fn chat_with_kb(
         .saturating_sub(conversation_tokens + request.params.max_tokens as usize + 160)
         .min(1_500);
     let Some(prompt) = grounded_prompt(kb, &hits, budget, DEFAULT_MIN_SIMILARITY, &count) else {
-        let text = not_covered(kb);
-        on_event(ChatEvent::Token { text: text.clone() });
-        return Ok(ChatSummary {
+        return Ok(Grounding::NotCovered(ChatSummary {
             model: request.model.clone(),
-            text,
+            text: not_covered(kb),
             prompt_tokens: 0,
             generated_tokens: 0,
             prefill_tokens_per_s: 0.0,
@@ -298,9 +300,8 @@ pub fn chat_with_kb(
             citations: Vec::new(),
             grounded: Some(false),
             device: None,
-        });
+        }));
     };
-    // The knowledge base's instructions replace any system message of the conversation's own.
     let mut messages = vec![ChatMessage {
         role: ChatRole::System,
         content: prompt.system,
@@ -312,13 +313,41 @@ pub fn chat_with_kb(
             .filter(|m| m.role != ChatRole::System)
             .cloned(),
     );
-    let grounded_request = ChatRequest {
-        messages,
-        kb: None,
-        ..request.clone()
+    Ok(Grounding::Grounded {
+        request: ChatRequest {
+            messages,
+            kb: None,
+            ..request.clone()
+        },
+        citations: prompt.citations,
+    })
+}
+
+/// Answers a conversation, from the knowledge base `request.kb` when it names one (see
+/// [`ground`]), and returns the citations with the answer. Without `kb` this is `chat::chat`.
+pub fn chat_with_kb(
+    ws: &Workspace,
+    models_cache: &ModelCache,
+    kb_cache: &KnowledgeCache,
+    request: &ChatRequest,
+    cancel: &AtomicBool,
+    on_event: &mut dyn FnMut(ChatEvent),
+) -> Result<ChatSummary> {
+    let Some(kb) = request.kb.as_deref() else {
+        return crate::chat::chat(ws, models_cache, request, cancel, on_event);
     };
-    let mut summary = crate::chat::chat(ws, models_cache, &grounded_request, cancel, on_event)?;
-    summary.citations = prompt.citations;
-    summary.grounded = Some(true);
-    Ok(summary)
+    match ground(ws, models_cache, kb_cache, request, kb)? {
+        Grounding::NotCovered(summary) => {
+            on_event(ChatEvent::Token {
+                text: summary.text.clone(),
+            });
+            Ok(summary)
+        }
+        Grounding::Grounded { request, citations } => {
+            let mut summary = crate::chat::chat(ws, models_cache, &request, cancel, on_event)?;
+            summary.citations = citations;
+            summary.grounded = Some(true);
+            Ok(summary)
+        }
+    }
 }

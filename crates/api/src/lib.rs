@@ -9,6 +9,7 @@ pub mod data;
 pub mod defaults;
 mod download;
 pub mod error;
+pub mod eval;
 pub mod hub;
 pub mod jobs;
 pub mod knowledge;

@@ -47,6 +47,11 @@ impl Workspace {
         self.root.join("runs")
     }
 
+    /// Evaluations, one folder each (see `eval`).
+    pub fn evals_dir(&self) -> PathBuf {
+        self.root.join("evals")
+    }
+
     /// The LanceDB database holding every knowledge base, one table each.
     pub fn knowledge_dir(&self) -> PathBuf {
         self.root.join("knowledge")

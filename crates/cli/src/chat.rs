@@ -60,7 +60,7 @@ pub struct Args {
     device: Option<tunelab_api::DeviceChoice>,
 }
 
-fn parse_template(text: &str) -> std::result::Result<TemplateRef, String> {
+pub(crate) fn parse_template(text: &str) -> std::result::Result<TemplateRef, String> {
     match text.split_once('@') {
         None => Ok(TemplateRef {
             name: text.to_string(),

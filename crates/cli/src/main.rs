@@ -5,6 +5,7 @@ mod bench;
 mod chat;
 mod data;
 mod doctor;
+mod eval;
 mod jobs;
 mod kb;
 mod models;
@@ -56,6 +57,9 @@ enum Command {
     /// Plan a run's memory before starting it
     #[command(subcommand)]
     Plan(train::PlanCommand),
+    /// Score a model, a trained run, a knowledge base or a prompt template on an evaluation
+    /// file; `eval list` and `eval show ID` read the results
+    Eval(eval::Args),
     /// Training runs: list them or show one
     #[command(subcommand)]
     Runs(train::RunsCommand),
@@ -80,6 +84,7 @@ fn main() -> ExitCode {
         Command::Train(cmd) => train::run_train(&ws, cmd),
         Command::Plan(cmd) => train::run_plan(&ws, cmd),
         Command::Runs(cmd) => train::run_runs(&ws, cmd),
+        Command::Eval(args) => eval::run(&ws, args),
         Command::Kb(cmd) => kb::run(&ws, cmd),
         Command::Jobs(args) => jobs::run(&ws, args),
         Command::Settings(args) => settings::run(&ws, args),

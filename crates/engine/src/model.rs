@@ -586,6 +586,31 @@ impl Transformer {
         Ok(self.forward(&input, None)?.squeeze(0)?)
     }
 
+    /// Summed negative log-likelihood, in nats, of `continuation` following `prompt` (the
+    /// continuation forced token by token), from one pass over both.
+    pub fn continuation_nll(&self, prompt: &[u32], continuation: &[u32]) -> Result<f64> {
+        if prompt.is_empty() || continuation.is_empty() {
+            return Err(crate::EngineError::InvalidRequest(
+                "scoring a continuation needs a prompt and at least one continuation token".into(),
+            ));
+        }
+        let ids: Vec<u32> = prompt.iter().chain(continuation).copied().collect();
+        // Position p predicts token p + 1: the rows from the prompt's last token on.
+        let rows = self
+            .logits(&ids)?
+            .narrow(0, prompt.len() - 1, continuation.len())?
+            .to_vec2::<f32>()?;
+        Ok(rows
+            .iter()
+            .zip(continuation)
+            .map(|(row, &target)| {
+                let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+                let sum: f64 = row.iter().map(|&v| f64::from(v - max).exp()).sum();
+                f64::from(max) + sum.ln() - f64::from(row[target as usize])
+            })
+            .sum())
+    }
+
     /// Converts the blocks' dense matrices to NF4 (QLoRA over a model already in memory; see
     /// `Precision::Nf4` to quantize while loading). Returns how many were converted.
     pub fn quantize_nf4(&mut self) -> Result<usize> {

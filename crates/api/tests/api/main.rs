@@ -4,6 +4,7 @@
 mod chat;
 mod data;
 mod defaults;
+mod eval;
 mod hub;
 mod models;
 mod prompts;

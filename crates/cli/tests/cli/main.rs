@@ -751,3 +751,77 @@ fn two_adds_to_one_knowledge_base_at_once_store_each_document_once() {
     let list = json(&tunelab(h, &["kb", "list", "--json"]));
     assert_eq!(list[0]["documents"], 120);
 }
+
+#[test]
+fn eval_scores_a_file_lists_it_and_names_a_bad_line() {
+    let home = tempfile::tempdir().unwrap();
+    add_default_gguf(home.path(), "smollm2-135m-instruct");
+    let data = home.path().join("questions.jsonl");
+    std::fs::write(
+        &data,
+        concat!(
+            r#"{"prompt": "What is the capital of France? Answer with one word.", "reference": "Paris"}"#,
+            "\n",
+            r#"{"prompt": "Name a colour of the sky.", "must_contain": ["blue"]}"#,
+            "\n"
+        ),
+    )
+    .unwrap();
+    let data_arg = data.to_str().unwrap();
+    let summary = json(&tunelab(
+        Some(home.path()),
+        &["eval", "--data", data_arg, "--max-tokens", "16", "--json"],
+    ));
+    assert_eq!(summary["status"], "completed", "{summary}");
+    assert_eq!(summary["answered"], 2);
+    let metrics: Vec<&str> = summary["scores"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["metric"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        metrics,
+        [
+            "exact-match",
+            "contains-all",
+            "token-f1",
+            "rouge-l",
+            "perplexity"
+        ]
+    );
+    let id = summary["id"].as_str().unwrap();
+
+    // The human report: each metric with its interval, and what answering cost.
+    let out = tunelab(Some(home.path()), &["eval", "show", id, "--rows"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for needle in [
+        "95% interval",
+        "token-f1",
+        "per question",
+        "line 2: Name a colour",
+        "expected: Paris",
+    ] {
+        assert!(text.contains(needle), "`{needle}` in:\n{text}");
+    }
+    let list = json(&tunelab(Some(home.path()), &["eval", "list", "--json"]));
+    assert_eq!(list[0]["id"], id);
+
+    std::fs::write(
+        &data,
+        "{\"prompt\": \"q\"}\n{\"prompt\": \"q\", \"reference\": 3}\n",
+    )
+    .unwrap();
+    let out = tunelab(Some(home.path()), &["eval", "--data", data_arg]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        err.contains(&format!("{data_arg}:1: field `reference`: missing")),
+        "{err}"
+    );
+}
