@@ -6,6 +6,7 @@
 
 use serde::{Deserialize, Serialize};
 use ts_rs::TS;
+use tunelab_train::data::split::SplitMix64;
 
 /// One way of scoring answers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, TS)]
@@ -234,12 +235,12 @@ pub fn bootstrap(n: usize, seed: u64, stat: impl Fn(&[usize]) -> f64) -> Option<
     }
     let all: Vec<usize> = (0..n).collect();
     let value = stat(&all);
-    let mut rng = SplitMix(seed ^ 0x7E57_AB1E);
+    let mut rng = SplitMix64(seed ^ 0x7E57_AB1E);
     let mut draws = Vec::with_capacity(RESAMPLES);
     let mut sample = vec![0usize; n];
     for _ in 0..RESAMPLES {
         for s in sample.iter_mut() {
-            *s = rng.below(n);
+            *s = draw_below(&mut rng, n);
         }
         let v = stat(&sample);
         if v.is_finite() {
@@ -281,21 +282,9 @@ pub fn perplexity_estimate(rows: &[(f64, u32)], seed: u64) -> Option<Estimate> {
     })
 }
 
-/// splitmix64: small, fast and good enough to draw resamples.
-struct SplitMix(u64);
-
-impl SplitMix {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    fn below(&mut self, n: usize) -> usize {
-        ((self.next() >> 11) as f64 / (1u64 << 53) as f64 * n as f64) as usize
-    }
+/// A resampled row index in `0..n` from the top 53 bits of the next draw.
+fn draw_below(rng: &mut SplitMix64, n: usize) -> usize {
+    ((rng.next_u64() >> 11) as f64 / (1u64 << 53) as f64 * n as f64) as usize
 }
 
 #[cfg(test)]
@@ -403,11 +392,11 @@ mod tests {
     #[test]
     fn the_95_percent_interval_covers_the_true_mean_about_95_times_in_100() {
         // 300 synthetic evaluations of 80 rows, each row right with probability 0.7.
-        let mut rng = SplitMix(42);
+        let mut rng = SplitMix64(42);
         let trials = 300;
         let covered = (0..trials)
             .filter(|&t| {
-                let scores: Vec<f64> = (0..80).map(|_| f64::from(rng.next() % 10 < 7)).collect();
+                let scores: Vec<f64> = (0..80).map(|_| f64::from(rng.next_u64() % 10 < 7)).collect();
                 let e = mean_estimate(&scores, t).unwrap();
                 e.low <= 0.7 && 0.7 <= e.high
             })

@@ -10,11 +10,12 @@ pub struct TrainValidationSplit<T> {
     pub validation: Vec<T>,
 }
 
-/// SplitMix64 (Steele, Lea and Flood, 2014).
-struct SplitMix64(u64);
+/// SplitMix64 (Steele, Lea and Flood, 2014): small, fast, and the same stream everywhere.
+/// Also draws the resamples of an evaluation's confidence intervals.
+pub struct SplitMix64(pub u64);
 
 impl SplitMix64 {
-    fn next(&mut self) -> u64 {
+    pub fn next_u64(&mut self) -> u64 {
         self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
         let mut z = self.0;
         z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
@@ -24,7 +25,7 @@ impl SplitMix64 {
 
     /// A number in `0..bound` (the slight modulo bias is irrelevant for a split).
     fn below(&mut self, bound: usize) -> usize {
-        (self.next() % bound as u64) as usize
+        (self.next_u64() % bound as u64) as usize
     }
 }
 
