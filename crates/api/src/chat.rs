@@ -295,12 +295,23 @@ pub fn chat(
     on_event: &mut dyn FnMut(ChatEvent),
 ) -> Result<ChatSummary> {
     let (model, ids) = prepare(ws, cache, request)?;
+    answer_prepared(&model, &ids, request, cancel, on_event)
+}
+
+/// Answers with `model` from the prompt `ids` that [`prepare`] made for `request`.
+pub fn answer_prepared(
+    model: &LoadedModel,
+    ids: &[u32],
+    request: &ChatRequest,
+    cancel: &AtomicBool,
+    on_event: &mut dyn FnMut(ChatEvent),
+) -> Result<ChatSummary> {
     let mut first = true;
     let prompt_tokens = ids.len() as u32;
     let out = tunelab_engine::generate(
         &model.transformer,
         &model.tokenizer,
-        &ids,
+        ids,
         &model.eos_ids,
         &request.params.sampling(),
         &mut |text| {

@@ -12,11 +12,13 @@
 //! given name) is returned as it is when it had finished, and carries on from the rows it has
 //! when it was cut off.
 
+mod config;
 pub mod data;
+mod folder;
 pub mod metrics;
+mod score;
 
 use std::collections::BTreeMap;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
@@ -24,15 +26,19 @@ use std::time::Instant;
 use serde::{Deserialize, Serialize};
 use ts_rs::TS;
 
-use crate::chat::{ChatMessage, ChatRequest, ChatRole, GenerationParams, ModelCache, StopReason};
+use crate::chat::{ChatRequest, GenerationParams, ModelCache, StopReason};
 use crate::error::{ApiError, Result};
 use crate::jobs::{JobKind, JobLock};
 use crate::knowledge::{self, Grounding, KnowledgeCache, SearchOptions, SearchRequest};
 use crate::prompts::TemplateRef;
 use crate::train::{now, RunStatus};
 use crate::workspace::{write_atomic, Workspace};
+use config::{checked_id, new_id, read_rows, resolve};
 pub use data::EvalRow;
+use folder::{append_result, dir_name, json_bytes, read_json, read_results, write_results};
+pub use folder::{list, show, EvalDetail, EvalListItem};
 pub use metrics::{Estimate, Metric};
+use score::{aggregate, cost, judge, score};
 
 /// What to evaluate, on which file.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, TS)]
@@ -289,216 +295,6 @@ pub fn run(
     }
 }
 
-fn read_rows(request: &EvalRequest) -> Result<Vec<EvalRow>> {
-    let mut rows = data::read(&request.data)?;
-    if let Some(limit) = request.limit {
-        rows.truncate(limit.max(1) as usize);
-    }
-    Ok(rows)
-}
-
-/// The request with its model, metrics and data pinned down, and checked against each other.
-fn resolve(ws: &Workspace, request: &EvalRequest, rows: &[EvalRow]) -> Result<EvalConfig> {
-    let data = std::path::absolute(&request.data).map_err(|e| ApiError::io(&request.data, e))?;
-    let bytes = std::fs::read(&data).map_err(|e| ApiError::io(&data, e))?;
-    let data_sha256 = {
-        use sha2::Digest;
-        sha2::Sha256::digest(&bytes)
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect()
-    };
-    // A run answers with its own base model unless told otherwise.
-    let run = match &request.run {
-        Some(run) => {
-            let adapter = crate::train::resolve_adapter(ws, run)?;
-            let run_dir = [adapter.parent(), Some(adapter.as_path())]
-                .into_iter()
-                .flatten()
-                .find(|d| d.join("config.json").is_file() && d.join("summary.json").is_file());
-            Some((run.clone(), run_dir.map(Path::to_path_buf)))
-        }
-        None => None,
-    };
-    let run_model = run
-        .as_ref()
-        .and_then(|(_, dir)| dir.as_ref())
-        .and_then(|dir| crate::train::show(dir).ok())
-        .map(|(config, _)| config.model);
-    let model = request
-        .model
-        .clone()
-        .or(run_model)
-        .unwrap_or_else(|| crate::DEFAULT_MODEL.to_string());
-    crate::models::resolve(ws, &model)?;
-    if let Some(judge) = &request.judge {
-        crate::models::resolve(ws, judge)?;
-    }
-    let metrics = choose_metrics(request, rows)?;
-    let device = crate::settings::device(ws, request.device)?;
-    Ok(EvalConfig {
-        data,
-        data_sha256,
-        rows: rows.len() as u32,
-        model,
-        run: run.map(|(run, _)| run),
-        kb: request.kb.clone(),
-        template: request.template.clone(),
-        metrics,
-        judge: request.judge.clone(),
-        max_tokens: request.max_tokens.max(1),
-        seed: request.seed,
-        temperature: request.temperature.max(0.0),
-        device: device.to_string(),
-    })
-}
-
-/// The metrics asked for, or every one that applies; a metric asked for that cannot apply is
-/// an error naming what it needs.
-fn choose_metrics(request: &EvalRequest, rows: &[EvalRow]) -> Result<Vec<Metric>> {
-    let has = |f: &dyn Fn(&EvalRow) -> bool| rows.iter().any(f);
-    let needs = |metric: Metric| -> Option<&'static str> {
-        match metric {
-            Metric::ExactMatch | Metric::TokenF1 | Metric::RougeL | Metric::Perplexity
-                if !has(&|r| r.reference.is_some()) =>
-            {
-                Some("rows with a reference answer")
-            }
-            Metric::ContainsAll if !has(&|r| !r.must_contain.is_empty()) => {
-                Some("rows with `must_contain`")
-            }
-            Metric::Regex if !has(&|r| r.regex.is_some()) => Some("rows with `regex`"),
-            Metric::Json if !has(&|r| r.json) => Some("rows with `\"json\": true`"),
-            Metric::HitAt3 | Metric::Mrr if request.kb.is_none() => Some("a knowledge base (--kb)"),
-            Metric::HitAt3 | Metric::Mrr if !has(&|r| !r.sources.is_empty()) => {
-                Some("rows with `source`")
-            }
-            Metric::Judge if request.judge.is_none() => Some("a judge model (--judge)"),
-            Metric::Judge if !has(&|r| r.reference.is_some()) => {
-                Some("rows with a reference answer")
-            }
-            _ => None,
-        }
-    };
-    if request.metrics.is_empty() {
-        return Ok(Metric::ALL
-            .into_iter()
-            .filter(|m| needs(*m).is_none())
-            .collect());
-    }
-    let mut chosen = request.metrics.clone();
-    chosen.sort();
-    chosen.dedup();
-    for m in &chosen {
-        if let Some(what) = needs(*m) {
-            return Err(ApiError::invalid(format!(
-                "metric `{}` needs {what}",
-                m.as_str()
-            )));
-        }
-    }
-    Ok(chosen)
-}
-
-/// An id given by the user: one folder name.
-fn checked_id(name: &str) -> Result<String> {
-    let ok = !name.is_empty()
-        && name.len() <= 120
-        && !name.starts_with('.')
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '@'));
-    match ok {
-        true => Ok(name.to_string()),
-        false => Err(ApiError::invalid(format!(
-            "evaluation name `{name}`: use letters, digits, '-', '_', '.' or '@', not starting with '.'"
-        ))),
-    }
-}
-
-/// The data file's stem, what answers, and a digest of the whole configuration: the same
-/// command gives the same id, so running it again reuses or resumes its evaluation.
-fn new_id(config: &EvalConfig) -> String {
-    use sha2::Digest;
-    let stem = config
-        .data
-        .file_stem()
-        .map(|s| s.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "eval".into());
-    let who = config
-        .run
-        .as_deref()
-        .and_then(|r| Path::new(r).file_name())
-        .map(|r| r.to_string_lossy().into_owned())
-        .unwrap_or_else(|| config.model.clone());
-    let digest = sha2::Sha256::digest(serde_json::to_vec(config).unwrap_or_default());
-    let digest: String = digest[..4].iter().map(|b| format!("{b:02x}")).collect();
-    format!("{stem}-{who}-{digest}")
-        .chars()
-        .map(
-            |c| match c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.') {
-                true => c,
-                false => '-',
-            },
-        )
-        .collect()
-}
-
-fn json_bytes<T: Serialize>(value: &T) -> Result<Vec<u8>> {
-    serde_json::to_vec_pretty(value).map_err(|e| ApiError::new("internal", e.to_string()))
-}
-
-fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<Option<T>> {
-    match std::fs::read_to_string(path) {
-        Ok(text) => serde_json::from_str(&text)
-            .map(Some)
-            .map_err(|e| ApiError::invalid(format!("{}: {e}", path.display()))),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(ApiError::io(path, e)),
-    }
-}
-
-/// The rows answered so far. A last line cut short by a crash is left out (and is answered
-/// again).
-fn read_results(dir: &Path) -> Result<Vec<EvalRowResult>> {
-    let path = dir.join("rows.jsonl");
-    let text = match std::fs::read_to_string(&path) {
-        Ok(text) => text,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(ApiError::io(&path, e)),
-    };
-    Ok(text
-        .lines()
-        .map_while(|line| serde_json::from_str(line).ok())
-        .collect())
-}
-
-fn write_results(dir: &Path, results: &[EvalRowResult]) -> Result<()> {
-    let mut bytes = Vec::new();
-    for r in results {
-        serde_json::to_writer(&mut bytes, r)
-            .map_err(|e| ApiError::new("internal", e.to_string()))?;
-        bytes.push(b'\n');
-    }
-    write_atomic(&dir.join("rows.jsonl"), &bytes)
-}
-
-/// Appends one answered row, flushed to disk before the next is started.
-fn append_result(dir: &Path, result: &EvalRowResult) -> Result<()> {
-    let path = dir.join("rows.jsonl");
-    let mut line =
-        serde_json::to_vec(result).map_err(|e| ApiError::new("internal", e.to_string()))?;
-    line.push(b'\n');
-    let mut file = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&path)
-        .map_err(|e| ApiError::io(&path, e))?;
-    file.write_all(&line)
-        .and_then(|_| file.sync_data())
-        .map_err(|e| ApiError::io(&path, e))
-}
-
 impl EvalCost {
     fn empty(device: &str) -> Self {
         EvalCost {
@@ -545,15 +341,7 @@ fn evaluate(
         kb: config.kb.clone(),
         template: config.template.clone(),
         messages: Vec::new(),
-        params: GenerationParams {
-            temperature: config.temperature,
-            top_k: None,
-            top_p: None,
-            repetition_penalty: 1.0,
-            seed: Some(config.seed),
-            max_tokens: config.max_tokens,
-            stop: Vec::new(),
-        },
+        params: decoding(config.temperature, config.seed, config.max_tokens),
         device: Some(device),
     };
     // Loading, timed on its own: what a first question waits for.
@@ -629,10 +417,18 @@ fn evaluate(
     })
 }
 
-fn dir_name(dir: &Path) -> String {
-    dir.file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default()
+/// How an evaluation decodes: no top-k, top-p or repetition penalty, so that a temperature of
+/// 0 is plain greedy decoding; seeded.
+fn decoding(temperature: f32, seed: u64, max_tokens: u32) -> GenerationParams {
+    GenerationParams {
+        temperature,
+        top_k: None,
+        top_p: None,
+        repetition_penalty: 1.0,
+        seed: Some(seed),
+        max_tokens,
+        stop: Vec::new(),
+    }
 }
 
 /// Answers and scores one row; `None` when cancelled midway.
@@ -660,15 +456,16 @@ fn answer(
         },
     };
     let asked = grounded.as_ref().unwrap_or(&request);
+    // The prompt is made once: answered from, and scored against for perplexity.
+    let (model, prompt_ids) = crate::chat::prepare(ws, caches.models, asked)?;
     let summary = match summary {
         Some(summary) => summary,
-        None => crate::chat::chat(ws, caches.models, asked, cancel, &mut |_| {})?,
+        None => crate::chat::answer_prepared(&model, &prompt_ids, asked, cancel, &mut |_| {})?,
     };
     if summary.stop_reason == StopReason::Cancelled {
         return Ok(None);
     }
     let latency_s = started.elapsed().as_secs_f64();
-    let (model, prompt_ids) = crate::chat::prepare(ws, caches.models, asked)?;
     // The bare question through the chat template: what the configuration adds is the rest.
     let bare = crate::chat::engine_messages(&row.messages)
         .and_then(|m| Ok(model.render_chat(&m)?))
@@ -732,294 +529,4 @@ fn answer(
     };
     result.scores = score(config, row, &result)?;
     Ok(Some(result))
-}
-
-/// The row's scores on every metric of the configuration that applies to it.
-fn score(
-    config: &EvalConfig,
-    row: &EvalRow,
-    result: &EvalRowResult,
-) -> Result<BTreeMap<Metric, f64>> {
-    let answer = result.answer.as_str();
-    let mut scores = BTreeMap::new();
-    for &metric in &config.metrics {
-        let value = match (metric, &row.reference) {
-            (Metric::ExactMatch, Some(r)) => Some(metrics::exact_match(answer, r)),
-            (Metric::TokenF1, Some(r)) => Some(metrics::token_f1(answer, r)),
-            (Metric::RougeL, Some(r)) => Some(metrics::rouge_l(answer, r)),
-            (Metric::ContainsAll, _) if !row.must_contain.is_empty() => {
-                Some(metrics::contains_all(answer, &row.must_contain))
-            }
-            (Metric::Regex, _) => match &row.regex {
-                Some(pattern) => {
-                    let re = regex::Regex::new(pattern).map_err(|e| {
-                        ApiError::invalid(format!("line {}: field `regex`: {e}", row.line))
-                    })?;
-                    Some(f64::from(u8::from(re.is_match(answer))))
-                }
-                None => None,
-            },
-            (Metric::Json, _) if row.json => Some(metrics::json_valid(answer)),
-            (Metric::HitAt3 | Metric::Mrr, _) if !row.sources.is_empty() => {
-                let rank = row
-                    .sources
-                    .iter()
-                    .map(|s| metrics::reciprocal_rank(&result.retrieved, s))
-                    .fold(0.0, f64::max);
-                Some(match metric {
-                    Metric::HitAt3 => {
-                        f64::from(u8::from(rank >= 1.0 / knowledge::ANSWER_HITS as f64))
-                    }
-                    _ => rank,
-                })
-            }
-            // Aggregated from the likelihoods; the judge's grade comes later.
-            _ => None,
-        };
-        if let Some(value) = value {
-            scores.insert(metric, value);
-        }
-    }
-    Ok(scores)
-}
-
-/// How the judge is asked: a short rubric, one digit back.
-const JUDGE_RUBRIC: &str = "You grade answers against a reference answer. Reply with one digit: \
-5 = says what the reference says, correct and complete; 4 = correct but missing a detail; \
-3 = partly correct; 2 = mostly wrong; 1 = wrong or unrelated.";
-
-/// Has the judge grade every answered row with a reference that it has not graded yet.
-/// Returns false when cancelled (the grades so far are kept).
-fn judge(
-    ws: &Workspace,
-    caches: &Caches,
-    config: &EvalConfig,
-    results: &mut [EvalRowResult],
-    dir: &Path,
-    cancel: &AtomicBool,
-    on_event: &mut dyn FnMut(EvalEvent),
-) -> Result<bool> {
-    let Some(judge) = &config.judge else {
-        return Ok(true);
-    };
-    let todo: Vec<usize> = (0..results.len())
-        .filter(|&i| results[i].reference.is_some() && results[i].judge_reply.is_none())
-        .collect();
-    let mut finished = true;
-    for (n, &i) in todo.iter().enumerate() {
-        if cancel.load(Ordering::Relaxed) {
-            finished = false;
-            break;
-        }
-        let r = &results[i];
-        let request = ChatRequest {
-            model: judge.clone(),
-            adapter: None,
-            kb: None,
-            template: None,
-            messages: vec![
-                ChatMessage {
-                    role: ChatRole::System,
-                    content: JUDGE_RUBRIC.into(),
-                },
-                ChatMessage {
-                    role: ChatRole::User,
-                    content: format!(
-                        "Question: {}\nReference answer: {}\nAnswer to grade: {}\nGrade (1-5):",
-                        r.question,
-                        r.reference.as_deref().unwrap_or_default(),
-                        r.answer
-                    ),
-                },
-            ],
-            params: GenerationParams {
-                temperature: 0.0,
-                top_k: None,
-                top_p: None,
-                repetition_penalty: 1.0,
-                seed: Some(config.seed),
-                max_tokens: 8,
-                stop: Vec::new(),
-            },
-            device: config.device.parse().ok(),
-        };
-        let reply = crate::chat::chat(ws, caches.models, &request, cancel, &mut |_| {})?;
-        if reply.stop_reason == StopReason::Cancelled {
-            finished = false;
-            break;
-        }
-        let row = &mut results[i];
-        if let Some(grade) = metrics::judge_grade(&reply.text) {
-            row.scores.insert(Metric::Judge, grade);
-        }
-        row.judge_reply = Some(reply.text.trim().to_string());
-        on_event(EvalEvent::Judged {
-            done: n as u32 + 1,
-            total: todo.len() as u32,
-        });
-    }
-    write_results(dir, results)?;
-    Ok(finished)
-}
-
-/// Every metric's value over the rows, with its interval.
-fn aggregate(config: &EvalConfig, results: &[EvalRowResult]) -> Vec<MetricScore> {
-    config
-        .metrics
-        .iter()
-        .filter_map(|&metric| {
-            let estimate = match metric {
-                Metric::Perplexity => {
-                    let rows: Vec<(f64, u32)> = results
-                        .iter()
-                        .filter_map(|r| Some((r.reference_nll?, r.reference_tokens?)))
-                        .collect();
-                    metrics::perplexity_estimate(&rows, config.seed)
-                }
-                _ => {
-                    let scores: Vec<f64> = results
-                        .iter()
-                        .filter_map(|r| r.scores.get(&metric).copied())
-                        .collect();
-                    metrics::mean_estimate(&scores, config.seed)
-                }
-            }?;
-            Some(MetricScore {
-                metric,
-                label: match (metric, &config.judge) {
-                    (Metric::Judge, Some(judge)) => format!("judge ({judge})"),
-                    _ => metric.as_str().to_string(),
-                },
-                higher_is_better: metric.higher_is_better(),
-                estimate,
-            })
-        })
-        .collect()
-}
-
-fn cost(
-    results: &[EvalRowResult],
-    setup_s: f64,
-    wall_time_s: f64,
-    device: String,
-    gpu: Option<tunelab_hardware::GpuCost>,
-    cpu_energy: Option<tunelab_hardware::CpuEnergy>,
-) -> EvalCost {
-    let n = results.len().max(1) as f64;
-    let mut latencies: Vec<f64> = results.iter().map(|r| r.latency_s).collect();
-    latencies.sort_by(f64::total_cmp);
-    let quantile = |q: f64| match latencies.len() {
-        0 => 0.0,
-        len => latencies[((len - 1) as f64 * q).round() as usize],
-    };
-    EvalCost {
-        setup_s,
-        wall_time_s,
-        latency_p50_s: quantile(0.5),
-        latency_p95_s: quantile(0.95),
-        prompt_tokens_mean: results
-            .iter()
-            .map(|r| f64::from(r.prompt_tokens))
-            .sum::<f64>()
-            / n,
-        extra_context_tokens_mean: results
-            .iter()
-            .map(|r| f64::from(r.extra_context_tokens))
-            .sum::<f64>()
-            / n,
-        generated_tokens: results.iter().map(|r| u64::from(r.generated_tokens)).sum(),
-        peak_rss_bytes: tunelab_hardware::peak_rss_bytes(),
-        cpu_energy,
-        gpu,
-        device,
-    }
-}
-
-/// An evaluation of the workspace, as lists show it.
-#[derive(Debug, Clone, Serialize, TS)]
-#[ts(export, export_to = "../../../ui/src/bindings/")]
-pub struct EvalListItem {
-    pub id: String,
-    pub status: RunStatus,
-    pub config: EvalConfig,
-    /// Null while it has not ended (running or cut off).
-    pub summary: Option<EvalSummary>,
-    /// Rows answered so far.
-    pub answered: u32,
-}
-
-/// Every evaluation of the workspace, newest first.
-pub fn list(ws: &Workspace) -> Result<Vec<EvalListItem>> {
-    let mut items = Vec::new();
-    let entries = match std::fs::read_dir(ws.evals_dir()) {
-        Ok(entries) => entries,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(items),
-        Err(e) => return Err(ApiError::io(&ws.evals_dir(), e)),
-    };
-    for entry in entries.flatten() {
-        if let Ok(item) = item(&entry.path()) {
-            items.push(item);
-        }
-    }
-    items.sort_by(|a, b| b.started_at().cmp(&a.started_at()).then(a.id.cmp(&b.id)));
-    Ok(items)
-}
-
-impl EvalListItem {
-    fn started_at(&self) -> u64 {
-        self.summary.as_ref().map_or(u64::MAX, |s| s.started_at)
-    }
-}
-
-fn item(dir: &Path) -> Result<EvalListItem> {
-    let config = read_json::<EvalConfig>(&dir.join("config.json"))?.ok_or_else(|| {
-        ApiError::not_found(format!(
-            "{} is not an evaluation folder (no config.json)",
-            dir.display()
-        ))
-    })?;
-    let summary = read_json::<EvalSummary>(&dir.join("summary.json"))?;
-    let running = crate::jobs::holder(&crate::jobs::eval_lock_path(dir)).is_some();
-    let status = match (&summary, running) {
-        (_, true) => RunStatus::Running,
-        (Some(s), false) => s.status,
-        (None, false) => RunStatus::Interrupted,
-    };
-    Ok(EvalListItem {
-        id: dir_name(dir),
-        status,
-        config,
-        answered: read_results(dir)?.len() as u32,
-        summary: match running {
-            true => None,
-            false => summary,
-        },
-    })
-}
-
-/// One evaluation with its rows.
-#[derive(Debug, Clone, Serialize, TS)]
-#[ts(export, export_to = "../../../ui/src/bindings/")]
-pub struct EvalDetail {
-    #[serde(flatten)]
-    pub item: EvalListItem,
-    pub rows: Vec<EvalRowResult>,
-}
-
-/// The evaluation `id` (or the folder at that path) with every answered row.
-pub fn show(ws: &Workspace, id: &str) -> Result<EvalDetail> {
-    let dir = [ws.evals_dir().join(id), PathBuf::from(id)]
-        .into_iter()
-        .find(|d| d.join("config.json").is_file())
-        .ok_or_else(|| {
-            ApiError::not_found(format!(
-                "no evaluation `{id}`; `tunelab eval list` lists them"
-            ))
-        })?;
-    let mut rows = read_results(&dir)?;
-    rows.sort_by_key(|r| r.index);
-    Ok(EvalDetail {
-        item: item(&dir)?,
-        rows,
-    })
 }
