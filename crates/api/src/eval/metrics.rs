@@ -396,7 +396,9 @@ mod tests {
         let trials = 300;
         let covered = (0..trials)
             .filter(|&t| {
-                let scores: Vec<f64> = (0..80).map(|_| f64::from(rng.next_u64() % 10 < 7)).collect();
+                let scores: Vec<f64> = (0..80)
+                    .map(|_| f64::from(rng.next_u64() % 10 < 7))
+                    .collect();
                 let e = mean_estimate(&scores, t).unwrap();
                 e.low <= 0.7 && 0.7 <= e.high
             })

@@ -38,13 +38,32 @@ pub fn smollm_gguf() -> PathBuf {
     path
 }
 
+/// Where the reference outputs live: `TUNELAB_FIXTURES`, else `shared/fixtures` inside the
+/// checkout or beside it (the project keeps its ground truth next to the repository).
+fn fixtures_dir() -> PathBuf {
+    if let Ok(dir) = std::env::var("TUNELAB_FIXTURES") {
+        return PathBuf::from(dir);
+    }
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let candidates = [
+        root.join("shared/fixtures"),
+        root.join("../shared/fixtures"),
+    ];
+    candidates
+        .iter()
+        .find(|dir| dir.is_dir())
+        .cloned()
+        .unwrap_or_else(|| {
+            panic!(
+                "the reference fixtures are not in {} or {}: set TUNELAB_FIXTURES to the folder",
+                candidates[0].display(),
+                candidates[1].display()
+            )
+        })
+}
+
 pub fn fixture(name: &str) -> serde_json::Value {
-    let dir = std::env::var("TUNELAB_FIXTURES")
-        .map(PathBuf::from)
-        .unwrap_or_else(|_| {
-            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/fixtures")
-        });
-    let path = dir.join(name);
+    let path = fixtures_dir().join(name);
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     serde_json::from_str(&text).expect("fixture is JSON")
 }
