@@ -27,8 +27,12 @@ if ((ci)); then
   cargo clippy --locked -p tunelab-engine -p tunelab-train -p tunelab-gpu-check \
     --features tunelab-gpu-check/cuda --all-targets -- -D warnings
   cargo build --locked -p tunelab-gpu-check --features cuda
-  # The binary links against CUDA's libraries and names the driver's.
-  ldd "$CARGO_TARGET_DIR/debug/tunelab-gpu-check" | grep -q 'libcuda.so.1' || {
+  # The binary links against CUDA's libraries and names the driver's. ldd's listing is read
+  # whole before it is searched: `ldd | grep -q` under pipefail fails whenever grep's early exit
+  # cuts ldd off mid-listing (the likely cause of one CI failure on a busy machine).
+  linked=$(ldd "$CARGO_TARGET_DIR/debug/tunelab-gpu-check")
+  grep -q 'libcuda\.so\.1' <<<"$linked" || {
+    printf '%s\n' "$linked" >&2
     echo "error: tunelab-gpu-check was built without CUDA" >&2
     exit 1
   }

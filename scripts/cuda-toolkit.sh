@@ -61,7 +61,7 @@ cuda_toolkit() {
   local nvcc root
   for nvcc in "${CUDA_ROOT:+$CUDA_ROOT/bin/nvcc}" "$(command -v nvcc 2>/dev/null)" /usr/local/cuda/bin/nvcc; do
     [ -n "$nvcc" ] && [ -x "$nvcc" ] || continue
-    if "$nvcc" --version 2>/dev/null | grep -q "release $want,"; then
+    if [[ $("$nvcc" --version 2>/dev/null) == *"release $want,"* ]]; then
       root=$(cd "$(dirname "$nvcc")/.." && pwd)
       case $root in "$TUNELAB_CUDA_CACHE"/*) ;; *)
         echo "$root"
