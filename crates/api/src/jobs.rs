@@ -33,6 +33,8 @@ pub enum JobKind {
     Download,
     /// Evaluating a configuration; the target is the evaluation's id.
     Eval,
+    /// Comparing the methods on a task; the target is the task's name.
+    Compare,
 }
 
 impl JobKind {
@@ -42,6 +44,7 @@ impl JobKind {
             JobKind::Knowledge => "knowledge base",
             JobKind::Download => "download",
             JobKind::Eval => "evaluation",
+            JobKind::Compare => "comparison",
         }
     }
 }
@@ -216,8 +219,13 @@ pub fn eval_lock_path(dir: &Path) -> PathBuf {
     dir.join(".lock")
 }
 
-/// Every job holding a lock in the workspace, from any process: runs, evaluations, knowledge
-/// bases and the default models' download.
+/// The lock of the comparison folder `dir`.
+pub fn compare_lock_path(dir: &Path) -> PathBuf {
+    dir.join(".lock")
+}
+
+/// Every job holding a lock in the workspace, from any process: runs, evaluations,
+/// comparisons, knowledge bases and the default models' download.
 pub fn list(ws: &Workspace) -> Vec<JobHolder> {
     let mut locks = Vec::new();
     let children = |dir: PathBuf| {
@@ -228,6 +236,7 @@ pub fn list(ws: &Workspace) -> Vec<JobHolder> {
     };
     locks.extend(children(ws.runs_dir()).map(|run| run_lock_path(&run)));
     locks.extend(children(ws.evals_dir()).map(|eval| eval_lock_path(&eval)));
+    locks.extend(children(ws.comparisons_dir()).map(|c| compare_lock_path(&c)));
     locks.extend(
         children(ws.knowledge_dir()).filter(|p| p.extension().is_some_and(|e| e == "lock")),
     );

@@ -5,6 +5,7 @@
 
 pub mod bench;
 pub mod chat;
+pub mod compare;
 pub mod data;
 pub mod defaults;
 mod download;

@@ -180,7 +180,7 @@ impl PromptTemplate {
         Ok(out)
     }
 
-    fn check(&self) -> Result<()> {
+    pub(crate) fn check(&self) -> Result<()> {
         if self.user.trim().is_empty() {
             return Err(ApiError::invalid(
                 "user: the template has no user message; write one (it can be just {{input}})",

@@ -52,6 +52,11 @@ impl Workspace {
         self.root.join("evals")
     }
 
+    /// Comparisons of the methods on one task, one folder each (see `compare`).
+    pub fn comparisons_dir(&self) -> PathBuf {
+        self.root.join("compare")
+    }
+
     /// The LanceDB database holding every knowledge base, one table each.
     pub fn knowledge_dir(&self) -> PathBuf {
         self.root.join("knowledge")
@@ -74,4 +79,41 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
         .and_then(|_| file.sync_all())
         .map_err(|e| ApiError::io(&tmp, e))?;
     std::fs::rename(&tmp, path).map_err(|e| ApiError::io(path, e))
+}
+
+/// `value` as pretty JSON, for a file.
+pub(crate) fn json_bytes<T: serde::Serialize>(value: &T) -> Result<Vec<u8>> {
+    serde_json::to_vec_pretty(value).map_err(|e| ApiError::new("internal", e.to_string()))
+}
+
+/// A JSON file's value, or None when there is no file; a file that does not parse is an error
+/// naming it.
+pub(crate) fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<Option<T>> {
+    match std::fs::read_to_string(path) {
+        Ok(text) => serde_json::from_str(&text)
+            .map(Some)
+            .map_err(|e| ApiError::invalid(format!("{}: {e}", path.display()))),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(ApiError::io(path, e)),
+    }
+}
+
+/// Eight hex digits of the SHA-256 of `value`'s JSON: folder names made from a configuration,
+/// so the same configuration finds its folder again and another one gets a new folder.
+pub(crate) fn short_digest<T: serde::Serialize>(value: &T) -> String {
+    use sha2::Digest;
+    let digest = sha2::Sha256::digest(serde_json::to_vec(value).unwrap_or_default());
+    digest[..4].iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// `text` with every character a folder name should not hold turned into '-'.
+pub(crate) fn folder_safe(text: &str) -> String {
+    text.chars()
+        .map(
+            |c| match c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.') {
+                true => c,
+                false => '-',
+            },
+        )
+        .collect()
 }

@@ -3,6 +3,7 @@
 
 mod bench;
 mod chat;
+mod compare;
 mod data;
 mod doctor;
 mod eval;
@@ -60,6 +61,9 @@ enum Command {
     /// Score a model, a trained run, a knowledge base or a prompt template on an evaluation
     /// file; `eval list` and `eval show ID` read the results
     Eval(eval::Args),
+    /// Compare the six methods on one task (TOML): each prepared, evaluated and costed the
+    /// same way; `compare list` and `compare show ID` read the reports
+    Compare(compare::Args),
     /// Training runs: list them or show one
     #[command(subcommand)]
     Runs(train::RunsCommand),
@@ -85,6 +89,7 @@ fn main() -> ExitCode {
         Command::Plan(cmd) => train::run_plan(&ws, cmd),
         Command::Runs(cmd) => train::run_runs(&ws, cmd),
         Command::Eval(args) => eval::run(&ws, args),
+        Command::Compare(args) => compare::run(&ws, args),
         Command::Kb(cmd) => kb::run(&ws, cmd),
         Command::Jobs(args) => jobs::run(&ws, args),
         Command::Settings(args) => settings::run(&ws, args),

@@ -19,7 +19,7 @@ use ts_rs::TS;
 
 pub use cpu_energy::{CpuEnergy, CpuEnergyRecorder};
 pub use gpu::{GpuCost, GpuMeter, GpuRecorder};
-pub use process::{current_rss_bytes, peak_rss_bytes};
+pub use process::{current_rss_bytes, peak_rss_bytes, reset_peak_rss};
 
 /// One snapshot of the machine: GPUs, CPU and RAM.
 #[derive(Debug, Clone, PartialEq, Serialize, TS)]

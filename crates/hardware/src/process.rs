@@ -12,6 +12,20 @@ pub fn peak_rss_bytes() -> Option<u64> {
     self_status_field("VmHWM")
 }
 
+/// Starts a new high-water mark at the memory held now, so that [`peak_rss_bytes`] measures
+/// the work that follows alone (Linux 4.0 and newer; writing 5 to `/proc/self/clear_refs`).
+/// Returns whether it could; where it cannot, the peak stays the process's whole-life peak.
+pub fn reset_peak_rss() -> bool {
+    #[cfg(target_os = "linux")]
+    {
+        std::fs::write("/proc/self/clear_refs", "5").is_ok()
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        false
+    }
+}
+
 #[cfg(target_os = "linux")]
 fn self_status_field(key: &str) -> Option<u64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
@@ -44,10 +58,30 @@ fn status_field_bytes(status: &str, key: &str) -> Option<u64> {
 
 #[cfg(test)]
 mod tests {
-    use super::status_field_bytes;
+    use super::*;
 
     const SAMPLE: &str = "Name:\ttunelab\nVmPeak:\t  120000 kB\nVmHWM:\t    4096 kB\n\
                           VmRSS:\t    2212 kB\nThreads:\t3\n";
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn a_reset_peak_forgets_memory_given_back() {
+        // 64 MiB touched and freed: the peak holds it until it is reset.
+        let block = vec![1u8; 64 << 20];
+        std::hint::black_box(&block);
+        drop(block);
+        let before = peak_rss_bytes().unwrap();
+        assert!(
+            reset_peak_rss(),
+            "this kernel lets a process reset its peak"
+        );
+        let after = peak_rss_bytes().unwrap();
+        assert!(
+            after + (32 << 20) < before,
+            "peak {before} before the reset, {after} after"
+        );
+        assert!(after >= current_rss_bytes().unwrap() / 2);
+    }
 
     #[test]
     fn reads_kilobyte_fields_as_bytes() {

@@ -1,9 +1,10 @@
 // The six ways of making a model your own, in Tunelab's words, and the advisor that picks one
 // from what the user needs and the data they have.
 import type { Method } from '../bindings/Method';
+import type { MethodId } from '../bindings/MethodId';
 import { screenLabel, type ScreenId } from './navigation';
 
-export type MethodId = 'prompt' | 'rag' | 'soft-prompt' | 'lora' | 'full' | 'pretrain';
+export type { MethodId };
 
 /** One place in the app where a method is used. */
 export interface Place {

@@ -141,7 +141,6 @@ pub(super) fn checked_id(name: &str) -> Result<String> {
 /// The data file's stem, what answers, and a digest of the whole configuration: the same
 /// command gives the same id, so running it again reuses or resumes its evaluation.
 pub(super) fn new_id(config: &EvalConfig) -> String {
-    use sha2::Digest;
     let stem = config
         .data
         .file_stem()
@@ -153,15 +152,6 @@ pub(super) fn new_id(config: &EvalConfig) -> String {
         .and_then(|r| Path::new(r).file_name())
         .map(|r| r.to_string_lossy().into_owned())
         .unwrap_or_else(|| config.model.clone());
-    let digest = sha2::Sha256::digest(serde_json::to_vec(config).unwrap_or_default());
-    let digest: String = digest[..4].iter().map(|b| format!("{b:02x}")).collect();
-    format!("{stem}-{who}-{digest}")
-        .chars()
-        .map(
-            |c| match c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.') {
-                true => c,
-                false => '-',
-            },
-        )
-        .collect()
+    let digest = crate::workspace::short_digest(config);
+    crate::workspace::folder_safe(&format!("{stem}-{who}-{digest}"))
 }

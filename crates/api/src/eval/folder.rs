@@ -9,21 +9,7 @@ use ts_rs::TS;
 use super::{EvalConfig, EvalRowResult, EvalSummary};
 use crate::error::{ApiError, Result};
 use crate::train::RunStatus;
-use crate::workspace::{write_atomic, Workspace};
-
-pub(super) fn json_bytes<T: Serialize>(value: &T) -> Result<Vec<u8>> {
-    serde_json::to_vec_pretty(value).map_err(|e| ApiError::new("internal", e.to_string()))
-}
-
-pub(super) fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<Option<T>> {
-    match std::fs::read_to_string(path) {
-        Ok(text) => serde_json::from_str(&text)
-            .map(Some)
-            .map_err(|e| ApiError::invalid(format!("{}: {e}", path.display()))),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(ApiError::io(path, e)),
-    }
-}
+use crate::workspace::{read_json, write_atomic, Workspace};
 
 /// The rows answered so far. A last line cut short by a crash is left out (and is answered
 /// again).

@@ -2,6 +2,7 @@
 //! place from the model cache that setup fills.
 
 mod chat;
+mod compare;
 mod data;
 mod defaults;
 mod eval;

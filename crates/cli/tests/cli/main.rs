@@ -1,5 +1,7 @@
 //! The `tunelab` binary as a user runs it.
 
+mod compare;
+
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
