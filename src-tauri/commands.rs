@@ -7,8 +7,10 @@ use std::sync::Arc;
 use tauri::ipc::Channel;
 use tauri::State;
 use tunelab_api::chat::{ChatEvent, ChatRequest, ChatSummary};
+use tunelab_api::compare::{CompareEvent, CompareReport, CompareRequest, ExportedReport};
 use tunelab_api::data::DatasetPreview;
 use tunelab_api::defaults::{DefaultModelStatus, PyPi};
+use tunelab_api::eval::Caches;
 use tunelab_api::hub::{DownloadProgress, Hub, PullRequest};
 use tunelab_api::jobs::{JobKind, ListedJob};
 use tunelab_api::knowledge::{
@@ -161,6 +163,72 @@ pub fn cancel_training(state: State<'_, AppState>, id: String) -> Result<(), Api
     Err(ApiError::not_found(format!(
         "run `{id}` is not training in this app; a run started by `tunelab train` stops with Ctrl+C there"
     )))
+}
+
+/// The workspace's comparisons of the methods, newest first.
+#[tauri::command]
+pub async fn list_comparisons(state: State<'_, AppState>) -> Result<Vec<CompareReport>, ApiError> {
+    let ws = state.workspace.clone();
+    blocking(move || tunelab_api::compare::list(&ws)).await
+}
+
+#[tauri::command]
+pub async fn comparison(state: State<'_, AppState>, id: String) -> Result<CompareReport, ApiError> {
+    let ws = state.workspace.clone();
+    blocking(move || tunelab_api::compare::show(&ws, &id)).await
+}
+
+/// Runs (or resumes, or reuses) the comparison a task file describes, listed as a job under
+/// the task's name with its own cancel token.
+#[tauri::command]
+pub async fn run_comparison(
+    state: State<'_, AppState>,
+    request: CompareRequest,
+    on_event: Channel<CompareEvent>,
+) -> Result<CompareReport, ApiError> {
+    let ws = state.workspace.clone();
+    let (models, knowledge, jobs) = (
+        state.models.clone(),
+        state.knowledge.clone(),
+        state.jobs.clone(),
+    );
+    let cancel = Arc::new(AtomicBool::new(false));
+    blocking(move || {
+        let name = tunelab_api::compare::task::read(&request.task, request.preset)?.name;
+        let _entry = jobs.register(JobKind::Compare, &name, cancel.clone());
+        let caches = Caches {
+            models: &models,
+            knowledge: &knowledge,
+        };
+        tunelab_api::compare::run(&ws, &caches, &request, &cancel, &mut |event| {
+            // A closed window drops the channel; the comparison then stops at the next step.
+            if on_event.send(event).is_err() {
+                cancel.store(true, Ordering::Relaxed);
+            }
+        })
+    })
+    .await
+}
+
+/// Stops the comparison `id` this app runs, at its next step or token; what finished is kept.
+#[tauri::command]
+pub fn cancel_comparison(state: State<'_, AppState>, id: String) -> Result<(), ApiError> {
+    if state.jobs.cancel(JobKind::Compare, &id) {
+        return Ok(());
+    }
+    Err(ApiError::not_found(format!(
+        "comparison `{id}` is not running in this app"
+    )))
+}
+
+/// Writes the report as HTML and CSV beside its JSON, in the comparison's folder.
+#[tauri::command]
+pub async fn export_comparison(
+    state: State<'_, AppState>,
+    id: String,
+) -> Result<ExportedReport, ApiError> {
+    let ws = state.workspace.clone();
+    blocking(move || tunelab_api::compare::export(&ws, &id)).await
 }
 
 /// The workspace's jobs, from this app and every other process.

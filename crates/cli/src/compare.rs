@@ -95,8 +95,12 @@ fn start(ws: &Workspace, args: RunArgs) -> Result<()> {
     let cancel = AtomicBool::new(false);
     let mut last_progress = std::time::Instant::now();
     let report = compare::run(ws, &caches, &request, &cancel, &mut |event| match event {
-        CompareEvent::Stage { method, stage } => {
-            eprintln!("{}: {}", method.name(), stage.as_str());
+        CompareEvent::Started { id, methods } => {
+            let names: Vec<&str> = methods.iter().map(|m| m.as_str()).collect();
+            eprintln!("comparing {} on {id}", names.join(", "));
+        }
+        CompareEvent::Stage { method, label, .. } => {
+            eprintln!("{}: {label}", method.name());
         }
         CompareEvent::Progress { done, total, .. } => {
             // A line every few seconds is enough to see it move.

@@ -6,4 +6,4 @@ import type { Stage } from "./Stage";
 /**
  * What a comparison reports while it runs.
  */
-export type CompareEvent = { "kind": "stage", method: MethodId, stage: Stage, } | { "kind": "progress", method: MethodId, done: number, total: number, } | { "kind": "finished", result: MethodResult, };
+export type CompareEvent = { "kind": "started", id: string, methods: Array<MethodId>, } | { "kind": "stage", method: MethodId, stage: Stage, label: string, } | { "kind": "progress", method: MethodId, done: number, total: number, } | { "kind": "finished", result: MethodResult, };

@@ -57,7 +57,8 @@ export const colors = {
   primary: 'var(--accent)',
   secondary: 'var(--warning)',
   muted: 'var(--text-muted)',
-  palette: ['var(--accent)', 'var(--warning)', 'var(--success)', 'var(--danger)', 'var(--text-muted)'],
+  // Six, one per method; the last is a teal that reads on both themes.
+  palette: ['var(--accent)', 'var(--warning)', 'var(--success)', 'var(--danger)', 'var(--text-muted)', '#0e9aa7'],
 };
 
 // Text and background from the theme (Plot's defaults assume a white page); --plot-background

@@ -30,6 +30,10 @@ import type { PromptTemplate } from '../bindings/PromptTemplate';
 import type { RenderedPrompt } from '../bindings/RenderedPrompt';
 import type { SavedPrompt } from '../bindings/SavedPrompt';
 import type { Settings } from '../bindings/Settings';
+import type { CompareEvent } from '../bindings/CompareEvent';
+import type { CompareReport } from '../bindings/CompareReport';
+import type { CompareRequest } from '../bindings/CompareRequest';
+import type { ExportedReport } from '../bindings/ExportedReport';
 import { toApiError } from './api-error';
 import type { ChatTransport } from './chat/chat-transport';
 
@@ -155,6 +159,34 @@ export function resumeTraining(id: string, onEvent: (event: TrainEvent) => void)
 /** Stops the run `id` this app trains, at its next step (with a checkpoint). */
 export function cancelTraining(id: string): Promise<void> {
   return call<void>('cancel_training', { id });
+}
+
+/** The workspace's comparisons of the methods, newest first. */
+export function listComparisons(): Promise<CompareReport[]> {
+  return call<CompareReport[]>('list_comparisons');
+}
+
+export function comparison(id: string): Promise<CompareReport> {
+  return call<CompareReport>('comparison', { id });
+}
+
+/** Runs (reuses, resumes) the comparison a task file describes, streaming each method's stage
+ *  and progress; resolves with the report. */
+export function runComparison(request: CompareRequest, onEvent: (event: CompareEvent) => void): Promise<CompareReport> {
+  if (!backendAvailable()) return Promise.reject({ ...NO_BACKEND_ERROR });
+  const channel = new Channel<CompareEvent>();
+  channel.onmessage = onEvent;
+  return call<CompareReport>('run_comparison', { request, onEvent: channel });
+}
+
+/** Stops the comparison `id` this app runs; what finished is kept. */
+export function cancelComparison(id: string): Promise<void> {
+  return call<void>('cancel_comparison', { id });
+}
+
+/** Writes the report as HTML and CSV beside its JSON; resolves with the three paths. */
+export function exportComparison(id: string): Promise<ExportedReport> {
+  return call<ExportedReport>('export_comparison', { id });
 }
 
 /** Everything running in the workspace, from this app and any other process. */

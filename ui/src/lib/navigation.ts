@@ -1,12 +1,12 @@
 // The screens reachable from the sidebar. Add an entry here when a new screen ships.
 
-export type ScreenId = 'home' | 'models' | 'chat' | 'prompts' | 'guide' | 'train' | 'runs' | 'knowledge';
+export type ScreenId = 'home' | 'models' | 'chat' | 'prompts' | 'guide' | 'train' | 'runs' | 'knowledge' | 'compare';
 
 export interface ScreenEntry {
   id: ScreenId;
   label: string;
   /** Name of an icon in components/Icon.svelte. */
-  icon: 'home' | 'box' | 'chat' | 'braces' | 'guide' | 'train' | 'runs' | 'book';
+  icon: 'home' | 'box' | 'chat' | 'braces' | 'guide' | 'train' | 'runs' | 'book' | 'columns';
 }
 
 export const SCREENS: readonly ScreenEntry[] = [
@@ -18,6 +18,7 @@ export const SCREENS: readonly ScreenEntry[] = [
   { id: 'train', label: 'Train', icon: 'train' },
   { id: 'runs', label: 'Runs', icon: 'runs' },
   { id: 'knowledge', label: 'Knowledge', icon: 'book' },
+  { id: 'compare', label: 'Compare', icon: 'columns' },
 ];
 
 /** The sidebar's name for `id` ("Prompt studio"), used where text points at a screen. */

@@ -154,8 +154,14 @@ pub struct BreakEven {
 #[serde(tag = "kind", rename_all = "snake_case")]
 #[ts(export, export_to = "../../../ui/src/bindings/")]
 pub enum CompareEvent {
-    /// A method moves to a stage.
-    Stage { method: MethodId, stage: Stage },
+    /// The task is read and its comparison locked: its id and the methods it will run.
+    Started { id: String, methods: Vec<MethodId> },
+    /// A method moves to a stage; `label` says it in words ("answering the evaluation").
+    Stage {
+        method: MethodId,
+        stage: Stage,
+        label: String,
+    },
     /// Progress within the stage: training steps or answered questions.
     Progress {
         method: MethodId,
@@ -177,6 +183,16 @@ pub enum Stage {
     Indexing,
     Evaluating,
     Probing,
+}
+
+impl CompareEvent {
+    fn stage(method: MethodId, stage: Stage) -> Self {
+        CompareEvent::Stage {
+            method,
+            stage,
+            label: stage.as_str().to_string(),
+        }
+    }
 }
 
 impl Stage {
@@ -237,6 +253,10 @@ pub fn run(
         device,
         cancel,
     };
+    on_event(CompareEvent::Started {
+        id: task.name.clone(),
+        methods: methods.clone(),
+    });
     let probe = steps::write_probe(&dir)?;
     report.base_probe = Some(steps::base_probe(&context, &probe)?);
     for method in methods {
@@ -294,6 +314,32 @@ pub fn list(ws: &Workspace) -> Result<Vec<CompareReport>> {
     }
     reports.sort_by_key(|r| std::cmp::Reverse(r.started_at));
     Ok(reports)
+}
+
+/// Where [`export`] wrote a report.
+#[derive(Debug, Clone, Serialize, TS)]
+#[ts(export, export_to = "../../../ui/src/bindings/")]
+pub struct ExportedReport {
+    #[ts(type = "string")]
+    pub html: PathBuf,
+    #[ts(type = "string")]
+    pub csv: PathBuf,
+    #[ts(type = "string")]
+    pub json: PathBuf,
+}
+
+/// Writes the report `id` as a web page and a CSV table beside its report.json.
+pub fn export(ws: &Workspace, id: &str) -> Result<ExportedReport> {
+    let report = show(ws, id)?;
+    let dir = ws.comparisons_dir().join(&report.id);
+    let exported = ExportedReport {
+        html: dir.join("report.html"),
+        csv: dir.join("report.csv"),
+        json: dir.join("report.json"),
+    };
+    write_atomic(&exported.html, render_html(&report).as_bytes())?;
+    write_atomic(&exported.csv, render_csv(&report).as_bytes())?;
+    Ok(exported)
 }
 
 /// One comparison's report, by task name or folder.

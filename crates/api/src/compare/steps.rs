@@ -107,10 +107,7 @@ fn evaluate_method(
     if cx.cancel.load(std::sync::atomic::Ordering::Relaxed) {
         return Ok(RunStatus::Cancelled);
     }
-    on_event(CompareEvent::Stage {
-        method,
-        stage: Stage::Evaluating,
-    });
+    on_event(CompareEvent::stage(method, Stage::Evaluating));
     let task_eval = evaluate(cx, &cx.task.eval, &prepared, false, &mut |done, total| {
         on_event(CompareEvent::Progress {
             method,
@@ -124,10 +121,7 @@ fn evaluate_method(
     if task_eval.status != RunStatus::Completed {
         return Ok(task_eval.status);
     }
-    on_event(CompareEvent::Stage {
-        method,
-        stage: Stage::Probing,
-    });
+    on_event(CompareEvent::stage(method, Stage::Probing));
     let probed = evaluate(cx, probe, &prepared, true, &mut |done, total| {
         on_event(CompareEvent::Progress {
             method,
@@ -146,14 +140,12 @@ fn evaluate_method(
 }
 
 fn prepare(cx: &Context, method: MethodId, on_event: OnEvent) -> Result<Prepared> {
-    on_event(CompareEvent::Stage {
-        method,
-        stage: match method {
-            MethodId::Prompt => Stage::Preparing,
-            MethodId::Rag => Stage::Indexing,
-            _ => Stage::Training,
-        },
-    });
+    let stage = match method {
+        MethodId::Prompt => Stage::Preparing,
+        MethodId::Rag => Stage::Indexing,
+        _ => Stage::Training,
+    };
+    on_event(CompareEvent::stage(method, stage));
     match method {
         MethodId::Prompt => prepare_template(cx),
         MethodId::Rag => prepare_knowledge(cx),

@@ -1,0 +1,120 @@
+// The Compare screen against a mocked backend, on a report `tunelab compare` wrote for the demo
+// task: the method table, the chart's axes, a run's progress and the export.
+import { fireEvent, render, screen, within } from '@testing-library/svelte';
+import { beforeEach, describe, expect, it, vi } from 'vitest';
+import type { CompareEvent } from '../src/bindings/CompareEvent';
+import type { CompareReport } from '../src/bindings/CompareReport';
+import type { CompareRequest } from '../src/bindings/CompareRequest';
+import type { ExportedReport } from '../src/bindings/ExportedReport';
+import { COST_AXES, defaultMetric, qualityPoints, reportMetrics } from '../src/lib/compare';
+import CompareScreen from '../src/screens/CompareScreen.svelte';
+import DEMO from './helpers/compare-report.json';
+import { settle } from './helpers/fake-chat-transport';
+import { plotIn } from './helpers/plot';
+
+const client = vi.hoisted(() => ({
+  listComparisons: vi.fn<() => Promise<CompareReport[]>>(),
+  runComparison: vi.fn<(request: CompareRequest, onEvent: (event: CompareEvent) => void) => Promise<CompareReport>>(),
+  cancelComparison: vi.fn<(id: string) => Promise<void>>(),
+  exportComparison: vi.fn<(id: string) => Promise<ExportedReport>>(),
+  comparison: vi.fn(),
+}));
+
+vi.mock('../src/lib/client', () => client);
+
+const report = DEMO as unknown as CompareReport;
+
+beforeEach(() => {
+  client.listComparisons.mockReset().mockResolvedValue([report]);
+  client.runComparison.mockReset();
+  client.cancelComparison.mockReset().mockResolvedValue();
+  client.exportComparison.mockReset();
+});
+
+describe('the comparison logic', () => {
+  it('lists every metric once and starts the chart on token F1', () => {
+    const metrics = reportMetrics(report);
+    expect(metrics).toContain('hit-at-3');
+    expect(new Set(metrics).size).toBe(metrics.length);
+    expect(defaultMetric(report)).toBe('token-f1');
+  });
+
+  it('puts each method with both values on the chart, and leaves out those without', () => {
+    const time = COST_AXES.find((a) => a.id === 'prepare')!;
+    const points = qualityPoints(report, 'token-f1', time);
+    expect(points.map((p) => p.label)).toEqual(report.methods.map((m) => m.name));
+    const lora = points.find((p) => p.label.startsWith('LoRA'))!;
+    expect(lora.x).toBeCloseTo(39.3, 1);
+    expect(lora.y).toBeCloseTo(0.585, 3);
+    // Only retrieval has hit-at-3.
+    expect(qualityPoints(report, 'hit-at-3', time).map((p) => p.label)).toEqual(['Retrieval (RAG)']);
+    // No method measured energy on this machine.
+    const energy = COST_AXES.find((a) => a.id === 'energy')!;
+    expect(qualityPoints(report, 'token-f1', energy)).toEqual([]);
+  });
+});
+
+describe('CompareScreen', () => {
+  it('says how to make a comparison when there is none', async () => {
+    client.listComparisons.mockResolvedValue([]);
+    render(CompareScreen);
+    await settle();
+    expect(screen.getByText(/No comparisons yet/)).toBeTruthy();
+  });
+
+  it('shows the method table with intervals, the probe and the costs', async () => {
+    render(CompareScreen);
+    await settle();
+    const quality = within(screen.getByRole('table', { name: 'Quality' })).getAllByRole('row').slice(1);
+    expect(quality.map((r) => r.getAttribute('data-method'))).toEqual(['prompt', 'rag', 'soft-prompt', 'lora', 'full', 'pretrain']);
+    expect(quality[1].textContent).toContain('Retrieval (RAG)');
+    expect(quality[1].textContent).toContain('0.84'); // hit-at-3
+    expect(quality[1].textContent).toContain('0.68–1.00'); // its interval
+    expect(quality[3].textContent).toContain('-0.08'); // LoRA's forgetting probe change
+    const cost = within(screen.getByRole('table', { name: 'Cost' })).getAllByRole('row').slice(1);
+    expect(cost[1].textContent).toContain('289 tok'); // RAG's extra context per question
+    expect(cost[1].textContent).toContain('Good for policies');
+    expect(cost[3].textContent).toContain('39 s'); // LoRA's training
+    expect(cost[4].textContent).toContain('514.7 MiB'); // the full model on disk
+    expect(screen.getByText(/pays its training back after 131 questions/)).toBeTruthy();
+    // The chart draws one dot per method, and follows the axis the user picks.
+    const chart = screen.getByRole('figure', { name: 'Quality against cost' });
+    expect(plotIn(chart, 'token-f1 against preparation time (s): 6 methods')).toBeTruthy();
+    expect(chart.querySelectorAll('g.points circle').length).toBe(6);
+    await fireEvent.change(screen.getByLabelText('Quality metric'), { target: { value: 'hit-at-3' } });
+    await settle();
+    expect(plotIn(chart, 'hit-at-3 against preparation time (s): 1 methods')).toBeTruthy();
+  });
+
+  it('runs a task with progress, can stop it, and exports the report', async () => {
+    let send: (event: CompareEvent) => void = () => {};
+    let finish: (report: CompareReport) => void = () => {};
+    client.runComparison.mockImplementation((_request, onEvent) => {
+      send = onEvent;
+      return new Promise((resolve) => (finish = resolve));
+    });
+    render(CompareScreen);
+    await settle();
+    await fireEvent.input(screen.getByPlaceholderText('datasets/compare-demo/task.toml'), {
+      target: { value: 'task.toml' },
+    });
+    await fireEvent.click(screen.getByRole('button', { name: 'Compare' }));
+    expect(client.runComparison.mock.calls[0][0]).toEqual({ task: 'task.toml', preset: 'quick', methods: [] });
+    send({ kind: 'started', id: 'brightloom-support', methods: ['lora'] });
+    send({ kind: 'stage', method: 'lora', stage: 'training', label: 'training' });
+    send({ kind: 'progress', method: 'lora', done: 7, total: 40 });
+    await settle();
+    expect(screen.getByRole('status').textContent).toBe('LoRA / QLoRA: training — 7/40');
+    await fireEvent.click(screen.getByRole('button', { name: 'Stop' }));
+    expect(client.cancelComparison).toHaveBeenCalledWith('brightloom-support');
+    finish(report);
+    await settle();
+    expect(screen.queryByRole('status')).toBeNull();
+
+    client.exportComparison.mockResolvedValue({ html: '/w/report.html', csv: '/w/report.csv', json: '/w/report.json' });
+    await fireEvent.click(screen.getByRole('button', { name: 'Export HTML and CSV' }));
+    await settle();
+    expect(client.exportComparison).toHaveBeenCalledWith('brightloom-support');
+    expect(screen.getByTestId('exported').textContent).toContain('/w/report.html');
+  });
+});
