@@ -247,6 +247,9 @@ export function scatterChart(points: ScatterPoint[], options: ChartOptions): Plo
   const focusable: FocusedPoint[] = points
     .filter((p) => fits(p.x, options.xType) && fits(p.y, options.yType))
     .map((p) => ({ series: p.label, x: p.x, y: p.y, color: p.color ?? colors.primary }));
+  const xs = focusable.map((p) => p.x);
+  const middle = (Math.min(...xs) + Math.max(...xs)) / 2;
+  const rightHalf = (x: number) => xs.length > 1 && x > middle;
   return Plot.plot({
     width: options.width,
     height: options.height,
@@ -259,7 +262,9 @@ export function scatterChart(points: ScatterPoint[], options: ChartOptions): Plo
     marks: [
       ...axes(options),
       Plot.dot(focusable, { x: 'x', y: 'y', fill: 'color', r: 5, className: 'points' }),
-      Plot.text(focusable, { x: 'x', y: 'y', text: 'series', dy: -10, fill: 'var(--text)' }),
+      // Labels lean away from the nearer edge, so that none is cut off at the right.
+      Plot.text(focusable.filter((p) => !rightHalf(p.x)), { x: 'x', y: 'y', text: 'series', dy: -10, fill: 'var(--text)', textAnchor: 'start' }),
+      Plot.text(focusable.filter((p) => rightHalf(p.x)), { x: 'x', y: 'y', text: 'series', dy: -10, fill: 'var(--text)', textAnchor: 'end' }),
       Plot.dot(focusable, Plot.pointer({ x: 'x', y: 'y', r: 7, stroke: 'var(--text)', fill: 'none' })),
     ],
   });
