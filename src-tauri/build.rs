@@ -22,6 +22,7 @@ fn main() {
         "list_jobs",
         "list_comparisons",
         "comparison",
+        "comparison_examples",
         "run_comparison",
         "cancel_comparison",
         "export_comparison",

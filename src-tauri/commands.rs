@@ -7,7 +7,9 @@ use std::sync::Arc;
 use tauri::ipc::Channel;
 use tauri::State;
 use tunelab_api::chat::{ChatEvent, ChatRequest, ChatSummary};
-use tunelab_api::compare::{CompareEvent, CompareReport, CompareRequest, ExportedReport};
+use tunelab_api::compare::{
+    CompareEvent, CompareReport, CompareRequest, ComparedExamples, ExportedReport,
+};
 use tunelab_api::data::DatasetPreview;
 use tunelab_api::defaults::{DefaultModelStatus, PyPi};
 use tunelab_api::eval::Caches;
@@ -176,6 +178,16 @@ pub async fn list_comparisons(state: State<'_, AppState>) -> Result<Vec<CompareR
 pub async fn comparison(state: State<'_, AppState>, id: String) -> Result<CompareReport, ApiError> {
     let ws = state.workspace.clone();
     blocking(move || tunelab_api::compare::show(&ws, &id)).await
+}
+
+/// Every question of the comparison `id` with each method's answer, most disputed first.
+#[tauri::command]
+pub async fn comparison_examples(
+    state: State<'_, AppState>,
+    id: String,
+) -> Result<ComparedExamples, ApiError> {
+    let ws = state.workspace.clone();
+    blocking(move || tunelab_api::compare::examples(&ws, &id)).await
 }
 
 /// Runs (or resumes, or reuses) the comparison a task file describes, listed as a job under

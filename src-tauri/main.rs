@@ -67,6 +67,7 @@ fn main() {
             commands::list_jobs,
             commands::list_comparisons,
             commands::comparison,
+            commands::comparison_examples,
             commands::run_comparison,
             commands::cancel_comparison,
             commands::export_comparison,

@@ -665,10 +665,18 @@ fn a_comparison_run_from_the_compare_screen_fills_the_method_table_and_its_chart
     let rag = app
         .text_content("table[aria-label='Cost'] tr[data-method='rag']")
         .unwrap_or_default();
-    assert!(rag.contains("tok") && rag.contains("rows"), "{rag}");
+    assert!(rag.contains("tok") && rag.contains("documents"), "{rag}");
     app.wait_text("figure[aria-label='Quality against cost'] svg", long, |t| {
         t.contains("LoRA / QLoRA")
     });
+    // Each question answered by every method, side by side.
+    let grid = app.wait_text("table[aria-label='Answers']", long, |t| {
+        t.contains("How long is the frame warranty?")
+    });
+    assert!(
+        grid.contains("expected: Brightloom Support: 7 years. Ride on!"),
+        "{grid}"
+    );
     // The jobs panel lets go of the comparison once it has finished.
     app.wait_content("section[aria-label='Jobs']", long, |t| {
         !t.contains("brightloom-support")

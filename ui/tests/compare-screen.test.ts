@@ -2,6 +2,7 @@
 // task: the method table, the chart's axes, a run's progress and the export.
 import { fireEvent, render, screen, within } from '@testing-library/svelte';
 import { beforeEach, describe, expect, it, vi } from 'vitest';
+import type { ComparedExamples } from '../src/bindings/ComparedExamples';
 import type { CompareEvent } from '../src/bindings/CompareEvent';
 import type { CompareReport } from '../src/bindings/CompareReport';
 import type { CompareRequest } from '../src/bindings/CompareRequest';
@@ -18,13 +19,44 @@ const client = vi.hoisted(() => ({
   cancelComparison: vi.fn<(id: string) => Promise<void>>(),
   exportComparison: vi.fn<(id: string) => Promise<ExportedReport>>(),
   comparison: vi.fn(),
+  comparisonExamples: vi.fn<(id: string) => Promise<ComparedExamples>>(),
 }));
 
 vi.mock('../src/lib/client', () => client);
 
 const report = DEMO as unknown as CompareReport;
 
+/** Two questions: the second split the methods more, so it comes first. */
+const EXAMPLES: ComparedExamples = {
+  metric: 'token-f1',
+  rows: [
+    {
+      index: 1,
+      line: 2,
+      question: 'How long is the frame warranty?',
+      reference: 'Brightloom Support: 7 years. Ride on!',
+      answers: [
+        { method: 'rag', answer: 'The frame warranty is 7 years.', scores: { 'token-f1': 0.2 } },
+        { method: 'lora', answer: 'Brightloom Support: 5 years. Ride on!', scores: { 'token-f1': 0.8 } },
+      ],
+      disagreement: 0.6,
+    },
+    {
+      index: 0,
+      line: 1,
+      question: 'What does a bike pickup cost when returning it?',
+      reference: 'Brightloom Support: 49 EUR. Ride on!',
+      answers: [
+        { method: 'rag', answer: 'A pickup costs 49 EUR.', scores: { 'token-f1': 0.3 } },
+        { method: 'lora', answer: 'Brightloom Support: 20 EUR. Ride on!', scores: { 'token-f1': 0.5 } },
+      ],
+      disagreement: 0.2,
+    },
+  ],
+};
+
 beforeEach(() => {
+  client.comparisonExamples.mockReset().mockResolvedValue(EXAMPLES);
   client.listComparisons.mockReset().mockResolvedValue([report]);
   client.runComparison.mockReset();
   client.cancelComparison.mockReset().mockResolvedValue();
@@ -84,6 +116,22 @@ describe('CompareScreen', () => {
     await fireEvent.change(screen.getByLabelText('Quality metric'), { target: { value: 'hit-at-3' } });
     await settle();
     expect(plotIn(chart, 'hit-at-3 against preparation time (s): 1 methods')).toBeTruthy();
+  });
+
+  it('sets the methods\' answers side by side, most disputed first or in file order', async () => {
+    render(CompareScreen);
+    await settle();
+    expect(client.comparisonExamples).toHaveBeenCalledWith('brightloom-support');
+    const grid = screen.getByRole('table', { name: 'Answers' });
+    const lines = () => within(grid).getAllByRole('row').slice(1).map((r) => r.getAttribute('data-line'));
+    expect(lines()).toEqual(['2', '1']);
+    const first = within(grid).getAllByRole('row')[1];
+    expect(first.textContent).toContain('The frame warranty is 7 years.');
+    expect(first.textContent).toContain('token-f1 0.80');
+    expect(first.textContent).toContain('expected: Brightloom Support: 7 years.');
+    await fireEvent.change(screen.getByLabelText('Order'), { target: { value: 'file' } });
+    await settle();
+    expect(lines()).toEqual(['1', '2']);
   });
 
   it('runs a task with progress, can stop it, and exports the report', async () => {

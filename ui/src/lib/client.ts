@@ -30,6 +30,7 @@ import type { PromptTemplate } from '../bindings/PromptTemplate';
 import type { RenderedPrompt } from '../bindings/RenderedPrompt';
 import type { SavedPrompt } from '../bindings/SavedPrompt';
 import type { Settings } from '../bindings/Settings';
+import type { ComparedExamples } from '../bindings/ComparedExamples';
 import type { CompareEvent } from '../bindings/CompareEvent';
 import type { CompareReport } from '../bindings/CompareReport';
 import type { CompareRequest } from '../bindings/CompareRequest';
@@ -168,6 +169,11 @@ export function listComparisons(): Promise<CompareReport[]> {
 
 export function comparison(id: string): Promise<CompareReport> {
   return call<CompareReport>('comparison', { id });
+}
+
+/** Every question of the comparison `id` with each method's answer, most disputed first. */
+export function comparisonExamples(id: string): Promise<ComparedExamples> {
+  return call<ComparedExamples>('comparison_examples', { id });
 }
 
 /** Runs (reuses, resumes) the comparison a task file describes, streaming each method's stage

@@ -17,6 +17,7 @@
 //! - `rag.json`: what indexing the documents cost, kept for reruns that index nothing new;
 //! - `.lock`: held while it runs.
 
+mod examples;
 mod guide;
 mod report;
 mod steps;
@@ -33,6 +34,7 @@ use crate::eval::{Caches, EvalCost, MetricScore};
 use crate::jobs::{JobKind, JobLock};
 use crate::train::{now, RunStatus};
 use crate::workspace::{json_bytes, read_json, write_atomic, Workspace};
+pub use examples::{examples, ComparedExample, ComparedExamples, MethodAnswer};
 pub use guide::MethodId;
 pub use report::{render_csv, render_html};
 pub use task::{Budget, Preset, Task};

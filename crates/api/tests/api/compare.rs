@@ -175,6 +175,20 @@ fn a_tiny_comparison_measures_all_six_methods_and_a_rerun_reuses_them() {
         assert!(html.contains(&m.name), "the page names {}", m.name);
     }
 
+    // Each question with every method's answer, most disputed first.
+    let examples = compare::examples(&ws, "tiny").unwrap();
+    assert_eq!(examples.metric, Some(Metric::TokenF1));
+    assert_eq!(examples.rows.len(), 3, "the evaluation's limit");
+    for row in &examples.rows {
+        let methods: Vec<MethodId> = row.answers.iter().map(|a| a.method).collect();
+        assert_eq!(methods, MethodId::ALL, "line {}", row.line);
+        assert!(row.reference.is_some());
+    }
+    assert!(examples
+        .rows
+        .windows(2)
+        .all(|w| w[0].disagreement >= w[1].disagreement));
+
     // Again: every run, index and evaluation is reused, nothing trains or answers.
     let (again, events) = compare_with(&ws, &request, &|_| false);
     let again = again.unwrap();
