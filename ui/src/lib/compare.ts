@@ -78,3 +78,47 @@ export function formatScore(value: number): string {
   const size = Math.abs(value);
   return value.toFixed(size >= 100 ? 0 : size >= 10 ? 1 : 2);
 }
+
+/** The best of `results` on `metric`, and the runner-up, by the metric's own direction. */
+function ranked(results: readonly MethodResult[], metric: Metric): [MethodResult, MetricScore][] {
+  return results
+    .flatMap((r): [MethodResult, MetricScore][] => {
+      const s = scoreOf(r, metric);
+      return s ? [[r, s]] : [];
+    })
+    .sort(([, a], [, b]) => (a.higher_is_better ? b.estimate.value - a.estimate.value : a.estimate.value - b.estimate.value));
+}
+
+function bestOn(results: readonly MethodResult[], metric: Metric, what: string): string | null {
+  const order = ranked(results, metric);
+  if (order.length === 0) return null;
+  const [[best, score], next] = [order[0], order[1]];
+  const e = score.estimate;
+  let text = `${best.name} did best on ${what} (${metric} ${formatScore(e.value)}, 95% interval ${formatScore(e.low)}–${formatScore(e.high)})`;
+  if (next) {
+    const n = next[1].estimate;
+    const overlap = score.higher_is_better ? n.high >= e.low : n.low <= e.high;
+    if (overlap) text += `, not clearly ahead of ${next[0].name} (${formatScore(n.value)})`;
+  }
+  return text;
+}
+
+/**
+ * What a comparison measured, in sentences the method guide's advisor shows beside its general
+ * advice: the best method on quality, on the format and on facts, and the one that forgot least.
+ */
+export function measuredFindings(report: CompareReport): string[] {
+  const done = report.methods.filter((m) => m.status === 'completed');
+  const findings: (string | null)[] = [];
+  const main = defaultMetric(report);
+  if (main) findings.push(bestOn(done, main, 'answer quality'));
+  if (main !== 'regex') findings.push(bestOn(done, 'regex', 'the required format'));
+  if (main !== 'contains-all') findings.push(bestOn(done, 'contains-all', 'the facts answers must contain'));
+  const probed = done.filter((m) => m.probe_change !== null);
+  if (probed.length > 0) {
+    const least = probed.reduce((a, b) => ((b.probe_change ?? 0) > (a.probe_change ?? 0) ? b : a));
+    const change = least.probe_change ?? 0;
+    findings.push(`${least.name} kept the most general knowledge (forgetting probe ${change >= 0 ? '+' : ''}${change.toFixed(2)})`);
+  }
+  return findings.filter((f): f is string => f !== null);
+}
