@@ -684,6 +684,22 @@ fn a_comparison_run_from_the_compare_screen_fills_the_method_table_and_its_chart
     if let Some(dir) = &shots {
         screenshot(&std::path::Path::new(dir).join("compare.png"));
     }
+    // A question asked again in chat, the way RAG answered it: from its knowledge base.
+    let ask = app.find(
+        "table[aria-label='Answers'] tbody tr:first-child button[aria-label='Ask in chat with Retrieval (RAG)']",
+        long,
+    );
+    app.click(&ask);
+    app.wait_text(
+        "select[aria-label='Answer from knowledge base'] option:checked",
+        long,
+        |t| t.contains("compare-brightloom-support"),
+    );
+    app.wait_text(
+        ".turn.assistant ol[aria-label='Sources']",
+        Duration::from_secs(120),
+        |t| !t.is_empty(),
+    );
     let report = tunelab_api::compare::show(
         &tunelab_api::Workspace::open(Some(home.path().to_path_buf())).unwrap(),
         "brightloom-support",

@@ -134,6 +134,19 @@ describe('CompareScreen', () => {
     expect(lines()).toEqual(['1', '2']);
   });
 
+  it('asks a question again in chat the way a method answered it', async () => {
+    const onAsk = vi.fn();
+    render(CompareScreen, { props: { onAsk } });
+    await settle();
+    const firstRow = within(screen.getByRole('table', { name: 'Answers' })).getAllByRole('row')[1];
+    await fireEvent.click(within(firstRow).getByRole('button', { name: 'Ask in chat with LoRA / QLoRA' }));
+    const [asked, method, question] = onAsk.mock.calls[0];
+    expect(asked.id).toBe('brightloom-support');
+    expect(method.method).toBe('lora');
+    expect(method.run).toMatch(/^compare-brightloom-support-lora-/);
+    expect(question).toBe('How long is the frame warranty?');
+  });
+
   it('runs a task with progress, can stop it, and exports the report', async () => {
     let send: (event: CompareEvent) => void = () => {};
     let finish: (report: CompareReport) => void = () => {};

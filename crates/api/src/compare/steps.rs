@@ -78,7 +78,7 @@ pub(super) fn method(
         probe_change: None,
         cost: MethodCost::default(),
     };
-    match evaluate_method(cx, method, probe, base_probe, &mut result, on_event) {
+    match prepare_and_evaluate(cx, method, probe, base_probe, &mut result, on_event) {
         Ok(status) => result.status = status,
         Err(error) => {
             result.status = RunStatus::Failed;
@@ -88,7 +88,7 @@ pub(super) fn method(
     result
 }
 
-fn evaluate_method(
+fn prepare_and_evaluate(
     cx: &Context,
     method: MethodId,
     probe: &Path,
@@ -316,15 +316,9 @@ fn prepare_run(cx: &Context, method: MethodId, on_event: OnEvent) -> Result<Prep
     };
     Ok(Prepared {
         cost: run_cost(&summary),
-        run: Some(id),
+        // A run stopped before its last step has no result to answer with yet.
+        run: (summary.status == RunStatus::Completed).then_some(id),
         ..Prepared::default()
-    })
-    .map(|prepared| match summary.status {
-        RunStatus::Completed => prepared,
-        _ => Prepared {
-            run: None,
-            ..prepared
-        },
     })
 }
 
