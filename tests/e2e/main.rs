@@ -594,7 +594,7 @@ fn a_model_pulled_on_the_models_screen_renders_and_runs_a_template_in_the_prompt
 }
 
 #[test]
-fn a_comparison_run_from_the_compare_screen_fills_the_method_table_and_its_chart() {
+fn a_comparison_run_from_the_compare_screen_shows_its_tables_chart_and_answers_and_asks_in_chat() {
     let home = tempfile::tempdir().unwrap();
     let (_driver, app) = start(home.path());
     let long = Duration::from_secs(60);
