@@ -300,6 +300,20 @@ pub fn run(
     Ok(report)
 }
 
+/// The report in the comparison folder `dir`. One saved while running whose lock nobody holds
+/// was cut off (killed, closed, power lost): it reads as interrupted, and running it again
+/// resumes it.
+fn read(dir: &Path) -> Result<Option<CompareReport>> {
+    let mut report = read_json::<CompareReport>(&dir.join("report.json"))?;
+    if let Some(report) = report.as_mut() {
+        let held = crate::jobs::holder(&crate::jobs::compare_lock_path(dir)).is_some();
+        if report.status == RunStatus::Running && !held {
+            report.status = RunStatus::Interrupted;
+        }
+    }
+    Ok(report)
+}
+
 /// The workspace's comparisons, newest first.
 pub fn list(ws: &Workspace) -> Result<Vec<CompareReport>> {
     let root = ws.comparisons_dir();
@@ -310,7 +324,7 @@ pub fn list(ws: &Workspace) -> Result<Vec<CompareReport>> {
     };
     let mut reports = Vec::new();
     for entry in entries.flatten() {
-        if let Some(report) = read_json::<CompareReport>(&entry.path().join("report.json"))? {
+        if let Some(report) = read(&entry.path())? {
             reports.push(report);
         }
     }
@@ -351,7 +365,7 @@ pub fn show(ws: &Workspace, id: &str) -> Result<CompareReport> {
         false => ws.comparisons_dir().join(id),
     };
     let path = dir.join("report.json");
-    read_json::<CompareReport>(&path)?.ok_or_else(|| {
+    read(&dir)?.ok_or_else(|| {
         ApiError::new(
             "not_found",
             format!(

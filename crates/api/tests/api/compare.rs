@@ -240,6 +240,20 @@ fn a_cancelled_comparison_resumes_where_it_stopped() {
         }
     )));
 
+    // Killed mid-run instead (the report still says running, nobody holds the lock): it
+    // reads as interrupted.
+    let saved = ws.comparisons_dir().join("tiny/report.json");
+    let text = std::fs::read_to_string(&saved).unwrap();
+    std::fs::write(
+        &saved,
+        text.replace("\"status\": \"cancelled\"", "\"status\": \"running\""),
+    )
+    .unwrap();
+    assert_eq!(
+        compare::show(&ws, "tiny").unwrap().status,
+        RunStatus::Interrupted
+    );
+
     let (resumed, events) = compare_with(&ws, &request, &|_| false);
     let resumed = resumed.unwrap();
     assert_eq!(resumed.status, RunStatus::Completed, "{resumed:#?}");
