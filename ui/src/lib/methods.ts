@@ -2,6 +2,7 @@
 // from what the user needs and the data they have.
 import type { Method } from '../bindings/Method';
 import type { MethodId } from '../bindings/MethodId';
+import GUIDE_WORDS from '../bindings/method-guide.json';
 import { screenLabel, type ScreenId } from './navigation';
 
 export type { MethodId };
@@ -31,12 +32,17 @@ export interface MethodInfo {
   availability: readonly Place[];
 }
 
+/** A method's id, name, what it is and what it is good for: the words the comparison reports
+ *  use too, written once in Rust (crates/api/src/compare/guide.rs) and exported to JSON. */
+function guideWords(id: MethodId): Pick<MethodInfo, 'id' | 'name' | 'what' | 'goodFor'> {
+  const words = GUIDE_WORDS.find((w) => w.id === id);
+  if (!words) throw new Error(`method-guide.json has no method '${id}'`);
+  return { id, name: words.name, what: words.what, goodFor: words.good_for };
+}
+
 export const METHOD_GUIDE: readonly MethodInfo[] = [
   {
-    id: 'prompt',
-    name: 'Prompt engineering',
-    what: 'Instructions, examples and a template around each question; the model itself is untouched.',
-    goodFor: 'scripted conversations, fixed business rules, a first version of anything',
+    ...guideWords('prompt'),
     strengths: 'free, instant, safe, works with every model',
     limits: 'steers behaviour but adds no knowledge or skill the model lacks',
     cost: 'none',
@@ -52,10 +58,7 @@ export const METHOD_GUIDE: readonly MethodInfo[] = [
     ],
   },
   {
-    id: 'rag',
-    name: 'Retrieval (RAG)',
-    what: 'Your documents are indexed; the passages that match a question are handed to the model with it.',
-    goodFor: 'policies, manuals, product catalogues, anything that changes and must be quoted',
+    ...guideWords('rag'),
     strengths: 'no training, always current, answers can cite their sources',
     limits: 'grounds facts but teaches no new way of working',
     cost: 'low',
@@ -68,10 +71,7 @@ export const METHOD_GUIDE: readonly MethodInfo[] = [
     ],
   },
   {
-    id: 'soft-prompt',
-    name: 'Soft prompt',
-    what: 'A handful of learned token vectors sit before every input; every weight of the model stays frozen.',
-    goodFor: 'a voice, a tone, a house style, light adaptation to a domain',
+    ...guideWords('soft-prompt'),
     strengths: 'tiny to train and to store (kilobytes), reversible, trains in minutes',
     limits: 'shallow: it cannot fix reasoning the model does not have',
     cost: 'low',
@@ -83,10 +83,7 @@ export const METHOD_GUIDE: readonly MethodInfo[] = [
     ],
   },
   {
-    id: 'lora',
-    name: 'LoRA / QLoRA',
-    what: 'Small low-rank matrices are trained next to the frozen weights; QLoRA keeps those weights in 4 bits.',
-    goodFor: 'a task with a fixed output format, an industry workflow, multi-step procedures',
+    ...guideWords('lora'),
     strengths: "large effect for little memory; QLoRA needs about half of LoRA's",
     limits: 'needs clean examples; can overfit a small set',
     cost: 'medium',
@@ -98,10 +95,7 @@ export const METHOD_GUIDE: readonly MethodInfo[] = [
     ],
   },
   {
-    id: 'full',
-    name: 'Full fine-tuning',
-    what: 'Every weight of the model is trained on your data.',
-    goodFor: 'a deeply specialised assistant where adapters are not enough',
+    ...guideWords('full'),
     strengths: 'the most control and the best task results',
     limits: 'the most memory; the model can forget what it knew; each result is a whole model',
     cost: 'high',
@@ -111,10 +105,7 @@ export const METHOD_GUIDE: readonly MethodInfo[] = [
     availability: [{ screen: 'train', text: 'full fine-tuning; the new model answers in Chat' }],
   },
   {
-    id: 'pretrain',
-    name: 'Pretraining',
-    what: 'A new model and tokenizer learn language from your own text, or an existing model keeps learning from it.',
-    goodFor: 'owning a model end to end; a language or domain general models barely know',
+    ...guideWords('pretrain'),
     strengths: 'complete control over data, vocabulary and size',
     limits: 'needs far more text and compute than any other method; at home the models stay small',
     cost: 'very high',

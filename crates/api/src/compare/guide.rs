@@ -86,6 +86,29 @@ impl MethodId {
     }
 }
 
+/// The guide's words for one method, as the app's method guide shows them: the UI reads them
+/// from `ui/src/bindings/method-guide.json`, which the tests below write from [`MethodId`].
+#[derive(Debug, Clone, Serialize)]
+pub struct MethodWords {
+    pub id: MethodId,
+    pub name: &'static str,
+    pub what: &'static str,
+    pub good_for: &'static str,
+}
+
+/// Every method's words, in the guide's order.
+pub fn method_words() -> Vec<MethodWords> {
+    MethodId::ALL
+        .into_iter()
+        .map(|id| MethodWords {
+            id,
+            name: id.name(),
+            what: id.what(),
+            good_for: id.good_for(),
+        })
+        .collect()
+}
+
 impl std::str::FromStr for MethodId {
     type Err = crate::ApiError;
     fn from_str(text: &str) -> crate::Result<Self> {
@@ -104,5 +127,27 @@ impl std::str::FromStr for MethodId {
                     "unknown method `{text}`: use prompt, rag, soft-prompt, lora, full or pretrain"
                 ))
             })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Writes the words the UI's method guide reads (like the generated bindings, CI fails when
+    /// the committed file differs).
+    #[test]
+    fn export_method_guide_words() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../ui/src/bindings/method-guide.json");
+        let json = serde_json::to_string_pretty(&method_words()).unwrap() + "\n";
+        if std::fs::read_to_string(&path).ok().as_deref() != Some(json.as_str()) {
+            std::fs::write(&path, json).unwrap();
+        }
+        let names: Vec<&str> = method_words().iter().map(|w| w.id.as_str()).collect();
+        assert_eq!(
+            names,
+            ["prompt", "rag", "soft-prompt", "lora", "full", "pretrain"]
+        );
     }
 }
