@@ -86,29 +86,6 @@ impl MethodId {
     }
 }
 
-/// The guide's words for one method, as the app's method guide shows them: the UI reads them
-/// from `ui/src/bindings/method-guide.json`, which the tests below write from [`MethodId`].
-#[derive(Debug, Clone, Serialize)]
-pub struct MethodWords {
-    pub id: MethodId,
-    pub name: &'static str,
-    pub what: &'static str,
-    pub good_for: &'static str,
-}
-
-/// Every method's words, in the guide's order.
-pub fn method_words() -> Vec<MethodWords> {
-    MethodId::ALL
-        .into_iter()
-        .map(|id| MethodWords {
-            id,
-            name: id.name(),
-            what: id.what(),
-            good_for: id.good_for(),
-        })
-        .collect()
-}
-
 impl std::str::FromStr for MethodId {
     type Err = crate::ApiError;
     fn from_str(text: &str) -> crate::Result<Self> {
@@ -133,6 +110,29 @@ impl std::str::FromStr for MethodId {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The guide's words for one method, as the app's method guide shows them: the UI reads them
+    /// from `ui/src/bindings/method-guide.json`, which the test below writes from [`MethodId`].
+    #[derive(Debug, Clone, Serialize)]
+    struct MethodWords {
+        id: MethodId,
+        name: &'static str,
+        what: &'static str,
+        good_for: &'static str,
+    }
+
+    /// Every method's words, in the guide's order.
+    fn method_words() -> Vec<MethodWords> {
+        MethodId::ALL
+            .into_iter()
+            .map(|id| MethodWords {
+                id,
+                name: id.name(),
+                what: id.what(),
+                good_for: id.good_for(),
+            })
+            .collect()
+    }
 
     /// Writes the words the UI's method guide reads (like the generated bindings, CI fails when
     /// the committed file differs).
