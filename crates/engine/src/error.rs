@@ -40,6 +40,9 @@ pub enum EngineError {
     InvalidRequest(String),
     #[error("tensor computation failed: {0}")]
     Tensor(#[from] candle_core::Error),
+    /// Long work (an export) stopped on request.
+    #[error("stopped on request")]
+    Cancelled,
 }
 
 pub type Result<T, E = EngineError> = std::result::Result<T, E>;

@@ -212,6 +212,124 @@ impl TextTokenizer {
     }
 }
 
+impl TextTokenizer {
+    /// The `tokenizer.ggml.*` metadata that rebuilds this tokenizer from a GGUF file
+    /// ([`from_gguf`](Self::from_gguf)) and that llama.cpp reads: byte-level BPE only, with
+    /// the pre-tokenizer named by finding which of the GGUF names builds the same one. The
+    /// vocabulary is padded to `config.vocab_size` (unused `[PAD{i}]` tokens, as llama.cpp's
+    /// converter does).
+    pub fn gguf_metadata(
+        &self,
+        config: &crate::config::ModelConfig,
+    ) -> Result<Vec<(String, candle_core::quantized::gguf_file::Value)>> {
+        use candle_core::quantized::gguf_file::Value;
+        let unsupported = |why: &str| {
+            EngineError::Tokenizer(format!(
+                "this tokenizer cannot be written as GGUF metadata: {why}; export the model as a                  merged Hugging Face folder and convert it with llama.cpp's convert_hf_to_gguf.py"
+            ))
+        };
+        let model = serde_json::to_value(self.inner.get_model())
+            .map_err(|e| EngineError::Tokenizer(e.to_string()))?;
+        if model.get("type").and_then(|t| t.as_str()) != Some("BPE")
+            || model.get("byte_fallback").and_then(|b| b.as_bool()) == Some(true)
+        {
+            return Err(unsupported("only byte-level BPE tokenizers are written"));
+        }
+        let ignore_merges = model.get("ignore_merges").and_then(|b| b.as_bool()) == Some(true);
+        let ours = self
+            .inner
+            .get_pre_tokenizer()
+            .map(serde_json::to_value)
+            .transpose()
+            .map_err(|e| EngineError::Tokenizer(e.to_string()))?;
+        let pre = ["smollm", "llama-bpe", "qwen2", "gpt-2"]
+            .into_iter()
+            .find(|name| {
+                let built = pre_tokenizer(name).ok().map(|p| serde_json::to_value(p).ok());
+                built.flatten() == ours && (*name == "llama-bpe") == ignore_merges
+            })
+            .ok_or_else(|| unsupported("its pre-tokenizer is none of smollm, llama-bpe, qwen2 and gpt-2"))?;
+
+        let size = config.vocab_size.max(self.inner.get_vocab_size(true));
+        let mut tokens: Vec<Option<String>> = vec![None; size];
+        let mut types = vec![TOKEN_TYPE_NORMAL; size];
+        for (token, id) in self.inner.get_vocab(false) {
+            if let Some(slot) = tokens.get_mut(id as usize) {
+                *slot = Some(token);
+            }
+        }
+        for (id, added) in self.inner.get_added_tokens_decoder() {
+            let i = id as usize;
+            if i < size {
+                tokens[i] = Some(added.content.clone());
+                types[i] = if added.special {
+                    TOKEN_TYPE_CONTROL
+                } else {
+                    TOKEN_TYPE_USER_DEFINED
+                };
+            }
+        }
+        const TOKEN_TYPE_UNUSED: u64 = 5;
+        let tokens: Vec<Value> = tokens
+            .into_iter()
+            .enumerate()
+            .map(|(i, t)| {
+                Value::String(t.unwrap_or_else(|| {
+                    types[i] = TOKEN_TYPE_UNUSED;
+                    format!("[PAD{i}]")
+                }))
+            })
+            .collect();
+        let merges: Vec<Value> = model
+            .get("merges")
+            .and_then(|m| m.as_array())
+            .map(|items| {
+                items
+                    .iter()
+                    .filter_map(|m| match m {
+                        serde_json::Value::String(s) => Some(s.clone()),
+                        serde_json::Value::Array(pair) => match pair.as_slice() {
+                            [a, b] => Some(format!("{} {}", a.as_str()?, b.as_str()?)),
+                            _ => None,
+                        },
+                        _ => None,
+                    })
+                    .map(Value::String)
+                    .collect()
+            })
+            .unwrap_or_default();
+        let mut out = vec![
+            ("tokenizer.ggml.model".to_string(), Value::String("gpt2".into())),
+            ("tokenizer.ggml.pre".to_string(), Value::String(pre.into())),
+            ("tokenizer.ggml.tokens".to_string(), Value::Array(tokens)),
+            (
+                "tokenizer.ggml.token_type".to_string(),
+                Value::Array(types.into_iter().map(|t| Value::I32(t as i32)).collect()),
+            ),
+            ("tokenizer.ggml.merges".to_string(), Value::Array(merges)),
+        ];
+        if let Some(bos) = config.bos_token_id {
+            out.push(("tokenizer.ggml.bos_token_id".into(), Value::U32(bos)));
+            let adds_bos = self
+                .inner
+                .encode("a", true)
+                .map(|e| e.get_ids().first() == Some(&bos))
+                .unwrap_or(false);
+            out.push((
+                "tokenizer.ggml.add_bos_token".into(),
+                Value::Bool(adds_bos || self.add_bos),
+            ));
+        }
+        if let Some(eos) = config.eos_token_ids.first() {
+            out.push(("tokenizer.ggml.eos_token_id".into(), Value::U32(*eos)));
+        }
+        if let Some(eot) = config.eos_token_ids.get(1) {
+            out.push(("tokenizer.ggml.eot_token_id".into(), Value::U32(*eot)));
+        }
+        Ok(out)
+    }
+}
+
 /// Byte-level BPE with the merges stored in the file and the pre-tokenizer GGUF names.
 fn byte_level_bpe(
     gguf: &GgufFile,

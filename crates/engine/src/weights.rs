@@ -9,7 +9,7 @@ use candle_core::quantized::GgmlDType;
 use candle_core::safetensors::MmapedSafetensors;
 use candle_core::{DType, Device, Tensor};
 
-use crate::config::{Architecture, ModelConfig};
+use crate::config::ModelConfig;
 use crate::error::{EngineError, Result};
 use crate::gguf::GgufFile;
 use crate::layers::Weight;
@@ -224,7 +224,7 @@ fn dtype_bits(dtype: &str) -> Option<u64> {
 }
 
 /// The GGUF name of a Hugging Face tensor name.
-fn gguf_name(hf: &str) -> Option<String> {
+pub(crate) fn gguf_name(hf: &str) -> Option<String> {
     match hf {
         "model.embed_tokens.weight" => return Some("token_embd.weight".into()),
         "model.norm.weight" => return Some("output_norm.weight".into()),
@@ -345,15 +345,7 @@ impl WeightSource {
                     path: g.path().into(),
                     what: format!("tensor {name}"),
                 })?;
-                let heads = if config.architecture == Architecture::Qwen2 {
-                    None
-                } else if name.ends_with("q_proj.weight") {
-                    Some(config.num_attention_heads)
-                } else if name.ends_with("k_proj.weight") {
-                    Some(config.num_key_value_heads)
-                } else {
-                    None
-                };
+                let heads = crate::gguf_write::interleaved_heads(config, name);
                 let q = g.qtensor(&gname, heads, device)?;
                 self.check_shape(name, q.shape().dims(), &[shape.0, shape.1])?;
                 let dense = matches!(q.dtype(), GgmlDType::F32 | GgmlDType::F16 | GgmlDType::BF16);

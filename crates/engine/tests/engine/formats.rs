@@ -123,7 +123,7 @@ fn hf_weights(d: Dims, bias: bool) -> Vec<(String, Tensor)> {
     w
 }
 
-fn write_hf(dir: &Path, arch: &str, bias: bool) {
+pub(crate) fn write_hf(dir: &Path, arch: &str, bias: bool) {
     write_hf_dims(dir, arch, bias, TINY);
 }
 
@@ -144,7 +144,7 @@ fn write_hf_dims(dir: &Path, arch: &str, bias: bool, d: Dims) {
 }
 
 /// Turns the folder's model into one with its own output projection (`lm_head.weight`).
-fn untie(dir: &Path) {
+pub(crate) fn untie(dir: &Path) {
     let path = dir.join("config.json");
     let mut config: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();

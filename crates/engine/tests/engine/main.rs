@@ -4,6 +4,7 @@
 
 mod bad_input;
 mod embeddings;
+mod export;
 mod formats;
 mod generation;
 mod parity;

@@ -87,36 +87,11 @@ pub fn save_hf(
     model: &LoadedModel,
     params: &[(String, Var)],
 ) -> Result<(), TrainError> {
-    let write = |name: &str, value: &serde_json::Value| -> Result<(), TrainError> {
-        let path = dir.join(name);
-        let text = serde_json::to_string_pretty(value).expect("json serializes") + "\n";
-        std::fs::write(&path, text).map_err(|e| TrainError::Io(path, e))
-    };
-    let config = &model.transformer.config;
-    write("config.json", &config.to_hf_json())?;
-    write(
-        "generation_config.json",
-        &serde_json::json!({
-            "bos_token_id": config.bos_token_id,
-            "eos_token_id": config.eos_token_ids,
-        }),
-    )?;
+    tunelab_engine::hf_write::write_hf_metadata(dir, model, candle_core::DType::F32)?;
     let tensors: HashMap<String, Tensor> = params
         .iter()
         .map(|(name, var)| (name.clone(), var.as_tensor().detach()))
         .collect();
     candle_core::safetensors::save(&tensors, dir.join("model.safetensors"))?;
-    model.tokenizer.save(&dir.join("tokenizer.json"))?;
-    let token = |id: Option<u32>| id.and_then(|id| model.tokenizer.id_to_token(id));
-    write(
-        "tokenizer_config.json",
-        &serde_json::json!({
-            "chat_template": model.template.source(),
-            "bos_token": model.tokenizer.bos_token(),
-            "eos_token": token(model.eos_ids.first().copied()),
-            "model_max_length": config.max_position_embeddings,
-            "tokenizer_class": "PreTrainedTokenizerFast",
-        }),
-    )?;
     Ok(())
 }
