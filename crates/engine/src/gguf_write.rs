@@ -196,8 +196,14 @@ pub fn config_metadata(config: &ModelConfig, name: &str, quant: GgufQuant) -> Ve
         (key("embedding_length"), u32v(config.hidden_size)),
         (key("block_count"), u32v(config.num_hidden_layers)),
         (key("feed_forward_length"), u32v(config.intermediate_size)),
-        (key("attention.head_count"), u32v(config.num_attention_heads)),
-        (key("attention.head_count_kv"), u32v(config.num_key_value_heads)),
+        (
+            key("attention.head_count"),
+            u32v(config.num_attention_heads),
+        ),
+        (
+            key("attention.head_count_kv"),
+            u32v(config.num_key_value_heads),
+        ),
         (key("attention.key_length"), u32v(config.head_dim)),
         (key("attention.value_length"), u32v(config.head_dim)),
         (
@@ -256,12 +262,15 @@ pub fn write_gguf(
             path: path.to_path_buf(),
             what: format!("a GGUF name for {hf}"),
         })?;
-        let shape = shapes.get(&hf).cloned().ok_or_else(|| EngineError::Missing {
-            path: path.to_path_buf(),
-            what: format!("the shape of {hf}"),
-        })?;
-        let is_output = name == "output.weight"
-            || (config.tie_word_embeddings && name == "token_embd.weight");
+        let shape = shapes
+            .get(&hf)
+            .cloned()
+            .ok_or_else(|| EngineError::Missing {
+                path: path.to_path_buf(),
+                what: format!("the shape of {hf}"),
+            })?;
+        let is_output =
+            name == "output.weight" || (config.tie_word_embeddings && name == "token_embd.weight");
         let dtype = match shape.as_slice() {
             [_, cols] => quant.dtype_for(&name, *cols, is_output),
             _ => GgmlDType::F32,
@@ -522,18 +531,42 @@ mod tests {
     #[test]
     fn q4_k_m_falls_back_where_rows_do_not_fill_super_blocks() {
         let q = GgufQuant::Q4KM;
-        assert_eq!(q.dtype_for("blk.0.attn_q.weight", 4096, false), GgmlDType::Q4K);
-        assert_eq!(q.dtype_for("blk.0.ffn_down.weight", 4096, false), GgmlDType::Q6K);
+        assert_eq!(
+            q.dtype_for("blk.0.attn_q.weight", 4096, false),
+            GgmlDType::Q4K
+        );
+        assert_eq!(
+            q.dtype_for("blk.0.ffn_down.weight", 4096, false),
+            GgmlDType::Q6K
+        );
         assert_eq!(q.dtype_for("output.weight", 4096, true), GgmlDType::Q6K);
         // SmolLM2-135M's rows of 576 values: llama.cpp's fallbacks.
-        assert_eq!(q.dtype_for("blk.0.attn_q.weight", 576, false), GgmlDType::Q5_0);
-        assert_eq!(q.dtype_for("blk.0.attn_v.weight", 576, false), GgmlDType::Q8_0);
+        assert_eq!(
+            q.dtype_for("blk.0.attn_q.weight", 576, false),
+            GgmlDType::Q5_0
+        );
+        assert_eq!(
+            q.dtype_for("blk.0.attn_v.weight", 576, false),
+            GgmlDType::Q8_0
+        );
         // Tied embeddings are the output head: more bits in every quantized recipe.
-        assert_eq!(GgufQuant::Q4_1.dtype_for("token_embd.weight", 576, true), GgmlDType::Q8_0);
-        assert_eq!(GgufQuant::Q4_1.dtype_for("token_embd.weight", 4096, false), GgmlDType::Q4_1);
-        assert_eq!(GgufQuant::F16.dtype_for("token_embd.weight", 576, true), GgmlDType::F16);
+        assert_eq!(
+            GgufQuant::Q4_1.dtype_for("token_embd.weight", 576, true),
+            GgmlDType::Q8_0
+        );
+        assert_eq!(
+            GgufQuant::Q4_1.dtype_for("token_embd.weight", 4096, false),
+            GgmlDType::Q4_1
+        );
+        assert_eq!(
+            GgufQuant::F16.dtype_for("token_embd.weight", 576, true),
+            GgmlDType::F16
+        );
         // A row no block fits stays 16-bit.
-        assert_eq!(GgufQuant::Q8_0.dtype_for("blk.0.attn_q.weight", 40, false), GgmlDType::F16);
+        assert_eq!(
+            GgufQuant::Q8_0.dtype_for("blk.0.attn_q.weight", 40, false),
+            GgmlDType::F16
+        );
         for q in GgufQuant::ALL {
             assert_eq!(GgufQuant::parse(q.as_str()), Some(q));
         }

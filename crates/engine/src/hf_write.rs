@@ -105,10 +105,7 @@ pub fn write_safetensors(
     let width = dtype.size_in_bytes();
     let name = safetensors_dtype(dtype)?;
     let mut header = serde_json::Map::new();
-    header.insert(
-        "__metadata__".into(),
-        serde_json::json!({"format": "pt"}),
-    );
+    header.insert("__metadata__".into(), serde_json::json!({"format": "pt"}));
     let mut offset = 0usize;
     for (tensor, dims) in tensors {
         let bytes = dims.iter().product::<usize>() * width;
@@ -126,7 +123,8 @@ pub fn write_safetensors(
     let file = std::fs::File::create(path).map_err(|e| EngineError::io(path, e))?;
     let mut out = std::io::BufWriter::with_capacity(1 << 20, file);
     let io = |e| EngineError::io(path, e);
-    out.write_all(&(text.len() as u64).to_le_bytes()).map_err(io)?;
+    out.write_all(&(text.len() as u64).to_le_bytes())
+        .map_err(io)?;
     out.write_all(text.as_bytes()).map_err(io)?;
     for (done, (tensor, dims)) in tensors.iter().enumerate() {
         let t = value(tensor)?;
@@ -134,20 +132,37 @@ pub fn write_safetensors(
             return Err(EngineError::format(
                 path,
                 "safetensors",
-                format!("tensor {tensor} came out as {:?}, planned {dims:?}", t.dims()),
+                format!(
+                    "tensor {tensor} came out as {:?}, planned {dims:?}",
+                    t.dims()
+                ),
             ));
         }
         let t = t.to_dtype(dtype)?.flatten_all()?;
         let bytes: Vec<u8> = match dtype {
-            DType::F32 => t.to_vec1::<f32>()?.iter().flat_map(|v| v.to_le_bytes()).collect(),
-            DType::F16 => t.to_vec1::<half::f16>()?.iter().flat_map(|v| v.to_le_bytes()).collect(),
-            _ => t.to_vec1::<half::bf16>()?.iter().flat_map(|v| v.to_le_bytes()).collect(),
+            DType::F32 => t
+                .to_vec1::<f32>()?
+                .iter()
+                .flat_map(|v| v.to_le_bytes())
+                .collect(),
+            DType::F16 => t
+                .to_vec1::<half::f16>()?
+                .iter()
+                .flat_map(|v| v.to_le_bytes())
+                .collect(),
+            _ => t
+                .to_vec1::<half::bf16>()?
+                .iter()
+                .flat_map(|v| v.to_le_bytes())
+                .collect(),
         };
         out.write_all(&bytes).map_err(io)?;
         if !progress(done + 1, tensors.len()) {
             return Err(EngineError::Cancelled);
         }
     }
-    let file = out.into_inner().map_err(|e| EngineError::io(path, e.into_error()))?;
+    let file = out
+        .into_inner()
+        .map_err(|e| EngineError::io(path, e.into_error()))?;
     file.sync_all().map_err(io)
 }

@@ -704,7 +704,9 @@ impl Transformer {
             what: format!("weight {name} in this model"),
         };
         match name {
-            "model.embed_tokens.weight" => return Ok(NamedWeight::Matrix(&self.embed_tokens.weight)),
+            "model.embed_tokens.weight" => {
+                return Ok(NamedWeight::Matrix(&self.embed_tokens.weight))
+            }
             "model.norm.weight" => return Ok(NamedWeight::Vector(&self.norm.weight)),
             "lm_head.weight" => return Ok(NamedWeight::Linear(&self.lm_head)),
             _ => {}
@@ -717,7 +719,9 @@ impl Transformer {
             .and_then(|i| self.layers.get(i))
             .ok_or_else(missing)?;
         match part {
-            "input_layernorm.weight" => return Ok(NamedWeight::Vector(&layer.input_layernorm.weight)),
+            "input_layernorm.weight" => {
+                return Ok(NamedWeight::Vector(&layer.input_layernorm.weight))
+            }
             "post_attention_layernorm.weight" => {
                 return Ok(NamedWeight::Vector(&layer.post_attention_layernorm.weight))
             }
@@ -727,7 +731,11 @@ impl Transformer {
             match part.strip_prefix(path) {
                 Some(".weight") => return Ok(NamedWeight::Linear(linear)),
                 Some(".bias") => {
-                    return linear.bias.as_ref().map(NamedWeight::Vector).ok_or_else(missing)
+                    return linear
+                        .bias
+                        .as_ref()
+                        .map(NamedWeight::Vector)
+                        .ok_or_else(missing)
                 }
                 _ => {}
             }

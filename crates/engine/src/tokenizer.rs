@@ -245,10 +245,14 @@ impl TextTokenizer {
         let pre = ["smollm", "llama-bpe", "qwen2", "gpt-2"]
             .into_iter()
             .find(|name| {
-                let built = pre_tokenizer(name).ok().map(|p| serde_json::to_value(p).ok());
+                let built = pre_tokenizer(name)
+                    .ok()
+                    .map(|p| serde_json::to_value(p).ok());
                 built.flatten() == ours && (*name == "llama-bpe") == ignore_merges
             })
-            .ok_or_else(|| unsupported("its pre-tokenizer is none of smollm, llama-bpe, qwen2 and gpt-2"))?;
+            .ok_or_else(|| {
+                unsupported("its pre-tokenizer is none of smollm, llama-bpe, qwen2 and gpt-2")
+            })?;
 
         let size = config.vocab_size.max(self.inner.get_vocab_size(true));
         let mut tokens: Vec<Option<String>> = vec![None; size];
@@ -299,7 +303,10 @@ impl TextTokenizer {
             })
             .unwrap_or_default();
         let mut out = vec![
-            ("tokenizer.ggml.model".to_string(), Value::String("gpt2".into())),
+            (
+                "tokenizer.ggml.model".to_string(),
+                Value::String("gpt2".into()),
+            ),
             ("tokenizer.ggml.pre".to_string(), Value::String(pre.into())),
             ("tokenizer.ggml.tokens".to_string(), Value::Array(tokens)),
             (

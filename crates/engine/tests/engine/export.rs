@@ -27,15 +27,25 @@ fn metadata(model: &LoadedModel) -> Vec<(String, Value)> {
 
 fn assert_same_model(a: &LoadedModel, b: &LoadedModel, what: &str) {
     let ids = a.tokenizer.encode(TEXT, false).unwrap();
-    assert_eq!(ids, b.tokenizer.encode(TEXT, false).unwrap(), "{what}: token ids");
+    assert_eq!(
+        ids,
+        b.tokenizer.encode(TEXT, false).unwrap(),
+        "{what}: token ids"
+    );
     let diff = tunelab_engine::layers::max_abs_diff(
         &a.transformer.logits(&ids).unwrap(),
         &b.transformer.logits(&ids).unwrap(),
     )
     .unwrap();
     assert!(diff < 1e-4, "{what}: logits differ by {diff}");
-    assert_eq!(a.summary.config.tie_word_embeddings, b.summary.config.tie_word_embeddings);
-    assert_eq!(a.summary.config.attention_bias, b.summary.config.attention_bias);
+    assert_eq!(
+        a.summary.config.tie_word_embeddings,
+        b.summary.config.tie_word_embeddings
+    );
+    assert_eq!(
+        a.summary.config.attention_bias,
+        b.summary.config.attention_bias
+    );
 }
 
 fn gguf_round_trip(dir: &Path, what: &str) {
@@ -73,16 +83,24 @@ fn the_default_model_written_as_a_folder_loads_back_to_the_same_model() {
     let model = native_model();
     let dir = tempfile::tempdir().unwrap();
     let mut calls = 0;
-    tunelab_engine::hf_write::write_hf_folder(dir.path(), model, tunelab_engine::DType::F32, &mut |done, total| {
-        calls += 1;
-        assert!(done <= total);
-        true
-    })
+    tunelab_engine::hf_write::write_hf_folder(
+        dir.path(),
+        model,
+        tunelab_engine::DType::F32,
+        &mut |done, total| {
+            calls += 1;
+            assert!(done <= total);
+            true
+        },
+    )
     .unwrap();
     assert_eq!(calls, model.transformer.weight_names().len());
     let back = tunelab_engine::load(dir.path(), Precision::Native, &Device::Cpu).unwrap();
     assert_same_model(model, &back, "HF folder");
-    assert_eq!(back.summary.config.eos_token_ids, model.summary.config.eos_token_ids);
+    assert_eq!(
+        back.summary.config.eos_token_ids,
+        model.summary.config.eos_token_ids
+    );
 
     // Stopping halfway leaves an error, not a file that looks complete.
     let err = tunelab_engine::hf_write::write_hf_folder(
@@ -92,5 +110,8 @@ fn the_default_model_written_as_a_folder_loads_back_to_the_same_model() {
         &mut |done, _| done < 3,
     )
     .unwrap_err();
-    assert!(matches!(err, tunelab_engine::EngineError::Cancelled), "{err}");
+    assert!(
+        matches!(err, tunelab_engine::EngineError::Cancelled),
+        "{err}"
+    );
 }
