@@ -187,50 +187,10 @@ impl ModelCache {
                 return Ok(cached.model.clone());
             }
         }
-        // A fully fine-tuned or pretrained run's result is a whole model folder: it answers in
-        // the base's place.
-        let full_model = adapter.filter(|dir| {
-            dir.join("config.json").is_file() && !dir.join("adapter_config.json").is_file()
-        });
-        let path = match full_model {
-            Some(dir) => dir.to_path_buf(),
-            None => {
-                let (manifest, path) = models::resolve(ws, name)?;
-                if manifest.role != models::ModelRole::Chat {
-                    return Err(ApiError::invalid(format!(
-                        "`{name}` is an embedding model; choose a chat model"
-                    )));
-                }
-                path
-            }
-        };
         // Free the previous model before loading the next.
         *slot = None;
-        // On the CPU as stored (GGUF blocks stay quantized, 16-bit tensors 16-bit); on a GPU
-        // in 16 bits.
         let device = choice.open()?;
-        let precision = match device.is_cpu() {
-            true => Precision::Native,
-            false => Precision::half_for(&device),
-        };
-        let mut model = tunelab_engine::load(&path, precision, &device)?;
-        if let Some(dir) = adapter.filter(|_| full_model.is_none()) {
-            use tunelab_train::methods::{lora, peft_type, soft_prompt};
-            match peft_type(dir)?.as_str() {
-                "LORA" => {
-                    lora::load_peft(dir, &mut model.transformer)?;
-                }
-                "PROMPT_TUNING" => {
-                    soft_prompt::load_peft(dir, &mut model.transformer)?;
-                }
-                other => {
-                    return Err(ApiError::invalid(format!(
-                        "{}: peft_type {other} is not supported; Tunelab reads LORA and PROMPT_TUNING adapters",
-                        dir.join("adapter_config.json").display()
-                    )))
-                }
-            }
-        }
+        let model = load_model(ws, name, adapter, &device)?;
         let model = Arc::new(model);
         *slot = Some(CachedModel {
             name: name.to_string(),
@@ -240,6 +200,56 @@ impl ModelCache {
         });
         Ok(model)
     }
+}
+
+/// Loads the model `name` as chat holds it on `device`, with `adapter` (a PEFT LoRA or
+/// prompt-tuning folder, or the model folder a full fine-tuning or pretraining run saved,
+/// which answers in the base's place): on the CPU as stored (GGUF blocks stay quantized,
+/// 16-bit tensors 16-bit), on a GPU in 16 bits.
+pub(crate) fn load_model(
+    ws: &Workspace,
+    name: &str,
+    adapter: Option<&Path>,
+    device: &tunelab_engine::Device,
+) -> Result<LoadedModel> {
+    let full_model = adapter.filter(|dir| {
+        dir.join("config.json").is_file() && !dir.join("adapter_config.json").is_file()
+    });
+    let path = match full_model {
+        Some(dir) => dir.to_path_buf(),
+        None => {
+            let (manifest, path) = models::resolve(ws, name)?;
+            if manifest.role != models::ModelRole::Chat {
+                return Err(ApiError::invalid(format!(
+                    "`{name}` is an embedding model; choose a chat model"
+                )));
+            }
+            path
+        }
+    };
+    let precision = match device.is_cpu() {
+        true => Precision::Native,
+        false => Precision::half_for(device),
+    };
+    let mut model = tunelab_engine::load(&path, precision, device)?;
+    if let Some(dir) = adapter.filter(|_| full_model.is_none()) {
+        use tunelab_train::methods::{lora, peft_type, soft_prompt};
+        match peft_type(dir)?.as_str() {
+            "LORA" => {
+                lora::load_peft(dir, &mut model.transformer)?;
+            }
+            "PROMPT_TUNING" => {
+                soft_prompt::load_peft(dir, &mut model.transformer)?;
+            }
+            other => {
+                return Err(ApiError::invalid(format!(
+                    "{}: peft_type {other} is not supported; Tunelab reads LORA and PROMPT_TUNING adapters",
+                    dir.join("adapter_config.json").display()
+                )))
+            }
+        }
+    }
+    Ok(model)
 }
 
 pub(crate) fn engine_messages(messages: &[ChatMessage]) -> Result<Vec<Message>> {

@@ -55,6 +55,7 @@ impl From<tunelab_engine::EngineError> for ApiError {
             E::Tokenizer(_) | E::Template(_) => "bad_model",
             E::InvalidRequest(_) => "invalid_input",
             E::Tensor(_) => "internal",
+            E::Cancelled => "cancelled",
         };
         ApiError::new(code, err.to_string())
     }

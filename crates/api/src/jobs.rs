@@ -35,6 +35,8 @@ pub enum JobKind {
     Eval,
     /// Comparing the methods on a task; the target is the task's name.
     Compare,
+    /// Exporting a model or run to another tool's format; the target is the run or model.
+    Export,
 }
 
 impl JobKind {
@@ -45,6 +47,7 @@ impl JobKind {
             JobKind::Download => "download",
             JobKind::Eval => "evaluation",
             JobKind::Compare => "comparison",
+            JobKind::Export => "export",
         }
     }
 }
@@ -209,6 +212,14 @@ pub fn run_lock_path(dir: &Path) -> PathBuf {
     dir.join(".lock")
 }
 
+/// The lock of an export writing the folder `out` (exports may go anywhere, so their locks
+/// live together in the workspace, named after the folder).
+pub fn export_lock_path(ws: &Workspace, out: &Path) -> PathBuf {
+    ws.exports_dir()
+        .join(".locks")
+        .join(format!("{}.lock", crate::workspace::short_digest(&out)))
+}
+
 /// The lock of the knowledge base `name`.
 pub fn knowledge_lock_path(ws: &Workspace, name: &str) -> PathBuf {
     ws.knowledge_dir().join(format!("{name}.lock"))
@@ -239,6 +250,10 @@ pub fn list(ws: &Workspace) -> Vec<JobHolder> {
     locks.extend(children(ws.comparisons_dir()).map(|c| compare_lock_path(&c)));
     locks.extend(
         children(ws.knowledge_dir()).filter(|p| p.extension().is_some_and(|e| e == "lock")),
+    );
+    locks.extend(
+        children(ws.exports_dir().join(".locks"))
+            .filter(|p| p.extension().is_some_and(|e| e == "lock")),
     );
     locks.push(crate::defaults::lock_path(ws));
     let mut jobs: Vec<JobHolder> = locks.iter().filter_map(|p| holder(p)).collect();

@@ -11,6 +11,7 @@ pub mod defaults;
 mod download;
 pub mod error;
 pub mod eval;
+pub mod export;
 pub mod hub;
 pub mod jobs;
 pub mod knowledge;

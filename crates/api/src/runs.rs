@@ -51,6 +51,8 @@ pub struct RunListItem {
     pub started_at: Option<u64>,
     /// Whether the run left a result to chat with.
     pub has_artifact: bool,
+    /// The forms its result can be exported in (empty without a result).
+    pub export_formats: Vec<crate::export::ExportFormat>,
 }
 
 impl RunListItem {
@@ -81,6 +83,10 @@ impl RunListItem {
             cpu_energy: summary.and_then(|s| s.cpu_energy.clone()),
             started_at: summary.map(|s| s.started_at),
             has_artifact: dir.join("artifact").is_dir(),
+            export_formats: match dir.join("artifact").is_dir() {
+                true => crate::export::formats_for(Some(config.method)),
+                false => Vec::new(),
+            },
         }
     }
 }

@@ -57,6 +57,12 @@ impl Workspace {
         self.root.join("compare")
     }
 
+    /// Exports of models and runs to other tools' formats, one folder each unless the user
+    /// names another place (see `export`); `.locks/` holds the lock of every export in flight.
+    pub fn exports_dir(&self) -> PathBuf {
+        self.root.join("exports")
+    }
+
     /// The LanceDB database holding every knowledge base, one table each.
     pub fn knowledge_dir(&self) -> PathBuf {
         self.root.join("knowledge")

@@ -7,6 +7,7 @@ mod compare;
 mod data;
 mod doctor;
 mod eval;
+mod export;
 mod jobs;
 mod kb;
 mod models;
@@ -64,6 +65,9 @@ enum Command {
     /// Compare the six methods on one task (TOML): each prepared, evaluated and costed the
     /// same way; `compare list` and `compare show ID` read the reports
     Compare(compare::Args),
+    /// Export a model or a run's result as a PEFT adapter, a merged Hugging Face folder or a
+    /// GGUF file (with --ollama, a Modelfile), checked against the model before it is kept
+    Export(export::Args),
     /// Training runs: list them or show one
     #[command(subcommand)]
     Runs(train::RunsCommand),
@@ -90,6 +94,7 @@ fn main() -> ExitCode {
         Command::Runs(cmd) => train::run_runs(&ws, cmd),
         Command::Eval(args) => eval::run(&ws, args),
         Command::Compare(args) => compare::run(&ws, args),
+        Command::Export(args) => export::run(&ws, args),
         Command::Kb(cmd) => kb::run(&ws, cmd),
         Command::Jobs(args) => jobs::run(&ws, args),
         Command::Settings(args) => settings::run(&ws, args),

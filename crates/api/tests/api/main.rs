@@ -6,6 +6,7 @@ mod compare;
 mod data;
 mod defaults;
 mod eval;
+mod export;
 mod hub;
 mod models;
 mod prompts;

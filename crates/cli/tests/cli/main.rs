@@ -1,6 +1,7 @@
 //! The `tunelab` binary as a user runs it.
 
 mod compare;
+mod export;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
