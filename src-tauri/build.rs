@@ -26,6 +26,8 @@ fn main() {
         "run_comparison",
         "cancel_comparison",
         "export_comparison",
+        "export_result",
+        "cancel_export",
         "preview_dataset",
         "list_knowledge_bases",
         "knowledge_base",

@@ -13,6 +13,7 @@ use tunelab_api::compare::{
 use tunelab_api::data::DatasetPreview;
 use tunelab_api::defaults::{DefaultModelStatus, PyPi};
 use tunelab_api::eval::Caches;
+use tunelab_api::export::{ExportEvent, ExportReport, ExportRequest};
 use tunelab_api::hub::{DownloadProgress, Hub, PullRequest};
 use tunelab_api::jobs::{JobKind, ListedJob};
 use tunelab_api::knowledge::{
@@ -230,6 +231,40 @@ pub fn cancel_comparison(state: State<'_, AppState>, id: String) -> Result<(), A
     }
     Err(ApiError::not_found(format!(
         "comparison `{id}` is not running in this app"
+    )))
+}
+
+/// Exports a run's result or a model (PEFT, merged folder, GGUF with an Ollama Modelfile),
+/// checked against the model before it is kept; listed as a job under the folder it writes,
+/// with its own cancel token.
+#[tauri::command]
+pub async fn export_result(
+    state: State<'_, AppState>,
+    request: ExportRequest,
+    on_event: Channel<ExportEvent>,
+) -> Result<ExportReport, ApiError> {
+    let ws = state.workspace.clone();
+    let jobs = state.jobs.clone();
+    let cancel = Arc::new(AtomicBool::new(false));
+    blocking(move || {
+        let _entry = jobs.register(JobKind::Export, &request.source, cancel.clone());
+        tunelab_api::export::run(&ws, &request, &cancel, &mut |event| {
+            if on_event.send(event).is_err() {
+                cancel.store(true, Ordering::Relaxed);
+            }
+        })
+    })
+    .await
+}
+
+/// Stops the export of `source` this app runs; nothing of it is kept.
+#[tauri::command]
+pub fn cancel_export(state: State<'_, AppState>, source: String) -> Result<(), ApiError> {
+    if state.jobs.cancel(JobKind::Export, &source) {
+        return Ok(());
+    }
+    Err(ApiError::not_found(format!(
+        "no export of `{source}` is running in this app"
     )))
 }
 

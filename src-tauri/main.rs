@@ -71,6 +71,8 @@ fn main() {
             commands::run_comparison,
             commands::cancel_comparison,
             commands::export_comparison,
+            commands::export_result,
+            commands::cancel_export,
             commands::preview_dataset,
             commands::list_knowledge_bases,
             commands::knowledge_base,

@@ -328,6 +328,23 @@ fn a_short_lora_run_from_the_train_screen_moves_its_chart_and_opens_in_chat() {
     if let Some(dir) = &shots {
         screenshot(&std::path::Path::new(dir).join("runs.png"));
     }
+    // The finished run exports as GGUF with an Ollama Modelfile, checked before it is kept.
+    let export = app.find("section[aria-label='Export'] .actions button.primary", long);
+    app.click(&export);
+    let done = app.wait_text("section[aria-label='Export'] [role='status']", long, |t| {
+        t.contains("Exported and checked")
+    });
+    assert!(
+        done.contains(".q8_0.gguf") && done.contains("Modelfile") && done.contains("ollama create"),
+        "{done}"
+    );
+    let checks = app.wait_text("ul[aria-label='Export checks']", long, |t| {
+        t.contains("end of turn")
+    });
+    assert!(!checks.contains("failed"), "{checks}");
+    if let Some(dir) = &shots {
+        screenshot(&std::path::Path::new(dir).join("runs-export.png"));
+    }
 
     // A longer run keeps going when its screen is left: the jobs list in the sidebar leads back
     // to its live chart, which still grows, and its Cancel stops it.

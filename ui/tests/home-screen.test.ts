@@ -229,6 +229,7 @@ describe('HomeScreen', () => {
       cpu_energy: null,
       started_at: 1,
       has_artifact: true,
+      export_formats: ['gguf', 'merged', 'peft'],
     });
     client.listRuns.mockResolvedValue(['a', 'b', 'c', 'd'].map((id) => run(`qlora-${id}`)));
     const onOpenRuns = vi.fn();

@@ -1,6 +1,9 @@
 // The Runs screen against a mocked backend: the empty state, the list, and a run's curves.
 import { fireEvent, render, screen } from '@testing-library/svelte';
 import { beforeEach, describe, expect, it, vi } from 'vitest';
+import type { ExportEvent } from '../src/bindings/ExportEvent';
+import type { ExportReport } from '../src/bindings/ExportReport';
+import type { ExportRequest } from '../src/bindings/ExportRequest';
 import type { MetricPoint } from '../src/bindings/MetricPoint';
 import type { RunListItem } from '../src/bindings/RunListItem';
 import type { RunStatus } from '../src/bindings/RunStatus';
@@ -15,6 +18,8 @@ const client = vi.hoisted(() => ({
   runMetrics: vi.fn<(id: string) => Promise<MetricPoint[]>>(),
   resumeTraining: vi.fn<(id: string, onEvent: (event: TrainEvent) => void) => Promise<RunListItem>>(),
   cancelTraining: vi.fn<(id: string) => Promise<void>>(),
+  exportResult: vi.fn<(request: ExportRequest, onEvent: (event: ExportEvent) => void) => Promise<ExportReport>>(),
+  cancelExport: vi.fn<(source: string) => Promise<void>>(),
 }));
 
 vi.mock('../src/lib/client', () => client);
@@ -41,6 +46,7 @@ function run(id: string, status: RunStatus = 'completed'): RunListItem {
     cpu_energy: null,
     started_at: 1,
     has_artifact: status === 'completed',
+    export_formats: status === 'completed' ? ['gguf', 'merged', 'peft'] : [],
   };
 }
 
@@ -90,11 +96,15 @@ describe('RunsScreen', () => {
     expect(container.querySelectorAll('g.validation.dots circle')).toHaveLength(1);
     await fireEvent.click(screen.getByRole('button', { name: 'Open in chat' }));
     expect(onOpenChat).toHaveBeenCalledWith(run('qlora-a'));
+    // A finished result can be exported in the forms its method allows.
+    const exportPanel = screen.getByRole('region', { name: 'Export' });
+    expect(exportPanel.querySelectorAll('input[type=radio]')).toHaveLength(3);
 
     await fireEvent.click(screen.getByText('qlora-b'));
     await settle();
     expect(client.runMetrics).toHaveBeenLastCalledWith('qlora-b');
     expect(screen.queryByRole('button', { name: 'Open in chat' })).toBeNull();
+    expect(screen.queryByRole('region', { name: 'Export' })).toBeNull();
   });
 
   it('resumes a cancelled run from its checkpoint, with progress and a cancel button', async () => {

@@ -72,6 +72,7 @@ function finishedRun(): RunListItem {
     cpu_energy: null,
     started_at: 1,
     has_artifact: true,
+    export_formats: ['gguf', 'merged', 'peft'],
   };
 }
 

@@ -3,4 +3,4 @@
 /**
  * What a job does.
  */
-export type JobKind = "train" | "knowledge" | "download" | "eval" | "compare";
+export type JobKind = "train" | "knowledge" | "download" | "eval" | "compare" | "export";

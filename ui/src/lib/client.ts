@@ -35,6 +35,9 @@ import type { CompareEvent } from '../bindings/CompareEvent';
 import type { CompareReport } from '../bindings/CompareReport';
 import type { CompareRequest } from '../bindings/CompareRequest';
 import type { ExportedReport } from '../bindings/ExportedReport';
+import type { ExportEvent } from '../bindings/ExportEvent';
+import type { ExportReport } from '../bindings/ExportReport';
+import type { ExportRequest } from '../bindings/ExportRequest';
 import { toApiError } from './api-error';
 import type { ChatTransport } from './chat/chat-transport';
 
@@ -193,6 +196,20 @@ export function cancelComparison(id: string): Promise<void> {
 /** Writes the report as HTML and CSV beside its JSON; resolves with the three paths. */
 export function exportComparison(id: string): Promise<ExportedReport> {
   return call<ExportedReport>('export_comparison', { id });
+}
+
+/** Exports a run's result or a model, streaming progress and each check's result; resolves with
+ *  the report once the export passed its check (a failed check rejects, naming it). */
+export function exportResult(request: ExportRequest, onEvent: (event: ExportEvent) => void): Promise<ExportReport> {
+  if (!backendAvailable()) return Promise.reject({ ...NO_BACKEND_ERROR });
+  const channel = new Channel<ExportEvent>();
+  channel.onmessage = onEvent;
+  return call<ExportReport>('export_result', { request, onEvent: channel });
+}
+
+/** Stops the export of `source` this app runs; nothing of it is kept. */
+export function cancelExport(source: string): Promise<void> {
+  return call<void>('cancel_export', { source });
 }
 
 /** Everything running in the workspace, from this app and any other process. */
