@@ -277,17 +277,18 @@ pub fn run(
         Some(out) => out.clone(),
         None => default_out(ws, &resolved, request.format, quant),
     };
+    let _lock = JobLock::acquire(
+        &crate::jobs::export_lock_path(ws, &out),
+        JobKind::Export,
+        &request.source,
+    )?;
+    // Looked at under the lock: an export to the same folder that just finished counts.
     if out.exists() && !is_empty_dir(&out) {
         return Err(ApiError::invalid(format!(
             "{} already exists and has files in it; choose another --out (an export never overwrites a folder)",
             out.display()
         )));
     }
-    let _lock = JobLock::acquire(
-        &crate::jobs::export_lock_path(ws, &out),
-        JobKind::Export,
-        &request.source,
-    )?;
     let parent = out
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
