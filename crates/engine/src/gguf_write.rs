@@ -3,7 +3,6 @@
 //! the chat template. Tensors are made and written one at a time, so a merged model never
 //! exists in memory at once.
 
-use std::collections::HashMap;
 use std::io::Write;
 use std::path::Path;
 
@@ -249,7 +248,6 @@ pub fn write_gguf(
     progress: &mut dyn FnMut(usize, usize) -> bool,
 ) -> Result<Vec<WrittenTensor>> {
     let config = &model.config;
-    let shapes = tensor_shapes(config);
     let mut planned = Vec::new();
     let mut offset = 0u64;
     let mut add = |mut p: Planned, offset: &mut u64| {
@@ -262,13 +260,7 @@ pub fn write_gguf(
             path: path.to_path_buf(),
             what: format!("a GGUF name for {hf}"),
         })?;
-        let shape = shapes
-            .get(&hf)
-            .cloned()
-            .ok_or_else(|| EngineError::Missing {
-                path: path.to_path_buf(),
-                what: format!("the shape of {hf}"),
-            })?;
+        let shape = model.weight_dims(&hf)?;
         let is_output =
             name == "output.weight" || (config.tie_word_embeddings && name == "token_embd.weight");
         let dtype = match shape.as_slice() {
@@ -410,20 +402,6 @@ fn rope_factors(model: &Transformer) -> Option<Vec<f32>> {
         .iter()
         .any(|f| (f - 1.0).abs() > 1e-6)
         .then_some(factors)
-}
-
-/// Every Hugging Face weight of a model of `config` with its shape.
-fn tensor_shapes(config: &ModelConfig) -> HashMap<String, Vec<usize>> {
-    let mut shapes: HashMap<String, Vec<usize>> =
-        crate::loader::expected_shapes(config).into_iter().collect();
-    let q = config.num_attention_heads * config.head_dim;
-    let kv = config.num_key_value_heads * config.head_dim;
-    for i in 0..config.num_hidden_layers {
-        for (part, len) in [("q_proj", q), ("k_proj", kv), ("v_proj", kv)] {
-            shapes.insert(format!("model.layers.{i}.self_attn.{part}.bias"), vec![len]);
-        }
-    }
-    shapes
 }
 
 fn value_type(value: &Value) -> u32 {

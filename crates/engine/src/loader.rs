@@ -234,7 +234,7 @@ pub fn verify(path: &Path) -> Result<ModelSummary> {
 }
 
 /// The tensors a Llama-family model of `config` has, with their shapes (Hugging Face names).
-pub(crate) fn expected_shapes(config: &ModelConfig) -> Vec<(String, Vec<usize>)> {
+fn expected_shapes(config: &ModelConfig) -> Vec<(String, Vec<usize>)> {
     let (hidden, inter, vocab) = (
         config.hidden_size,
         config.intermediate_size,

@@ -103,14 +103,11 @@ fn the_default_model_as_gguf_matches_its_own_file_key_by_key() {
         );
         if name.ends_with("attn_q.weight") || name.ends_with("attn_k.weight") {
             // Written back in llama.cpp's interleaved row order: the same rows as the source.
-            let diff = (a.dequantize(&Device::Cpu).unwrap() - b.dequantize(&Device::Cpu).unwrap())
-                .unwrap()
-                .abs()
-                .unwrap()
-                .max_all()
-                .unwrap()
-                .to_scalar::<f32>()
-                .unwrap();
+            let diff = tunelab_engine::layers::max_abs_diff(
+                &a.dequantize(&Device::Cpu).unwrap(),
+                &b.dequantize(&Device::Cpu).unwrap(),
+            )
+            .unwrap();
             assert!(
                 diff < 1e-2,
                 "{name} keeps llama.cpp's row order (max diff {diff})"
