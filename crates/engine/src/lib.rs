@@ -22,6 +22,7 @@ pub mod layers;
 pub mod loader;
 mod lora_op;
 pub mod model;
+mod named_weights;
 pub mod nf4;
 pub mod portable;
 pub mod qmatmul;
