@@ -227,6 +227,10 @@ impl Linear {
                     .matmul(&w.t()?)?
                     .reshape(dims)?
             }
+            // A frozen layer in training passes the gradient on to its input only.
+            Weight::Dense(w) if mode != Mode::Inference && !w.is_variable() => {
+                crate::portable::frozen_dense_matmul(w, x)?
+            }
             // A 16-bit model answering on the CPU: read in its 16 bits, never widened whole.
             Weight::Dense(w) if mode == Mode::Inference && crate::half_matmul::applies(w, x) => {
                 crate::half_matmul::forward(w, x)?

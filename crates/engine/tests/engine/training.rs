@@ -259,3 +259,55 @@ fn an_nf4_base_keeps_the_answers_and_trains_adapters() {
         "loss falls from {first:.3} to {after:.3}"
     );
 }
+
+#[test]
+fn a_frozen_dense_layer_gives_candles_product_and_input_gradient() {
+    // (out 6, in 5) weight on (2, 3, 5) activations.
+    let w = fixed_noise((6, 5), 11, 0.5);
+    let x = Var::from_tensor(&fixed_noise((6, 5), 12, 1.0).reshape((2, 3, 5)).unwrap()).unwrap();
+    let up = fixed_noise((6, 6), 13, 1.0).reshape((2, 3, 6)).unwrap();
+    let ours = tunelab_engine::portable::frozen_dense_matmul(&w, x.as_tensor()).unwrap();
+    let theirs = x
+        .as_tensor()
+        .reshape((6, 5))
+        .unwrap()
+        .matmul(&w.t().unwrap())
+        .unwrap()
+        .reshape((2, 3, 6))
+        .unwrap();
+    let max_diff = |a: &Tensor, b: &Tensor| -> f32 {
+        (a - b)
+            .unwrap()
+            .abs()
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .max(0)
+            .unwrap()
+            .to_scalar()
+            .unwrap()
+    };
+    assert_eq!(ours.dims(), &[2, 3, 6]);
+    assert!(max_diff(&ours, &theirs) < 1e-6);
+    let grad_of = |y: &Tensor| {
+        let grads = (y * &up).unwrap().sum_all().unwrap().backward().unwrap();
+        grads.get(x.as_tensor()).unwrap().clone()
+    };
+    let (g_ours, g_theirs) = (grad_of(&ours), grad_of(&theirs));
+    assert!(
+        max_diff(&g_ours, &g_theirs) < 1e-5,
+        "{g_ours} vs {g_theirs}"
+    );
+    // The gradient by hand: d/dx of sum(up · xWᵀ) is up·W.
+    assert!(
+        max_diff(
+            &g_ours,
+            &up.reshape((6, 6))
+                .unwrap()
+                .matmul(&w)
+                .unwrap()
+                .reshape((2, 3, 5))
+                .unwrap()
+        ) < 1e-5
+    );
+}
