@@ -64,6 +64,9 @@ pub struct DoctorReport {
     pub models: Vec<models::ModelEntry>,
     /// Threads used for tensor work on the CPU.
     pub cpu_threads: u32,
+    /// The vector code the CPU kernels run here, e.g. "matrix products AVX-512; quantized and
+    /// fused kernels AVX2 + FMA".
+    pub cpu_kernels: String,
     /// Whether this build can use NVIDIA GPUs (built with the `cuda` feature).
     pub cuda_build: bool,
     /// Where training and chat run when a command chooses no device (the workspace's
@@ -95,6 +98,7 @@ pub fn doctor(ws: &Workspace) -> Result<DoctorReport> {
         hardware,
         models: models::list(ws)?,
         cpu_threads: cpu_threads(),
+        cpu_kernels: tunelab_engine::cpu_kernels(),
         cuda_build: cfg!(feature = "cuda"),
     })
 }

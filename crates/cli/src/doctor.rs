@@ -30,6 +30,19 @@ pub fn run(ws: &Workspace, args: Args) -> Result<()> {
             ""
         }
     );
+    let sets = &report.hardware.cpu.instruction_sets;
+    println!("CPU kernels: {}", report.cpu_kernels);
+    if !sets.required.is_empty() {
+        println!(
+            "  Built for: {} ({})",
+            sets.required.join(", "),
+            if sets.checked_at_start {
+                "this CPU has them all, checked at start"
+            } else {
+                "not checked at start"
+            }
+        );
+    }
     let t = &report.training_device;
     println!("Training and chat run on: {} ({})", t.device, t.precision);
     if let (Some(problem), Some(fix)) = (&t.problem, &t.fix) {

@@ -86,6 +86,34 @@ impl LoadedModel {
     }
 }
 
+/// The vector code the CPU kernels run on this machine: gemm's matrix products pick AVX-512
+/// at run time where the CPU has it (the `x86-v4` feature), candle's quantized dot products
+/// and Tunelab's own fused kernels run AVX2 + FMA (the build targets x86-64-v3).
+pub fn cpu_kernels() -> String {
+    #[cfg(target_arch = "x86_64")]
+    {
+        let matmul = if std::arch::is_x86_feature_detected!("avx512f") {
+            "AVX-512"
+        } else if std::arch::is_x86_feature_detected!("avx2")
+            && std::arch::is_x86_feature_detected!("fma")
+        {
+            "AVX2 + FMA"
+        } else {
+            "SSE"
+        };
+        let fused = if cfg!(target_feature = "avx2") {
+            "AVX2 + FMA"
+        } else {
+            "baseline x86-64"
+        };
+        format!("matrix products {matmul}; quantized and fused kernels {fused}")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        format!("{} vector kernels", std::env::consts::ARCH)
+    }
+}
+
 /// Uses every logical CPU for tensor work unless `RAYON_NUM_THREADS` says otherwise (candle
 /// counts physical cores by default, which leaves half of a hyper-threaded laptop idle), and
 /// shortens the spinning of candle's idle threads. Call it once at program start, before any

@@ -76,6 +76,7 @@ impl Host {
             physical_cores,
             logical_cores,
             utilization_percent,
+            instruction_sets: crate::instruction_sets(),
         }
     }
 

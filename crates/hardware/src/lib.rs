@@ -9,6 +9,7 @@
 mod cpu_energy;
 mod gpu;
 mod host;
+mod isa;
 mod process;
 mod summary;
 
@@ -19,6 +20,7 @@ use ts_rs::TS;
 
 pub use cpu_energy::{CpuEnergy, CpuEnergyRecorder};
 pub use gpu::{GpuCost, GpuMeter, GpuRecorder};
+pub use isa::{instruction_sets, InstructionSets};
 pub use process::{current_rss_bytes, peak_rss_bytes, reset_peak_rss};
 
 /// One snapshot of the machine: GPUs, CPU and RAM.
@@ -73,6 +75,8 @@ pub struct CpuInfo {
     /// Average load over all cores since the previous sample, 0 to 100; null until two
     /// readings far enough apart exist.
     pub utilization_percent: Option<f32>,
+    /// Its vector instruction sets, what this build requires and the kernels' path.
+    pub instruction_sets: InstructionSets,
 }
 
 /// The host's RAM.

@@ -109,6 +109,11 @@ mod tests {
                 physical_cores: None,
                 logical_cores: 2,
                 utilization_percent: None,
+                instruction_sets: crate::InstructionSets {
+                    present: vec!["avx2".into(), "fma".into()],
+                    required: vec!["avx2".into(), "fma".into()],
+                    checked_at_start: true,
+                },
             },
             memory: MemoryInfo {
                 total_bytes: 25_125_558_272,

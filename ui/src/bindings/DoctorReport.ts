@@ -13,6 +13,11 @@ export type DoctorReport = { app: AppInfo, hardware: HardwareReport, models: Arr
  */
 cpu_threads: number, 
 /**
+ * The vector code the CPU kernels run here, e.g. "matrix products AVX-512; quantized and
+ * fused kernels AVX2 + FMA".
+ */
+cpu_kernels: string, 
+/**
  * Whether this build can use NVIDIA GPUs (built with the `cuda` feature).
  */
 cuda_build: boolean, 

@@ -12,7 +12,17 @@ export function cpuOnlyReport(): HardwareReport {
     gpu_note: NO_GPU_NOTE,
     driver_version: null,
     cuda_version: null,
-    cpu: { model: 'AMD Ryzen 7 7700X', physical_cores: 8, logical_cores: 16, utilization_percent: 12.4 },
+    cpu: {
+      model: 'AMD Ryzen 7 7700X',
+      physical_cores: 8,
+      logical_cores: 16,
+      utilization_percent: 12.4,
+      instruction_sets: {
+        present: ['avx', 'avx2', 'fma', 'avx512f'],
+        required: ['avx', 'avx2', 'fma'],
+        checked_at_start: true,
+      },
+    },
     memory: { total_bytes: 32 * GiB, available_bytes: 20 * GiB, used_bytes: 12 * GiB },
   };
 }

@@ -1,6 +1,7 @@
 //! The `tunelab` binary as a user runs it.
 
 mod compare;
+mod cpu;
 mod export;
 mod plan;
 
