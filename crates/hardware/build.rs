@@ -1,11 +1,14 @@
-//! On x86-64, links `csrc/cpu_check.c`: a check that runs before `main` and refuses, with a
+//! On x86-64 Unix, links `csrc/cpu_check.c`: a check that runs before `main` and refuses, with a
 //! sentence instead of an illegal instruction, a CPU that lacks an instruction set this build
 //! was compiled for (`.cargo/config.toml` builds for x86-64-v3).
 
 fn main() {
     println!("cargo:rerun-if-changed=csrc/cpu_check.c");
     println!("cargo:rerun-if-env-changed=CARGO_CFG_TARGET_FEATURE");
-    if std::env::var("CARGO_CFG_TARGET_ARCH").as_deref() != Ok("x86_64") {
+    // The check is written for GCC and Clang on Unix (cpuid.h, constructors, write(2)).
+    if std::env::var("CARGO_CFG_TARGET_ARCH").as_deref() != Ok("x86_64")
+        || std::env::var("CARGO_CFG_TARGET_FAMILY").as_deref() != Ok("unix")
+    {
         return;
     }
     let features = std::env::var("CARGO_CFG_TARGET_FEATURE").unwrap_or_default();

@@ -281,36 +281,32 @@ pub fn cross_entropy_rows(
 /// end of the pass: a soft prompt's step, whose base is all frozen dense layers, spent about a
 /// third of its time and 1.9 GB on them.
 pub fn frozen_dense_matmul(w: &Tensor, x: &Tensor) -> Result<Tensor> {
-    let w = w.detach().to_dtype(x.dtype())?;
-    let (n, k) = w.dims2()?;
-    let rows = x.elem_count() / k;
-    let mut dims = x.dims().to_vec();
-    *dims.last_mut().expect("activations have a last dimension") = n;
-    let y = x
-        .detach()
-        .reshape((rows, k))?
-        .matmul(&w.t()?)?
-        .reshape(dims)?;
-    with_backward(y, x, move |x, _y, dy| {
-        dy.reshape((rows, n))?.matmul(&w)?.reshape(x.shape())
-    })
+    let w = w.detach();
+    frozen_product(x, move |_device, dtype| w.to_dtype(dtype))
 }
 
 /// `x @ Wᵀ` for a frozen quantized weight (QLoRA's base layers: GGUF blocks or NF4) on any
 /// device. The layer is decoded for the product and again in backward, so no more than one
 /// layer's weights ever exist in full precision; the gradient flows to `x` alone.
 pub fn frozen_matmul(weight: &crate::layers::Weight, x: &Tensor) -> Result<Tensor> {
-    let decode = {
-        let weight = weight.clone();
-        move |device: &candle_core::Device, dtype: DType| -> Result<Tensor> {
-            weight
-                .to_dense(device)
-                .map_err(|e| candle_core::Error::Msg(e.to_string()))?
-                .to_device(device)?
-                .to_dtype(dtype)
-        }
-    };
-    let w = decode(x.device(), x.dtype())?;
+    let weight = weight.clone();
+    frozen_product(x, move |device, dtype| {
+        weight
+            .to_dense(device)
+            .map_err(|e| candle_core::Error::Msg(e.to_string()))?
+            .to_device(device)?
+            .to_dtype(dtype)
+    })
+}
+
+/// `x @ Wᵀ` with the `(n, k)` matrix `weight` gives on `x`'s device in `x`'s dtype, and a
+/// backward that asks for it again and hands `dy · W` to `x` only. What `weight` makes for the
+/// product is dropped right after it.
+fn frozen_product(
+    x: &Tensor,
+    weight: impl Fn(&candle_core::Device, DType) -> Result<Tensor> + Send + Sync + 'static,
+) -> Result<Tensor> {
+    let w = weight(x.device(), x.dtype())?;
     let (n, k) = w.dims2()?;
     let rows = x.elem_count() / k;
     let mut dims = x.dims().to_vec();
@@ -322,7 +318,7 @@ pub fn frozen_matmul(weight: &crate::layers::Weight, x: &Tensor) -> Result<Tenso
         .reshape(dims)?;
     drop(w);
     with_backward(y, x, move |x, _y, dy| {
-        let w = decode(dy.device(), dy.dtype())?;
+        let w = weight(dy.device(), dy.dtype())?;
         dy.reshape((rows, n))?.matmul(&w)?.reshape(x.shape())
     })
 }

@@ -103,9 +103,9 @@ pub fn instruction_sets() -> InstructionSets {
 }
 
 /// Whether the start-up check (`csrc/cpu_check.c`) ran in this process and found every
-/// required set; false where there is no such check (other architectures).
+/// required set; false where there is no such check (other architectures, Windows).
 fn start_check_passed() -> bool {
-    #[cfg(target_arch = "x86_64")]
+    #[cfg(all(target_arch = "x86_64", unix))]
     {
         extern "C" {
             static tunelab_cpu_check_passed: std::ffi::c_int;
@@ -113,13 +113,13 @@ fn start_check_passed() -> bool {
         // SAFETY: written once by the constructor before `main`, only read afterwards.
         unsafe { std::ptr::read_volatile(&raw const tunelab_cpu_check_passed) == 1 }
     }
-    #[cfg(not(target_arch = "x86_64"))]
+    #[cfg(not(all(target_arch = "x86_64", unix)))]
     {
         false
     }
 }
 
-#[cfg(all(test, target_arch = "x86_64"))]
+#[cfg(all(test, target_arch = "x86_64", unix))]
 mod tests {
     use super::*;
 

@@ -1,6 +1,6 @@
 //! The start-up check of the CPU's instruction sets: a CPU without what the build was compiled
 //! for gets a sentence and exit code 78, not an illegal instruction.
-#![cfg(target_arch = "x86_64")]
+#![cfg(all(target_arch = "x86_64", unix))]
 
 use std::process::Command;
 
