@@ -22,9 +22,33 @@ impl InstructionSets {
     }
 }
 
-/// The sets reported, in order: those x86-64-v3 requires, then AVX-512's.
+/// One list of the sets reported (those x86-64-v3 requires, then AVX-512's) makes both
+/// questions asked of each: `is_x86_feature_detected!` and `cfg!` take their names as literals.
 #[cfg(target_arch = "x86_64")]
-const SETS: [&str; 12] = [
+macro_rules! reported_sets {
+    ($($set:tt),* $(,)?) => {
+        const SETS: &[&str] = &[$($set),*];
+
+        /// Whether this CPU has `set`, of those [`SETS`] names.
+        fn cpu_has(set: &str) -> bool {
+            match set {
+                $($set => std::arch::is_x86_feature_detected!($set),)*
+                _ => false,
+            }
+        }
+
+        /// Whether this code was compiled with `set`, of those [`SETS`] names.
+        fn compiled_for(set: &str) -> bool {
+            match set {
+                $($set => cfg!(target_feature = $set),)*
+                _ => false,
+            }
+        }
+    };
+}
+
+#[cfg(target_arch = "x86_64")]
+reported_sets!(
     "avx",
     "avx2",
     "fma",
@@ -37,46 +61,7 @@ const SETS: [&str; 12] = [
     "avx512bw",
     "avx512vl",
     "avx512vnni",
-];
-
-#[cfg(target_arch = "x86_64")]
-fn cpu_has(set: &str) -> bool {
-    match set {
-        "avx" => std::arch::is_x86_feature_detected!("avx"),
-        "avx2" => std::arch::is_x86_feature_detected!("avx2"),
-        "fma" => std::arch::is_x86_feature_detected!("fma"),
-        "f16c" => std::arch::is_x86_feature_detected!("f16c"),
-        "bmi1" => std::arch::is_x86_feature_detected!("bmi1"),
-        "bmi2" => std::arch::is_x86_feature_detected!("bmi2"),
-        "lzcnt" => std::arch::is_x86_feature_detected!("lzcnt"),
-        "movbe" => std::arch::is_x86_feature_detected!("movbe"),
-        "avx512f" => std::arch::is_x86_feature_detected!("avx512f"),
-        "avx512bw" => std::arch::is_x86_feature_detected!("avx512bw"),
-        "avx512vl" => std::arch::is_x86_feature_detected!("avx512vl"),
-        "avx512vnni" => std::arch::is_x86_feature_detected!("avx512vnni"),
-        _ => false,
-    }
-}
-
-/// Whether this code was compiled with `set`, of those [`SETS`] names.
-#[cfg(target_arch = "x86_64")]
-fn compiled_for(set: &str) -> bool {
-    match set {
-        "avx" => cfg!(target_feature = "avx"),
-        "avx2" => cfg!(target_feature = "avx2"),
-        "fma" => cfg!(target_feature = "fma"),
-        "f16c" => cfg!(target_feature = "f16c"),
-        "bmi1" => cfg!(target_feature = "bmi1"),
-        "bmi2" => cfg!(target_feature = "bmi2"),
-        "lzcnt" => cfg!(target_feature = "lzcnt"),
-        "movbe" => cfg!(target_feature = "movbe"),
-        "avx512f" => cfg!(target_feature = "avx512f"),
-        "avx512bw" => cfg!(target_feature = "avx512bw"),
-        "avx512vl" => cfg!(target_feature = "avx512vl"),
-        "avx512vnni" => cfg!(target_feature = "avx512vnni"),
-        _ => false,
-    }
-}
+);
 
 #[cfg(target_arch = "x86_64")]
 pub fn instruction_sets() -> InstructionSets {
