@@ -187,16 +187,61 @@ pub fn save_peft(
     Ok(())
 }
 
-/// Reads a PEFT LoRA adapter folder and attaches it to `model`; every key must match a layer.
+/// PEFT settings that make an adapter compute something other than `W x + scale · B A x`, with
+/// the value each has when it does not: an adapter that sets one is refused by name rather than
+/// loaded into different outputs.
+const NOT_PLAIN_LORA: [(&str, &str); 10] = [
+    ("use_dora", "false"),
+    ("bias", "\"none\""),
+    ("lora_bias", "false"),
+    ("fan_in_fan_out", "false"),
+    ("modules_to_save", "null"),
+    ("layer_replication", "null"),
+    ("use_qalora", "false"),
+    ("target_parameters", "null"),
+    ("trainable_token_indices", "null"),
+    ("alora_invocation_tokens", "null"),
+];
+
+/// The value `pattern` (PEFT's `rank_pattern` or `alpha_pattern`) gives module `path`: PEFT
+/// matches a key against the end of the module's name at a dot, e.g. `q_proj` or
+/// `layers.0.self_attn.q_proj`. Keys written as regular expressions are refused by name.
+fn pattern_value(
+    pattern: &serde_json::Map<String, serde_json::Value>,
+    field: &str,
+    path: &str,
+    config_path: &Path,
+) -> Result<Option<f64>, TrainError> {
+    for (key, value) in pattern {
+        if key.chars().any(|c| "^$*+?()[]{}|\\".contains(c)) {
+            return Err(TrainError::Config(format!(
+                "{}: `{field}` key `{key}` is a regular expression; Tunelab reads module names \
+                 (like `q_proj` or `layers.0.self_attn.q_proj`)",
+                config_path.display()
+            )));
+        }
+        if path == key || path.ends_with(&format!(".{key}")) {
+            return value.as_f64().map(Some).ok_or_else(|| {
+                TrainError::Config(format!(
+                    "{}: `{field}.{key}` is not a number",
+                    config_path.display()
+                ))
+            });
+        }
+    }
+    Ok(None)
+}
+
+/// Reads a PEFT LoRA adapter folder and attaches it to `model`. Layers without tensors (PEFT's
+/// `layers_to_transform`) stay as they are; a tensor that matches no layer, a rank that differs
+/// from the declared one, or a PEFT variant this does not compute (DoRA, biases, ...) is an
+/// error naming the file and the field.
 pub fn load_peft(
     dir: &Path,
     model: &mut Transformer,
 ) -> Result<(LoraConfig, Vec<(String, Var)>), TrainError> {
     let config_path = dir.join("adapter_config.json");
-    let text = std::fs::read_to_string(&config_path)
-        .map_err(|e| TrainError::Io(config_path.clone(), e))?;
-    let raw: serde_json::Value = serde_json::from_str(&text)
-        .map_err(|e| TrainError::Config(format!("{}: {e}", config_path.display())))?;
+    let raw = crate::methods::read_adapter_config(dir)?;
     let field = |name: &str| {
         raw.get(name).ok_or_else(|| {
             TrainError::Config(format!(
@@ -211,6 +256,20 @@ pub fn load_peft(
             config_path.display()
         )));
     }
+    for (name, plain) in NOT_PLAIN_LORA {
+        let plain: serde_json::Value = serde_json::from_str(plain).expect("a JSON literal");
+        match raw.get(name) {
+            None => {}
+            // Null: the setting left unset, as some writers leave what they do not use.
+            Some(v) if *v == plain || v.is_null() => {}
+            Some(v) => {
+                return Err(TrainError::Config(format!(
+                    "{}: `{name}` is {v}; Tunelab loads plain LoRA adapters ({name} {plain})",
+                    config_path.display()
+                )))
+            }
+        }
+    }
     let targets = match field("target_modules")? {
         serde_json::Value::Array(items) => items
             .iter()
@@ -219,6 +278,9 @@ pub fn load_peft(
         serde_json::Value::String(s) => vec![s.clone()],
         _ => Vec::new(),
     };
+    let empty = serde_json::Map::new();
+    let pattern = |name: &str| raw.get(name).and_then(|v| v.as_object()).unwrap_or(&empty);
+    let (rank_pattern, alpha_pattern) = (pattern("rank_pattern"), pattern("alpha_pattern"));
     let config = LoraConfig {
         rank: field("r")?.as_u64().unwrap_or(0) as usize,
         alpha: field("lora_alpha")?.as_f64().unwrap_or(0.0),
@@ -245,14 +307,34 @@ pub fn load_peft(
         let (Some(a), Some(b)) = (tensors.remove(&ka), tensors.remove(&kb)) else {
             continue;
         };
+        let module = path.trim_start_matches("base_model.model.");
+        let rank = pattern_value(rank_pattern, "rank_pattern", module, &config_path)?
+            .map_or(config.rank, |r| r as usize);
+        let alpha = pattern_value(alpha_pattern, "alpha_pattern", module, &config_path)?
+            .unwrap_or(config.alpha);
+        let (out, inp) = linear.weight.dims2()?;
+        if a.dims() != [rank, inp] || b.dims() != [out, rank] {
+            return Err(TrainError::Config(format!(
+                "{}: `{ka}` is {:?} and `{kb}` {:?}, but rank {rank} on this layer needs \
+                 [{rank}, {inp}] and [{out}, {rank}]",
+                weights_path.display(),
+                a.dims(),
+                b.dims()
+            )));
+        }
         let a = Var::from_tensor(&a.to_dtype(DType::F32)?)?;
         let b = Var::from_tensor(&b.to_dtype(DType::F32)?)?;
         vars.push((ka, a.clone()));
         vars.push((kb, b.clone()));
+        let layer = LoraConfig {
+            rank,
+            alpha,
+            ..config.clone()
+        };
         linear.adapter = Some(LoraAdapter {
             a,
             b,
-            scale: config.scale(),
+            scale: layer.scale(),
             dropout: 0.0,
         });
     }
