@@ -4,6 +4,7 @@
 
 mod formats;
 mod full;
+mod interop;
 mod issues;
 mod lora;
 mod masking;
