@@ -8,6 +8,7 @@ mod defaults;
 mod eval;
 mod export;
 mod hub;
+mod interop;
 mod models;
 mod prompts;
 mod runs;
