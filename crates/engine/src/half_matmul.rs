@@ -146,7 +146,7 @@ unsafe fn dot_fma(a: &[f32], b: &[f32]) -> f32 {
 /// Sixteen independent accumulators, so the compiler keeps two vector registers of partial
 /// sums instead of one serial chain.
 #[inline(always)]
-fn dot_lanes(a: &[f32], b: &[f32], step: impl Fn(f32, f32, f32) -> f32) -> f32 {
+pub(crate) fn dot_lanes(a: &[f32], b: &[f32], step: impl Fn(f32, f32, f32) -> f32) -> f32 {
     const LANES: usize = 16;
     let mut acc = [0f32; LANES];
     let (ca, cb) = (a.chunks_exact(LANES), b.chunks_exact(LANES));
