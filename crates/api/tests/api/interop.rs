@@ -25,19 +25,6 @@ fn fixtures() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/interop/fixtures")
 }
 
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), target).unwrap();
-        }
-    }
-}
-
 fn sha256(path: &Path) -> String {
     let mut file = std::fs::File::open(path).unwrap();
     let mut hasher = Sha256::new();
@@ -52,12 +39,13 @@ fn a_gguf_exported_here_answers_greedily_as_llama_cpp_answered_it() {
     let fx = &fx["gguf"];
     let run = fx["run"].as_str().unwrap();
     let (dir, ws) = workspace_with_default_model();
-    copy_dir(&fixtures().join(run), &ws.runs_dir().join(run));
+    // Exported from the fixture's own folder, as the script did (an export only reads its run).
+    let source = fixtures().join(run);
     let out = dir.path().join("export");
     let report = export::run(
         &ws,
         &ExportRequest {
-            source: run.into(),
+            source: source.display().to_string(),
             format: ExportFormat::Gguf,
             quant: fx["quant"].as_str().map(String::from),
             ollama: false,
