@@ -12,7 +12,7 @@ and, for the Tunelab LoRA run exported here as GGUF (q8_0), the greedy tokens ll
 The base is read as the project's parity fixtures read it: transformers loading the GGUF, its
 Q4_1 blocks dequantized to float32. Everything is seeded; expected.json records the versions.
 """
-import argparse, copy, hashlib, json, os, shutil, subprocess, sys, tempfile
+import argparse, copy, importlib.util, json, os, shutil, subprocess, sys, tempfile
 from pathlib import Path
 
 import torch
@@ -32,20 +32,16 @@ QUESTIONS = ["What is the capital of France?", "How do I learn to swim?"]
 GREEDY_TOKENS = 16
 
 
-def models_dir() -> Path:
-    home = os.environ.get("TUNELAB_HOME")
-    if home:
-        return Path(home) / "models"
-    data = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
-    return Path(data) / "tunelab" / "models"
+def _fetch_models():
+    """scripts/fetch-models.py, for where the model cache is and its SHA-256 helper."""
+    spec = importlib.util.spec_from_file_location("fetch_models", ROOT / "scripts" / "fetch-models.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
-def sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+FETCH = _fetch_models()
+models_dir, sha256 = FETCH.models_dir_default, FETCH.sha256
 
 
 def pirate_pairs(n: int):
