@@ -5,9 +5,10 @@ Four adapters of the default model, each with the logits Hugging Face PEFT gives
   peft-lora/            LoRA trained by PEFT (rank-stabilised, all seven projections of three
                         layers, so `layers_to_transform` and rsLoRA's scale are both exercised)
   peft-prompt-tuning/   a soft prompt trained by PEFT (prompt tuning, 8 virtual tokens)
-  tunelab-lora/         a Tunelab run (`tunelab train lora`): its config, summary and artifact
+  tunelab-lora/         a Tunelab run (`tunelab train lora`): config, metrics, summary, artifact
   tunelab-soft-prompt/  a Tunelab run (`tunelab train soft-prompt`)
-and, for the Tunelab LoRA run exported here as GGUF (q8_0), the greedy tokens llama.cpp gives.
+and, for the Tunelab LoRA run exported here as GGUF (q8_0), llama.cpp's greedy tokens and its
+logits over them, with the file's SHA-256.
 
 The base is read as the project's parity fixtures read it: transformers loading the GGUF, its
 Q4_1 blocks dequantized to float32. Everything is seeded; expected.json records the versions.
