@@ -129,6 +129,9 @@ def save_peft(model, dest: Path):
     for key in ["base_model_name_or_path", "tokenizer_name_or_path"]:
         if config.get(key):
             config[key] = BASE_NAME
+    if isinstance(config.get("target_modules"), list):
+        # PEFT writes them from a set, in a different order each run.
+        config["target_modules"] = sorted(config["target_modules"])
     (dest / "adapter_config.json").write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
 
 
