@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Makes the interop fixtures in tests/interop/fixtures: adapters trained by Hugging Face PEFT
 # on the default model, adapters trained here, the logits PEFT gives with each, and the greedy
-# tokens llama.cpp gives for a GGUF written here. The Rust tests read these files, so they need
-# no Python; run this again when the training code or the GGUF writer changes what they produce.
+# tokens and logits llama.cpp gives for a GGUF written here. The Rust tests read these files, so
+# they need no Python; run this again when training or the GGUF writer changes what they produce.
 #
 # Installs what it needs into a virtual environment of its own (PEFT, transformers, torch,
 # llama.cpp's Python binding, built from source: a few minutes on 2 cores):
@@ -26,7 +26,7 @@ echo "== the default model"
 python3 "$root/scripts/fetch-models.py"
 
 echo "== the tunelab binary"
-(cd "$root" && cargo build --offline --bin tunelab)
+(cd "$root" && cargo build --locked --bin tunelab)
 tunelab="$CARGO_TARGET_DIR/debug/tunelab"
 
 "$venv/bin/python" "$here/make_fixtures.py" --tunelab "$tunelab" --out "$here/fixtures"
