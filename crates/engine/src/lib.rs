@@ -6,6 +6,7 @@
 mod attention_op;
 mod backward_kernels;
 pub mod bert;
+mod bert_cpu;
 pub mod checkpoint;
 pub mod config;
 mod cpu_gemm;
