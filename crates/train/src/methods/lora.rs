@@ -190,18 +190,21 @@ pub fn save_peft(
 /// PEFT settings that make an adapter compute something other than `W x + scale · B A x`, with
 /// the value each has when it does not: an adapter that sets one is refused by name rather than
 /// loaded into different outputs.
-const NOT_PLAIN_LORA: [(&str, &str); 10] = [
-    ("use_dora", "false"),
-    ("bias", "\"none\""),
-    ("lora_bias", "false"),
-    ("fan_in_fan_out", "false"),
-    ("modules_to_save", "null"),
-    ("layer_replication", "null"),
-    ("use_qalora", "false"),
-    ("target_parameters", "null"),
-    ("trainable_token_indices", "null"),
-    ("alora_invocation_tokens", "null"),
-];
+fn not_plain_lora() -> [(&'static str, serde_json::Value); 10] {
+    use serde_json::json;
+    [
+        ("use_dora", json!(false)),
+        ("bias", json!("none")),
+        ("lora_bias", json!(false)),
+        ("fan_in_fan_out", json!(false)),
+        ("modules_to_save", json!(null)),
+        ("layer_replication", json!(null)),
+        ("use_qalora", json!(false)),
+        ("target_parameters", json!(null)),
+        ("trainable_token_indices", json!(null)),
+        ("alora_invocation_tokens", json!(null)),
+    ]
+}
 
 /// The value `pattern` (PEFT's `rank_pattern` or `alpha_pattern`) gives module `path`: PEFT
 /// matches a key against the end of the module's name at a dot, e.g. `q_proj` or
@@ -256,8 +259,7 @@ pub fn load_peft(
             config_path.display()
         )));
     }
-    for (name, plain) in NOT_PLAIN_LORA {
-        let plain: serde_json::Value = serde_json::from_str(plain).expect("a JSON literal");
+    for (name, plain) in not_plain_lora() {
         match raw.get(name) {
             None => {}
             // Null: the setting left unset, as some writers leave what they do not use.
