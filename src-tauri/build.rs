@@ -33,6 +33,7 @@ fn main() {
         "knowledge_base",
         "create_knowledge_base",
         "add_to_knowledge_base",
+        "cancel_knowledge_add",
         "remove_knowledge_base",
         "remove_knowledge_source",
         "search_knowledge_base",

@@ -79,7 +79,11 @@ pub async fn chat(
             }
         };
         // With `request.kb` the answer is grounded in that knowledge base, with citations.
-        tunelab_api::knowledge::chat_with_kb(&ws, &models, &knowledge, &request, &cancel, &mut send)
+        let caches = Caches {
+            models: &models,
+            knowledge: &knowledge,
+        };
+        tunelab_api::chat::chat(&ws, &caches, &request, &cancel, &mut send)
     })
     .await
 }
@@ -330,6 +334,8 @@ pub async fn create_knowledge_base(
     blocking(move || kb::create(&ws, &knowledge, &request)).await
 }
 
+/// Adds files and folders to a knowledge base: a job listed under its name, with its own
+/// cancel token.
 #[tauri::command]
 pub async fn add_to_knowledge_base(
     state: State<'_, AppState>,
@@ -339,18 +345,35 @@ pub async fn add_to_knowledge_base(
 ) -> Result<AddReport, ApiError> {
     let ws = state.workspace.clone();
     let knowledge = state.knowledge.clone();
+    let jobs = state.jobs.clone();
+    let cancel = Arc::new(AtomicBool::new(false));
     blocking(move || {
+        let _entry = jobs.register(JobKind::Knowledge, &name, cancel.clone());
         let paths: Vec<std::path::PathBuf> = paths
             .iter()
             .map(|p| p.trim())
             .filter(|p| !p.is_empty())
             .map(std::path::PathBuf::from)
             .collect();
-        kb::add(&ws, &knowledge, &name, &paths, &mut |event| {
-            let _ = on_event.send(event);
+        kb::add(&ws, &knowledge, &name, &paths, &cancel, &mut |event| {
+            // A closed window drops the channel; the add then stops and is undone.
+            if on_event.send(event).is_err() {
+                cancel.store(true, Ordering::Relaxed);
+            }
         })
     })
     .await
+}
+
+/// Stops the add to the knowledge base `name`; the knowledge base stays as it was before it.
+#[tauri::command]
+pub fn cancel_knowledge_add(state: State<'_, AppState>, name: String) -> Result<(), ApiError> {
+    if state.jobs.cancel(JobKind::Knowledge, &name) {
+        return Ok(());
+    }
+    Err(ApiError::not_found(format!(
+        "nothing is being added to knowledge base `{name}` in this app"
+    )))
 }
 
 #[tauri::command]
@@ -404,6 +427,8 @@ pub async fn remove_model(state: State<'_, AppState>, name: String) -> Result<()
     blocking(move || tunelab_api::models::remove(&ws, &name)).await
 }
 
+/// Downloads a model from the Hugging Face hub: a job listed under its repository, with its own
+/// cancel token, so two pulls run (and stop) apart.
 #[tauri::command]
 pub async fn pull_model(
     state: State<'_, AppState>,
@@ -411,9 +436,10 @@ pub async fn pull_model(
     on_event: Channel<DownloadProgress>,
 ) -> Result<ModelEntry, ApiError> {
     let ws = state.workspace.clone();
-    let cancel = state.cancel_pull.clone();
-    cancel.store(false, Ordering::Relaxed);
+    let jobs = state.jobs.clone();
+    let cancel = Arc::new(AtomicBool::new(false));
     blocking(move || {
+        let _entry = jobs.register(JobKind::Download, request.repo.trim(), cancel.clone());
         let hub = Hub::from_env().with_cancel(cancel.clone());
         tunelab_api::hub::pull_request(&ws, &hub, &request, &mut |p| {
             // A closed window drops the channel; the download then stops, resumable.
@@ -425,10 +451,19 @@ pub async fn pull_model(
     .await
 }
 
+/// Stops the pull of `repo`; what it downloaded stays, and the next pull resumes it.
 #[tauri::command]
-pub fn cancel_pull(state: State<'_, AppState>) {
-    state.cancel_pull.store(true, Ordering::Relaxed);
+pub fn cancel_pull(state: State<'_, AppState>, repo: String) -> Result<(), ApiError> {
+    if state.jobs.cancel(JobKind::Download, repo.trim()) {
+        return Ok(());
+    }
+    Err(ApiError::not_found(format!(
+        "no download of `{repo}` is running in this app"
+    )))
 }
+
+/// The job name of the default models' download.
+const DEFAULT_MODELS_JOB: &str = "default models";
 
 #[tauri::command]
 pub fn default_models(state: State<'_, AppState>) -> Vec<DefaultModelStatus> {
@@ -442,9 +477,10 @@ pub async fn install_default_models(
     on_event: Channel<DownloadProgress>,
 ) -> Result<Vec<ModelEntry>, ApiError> {
     let ws = state.workspace.clone();
-    let cancel = state.cancel_default_models.clone();
-    cancel.store(false, Ordering::Relaxed);
+    let jobs = state.jobs.clone();
+    let cancel = Arc::new(AtomicBool::new(false));
     blocking(move || {
+        let _entry = jobs.register(JobKind::Download, DEFAULT_MODELS_JOB, cancel.clone());
         tunelab_api::defaults::install(&ws, &PyPi::from_env(), &cancel, &mut |p| {
             // A closed window drops the channel; the download then stops, resumable.
             if on_event.send(p.clone()).is_err() {
@@ -457,7 +493,7 @@ pub async fn install_default_models(
 
 #[tauri::command]
 pub fn cancel_default_models(state: State<'_, AppState>) {
-    state.cancel_default_models.store(true, Ordering::Relaxed);
+    state.jobs.cancel(JobKind::Download, DEFAULT_MODELS_JOB);
 }
 
 #[tauri::command]

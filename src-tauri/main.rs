@@ -19,8 +19,6 @@ pub struct AppState {
     pub cancel_chat: Arc<AtomicBool>,
     /// The jobs the app runs, each with its own cancel token.
     pub jobs: Arc<tunelab_api::jobs::JobTable>,
-    pub cancel_pull: Arc<AtomicBool>,
-    pub cancel_default_models: Arc<AtomicBool>,
     pub telemetry: Arc<Mutex<tunelab_api::Telemetry>>,
 }
 
@@ -39,8 +37,6 @@ fn main() {
         knowledge: Arc::new(KnowledgeCache::default()),
         cancel_chat: Arc::new(AtomicBool::new(false)),
         jobs: Arc::default(),
-        cancel_pull: Arc::new(AtomicBool::new(false)),
-        cancel_default_models: Arc::new(AtomicBool::new(false)),
         telemetry: Arc::new(Mutex::new(tunelab_api::Telemetry::new())),
     };
     let result = tauri::Builder::default()
@@ -78,6 +74,7 @@ fn main() {
             commands::knowledge_base,
             commands::create_knowledge_base,
             commands::add_to_knowledge_base,
+            commands::cancel_knowledge_add,
             commands::remove_knowledge_base,
             commands::remove_knowledge_source,
             commands::search_knowledge_base,

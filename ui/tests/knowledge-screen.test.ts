@@ -21,6 +21,7 @@ const client = vi.hoisted(() => ({
   createKnowledgeBase: vi.fn<(request: CreateKnowledgeBase) => Promise<KnowledgeBaseInfo>>(),
   addToKnowledgeBase:
     vi.fn<(name: string, paths: string[], onProgress: (e: AddProgress) => void) => Promise<AddReport>>(),
+  cancelKnowledgeAdd: vi.fn<(name: string) => Promise<void>>(),
   removeKnowledgeBase: vi.fn<(name: string) => Promise<void>>(),
   removeKnowledgeSource: vi.fn<(name: string, source: string) => Promise<number>>(),
   searchKnowledgeBase: vi.fn<(request: SearchRequest) => Promise<Hit[]>>(),
@@ -122,6 +123,45 @@ describe('KnowledgeScreen', () => {
     const table = screen.getByRole('table', { name: 'Documents' });
     expect(table.textContent).toContain('Brightloom Employee Handbook');
     expect(table.textContent).toContain('markdown');
+  });
+
+  it('stops an add: the backend undoes it, and the list stays as it was', async () => {
+    client.listKnowledgeBases.mockResolvedValue([info('brightloom', 1, 9)]);
+    client.knowledgeBase.mockResolvedValue({ info: info('brightloom', 1, 9), sources: [handbook] });
+    let refuse: (error: unknown) => void = () => {};
+    client.addToKnowledgeBase.mockImplementation((_name, _paths, onProgress) => {
+      onProgress({ stage: 'embedding', done: 100, total: 900 });
+      return new Promise((_resolve, reject) => (refuse = reject));
+    });
+    client.cancelKnowledgeAdd.mockResolvedValue();
+    render(KnowledgeScreen, {});
+    await settle();
+    await fireEvent.input(screen.getByRole('textbox', { name: 'Paths to add' }), { target: { value: '/docs/wiki' } });
+    await fireEvent.click(screen.getByRole('button', { name: 'Add' }));
+    await fireEvent.click(screen.getByRole('button', { name: 'Stop' }));
+    expect(client.cancelKnowledgeAdd).toHaveBeenCalledWith('brightloom');
+    expect(screen.getByText(/Stopping… what was added so far is taken back/)).toBeTruthy();
+
+    refuse({ code: 'cancelled', message: 'adding to knowledge base `brightloom` was stopped; it holds what it held before' });
+    await settle();
+    await settle();
+    expect(screen.getByText(/was stopped; it holds what it held before/)).toBeTruthy();
+    expect(screen.queryByRole('alert')).toBeNull();
+    expect(screen.queryByRole('button', { name: 'Stop' })).toBeNull();
+    expect(screen.getByRole('table', { name: 'Documents' }).textContent).toContain('Brightloom Employee Handbook');
+  });
+
+  it('keeps the error of an add in view after the list refreshes', async () => {
+    client.listKnowledgeBases.mockResolvedValue([info('brightloom')]);
+    client.knowledgeBase.mockResolvedValue({ info: info('brightloom'), sources: [] });
+    client.addToKnowledgeBase.mockRejectedValue({ code: 'busy', message: 'brightloom is in use by tunelab (pid 7), knowledge base for 3 s' });
+    render(KnowledgeScreen, {});
+    await settle();
+    await fireEvent.input(screen.getByRole('textbox', { name: 'Paths to add' }), { target: { value: '/docs/a.md' } });
+    await fireEvent.click(screen.getByRole('button', { name: 'Add' }));
+    await settle();
+    await settle();
+    expect(screen.getByText(/is in use by tunelab \(pid 7\)/)).toBeTruthy();
   });
 
   it('searches in the chosen mode and shows where each hit is', async () => {

@@ -15,7 +15,7 @@ const client = vi.hoisted(() => ({
   addModel: vi.fn<(path: string, name?: string) => Promise<ModelEntry>>(),
   removeModel: vi.fn<(name: string) => Promise<void>>(),
   pullModel: vi.fn<(request: PullRequest, onProgress: (e: DownloadProgress) => void) => Promise<ModelEntry>>(),
-  cancelPull: vi.fn<() => Promise<void>>(),
+  cancelPull: vi.fn<(repo: string) => Promise<void>>(),
 }));
 
 vi.mock('../src/lib/client', () => client);
@@ -139,7 +139,7 @@ describe('ModelsScreen', () => {
     expect(screen.getByText(/100\.0 MiB of 400\.0 MiB/)).toBeTruthy();
 
     await fireEvent.click(screen.getByRole('button', { name: 'Stop' }));
-    expect(client.cancelPull).toHaveBeenCalled();
+    expect(client.cancelPull).toHaveBeenCalledWith('Qwen/Qwen2.5-0.5B-Instruct-GGUF');
     expect(screen.getByText('Stopping…')).toBeTruthy();
 
     client.listModels.mockResolvedValue([smolModel(), qwen]);

@@ -2,7 +2,6 @@
 //! cancellable between tokens. Loaded models stay in memory for the next message.
 
 use std::ops::ControlFlow;
-use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -10,6 +9,7 @@ use serde::{Deserialize, Serialize};
 use ts_rs::TS;
 use tunelab_engine::{LoadedModel, Message, Precision, SamplingParams};
 use tunelab_knowledge::prompt::Citation;
+use tunelab_train::Artifact;
 
 use crate::error::{ApiError, Result};
 use crate::models;
@@ -81,7 +81,7 @@ pub struct ChatRequest {
     #[serde(default)]
     #[ts(optional)]
     pub adapter: Option<String>,
-    /// Answer from this knowledge base, citing its sources (see `knowledge::chat_with_kb`).
+    /// Answer from this knowledge base, citing its sources (see [`chat`] and `knowledge::ground`).
     #[serde(default)]
     #[ts(optional)]
     pub kb: Option<String>,
@@ -153,7 +153,7 @@ pub struct ModelCache {
 /// A loaded model with the name, adapter and device it was asked for.
 struct CachedModel {
     name: String,
-    adapter: Option<PathBuf>,
+    adapter: Option<Artifact>,
     device: tunelab_engine::DeviceChoice,
     model: Arc<LoadedModel>,
 }
@@ -164,14 +164,14 @@ impl ModelCache {
         self.get_with_adapter(ws, name, None, None)
     }
 
-    /// The model with a PEFT adapter folder attached (LoRA unmerged, or a soft prompt), or the
-    /// model folder a full fine-tuning run saved, on `device` (the workspace's setting when
-    /// `None`).
+    /// The model with a trained result: a PEFT adapter attached (LoRA unmerged, or a soft
+    /// prompt), or the model folder a full fine-tuning run saved in the base's place; on
+    /// `device` (the workspace's setting when `None`).
     pub fn get_with_adapter(
         &self,
         ws: &Workspace,
         name: &str,
-        adapter: Option<&Path>,
+        adapter: Option<&Artifact>,
         device: Option<tunelab_engine::DeviceChoice>,
     ) -> Result<Arc<LoadedModel>> {
         let choice = crate::settings::device(ws, device)?;
@@ -180,9 +180,7 @@ impl ModelCache {
             .lock()
             .map_err(|_| ApiError::new("internal", "model cache poisoned"))?;
         if let Some(cached) = slot.as_ref() {
-            if cached.name == name
-                && cached.adapter.as_deref() == adapter
-                && cached.device == choice
+            if cached.name == name && cached.adapter.as_ref() == adapter && cached.device == choice
             {
                 return Ok(cached.model.clone());
             }
@@ -194,7 +192,7 @@ impl ModelCache {
         let model = Arc::new(model);
         *slot = Some(CachedModel {
             name: name.to_string(),
-            adapter: adapter.map(Path::to_path_buf),
+            adapter: adapter.cloned(),
             device: choice,
             model: model.clone(),
         });
@@ -203,19 +201,16 @@ impl ModelCache {
 }
 
 /// Loads the model `name` as chat holds it on `device`, with `adapter` (a PEFT LoRA or
-/// prompt-tuning folder, or the model folder a full fine-tuning or pretraining run saved,
-/// which answers in the base's place): on the CPU as stored (GGUF blocks stay quantized,
+/// prompt-tuning folder attached, or the model folder a full fine-tuning or pretraining run
+/// saved, which answers in the base's place): on the CPU as stored (GGUF blocks stay quantized,
 /// 16-bit tensors 16-bit), on a GPU in 16 bits.
 pub(crate) fn load_model(
     ws: &Workspace,
     name: &str,
-    adapter: Option<&Path>,
+    adapter: Option<&Artifact>,
     device: &tunelab_engine::Device,
 ) -> Result<LoadedModel> {
-    let full_model = adapter.filter(|dir| {
-        dir.join("config.json").is_file() && !dir.join("adapter_config.json").is_file()
-    });
-    let path = match full_model {
+    let path = match adapter.and_then(Artifact::replaces_base) {
         Some(dir) => dir.to_path_buf(),
         None => {
             let (manifest, path) = models::resolve(ws, name)?;
@@ -232,22 +227,8 @@ pub(crate) fn load_model(
         false => Precision::half_for(device),
     };
     let mut model = tunelab_engine::load(&path, precision, device)?;
-    if let Some(dir) = adapter.filter(|_| full_model.is_none()) {
-        use tunelab_train::methods::{lora, peft_type, soft_prompt};
-        match peft_type(dir)?.as_str() {
-            "LORA" => {
-                lora::load_peft(dir, &mut model.transformer)?;
-            }
-            "PROMPT_TUNING" => {
-                soft_prompt::load_peft(dir, &mut model.transformer)?;
-            }
-            other => {
-                return Err(ApiError::invalid(format!(
-                    "{}: peft_type {other} is not supported; Tunelab reads LORA and PROMPT_TUNING adapters",
-                    dir.join("adapter_config.json").display()
-                )))
-            }
-        }
+    if let Some(artifact) = adapter {
+        artifact.attach(&mut model.transformer)?;
     }
     Ok(model)
 }
@@ -269,13 +250,32 @@ pub(crate) fn engine_messages(messages: &[ChatMessage]) -> Result<Vec<Message>> 
         .collect())
 }
 
-/// The model `request` is answered by (its adapter attached) and the token ids of the prompt it
-/// is given: the conversation, framed by the request's template, through the chat template.
-pub fn prepare(
+/// The caches a request is answered through: the loaded model (with its trained result) and
+/// the knowledge store with its embedder. The app holds one of each, so chat, evaluations and
+/// comparisons share what is loaded.
+pub struct Caches<'a> {
+    pub models: &'a ModelCache,
+    pub knowledge: &'a crate::knowledge::KnowledgeCache,
+}
+
+/// The model `request` is answered by: its base, with the trained result `request.adapter`
+/// names, which is resolved here, once per request.
+pub fn model_for(
     ws: &Workspace,
     cache: &ModelCache,
     request: &ChatRequest,
-) -> Result<(Arc<LoadedModel>, Vec<u32>)> {
+) -> Result<Arc<LoadedModel>> {
+    let artifact = request
+        .adapter
+        .as_deref()
+        .map(|a| crate::train::resolve_artifact(ws, a))
+        .transpose()?;
+    cache.get_with_adapter(ws, &request.model, artifact.as_ref(), request.device)
+}
+
+/// The token ids of the prompt `model` is given for `request`: the conversation, framed by the
+/// request's template, through the model's chat template.
+pub fn prompt_ids(ws: &Workspace, model: &LoadedModel, request: &ChatRequest) -> Result<Vec<u32>> {
     let messages = match &request.template {
         Some(t) => engine_messages(
             &crate::prompts::load(ws, &t.name, t.version)?
@@ -284,31 +284,47 @@ pub fn prepare(
         )?,
         None => engine_messages(&request.messages)?,
     };
-    let adapter = request
-        .adapter
-        .as_deref()
-        .map(|a| crate::train::resolve_adapter(ws, a))
-        .transpose()?;
-    let model = cache.get_with_adapter(ws, &request.model, adapter.as_deref(), request.device)?;
     let prompt = model.render_chat(&messages)?;
-    let ids = model.tokenizer.encode(&prompt, false)?;
-    Ok((model, ids))
+    Ok(model.tokenizer.encode(&prompt, false)?)
 }
 
 /// Answers the conversation in `request`, sending events to `on_event`; `cancel` stops it
-/// between two tokens.
+/// between two tokens. Every front end asks through here: with `request.kb` the question is
+/// first grounded in that knowledge base (`knowledge::ground`), and the answer cites the
+/// sources it was given, or says the knowledge base does not cover it.
 pub fn chat(
     ws: &Workspace,
-    cache: &ModelCache,
+    caches: &Caches,
     request: &ChatRequest,
     cancel: &AtomicBool,
     on_event: &mut dyn FnMut(ChatEvent),
 ) -> Result<ChatSummary> {
-    let (model, ids) = prepare(ws, cache, request)?;
-    answer_prepared(&model, &ids, request, cancel, on_event)
+    let model = model_for(ws, caches.models, request)?;
+    let (asked, citations) = match request.kb.as_deref() {
+        None => (None, None),
+        Some(kb) => match crate::knowledge::ground(ws, caches.knowledge, &model, request, kb)? {
+            crate::knowledge::Grounding::NotCovered(summary) => {
+                on_event(ChatEvent::Token {
+                    text: summary.text.clone(),
+                });
+                return Ok(summary);
+            }
+            crate::knowledge::Grounding::Grounded { request, citations } => {
+                (Some(request), Some(citations))
+            }
+        },
+    };
+    let asked = asked.as_ref().unwrap_or(request);
+    let ids = prompt_ids(ws, &model, asked)?;
+    let mut summary = answer_prepared(&model, &ids, asked, cancel, on_event)?;
+    if let Some(citations) = citations {
+        summary.citations = citations;
+        summary.grounded = Some(true);
+    }
+    Ok(summary)
 }
 
-/// Answers with `model` from the prompt `ids` that [`prepare`] made for `request`.
+/// Answers with `model` from the prompt `ids` that [`prompt_ids`] made for `request`.
 pub fn answer_prepared(
     model: &LoadedModel,
     ids: &[u32],

@@ -11,6 +11,7 @@ use ts_rs::TS;
 
 use crate::download;
 use crate::error::{ApiError, Result};
+use crate::jobs::{self, JobKind, JobLock};
 use crate::models::{self, ModelEntry, ModelFormat, ModelManifest, ModelRole, ModelSource};
 use crate::workspace::Workspace;
 
@@ -271,6 +272,9 @@ pub fn pull(
         models::name_from_path(Path::new(repo.rsplit('/').next().unwrap_or(repo)))
     });
     models::check_name(&name)?;
+    // One download per staging folder, from any process; the check below then sees a model
+    // another download finished meanwhile.
+    let _lock = JobLock::acquire(&jobs::pull_lock_path(ws, &name), JobKind::Download, repo)?;
     if models::resolve(ws, &name).is_ok() {
         return Err(ApiError::new(
             "exists",

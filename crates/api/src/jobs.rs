@@ -225,6 +225,12 @@ pub fn knowledge_lock_path(ws: &Workspace, name: &str) -> PathBuf {
     ws.knowledge_dir().join(format!("{name}.lock"))
 }
 
+/// The lock of a hub download into the staging folder of the model `name`: one writer per
+/// staging folder, whichever process.
+pub fn pull_lock_path(ws: &Workspace, name: &str) -> PathBuf {
+    ws.models_dir().join(format!(".pull-{name}.lock"))
+}
+
 /// The lock of the evaluation folder `dir`.
 pub fn eval_lock_path(dir: &Path) -> PathBuf {
     dir.join(".lock")
@@ -236,7 +242,7 @@ pub fn compare_lock_path(dir: &Path) -> PathBuf {
 }
 
 /// Every job holding a lock in the workspace, from any process: runs, evaluations,
-/// comparisons, knowledge bases and the default models' download.
+/// comparisons, knowledge bases, exports, hub downloads and the default models' download.
 pub fn list(ws: &Workspace) -> Vec<JobHolder> {
     let mut locks = Vec::new();
     let children = |dir: PathBuf| {
@@ -255,6 +261,10 @@ pub fn list(ws: &Workspace) -> Vec<JobHolder> {
         children(ws.exports_dir().join(".locks"))
             .filter(|p| p.extension().is_some_and(|e| e == "lock")),
     );
+    locks.extend(children(ws.models_dir()).filter(|p| {
+        let name = p.file_name().and_then(|n| n.to_str()).unwrap_or("");
+        name.starts_with(".pull-") && name.ends_with(".lock")
+    }));
     locks.push(crate::defaults::lock_path(ws));
     let mut jobs: Vec<JobHolder> = locks.iter().filter_map(|p| holder(p)).collect();
     jobs.sort_by_key(|j| j.started_at);

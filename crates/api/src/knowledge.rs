@@ -16,12 +16,13 @@ pub use tunelab_knowledge::{
 };
 use tunelab_knowledge::{Embedder, KnowledgeError, KnowledgeStore};
 
-use crate::chat::{ChatEvent, ChatMessage, ChatRequest, ChatRole, ChatSummary, ModelCache};
+use crate::chat::{ChatMessage, ChatRequest, ChatRole, ChatSummary};
 use crate::error::{ApiError, Result};
 use crate::jobs::{self, JobKind, JobLock};
 use crate::models::{self, ModelRole};
 use crate::workspace::Workspace;
 use crate::DeviceChoice;
+use tunelab_engine::LoadedModel;
 
 /// The embedder a new knowledge base uses unless told otherwise.
 pub const DEFAULT_EMBEDDER: &str = "all-minilm-l6-v2";
@@ -42,6 +43,7 @@ impl From<KnowledgeError> for ApiError {
             K::Io { source, .. } if source.kind() == std::io::ErrorKind::NotFound => "not_found",
             K::Io { .. } => "io",
             K::Store { .. } => "store",
+            K::Cancelled(_) => "cancelled",
             K::Engine(_) => "internal",
         };
         ApiError::new(code, err.to_string())
@@ -190,11 +192,14 @@ pub fn remove_source(
 }
 
 /// Adds files and folders with the knowledge base's own embedder.
+/// Adds files and folders to the knowledge base `name`, holding its lock; `cancel` stops it,
+/// leaving the knowledge base as it was before (code `cancelled`).
 pub fn add(
     ws: &Workspace,
     cache: &KnowledgeCache,
     name: &str,
     paths: &[PathBuf],
+    cancel: &AtomicBool,
     progress: &mut dyn FnMut(AddProgress),
 ) -> Result<AddReport> {
     if paths.is_empty() {
@@ -204,7 +209,7 @@ pub fn add(
     let info = store.settings(name)?;
     let _lock = write_lock(ws, name)?;
     let embedder = cache.embedder(ws, &info.embedder)?;
-    Ok(store.add(name, &embedder, paths, progress)?)
+    Ok(store.add_cancellable(name, &embedder, paths, cancel, progress)?)
 }
 
 #[derive(Debug, Clone, Deserialize, TS)]
@@ -241,11 +246,12 @@ pub enum Grounding {
 }
 
 /// Retrieves the best chunks of `kb` for the last user message of `request` and numbers them in
-/// a system message (replacing the conversation's own) within the model's context.
+/// a system message (replacing the conversation's own) within the context of `model`, the
+/// model that will answer (`chat::chat` calls this when a request names a knowledge base).
 pub fn ground(
     ws: &Workspace,
-    models_cache: &ModelCache,
     kb_cache: &KnowledgeCache,
+    model: &LoadedModel,
     request: &ChatRequest,
     kb: &str,
 ) -> Result<Grounding> {
@@ -268,13 +274,6 @@ pub fn ground(
             },
         },
     )?;
-    let adapter = request
-        .adapter
-        .as_deref()
-        .map(|a| crate::train::resolve_adapter(ws, a))
-        .transpose()?;
-    let model =
-        models_cache.get_with_adapter(ws, &request.model, adapter.as_deref(), request.device)?;
     let context = model.transformer.config.max_position_embeddings;
     let count = |text: &str| {
         model
@@ -321,33 +320,4 @@ pub fn ground(
         },
         citations: prompt.citations,
     })
-}
-
-/// Answers a conversation, from the knowledge base `request.kb` when it names one (see
-/// [`ground`]), and returns the citations with the answer. Without `kb` this is `chat::chat`.
-pub fn chat_with_kb(
-    ws: &Workspace,
-    models_cache: &ModelCache,
-    kb_cache: &KnowledgeCache,
-    request: &ChatRequest,
-    cancel: &AtomicBool,
-    on_event: &mut dyn FnMut(ChatEvent),
-) -> Result<ChatSummary> {
-    let Some(kb) = request.kb.as_deref() else {
-        return crate::chat::chat(ws, models_cache, request, cancel, on_event);
-    };
-    match ground(ws, models_cache, kb_cache, request, kb)? {
-        Grounding::NotCovered(summary) => {
-            on_event(ChatEvent::Token {
-                text: summary.text.clone(),
-            });
-            Ok(summary)
-        }
-        Grounding::Grounded { request, citations } => {
-            let mut summary = crate::chat::chat(ws, models_cache, &request, cancel, on_event)?;
-            summary.citations = citations;
-            summary.grounded = Some(true);
-            Ok(summary)
-        }
-    }
 }

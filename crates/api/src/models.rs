@@ -89,7 +89,10 @@ impl ModelManifest {
 
     pub fn write(&self, folder: &Path) -> Result<()> {
         let json = serde_json::to_string_pretty(self).expect("manifest serializes");
-        write_atomic(&folder.join("model.json"), format!("{json}\n").as_bytes())
+        Ok(write_atomic(
+            &folder.join("model.json"),
+            format!("{json}\n").as_bytes(),
+        )?)
     }
 
     /// The path the engine loads.

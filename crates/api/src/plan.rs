@@ -4,7 +4,8 @@
 use serde::Serialize;
 use ts_rs::TS;
 use tunelab_engine::{inspect, ModelFormat};
-use tunelab_train::plan::{estimate, lora_parameters, BaseWeights, MemoryEstimate, PlanInput};
+use tunelab_train::plan::{estimate, MemoryEstimate, PlanInput};
+use tunelab_train::recipe::StoredBase;
 
 use crate::error::{ApiError, Result};
 use crate::models;
@@ -47,8 +48,10 @@ struct Knobs {
     checkpointing: bool,
 }
 
-/// Plans the run `config` describes, without loading the model's weights.
+/// Plans the run `config` describes, without loading the model's weights. A setting out of
+/// range is refused first, as a run would refuse it.
 pub fn train(ws: &Workspace, config: &RunConfig) -> Result<TrainPlan> {
+    config.validate()?;
     // The model's shape: from its files, or for a new model from the pretraining settings.
     let (model_config, quantized_file, stored_bytes) = if config.from_scratch() {
         let c = config
@@ -65,44 +68,31 @@ pub fn train(ws: &Workspace, config: &RunConfig) -> Result<TrainPlan> {
                 .is_some_and(|q| q.starts_with('Q'));
         (summary.config, quantized, summary.size_bytes)
     };
-    let (trainable, virtual_tokens) = match config.method {
-        Method::Lora | Method::Qlora => {
-            let targets = config.lora.target_modules()?;
-            let count = lora_parameters(&model_config, config.lora.rank, &targets);
-            (count, 0)
-        }
-        Method::SoftPrompt => {
-            let n = config.soft_prompt.num_virtual_tokens;
-            ((n * model_config.hidden_size) as u64, n)
-        }
-        Method::Full | Method::Pretrain => (model_config.parameter_count(), 0),
+    let stored = StoredBase {
+        quantized_file,
+        bytes: stored_bytes,
     };
+    let trainable = config
+        .method
+        .recipe()
+        .plan_terms(&model_config, config, stored)?
+        .trainable_parameters;
     let device = config.device.open()?;
     let on_gpu = tunelab_engine::cuda_index(&device).is_some();
     let estimate_for = |k: &Knobs| -> MemoryEstimate {
+        let recipe = k.method.recipe();
         // What the trainer holds the base and computes in on this device.
-        let element_bytes = k.method.precision(&device).dense_dtype().size_in_bytes() as u64;
-        let base = match k.method {
-            Method::Lora | Method::SoftPrompt | Method::Full | Method::Pretrain => {
-                BaseWeights::Dense
-            }
-            Method::Qlora if quantized_file => BaseWeights::Stored {
-                bytes: stored_bytes,
-                quantized_head: true,
-            },
-            Method::Qlora => BaseWeights::Stored {
-                bytes: nf4_bytes(&model_config),
-                quantized_head: false,
-            },
-        };
+        let element_bytes = recipe.precision(&device).dense_dtype().size_in_bytes() as u64;
+        let terms = recipe
+            .plan_terms(&model_config, config, stored)
+            .expect("the terms were computed once already, for the run's own method");
         estimate(&PlanInput {
             config: &model_config,
-            base,
-            trainable_parameters: trainable,
-            trainable_are_weights: matches!(k.method, Method::Full | Method::Pretrain),
+            base: terms.base,
+            trainable_parameters: terms.trainable_parameters,
+            trainable_are_weights: terms.trainable_are_weights,
             batch_size: k.batch_size,
-            // The virtual tokens run through every layer with the real ones.
-            seq_len: k.seq_len + virtual_tokens,
+            seq_len: k.seq_len + terms.extra_positions,
             activation_checkpointing: k.checkpointing,
             element_bytes,
             on_gpu,
@@ -147,14 +137,14 @@ pub fn train(ws: &Workspace, config: &RunConfig) -> Result<TrainPlan> {
                 "turn activation checkpointing on".into(),
             );
         }
-        if knobs.method == Method::Lora {
+        if let Some((leaner, why)) = knobs.method.recipe().leaner() {
             suggest(
                 Knobs {
-                    method: Method::Qlora,
+                    method: leaner,
                     checkpointing: true,
                     ..knobs.clone()
                 },
-                "use QLoRA (the base stays in 4 bits) with checkpointing".into(),
+                format!("use {} ({why}) with checkpointing", leaner.label()),
             );
         }
         let mut batch = knobs.batch_size;
@@ -230,15 +220,6 @@ pub fn refusal(plan: &TrainPlan) -> ApiError {
             plan.advice.join("; or ")
         ),
     )
-}
-
-/// A 16/32-bit base held for QLoRA: the blocks' matrices in NF4 (half a byte per weight and a
-/// scale per 64), the embeddings and output head in f32.
-fn nf4_bytes(c: &tunelab_engine::ModelConfig) -> u64 {
-    let embed = (c.vocab_size * c.hidden_size) as u64;
-    let head = if c.tie_word_embeddings { 0 } else { embed };
-    let blocks = c.parameter_count() - embed - head;
-    blocks / 2 + blocks / tunelab_engine::nf4::BLOCK as u64 * 4 + (embed + head) * 4
 }
 
 /// The training device's label and its free memory.

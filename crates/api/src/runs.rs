@@ -84,7 +84,7 @@ impl RunListItem {
             started_at: summary.map(|s| s.started_at),
             has_artifact: dir.join("artifact").is_dir(),
             export_formats: match dir.join("artifact").is_dir() {
-                true => crate::export::formats_for(Some(config.method)),
+                true => crate::export::formats_for(Some(config.method.recipe().artifact())),
                 false => Vec::new(),
             },
         }
@@ -156,6 +156,7 @@ pub struct TrainRequest {
     pub model: String,
     /// The dataset file.
     pub data: String,
+    /// Optimizer steps; 0 trains one epoch.
     pub max_steps: u32,
     pub batch_size: u32,
     pub seq_len: u32,
@@ -181,63 +182,30 @@ pub struct TrainRequest {
 
 impl TrainRequest {
     /// The run's full configuration: the method's defaults with this request's choices, on the
-    /// workspace's device.
+    /// workspace's device, checked by [`RunConfig::validate`] as every run is.
     pub fn to_config(&self, ws: &Workspace) -> Result<RunConfig> {
-        let data = std::path::PathBuf::from(self.data.trim());
-        if data.as_os_str().is_empty() {
-            return Err(ApiError::invalid("choose a dataset file"));
-        }
-        if self.max_steps == 0 || self.batch_size == 0 || self.seq_len < 8 {
-            return Err(ApiError::invalid(
-                "steps and batch size must be at least 1, the sequence length at least 8",
-            ));
-        }
         let mut config = RunConfig {
             model: self.model.clone(),
-            data,
+            data: std::path::PathBuf::from(self.data.trim()),
             seq_len: self.seq_len as usize,
             device: crate::settings::load(ws)?.device,
             ..RunConfig::for_method(self.method)
         };
-        config.train.max_steps = self.max_steps as u64;
-        config.train.batch_size = self.batch_size as usize;
-        config.train.warmup_steps = config.train.warmup_steps.min(self.max_steps as u64 / 10);
-        if let Some(lr) = self.lr {
-            if !(lr > 0.0 && lr < 1.0) {
-                return Err(ApiError::invalid(format!(
-                    "lr: {lr} is not a learning rate; use a number between 0 and 1, such as 2e-4"
-                )));
-            }
-            config.train.lr = lr;
-        }
-        if let Some(rank) = self.rank {
-            if !(1..=256).contains(&rank) {
-                return Err(ApiError::invalid(format!(
-                    "rank: {rank} is out of range; use 1 to 256 (16 is the default)"
-                )));
-            }
-            config.lora.rank = rank as usize;
-        }
-        if let Some(alpha) = self.alpha {
-            if !(alpha > 0.0 && alpha <= 4096.0) {
-                return Err(ApiError::invalid(format!(
-                    "alpha: {alpha} is out of range; use a positive number, usually twice the rank"
-                )));
-            }
-            config.lora.alpha = alpha;
-        }
-        if let Some(tokens) = self.virtual_tokens {
-            if !(1..=512).contains(&tokens) {
-                return Err(ApiError::invalid(format!(
-                    "virtual_tokens: {tokens} is out of range; use 1 to 512 (20 is the default)"
-                )));
-            }
-            config.soft_prompt.num_virtual_tokens = tokens as usize;
-        }
+        let t = &mut config.train;
+        t.max_steps = self.max_steps as u64;
+        t.batch_size = self.batch_size as usize;
+        t.warmup_steps = t.warmup_steps.min(self.max_steps as u64 / 10);
+        t.lr = self.lr.unwrap_or(t.lr);
+        config.lora.rank = self.rank.map_or(config.lora.rank, |r| r as usize);
+        config.lora.alpha = self.alpha.unwrap_or(config.lora.alpha);
+        let sp = &mut config.soft_prompt;
+        sp.num_virtual_tokens = self
+            .virtual_tokens
+            .map_or(sp.num_virtual_tokens, |n| n as usize);
         if let Some(preset) = self.preset.as_deref().filter(|p| !p.is_empty()) {
-            config.pretrain.preset = train::Preset::parse(preset)
-                .map_err(|e| ApiError::invalid(format!("preset: {e}")))?;
+            config.pretrain.preset = train::Preset::parse(preset)?;
         }
+        config.validate()?;
         Ok(config)
     }
 }

@@ -44,7 +44,7 @@ pub fn save(ws: &Workspace, settings: &Settings) -> Result<()> {
     }
     let json = serde_json::to_vec_pretty(settings)
         .map_err(|e| ApiError::new("internal", format!("settings: {e}")))?;
-    write_atomic(&ws.root().join(FILE), &json)
+    Ok(write_atomic(&ws.root().join(FILE), &json)?)
 }
 
 /// The device a command runs on: the one it was given, else the workspace's setting.

@@ -7,17 +7,13 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 use ts_rs::TS;
-use tunelab_engine::Precision;
 use tunelab_engine::Var;
 use tunelab_train::data::{
-    read_dataset, split_train_validation, tokenize_dataset, DatasetFormat, ReadOptions,
-    RenderOptions, TrainOn,
+    read_dataset, split_train_validation, tokenize_dataset, ReadOptions, RenderOptions,
 };
-use tunelab_train::methods::full;
-use tunelab_train::methods::lora::{self, LoraConfig};
+use tunelab_train::methods::pretrain;
 pub use tunelab_train::methods::pretrain::Preset;
-use tunelab_train::methods::pretrain::{self, PretrainConfig};
-use tunelab_train::methods::soft_prompt::{self, SoftPromptConfig};
+pub use tunelab_train::recipe::{Artifact, ArtifactKind, Method, RunConfig, TrainDefaults};
 use tunelab_train::trainer::{self, RunDir, TrainError};
 
 pub use tunelab_train::methods::lora::LoraConfig as LoraSettings;
@@ -28,160 +24,12 @@ use crate::jobs::{self, JobKind, JobLock};
 use crate::models;
 use crate::workspace::Workspace;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default, TS)]
-#[serde(rename_all = "kebab-case")]
-#[ts(export, export_to = "../../../ui/src/bindings/")]
-pub enum Method {
-    /// Adapters over the base dequantized to f32.
-    #[default]
-    Lora,
-    /// Adapters over the base kept in 4 bits (a GGUF's own blocks, or NF4 made from a 16/32-bit
-    /// base while it loads), decoded one layer at a time.
-    Qlora,
-    /// Trained virtual token embeddings before every input; every weight frozen.
-    SoftPrompt,
-    /// Every weight trained (f32); the result is a complete model folder.
-    Full,
-    /// Language modelling on plain text: a new model (and tokenizer) from scratch, or
-    /// continued pretraining of an existing one.
-    Pretrain,
-}
-
-impl Method {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Method::Lora => "lora",
-            Method::Qlora => "qlora",
-            Method::SoftPrompt => "soft-prompt",
-            Method::Full => "full",
-            Method::Pretrain => "pretrain",
-        }
-    }
-
-    /// The learning rate a run of this method starts from unless told otherwise: adapters
-    /// take large steps, a soft prompt larger still, every weight at once small ones.
-    pub fn default_lr(self) -> f64 {
-        match self {
-            Method::Lora | Method::Qlora => 2e-4,
-            Method::SoftPrompt => 3e-2,
-            Method::Full => 2e-5,
-            Method::Pretrain => 1e-3,
-        }
-    }
-
-    /// How the base model is held on `device`: f32 on the CPU, 16 bits on a GPU (trained
-    /// parameters stay f32 on both); QLoRA's base in 4 bits everywhere.
-    pub fn precision(self, device: &tunelab_engine::Device) -> Precision {
-        match self {
-            Method::Lora | Method::SoftPrompt | Method::Full | Method::Pretrain => {
-                Precision::half_for(device)
-            }
-            Method::Qlora => Precision::Nf4,
-        }
-    }
-}
-
 /// Attaches the trainable parameters `config.method` trains to `model`.
 pub fn attach_trainable(
     model: &mut tunelab_engine::LoadedModel,
     config: &RunConfig,
 ) -> Result<Vec<(String, Var)>> {
-    Ok(match config.method {
-        Method::Lora | Method::Qlora => {
-            lora::attach(&mut model.transformer, &config.lora, config.train.seed)?
-        }
-        Method::SoftPrompt => soft_prompt::attach(
-            &mut model.transformer,
-            &model.tokenizer,
-            &config.soft_prompt,
-            config.train.seed,
-        )?,
-        Method::Full | Method::Pretrain => full::attach(&mut model.transformer)?,
-    })
-}
-
-/// Writes the trained parameters into `dir` in the format other tools read: a PEFT adapter, or
-/// for full fine-tuning a Hugging Face model folder.
-fn save_artifact(
-    dir: &Path,
-    model: &tunelab_engine::LoadedModel,
-    params: &[(String, Var)],
-    config: &RunConfig,
-) -> Result<()> {
-    match config.method {
-        Method::Lora | Method::Qlora => lora::save_peft(dir, params, &config.lora, &config.model)?,
-        Method::SoftPrompt => {
-            let (_, embeddings) = params
-                .first()
-                .ok_or_else(|| ApiError::new("internal", "the soft prompt has no parameters"))?;
-            soft_prompt::save_peft(
-                dir,
-                embeddings,
-                &config.soft_prompt,
-                &model.transformer.config,
-                &config.model,
-            )?
-        }
-        Method::Full | Method::Pretrain => full::save_hf(dir, model, params)?,
-    }
-    Ok(())
-}
-
-/// Everything a run needs; saved, with every default filled in, as the run's config.json.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default)]
-pub struct RunConfig {
-    pub method: Method,
-    pub model: String,
-    pub data: PathBuf,
-    pub format: Option<DatasetFormat>,
-    /// Longest example in tokens; longer ones are cut (and counted).
-    pub seq_len: usize,
-    pub val_fraction: f64,
-    pub train_on: TrainOn,
-    pub lora: LoraConfig,
-    pub soft_prompt: SoftPromptConfig,
-    pub pretrain: PretrainConfig,
-    pub train: TrainSettings,
-    /// Where it trains: `auto` (the first CUDA GPU of a build with CUDA, else the CPU), `cpu`,
-    /// `cuda` or `cuda:N`. The device it ran on is in the summary.
-    pub device: tunelab_engine::DeviceChoice,
-}
-
-impl Default for RunConfig {
-    fn default() -> Self {
-        RunConfig {
-            method: Method::Lora,
-            model: crate::DEFAULT_MODEL.to_string(),
-            data: PathBuf::new(),
-            format: None,
-            seq_len: 512,
-            val_fraction: 0.1,
-            train_on: TrainOn::default(),
-            lora: LoraConfig::default(),
-            soft_prompt: SoftPromptConfig::default(),
-            pretrain: PretrainConfig::default(),
-            train: TrainSettings::default(),
-            device: tunelab_engine::DeviceChoice::Auto,
-        }
-    }
-}
-
-impl RunConfig {
-    /// Whether this run builds a new model instead of starting from `model`.
-    pub fn from_scratch(&self) -> bool {
-        self.method == Method::Pretrain && self.pretrain.from_scratch
-    }
-
-    /// The defaults for `method`, its learning rate included.
-    pub fn for_method(method: Method) -> Self {
-        let mut config = RunConfig {
-            method,
-            ..Default::default()
-        };
-        config.train.lr = method.default_lr();
-        config
-    }
+    Ok(config.method.recipe().attach(model, config)?)
 }
 
 /// Where a run stands.
@@ -411,6 +259,12 @@ fn run_job(
     options: RunOptions,
 ) -> Result<RunSummary> {
     let started_at = now();
+    if config.data.as_os_str().is_empty() {
+        return Err(ApiError::invalid(
+            "no dataset (`data`): choose the file to train on",
+        ));
+    }
+    // The plan checks every setting first (`RunConfig::validate`).
     let plan = crate::plan::train(ws, config)?;
     if !plan.fits && !options.force {
         return Err(crate::plan::refusal(&plan));
@@ -561,7 +415,10 @@ fn train_in(
     if !outcome.cancelled {
         let staging = run.path().join(".artifact.partial");
         std::fs::create_dir_all(&staging).map_err(|e| ApiError::io(&staging, e))?;
-        save_artifact(&staging, &model, &params, config)?;
+        config
+            .method
+            .recipe()
+            .save(&staging, &model, &params, config)?;
         if artifact.exists() {
             std::fs::remove_dir_all(&artifact).map_err(|e| ApiError::io(&artifact, e))?;
         }
@@ -672,20 +529,12 @@ pub fn show(run_dir: &Path) -> Result<(RunConfig, Option<RunSummary>)> {
     Ok((config, summary))
 }
 
-/// A run id in the workspace, or a path to a run folder or to an adapter folder: the adapter.
-pub fn resolve_adapter(ws: &Workspace, run_or_dir: &str) -> Result<PathBuf> {
-    let candidates = [PathBuf::from(run_or_dir), ws.runs_dir().join(run_or_dir)];
-    // A PEFT adapter, or the model folder a full fine-tuning run saved.
-    let result = |dir: &Path| {
-        dir.join("adapter_config.json").is_file()
-            || (dir.join("config.json").is_file() && dir.join("model.safetensors").is_file())
-    };
-    for c in candidates {
-        if result(&c.join("artifact")) {
-            return Ok(c.join("artifact"));
-        }
-        if result(&c) {
-            return Ok(c);
+/// A run id in the workspace, or a path to a run folder, a PEFT adapter folder or a model
+/// folder: the trained result it holds, decided once (by [`Artifact::find`]) for whoever loads it.
+pub fn resolve_artifact(ws: &Workspace, run_or_dir: &str) -> Result<Artifact> {
+    for dir in [PathBuf::from(run_or_dir), ws.runs_dir().join(run_or_dir)] {
+        if let Some(artifact) = Artifact::find(&dir)? {
+            return Ok(artifact);
         }
     }
     Err(ApiError::not_found(format!("no trained result at `{run_or_dir}`: give a run id from `tunelab runs list`, a run folder, a PEFT adapter folder or a model folder")))

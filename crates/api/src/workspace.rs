@@ -10,8 +10,8 @@ pub struct Workspace {
     root: PathBuf,
 }
 
-/// The name the default chat model has right after setup.
-pub const DEFAULT_MODEL: &str = "smollm2-135m-instruct";
+/// The name the default chat model has right after setup (a run's model unless told otherwise).
+pub use tunelab_train::DEFAULT_MODEL;
 
 impl Workspace {
     /// Opens (creating if needed) the workspace at `root`, or at `TUNELAB_HOME`, or at the
@@ -69,23 +69,8 @@ impl Workspace {
     }
 }
 
-/// Writes `bytes` to `path` through a temporary file and a rename, so readers never see a
-/// half-written file and a crash leaves the old version in place.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    use std::io::Write;
-    let dir = path.parent().unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir).map_err(|e| ApiError::io(dir, e))?;
-    let tmp = dir.join(format!(
-        ".{}.tmp-{}",
-        path.file_name().and_then(|n| n.to_str()).unwrap_or("file"),
-        std::process::id()
-    ));
-    let mut file = std::fs::File::create(&tmp).map_err(|e| ApiError::io(&tmp, e))?;
-    file.write_all(bytes)
-        .and_then(|_| file.sync_all())
-        .map_err(|e| ApiError::io(&tmp, e))?;
-    std::fs::rename(&tmp, path).map_err(|e| ApiError::io(path, e))
-}
+/// The one atomic file write (a temporary file, synced, then renamed), shared with the trainer.
+pub use tunelab_train::trainer::write_atomic;
 
 /// `value` as pretty JSON, for a file.
 pub(crate) fn json_bytes<T: serde::Serialize>(value: &T) -> Result<Vec<u8>> {

@@ -182,19 +182,7 @@ pub fn run(ws: &Workspace, cmd: Command) -> Result<()> {
             device,
             json,
         } => {
-            use tunelab_api::train::Method;
-            let method = match method.as_str() {
-                "lora" => Method::Lora,
-                "qlora" => Method::Qlora,
-                "soft-prompt" => Method::SoftPrompt,
-                "full" => Method::Full,
-                "pretrain" => Method::Pretrain,
-                other => {
-                    let known = "lora, qlora, soft-prompt, full or pretrain";
-                    let message = format!("unknown method `{other}`: choose {known}");
-                    return Err(tunelab_api::ApiError::invalid(message));
-                }
-            };
+            let method = tunelab_api::train::Method::parse(&method)?;
             let request = tunelab_api::bench::TrainBenchRequest {
                 model,
                 method,

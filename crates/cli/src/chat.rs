@@ -6,7 +6,7 @@ use std::sync::atomic::AtomicBool;
 use tunelab_api::chat::{
     ChatEvent, ChatMessage, ChatRequest, ChatRole, ChatSummary, GenerationParams, ModelCache,
 };
-use tunelab_api::knowledge::{self, KnowledgeCache};
+use tunelab_api::knowledge::KnowledgeCache;
 use tunelab_api::prompts::TemplateRef;
 use tunelab_api::{Result, Workspace, DEFAULT_MODEL};
 use tunelab_knowledge::prompt::Citation;
@@ -152,14 +152,11 @@ fn answer(
             let _ = stdout.flush();
         }
     };
-    knowledge::chat_with_kb(
-        ws,
-        &caches.models,
-        &caches.knowledge,
-        &request,
-        &cancel,
-        &mut on_event,
-    )
+    let caches = tunelab_api::chat::Caches {
+        models: &caches.models,
+        knowledge: &caches.knowledge,
+    };
+    tunelab_api::chat::chat(ws, &caches, &request, &cancel, &mut on_event)
 }
 
 pub fn run(ws: &Workspace, args: Args) -> Result<()> {

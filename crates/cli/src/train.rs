@@ -4,7 +4,9 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
 
 use indicatif::{ProgressBar, ProgressStyle};
-use tunelab_api::train::{self, EvalMetrics, Method, ProgressSink, RunConfig, StepMetrics};
+use tunelab_api::train::{
+    self, ArtifactKind, EvalMetrics, Method, ProgressSink, RunConfig, StepMetrics,
+};
 use tunelab_api::{ApiError, Result, Workspace};
 
 use crate::output::{bytes, print_json};
@@ -179,7 +181,7 @@ fn resolve_config(
     };
     let pt = &mut config.pretrain;
     if let Some(preset) = &args.preset {
-        pt.preset = tunelab_train_preset(preset)?;
+        pt.preset = train::Preset::parse(preset)?;
     }
     pt.vocab_size = args.vocab_size.or(pt.vocab_size);
     if args.continued {
@@ -299,14 +301,10 @@ pub fn run_train(ws: &Workspace, cmd: TrainCommand) -> Result<()> {
             .map(bytes)
             .unwrap_or_else(|| "-".into())
     );
-    let kind = match summary.method {
-        Method::Lora | Method::Qlora => "LoRA adapter (PEFT)",
-        Method::SoftPrompt => "soft prompt (PEFT)",
-        Method::Full | Method::Pretrain => "model (Hugging Face folder)",
-    };
-    println!("  {kind}: {}", summary.artifact.display());
-    match summary.method {
-        Method::Full | Method::Pretrain => {
+    let kind = summary.method.recipe().artifact();
+    println!("  {}: {}", kind.describe(), summary.artifact.display());
+    match kind {
+        ArtifactKind::Model => {
             println!("  chat with it:   tunelab chat --adapter {}", summary.id)
         }
         _ => println!(
@@ -315,10 +313,6 @@ pub fn run_train(ws: &Workspace, cmd: TrainCommand) -> Result<()> {
         ),
     }
     Ok(())
-}
-
-fn tunelab_train_preset(text: &str) -> Result<tunelab_api::train::Preset> {
-    tunelab_api::train::Preset::parse(text).map_err(|e| ApiError::invalid(e.to_string()))
 }
 
 fn fmt_opt(v: Option<f64>) -> String {

@@ -51,6 +51,9 @@ pub enum KnowledgeError {
     },
     #[error("knowledge store {path}: {message}")]
     Store { path: PathBuf, message: String },
+    /// An add stopped on request; the knowledge base is as it was before it.
+    #[error("adding to knowledge base `{0}` was stopped; it holds what it held before")]
+    Cancelled(String),
     #[error(transparent)]
     Engine(#[from] tunelab_engine::EngineError),
 }

@@ -4,14 +4,19 @@
 //! loss on the assistant's replies only, packs plain text into fixed-length blocks and splits
 //! off a deterministic validation set. `trainer` is the loop every method shares (AdamW with a
 //! schedule, gradient accumulation and clipping, masked cross-entropy, validation, atomic
-//! checkpoints, exact resume, cancel), writing a self-describing run folder. `methods` holds
-//! the ways of attaching trainable parameters: LoRA (also over a 4-bit base: QLoRA), saved and
-//! loaded in the PEFT format.
+//! checkpoints, exact resume, cancel), writing a self-describing run folder. `recipe` is a run's
+//! configuration, checked in one place, and the `TrainingMethod` trait; `methods` holds each
+//! method's implementation of it: LoRA (also over a 4-bit base: QLoRA) and the soft prompt,
+//! saved and loaded in the PEFT format, and full fine-tuning and pretraining, saved as Hugging
+//! Face model folders.
 
 pub mod data;
 pub mod methods;
 pub mod plan;
+pub mod recipe;
 pub mod trainer;
+
+pub use recipe::{Artifact, ArtifactKind, Method, RunConfig, TrainingMethod, DEFAULT_MODEL};
 
 pub use data::{
     check_dataset, pack, read_dataset, split_train_validation, tokenize_dataset, DataError,

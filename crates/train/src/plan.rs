@@ -226,6 +226,15 @@ pub fn estimate(input: &PlanInput) -> MemoryEstimate {
     }
 }
 
+/// A 16/32-bit base held for QLoRA: the blocks' matrices in NF4 (half a byte per weight and a
+/// scale per 64), the embeddings and output head in f32.
+pub fn nf4_bytes(c: &ModelConfig) -> u64 {
+    let embed = (c.vocab_size * c.hidden_size) as u64;
+    let head = if c.tie_word_embeddings { 0 } else { embed };
+    let blocks = c.parameter_count() - embed - head;
+    blocks / 2 + blocks / tunelab_engine::nf4::BLOCK as u64 * 4 + (embed + head) * 4
+}
+
 /// Trainable parameters of LoRA rank `rank` on the named linear layers of every block.
 pub fn lora_parameters(c: &ModelConfig, rank: usize, targets: &[&str]) -> u64 {
     let h = c.hidden_size as u64;

@@ -9,7 +9,7 @@ export type ChatRequest = { model: string,
  */
 adapter?: string, 
 /**
- * Answer from this knowledge base, citing its sources (see `knowledge::chat_with_kb`).
+ * Answer from this knowledge base, citing its sources (see [`chat`] and `knowledge::ground`).
  */
 kb?: string, 
 /**

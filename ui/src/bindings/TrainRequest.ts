@@ -8,7 +8,11 @@ export type TrainRequest = { method: Method, model: string,
 /**
  * The dataset file.
  */
-data: string, max_steps: number, batch_size: number, seq_len: number, 
+data: string, 
+/**
+ * Optimizer steps; 0 trains one epoch.
+ */
+max_steps: number, batch_size: number, seq_len: number, 
 /**
  * The method's default when null.
  */

@@ -87,8 +87,9 @@ export function pullModel(request: PullRequest, onProgress: (event: DownloadProg
 }
 
 /** Stops a download; what arrived is kept, and pulling the same model again resumes. */
-export function cancelPull(): Promise<void> {
-  return call<void>('cancel_pull');
+/** Stops the pull of `repo` (what it downloaded stays, and a new pull resumes it). */
+export function cancelPull(repo: string): Promise<void> {
+  return call<void>('cancel_pull', { repo });
 }
 
 /** The default chat and embedding models, and whether the cache has them (first start). */
@@ -240,6 +241,11 @@ export function addToKnowledgeBase(
   const channel = new Channel<AddProgress>();
   channel.onmessage = onProgress;
   return call<AddReport>('add_to_knowledge_base', { name, paths, onEvent: channel });
+}
+
+/** Stops the add to knowledge base `name`; it stays as it was before the add. */
+export function cancelKnowledgeAdd(name: string): Promise<void> {
+  return call<void>('cancel_knowledge_add', { name });
 }
 
 export function removeKnowledgeBase(name: string): Promise<void> {

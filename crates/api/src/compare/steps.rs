@@ -96,7 +96,13 @@ fn prepare_and_evaluate(
     result: &mut MethodResult,
     on_event: OnEvent,
 ) -> Result<RunStatus> {
-    let prepared = prepare(cx, method, on_event)?;
+    let prepared = match prepare(cx, method, on_event) {
+        // Indexing stopped part-way leaves the knowledge base as it was: a cancel, not a failure.
+        Err(e) if e.code == "cancelled" && cx.cancel.load(std::sync::atomic::Ordering::Relaxed) => {
+            return Ok(RunStatus::Cancelled)
+        }
+        prepared => prepared?,
+    };
     result.run = prepared.run.clone();
     result.kb = prepared.kb.clone();
     result.template = prepared
@@ -215,6 +221,7 @@ fn prepare_knowledge(cx: &Context) -> Result<Prepared> {
         cache,
         &name,
         std::slice::from_ref(&cx.task.documents),
+        cx.cancel,
         &mut |_| {},
     )?;
     if let Some(failed) = added.failed.first() {

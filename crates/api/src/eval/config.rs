@@ -33,8 +33,8 @@ pub(super) fn resolve(
     // A run answers with its own base model unless told otherwise.
     let run = match &request.run {
         Some(run) => {
-            let adapter = crate::train::resolve_adapter(ws, run)?;
-            let run_dir = [adapter.parent(), Some(adapter.as_path())]
+            let artifact = crate::train::resolve_artifact(ws, run)?;
+            let run_dir = [artifact.dir.parent(), Some(artifact.dir.as_path())]
                 .into_iter()
                 .flatten()
                 .find(|d| d.join("config.json").is_file() && d.join("summary.json").is_file());

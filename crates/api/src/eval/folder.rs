@@ -33,7 +33,7 @@ pub(super) fn write_results(dir: &Path, results: &[EvalRowResult]) -> Result<()>
             .map_err(|e| ApiError::new("internal", e.to_string()))?;
         bytes.push(b'\n');
     }
-    write_atomic(&dir.join("rows.jsonl"), &bytes)
+    Ok(write_atomic(&dir.join("rows.jsonl"), &bytes)?)
 }
 
 /// Appends one answered row, flushed to disk before the next is started.

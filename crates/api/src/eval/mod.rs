@@ -26,10 +26,10 @@ use std::time::Instant;
 use serde::{Deserialize, Serialize};
 use ts_rs::TS;
 
-use crate::chat::{ChatRequest, GenerationParams, ModelCache, StopReason};
+use crate::chat::{ChatRequest, GenerationParams, StopReason};
 use crate::error::{ApiError, Result};
 use crate::jobs::{JobKind, JobLock};
-use crate::knowledge::{self, Grounding, KnowledgeCache, SearchOptions, SearchRequest};
+use crate::knowledge::{self, Grounding, SearchOptions, SearchRequest};
 use crate::prompts::TemplateRef;
 use crate::train::{now, RunStatus};
 use crate::workspace::{json_bytes, read_json, write_atomic, Workspace};
@@ -229,12 +229,9 @@ pub enum EvalEvent {
     Judged { done: u32, total: u32 },
 }
 
-/// The caches an evaluation loads its models through (the app's own, so a model chat already
-/// holds is not loaded twice).
-pub struct Caches<'a> {
-    pub models: &'a ModelCache,
-    pub knowledge: &'a KnowledgeCache,
-}
+/// An evaluation loads its models through the app's own caches, so a model chat already holds
+/// is not loaded twice.
+pub use crate::chat::Caches;
 
 /// Evaluates `request`, reporting each answered row to `on_event`; `cancel` stops it between
 /// two tokens, keeping the rows answered so far for the next attempt.
@@ -346,15 +343,7 @@ fn evaluate(
     };
     // Loading, timed on its own: what a first question waits for.
     let setup = Instant::now();
-    let adapter = config
-        .run
-        .as_deref()
-        .map(|r| crate::train::resolve_adapter(ws, r))
-        .transpose()?;
-    let model =
-        caches
-            .models
-            .get_with_adapter(ws, &config.model, adapter.as_deref(), Some(device))?;
+    let model = crate::chat::model_for(ws, caches.models, &base)?;
     if let Some(kb) = &config.kb {
         let info = caches.knowledge.store(ws)?.settings(kb)?;
         caches.knowledge.embedder(ws, &info.embedder)?;
@@ -448,16 +437,17 @@ fn answer(
     let wants = |m: Metric| config.metrics.contains(&m);
     let started = Instant::now();
     // The request the model is given: with a knowledge base, the passages go into it.
+    let model = crate::chat::model_for(ws, caches.models, &request)?;
     let (grounded, summary) = match &config.kb {
         None => (None, None),
-        Some(kb) => match knowledge::ground(ws, caches.models, caches.knowledge, &request, kb)? {
+        Some(kb) => match knowledge::ground(ws, caches.knowledge, &model, &request, kb)? {
             Grounding::NotCovered(summary) => (None, Some(summary)),
             Grounding::Grounded { request, .. } => (Some(request), None),
         },
     };
     let asked = grounded.as_ref().unwrap_or(&request);
     // The prompt is made once: answered from, and scored against for perplexity.
-    let (model, prompt_ids) = crate::chat::prepare(ws, caches.models, asked)?;
+    let prompt_ids = crate::chat::prompt_ids(ws, &model, asked)?;
     let summary = match summary {
         Some(summary) => summary,
         None => crate::chat::answer_prepared(&model, &prompt_ids, asked, cancel, &mut |_| {})?,

@@ -115,7 +115,7 @@ pub(super) fn judge(
             params: super::decoding(0.0, config.seed, 8),
             device: config.device.parse().ok(),
         };
-        let reply = crate::chat::chat(ws, caches.models, &request, cancel, &mut |_| {})?;
+        let reply = crate::chat::chat(ws, caches, &request, cancel, &mut |_| {})?;
         if reply.stop_reason == StopReason::Cancelled {
             finished = false;
             break;

@@ -18,7 +18,7 @@ pub use check::{CheckItem, CheckKind, ExportCheck};
 
 use crate::error::{ApiError, Result};
 use crate::jobs::{JobKind, JobLock};
-use crate::train::Method;
+use crate::train::{Artifact, ArtifactKind, Method};
 use crate::workspace::{folder_safe, json_bytes, read_json, write_atomic, Workspace};
 
 /// The form an export takes.
@@ -138,8 +138,8 @@ pub enum ExportStage {
 /// The source resolved: what to load, and what may be done with it.
 struct Resolved {
     source: ExportSource,
-    /// The run's result folder (PEFT adapter or model folder), for runs.
-    artifact: Option<PathBuf>,
+    /// The run's result (PEFT adapter or model folder), for runs.
+    artifact: Option<Artifact>,
     /// A short name for files and folders.
     label: String,
 }
@@ -156,7 +156,7 @@ fn resolve(ws: &Workspace, source: &str) -> Result<Resolved> {
                 format!("run `{source}` is still training; export it when it has finished"),
             ));
         }
-        let artifact = crate::train::resolve_adapter(ws, &dir.display().to_string()).map_err(|_| {
+        let artifact = Artifact::find(&dir)?.ok_or_else(|| {
             ApiError::not_found(format!(
                 "run `{source}` has no result yet ({}/artifact is missing): resume it to the end, or export its base model",
                 dir.display()
@@ -192,14 +192,14 @@ fn resolve(ws: &Workspace, source: &str) -> Result<Resolved> {
     })
 }
 
-/// The forms a run of `method` can be exported in (a model on its own with `None`): a soft
-/// prompt only as PEFT; LoRA and QLoRA in all three; runs that train every weight as a model.
-pub fn formats_for(method: Option<Method>) -> Vec<ExportFormat> {
+/// The forms a result of `kind` can be exported in (a model on its own with `None`): a soft
+/// prompt only as PEFT; LoRA and QLoRA adapters in all three; a trained model as a model.
+pub fn formats_for(kind: Option<ArtifactKind>) -> Vec<ExportFormat> {
     use ExportFormat::*;
-    match method {
-        Some(Method::SoftPrompt) => vec![Peft],
-        Some(Method::Lora | Method::Qlora) => vec![Gguf, Merged, Peft],
-        Some(Method::Full | Method::Pretrain) => vec![Gguf, Merged],
+    match kind {
+        Some(ArtifactKind::SoftPrompt) => vec![Peft],
+        Some(ArtifactKind::LoraAdapter) => vec![Gguf, Merged, Peft],
+        Some(ArtifactKind::Model) => vec![Gguf, Merged],
         None => vec![Gguf],
     }
 }
@@ -207,6 +207,7 @@ pub fn formats_for(method: Option<Method>) -> Vec<ExportFormat> {
 /// Refuses what a format cannot carry, with what to do instead.
 fn check_format(resolved: &Resolved, request: &ExportRequest) -> Result<Option<GgufQuant>> {
     let method = resolved.source.method;
+    let kind = resolved.artifact.as_ref().map(|a| a.kind);
     let quant = match (&request.quant, request.format) {
         (Some(q), ExportFormat::Gguf) => Some(GgufQuant::parse(q).ok_or_else(|| {
             let known: Vec<&str> = GgufQuant::ALL.iter().map(|q| q.as_str()).collect();
@@ -226,9 +227,9 @@ fn check_format(resolved: &Resolved, request: &ExportRequest) -> Result<Option<G
             "an Ollama Modelfile goes with a GGUF file: export with --format gguf --ollama",
         ));
     }
-    if !formats_for(method).contains(&request.format) {
+    if !formats_for(kind).contains(&request.format) {
         return Err(ApiError::invalid(match (request.format, method) {
-            (_, Some(Method::SoftPrompt)) => "a soft prompt cannot be merged into weights: its virtual tokens go in front of every prompt, which a GGUF file or a model folder cannot carry. Export it with --format peft (PEFT prompt tuning, which transformers + PEFT load)".to_string(),
+            (_, Some(m)) if m.recipe().artifact() == ArtifactKind::SoftPrompt => "a soft prompt cannot be merged into weights: its virtual tokens go in front of every prompt, which a GGUF file or a model folder cannot carry. Export it with --format peft (PEFT prompt tuning, which transformers + PEFT load)".to_string(),
             (ExportFormat::Peft, Some(m)) => format!(
                 "a {} run trains every weight, so there is no adapter to export: use --format merged or --format gguf",
                 m.as_str()
@@ -374,7 +375,7 @@ fn load_source(ws: &Workspace, resolved: &Resolved) -> Result<LoadedModel> {
     crate::chat::load_model(
         ws,
         &resolved.source.model,
-        resolved.artifact.as_deref(),
+        resolved.artifact.as_ref(),
         &Device::Cpu,
     )
 }
@@ -412,7 +413,7 @@ fn write_and_check(
         ExportFormat::Peft => {
             let artifact = resolved.artifact.as_ref().expect("a PEFT export has a run");
             for name in ["adapter_config.json", "adapter_model.safetensors"] {
-                let from = artifact.join(name);
+                let from = artifact.dir.join(name);
                 std::fs::copy(&from, staging.join(name)).map_err(|e| ApiError::io(&from, e))?;
             }
         }
@@ -562,9 +563,12 @@ mod tests {
     #[test]
     fn each_method_exports_in_the_forms_its_result_has() {
         use ExportFormat::*;
-        assert_eq!(formats_for(Some(Method::SoftPrompt)), vec![Peft]);
-        assert_eq!(formats_for(Some(Method::Qlora)), vec![Gguf, Merged, Peft]);
-        assert_eq!(formats_for(Some(Method::Full)), vec![Gguf, Merged]);
+        assert_eq!(formats_for(Some(ArtifactKind::SoftPrompt)), vec![Peft]);
+        assert_eq!(
+            formats_for(Some(ArtifactKind::LoraAdapter)),
+            vec![Gguf, Merged, Peft]
+        );
+        assert_eq!(formats_for(Some(ArtifactKind::Model)), vec![Gguf, Merged]);
         assert_eq!(formats_for(None), vec![Gguf]);
     }
 }

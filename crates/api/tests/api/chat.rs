@@ -35,7 +35,7 @@ fn chat_streams_events_that_add_up_to_the_answer() {
     };
     let summary = chat::chat(
         &ws,
-        &cache,
+        &crate::caches(&cache),
         &request("What is the capital of France?", params),
         &AtomicBool::new(false),
         &mut |e| events.push(e),
@@ -71,7 +71,7 @@ fn cancel_stops_the_answer_and_bad_requests_are_named() {
     };
     let summary = chat::chat(
         &ws,
-        &cache,
+        &crate::caches(&cache),
         &request("Count from one to one hundred.", params.clone()),
         &cancel,
         &mut |_| {},
@@ -90,19 +90,32 @@ fn cancel_stops_the_answer_and_bad_requests_are_named() {
             ..params.clone()
         },
     );
-    let err = chat::chat(&ws, &cache, &bad, &AtomicBool::new(false), &mut |_| {}).unwrap_err();
+    let err = chat::chat(
+        &ws,
+        &crate::caches(&cache),
+        &bad,
+        &AtomicBool::new(false),
+        &mut |_| {},
+    )
+    .unwrap_err();
     assert_eq!(err.code, "invalid_input");
     assert!(err.message.contains("top_p"), "{}", err.message);
     bad.messages.clear();
     assert_eq!(
-        chat::chat(&ws, &cache, &bad, &AtomicBool::new(false), &mut |_| {})
-            .unwrap_err()
-            .code,
+        chat::chat(
+            &ws,
+            &crate::caches(&cache),
+            &bad,
+            &AtomicBool::new(false),
+            &mut |_| {}
+        )
+        .unwrap_err()
+        .code,
         "invalid_input"
     );
     let err = chat::chat(
         &ws,
-        &cache,
+        &crate::caches(&cache),
         &ChatRequest {
             template: None,
             kb: None,

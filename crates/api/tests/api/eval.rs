@@ -235,6 +235,7 @@ fn a_knowledge_base_is_scored_on_retrieval_and_what_its_passages_add() {
             docs.join("shipping.txt"),
             docs.join("warranty.html"),
         ],
+        &std::sync::atomic::AtomicBool::new(false),
         &mut |_| {},
     )
     .unwrap();

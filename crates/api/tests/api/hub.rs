@@ -6,6 +6,7 @@ use std::io::Read;
 use std::sync::Arc;
 
 use tunelab_api::hub::{self, Hub};
+use tunelab_api::jobs::JobKind;
 
 use crate::loopback::{self, RequestLog};
 use crate::{default_gguf, temp_workspace};
@@ -133,6 +134,47 @@ fn a_stopped_pull_keeps_its_bytes_and_the_next_one_resumes() {
     };
     let err = hub::pull_request(&ws, &hub, &bad, &mut |_| {}).unwrap_err();
     assert!(err.message.contains("owner/name"), "{}", err.message);
+}
+
+#[test]
+fn a_second_pull_into_the_same_folder_is_refused_while_the_first_downloads() {
+    let original = std::fs::read(default_gguf()).unwrap();
+    let (endpoint, _) = serve(original);
+    let (_dir, ws) = temp_workspace();
+    let hub = Hub::new(&endpoint, None);
+    let mut checked = false;
+    let entry = hub::pull(&ws, &hub, REPO, "main", None, Some("tiny"), &mut |p| {
+        if checked || p.downloaded_bytes < 1 << 20 {
+            return;
+        }
+        checked = true;
+        // The download is a job of the workspace, listed for every process...
+        let listed = tunelab_api::jobs::list(&ws);
+        assert!(
+            listed
+                .iter()
+                .any(|j| j.kind == JobKind::Download && j.target == REPO),
+            "{listed:?}"
+        );
+        // ...and a second writer of its staging folder is refused, naming it.
+        let err = hub::pull(&ws, &hub, REPO, "main", None, Some("tiny"), &mut |_| {}).unwrap_err();
+        assert_eq!(err.code, "busy");
+        assert!(
+            err.message.contains(REPO) && err.message.contains("download"),
+            "{}",
+            err.message
+        );
+    })
+    .unwrap();
+    assert!(
+        checked,
+        "the second pull was tried while the first downloaded"
+    );
+    assert_eq!(entry.name, "tiny");
+    assert!(
+        tunelab_api::jobs::list(&ws).is_empty(),
+        "the lock went with the finished download"
+    );
 }
 
 #[test]

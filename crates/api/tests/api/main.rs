@@ -40,6 +40,17 @@ pub fn default_gguf() -> PathBuf {
     path
 }
 
+/// The caches a test answers through: its model cache, and a knowledge cache for requests that
+/// name no knowledge base.
+pub fn caches(models: &tunelab_api::chat::ModelCache) -> tunelab_api::chat::Caches<'_> {
+    static KNOWLEDGE: std::sync::LazyLock<tunelab_api::knowledge::KnowledgeCache> =
+        std::sync::LazyLock::new(Default::default);
+    tunelab_api::chat::Caches {
+        models,
+        knowledge: &KNOWLEDGE,
+    }
+}
+
 /// A fresh workspace in a temporary folder (kept alive by the returned guard).
 pub fn temp_workspace() -> (tempfile::TempDir, Workspace) {
     tunelab_api::configure_process(None);

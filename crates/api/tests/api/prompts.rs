@@ -140,7 +140,14 @@ fn chat_with_a_saved_template_sends_the_framed_conversation() {
             ..Default::default()
         },
     };
-    let summary = chat::chat(&ws, &cache, &request, &AtomicBool::new(false), &mut |_| {}).unwrap();
+    let summary = chat::chat(
+        &ws,
+        &crate::caches(&cache),
+        &request,
+        &AtomicBool::new(false),
+        &mut |_| {},
+    )
+    .unwrap();
     // The prompt is the template with the message as {{input}}, token for token.
     let mut filled = support();
     filled.variables[1].value = question.into();
@@ -149,7 +156,7 @@ fn chat_with_a_saved_template_sends_the_framed_conversation() {
 
     let plain = chat::chat(
         &ws,
-        &cache,
+        &crate::caches(&cache),
         &ChatRequest {
             template: None,
             ..request.clone()
@@ -162,7 +169,7 @@ fn chat_with_a_saved_template_sends_the_framed_conversation() {
 
     let err = chat::chat(
         &ws,
-        &cache,
+        &crate::caches(&cache),
         &ChatRequest {
             template: Some(TemplateRef {
                 name: "nope".into(),

@@ -54,7 +54,14 @@ fn ask_run(
         },
     };
     let cache = ModelCache::default();
-    chat::chat(ws, &cache, &request, &AtomicBool::new(false), &mut |_| {}).unwrap()
+    chat::chat(
+        ws,
+        &crate::caches(&cache),
+        &request,
+        &AtomicBool::new(false),
+        &mut |_| {},
+    )
+    .unwrap()
 }
 
 fn sample_data() -> std::path::PathBuf {
@@ -117,7 +124,7 @@ fn a_qlora_run_leaves_a_self_describing_folder_and_an_adapter_chat_can_use() {
     config.train.lr *= 2.0;
     let err = train::run(&ws, &config, &run_dir, &mut count, &AtomicBool::new(false)).unwrap_err();
     assert_eq!(err.code, "invalid_input");
-    assert!(train::resolve_adapter(&ws, "no-such-run").is_err());
+    assert!(train::resolve_artifact(&ws, "no-such-run").is_err());
 }
 
 #[test]
@@ -319,9 +326,15 @@ fn json_answers(
                     ..Default::default()
                 },
             };
-            let text = chat::chat(ws, &cache, &request, &AtomicBool::new(false), &mut |_| {})
-                .unwrap()
-                .text;
+            let text = chat::chat(
+                ws,
+                &crate::caches(&cache),
+                &request,
+                &AtomicBool::new(false),
+                &mut |_| {},
+            )
+            .unwrap()
+            .text;
             serde_json::from_str::<serde_json::Value>(text.trim()).is_ok_and(|v| {
                 ["intent", "items", "name", "address", "time"]
                     .iter()

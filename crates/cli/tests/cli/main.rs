@@ -4,6 +4,7 @@ mod compare;
 mod cpu;
 mod export;
 mod plan;
+mod train;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};

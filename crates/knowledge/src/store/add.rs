@@ -4,6 +4,7 @@
 
 use std::collections::HashMap;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -103,6 +104,23 @@ impl KnowledgeStore {
         paths: &[PathBuf],
         progress: &mut dyn FnMut(AddProgress),
     ) -> Result<AddReport> {
+        self.add_cancellable(name, embedder, paths, &AtomicBool::new(false), progress)
+    }
+
+    /// [`add`](Self::add), stopped when `cancel` is set: between files while reading, between
+    /// groups while embedding, after each write. A stopped add, or one that fails part-way,
+    /// leaves the knowledge base as it was before it (its table restored to the version the
+    /// add started from, so no file is left with part of its chunks) and returns
+    /// [`KnowledgeError::Cancelled`] or the error.
+    pub fn add_cancellable(
+        &self,
+        name: &str,
+        embedder: &Embedder,
+        paths: &[PathBuf],
+        cancel: &AtomicBool,
+        progress: &mut dyn FnMut(AddProgress),
+    ) -> Result<AddReport> {
+        let stopped = || cancel.load(Ordering::Relaxed);
         let started = Instant::now();
         let info = self.settings(name)?;
         self.check_embedder(name, &info, embedder)?;
@@ -121,6 +139,9 @@ impl KnowledgeStore {
         let mut replaced_sources: Vec<(String, String)> = Vec::new();
         let count = |text: &str| embedder.count_tokens(text);
         for (i, file) in files.iter().enumerate() {
+            if stopped() {
+                return Err(KnowledgeError::Cancelled(name.to_string()));
+            }
             progress(AddProgress::Reading {
                 done: i,
                 total: files.len(),
@@ -171,24 +192,45 @@ impl KnowledgeStore {
 
         let added_unix = now_unix();
         let total = pending.len();
+        let before = self
+            .runtime
+            .block_on(table.version())
+            .map_err(|e| self.store_error(name, e))?;
+        let mut written = false;
         let mut embedding = std::time::Duration::ZERO;
-        for (w, group) in pending.chunks(WRITE_GROUP).enumerate() {
-            let mut vectors = Vec::with_capacity(group.len());
-            for (e, part) in group.chunks(EMBED_GROUP).enumerate() {
-                let texts: Vec<String> = part.iter().map(|p| p.embed_text()).collect();
-                let refs: Vec<&str> = texts.iter().map(|t| t.as_str()).collect();
-                let started = Instant::now();
-                vectors.extend(embedder.embed(&refs)?);
-                embedding += started.elapsed();
-                progress(AddProgress::Embedding {
-                    done: (w * WRITE_GROUP + e * EMBED_GROUP + part.len()).min(total),
-                    total,
-                });
+        let written_all = (|| -> Result<()> {
+            for (w, group) in pending.chunks(WRITE_GROUP).enumerate() {
+                let mut vectors = Vec::with_capacity(group.len());
+                for (e, part) in group.chunks(EMBED_GROUP).enumerate() {
+                    if stopped() {
+                        return Err(KnowledgeError::Cancelled(name.to_string()));
+                    }
+                    let texts: Vec<String> = part.iter().map(|p| p.embed_text()).collect();
+                    let refs: Vec<&str> = texts.iter().map(|t| t.as_str()).collect();
+                    let started = Instant::now();
+                    vectors.extend(embedder.embed(&refs)?);
+                    embedding += started.elapsed();
+                    progress(AddProgress::Embedding {
+                        done: (w * WRITE_GROUP + e * EMBED_GROUP + part.len()).min(total),
+                        total,
+                    });
+                }
+                let batch = self.rows(group, &vectors, info.dimension, added_unix)?;
+                written = true;
+                self.runtime
+                    .block_on(table.add(batch).execute())
+                    .map_err(|e| self.store_error(name, e))?;
+                if stopped() {
+                    return Err(KnowledgeError::Cancelled(name.to_string()));
+                }
             }
-            let batch = self.rows(group, &vectors, info.dimension, added_unix)?;
-            self.runtime
-                .block_on(table.add(batch).execute())
-                .map_err(|e| self.store_error(name, e))?;
+            Ok(())
+        })();
+        if let Err(err) = written_all {
+            if written {
+                self.restore_version(&table, name, before)?;
+            }
+            return Err(err);
         }
         report.embed_seconds = embedding.as_secs_f64();
         report.chunks_added = total;
@@ -215,6 +257,16 @@ impl KnowledgeStore {
         }
         report.seconds = started.elapsed().as_secs_f64();
         Ok(report)
+    }
+
+    /// Puts the table back to `version`: what an add wrote after it is no longer seen.
+    fn restore_version(&self, table: &Table, name: &str, version: u64) -> Result<()> {
+        self.runtime
+            .block_on(async {
+                table.checkout(version).await?;
+                table.restore().await
+            })
+            .map_err(|e| self.store_error(name, format!("undoing a stopped add: {e}")))
     }
 
     fn rows(

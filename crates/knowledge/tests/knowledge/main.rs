@@ -2,6 +2,8 @@
 //! read, retrieval finds the right document, re-adding is idempotent, changed files replace their
 //! chunks, and bad files are refused without touching what is already there.
 
+mod cancel;
+
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 

@@ -8,7 +8,55 @@ use candle_core::{Tensor, Var};
 use tunelab_engine::layers::Weight;
 use tunelab_engine::{LoadedModel, Transformer};
 
+use crate::plan::BaseWeights;
+use crate::recipe::{ArtifactKind, PlanTerms, RunConfig, StoredBase, TrainingMethod};
 use crate::trainer::TrainError;
+
+/// Full fine-tuning's recipe.
+pub struct Full;
+
+impl TrainingMethod for Full {
+    /// Every weight at once takes small steps.
+    fn default_lr(&self) -> f64 {
+        2e-5
+    }
+
+    fn plan_terms(
+        &self,
+        model: &tunelab_engine::ModelConfig,
+        _config: &RunConfig,
+        _stored: StoredBase,
+    ) -> Result<PlanTerms, TrainError> {
+        Ok(PlanTerms {
+            trainable_parameters: model.parameter_count(),
+            extra_positions: 0,
+            trainable_are_weights: true,
+            base: BaseWeights::Dense,
+        })
+    }
+
+    fn attach(
+        &self,
+        model: &mut LoadedModel,
+        _config: &RunConfig,
+    ) -> Result<Vec<(String, Var)>, TrainError> {
+        attach(&mut model.transformer)
+    }
+
+    fn save(
+        &self,
+        dir: &Path,
+        model: &LoadedModel,
+        params: &[(String, Var)],
+        _config: &RunConfig,
+    ) -> Result<(), TrainError> {
+        save_hf(dir, model, params)
+    }
+
+    fn artifact(&self) -> ArtifactKind {
+        ArtifactKind::Model
+    }
+}
 
 fn trainable(name: &str, tensor: &Tensor) -> Result<(Var, Tensor), TrainError> {
     let var = Var::from_tensor(&tensor.to_dtype(candle_core::DType::F32)?)?;

@@ -10,6 +10,10 @@ use serde::{Deserialize, Serialize};
 use tunelab_engine::layers::{Linear, LoraAdapter, Weight};
 use tunelab_engine::Transformer;
 
+use crate::plan::{lora_parameters, nf4_bytes, BaseWeights};
+use crate::recipe::{
+    limits, require, ArtifactKind, Method, PlanTerms, RunConfig, StoredBase, TrainingMethod,
+};
 use crate::trainer::TrainError;
 
 /// The linear layers of a Llama block, by their Hugging Face (and PEFT) names.
@@ -82,6 +86,103 @@ impl LoraConfig {
             ));
         }
         Ok(out)
+    }
+}
+
+/// LoRA's recipe; `quantized` is QLoRA, the same adapters over a base kept in 4 bits.
+pub struct Lora {
+    pub quantized: bool,
+}
+
+impl TrainingMethod for Lora {
+    /// Adapters take large steps.
+    fn default_lr(&self) -> f64 {
+        2e-4
+    }
+
+    fn precision(&self, device: &tunelab_engine::Device) -> tunelab_engine::Precision {
+        match self.quantized {
+            true => tunelab_engine::Precision::Nf4,
+            false => tunelab_engine::Precision::half_for(device),
+        }
+    }
+
+    fn check(&self, config: &RunConfig) -> Result<(), TrainError> {
+        let l = &config.lora;
+        let (lo, hi) = limits::RANK;
+        require((lo..=hi).contains(&l.rank), || {
+            format!(
+                "LoRA rank (`lora.rank`) {} is out of range: use {lo} to {hi} (16 is the default)",
+                l.rank
+            )
+        })?;
+        require(l.alpha > 0.0 && l.alpha <= limits::ALPHA_MAX, || {
+            format!(
+                "LoRA alpha (`lora.alpha`) {} is out of range: use a positive number up to {}, usually twice the rank",
+                l.alpha,
+                limits::ALPHA_MAX
+            )
+        })?;
+        require((0.0..1.0).contains(&l.dropout), || {
+            format!(
+                "LoRA dropout (`lora.dropout`) {} is out of range: use 0 up to (not including) 1",
+                l.dropout
+            )
+        })?;
+        l.target_modules().map(|_| ())
+    }
+
+    fn plan_terms(
+        &self,
+        model: &tunelab_engine::ModelConfig,
+        config: &RunConfig,
+        stored: StoredBase,
+    ) -> Result<PlanTerms, TrainError> {
+        let targets = config.lora.target_modules()?;
+        let base = match (self.quantized, stored.quantized_file) {
+            (false, _) => BaseWeights::Dense,
+            // Over a GGUF's own blocks, the output head stays quantized too.
+            (true, true) => BaseWeights::Stored {
+                bytes: stored.bytes,
+                quantized_head: true,
+            },
+            (true, false) => BaseWeights::Stored {
+                bytes: nf4_bytes(model),
+                quantized_head: false,
+            },
+        };
+        Ok(PlanTerms {
+            trainable_parameters: lora_parameters(model, config.lora.rank, &targets),
+            extra_positions: 0,
+            trainable_are_weights: false,
+            base,
+        })
+    }
+
+    fn attach(
+        &self,
+        model: &mut tunelab_engine::LoadedModel,
+        config: &RunConfig,
+    ) -> Result<Vec<(String, Var)>, TrainError> {
+        attach(&mut model.transformer, &config.lora, config.train.seed)
+    }
+
+    fn save(
+        &self,
+        dir: &Path,
+        _model: &tunelab_engine::LoadedModel,
+        params: &[(String, Var)],
+        config: &RunConfig,
+    ) -> Result<(), TrainError> {
+        save_peft(dir, params, &config.lora, &config.model)
+    }
+
+    fn artifact(&self) -> ArtifactKind {
+        ArtifactKind::LoraAdapter
+    }
+
+    fn leaner(&self) -> Option<(Method, &'static str)> {
+        (!self.quantized).then_some((Method::Qlora, "the base stays in 4 bits"))
     }
 }
 

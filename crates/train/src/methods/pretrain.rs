@@ -13,7 +13,55 @@ use tokenizers::pre_tokenizers::byte_level::ByteLevel;
 use tokenizers::{AddedToken, Tokenizer};
 use tunelab_engine::{Architecture, ModelConfig};
 
+use crate::methods::full::Full;
+use crate::recipe::{ArtifactKind, PlanTerms, RunConfig, StoredBase, TrainingMethod};
 use crate::trainer::TrainError;
+
+/// Pretraining's recipe: every weight trained, as in full fine-tuning, of a new model (or of
+/// the run's model, continued).
+pub struct Pretrain;
+
+impl TrainingMethod for Pretrain {
+    /// A model learning language from its start takes larger steps than a tuned one.
+    fn default_lr(&self) -> f64 {
+        1e-3
+    }
+
+    fn check(&self, config: &RunConfig) -> Result<(), TrainError> {
+        crate::recipe::check_pretrain(config)
+    }
+
+    fn plan_terms(
+        &self,
+        model: &ModelConfig,
+        config: &RunConfig,
+        stored: StoredBase,
+    ) -> Result<PlanTerms, TrainError> {
+        Full.plan_terms(model, config, stored)
+    }
+
+    fn attach(
+        &self,
+        model: &mut tunelab_engine::LoadedModel,
+        config: &RunConfig,
+    ) -> Result<Vec<(String, candle_core::Var)>, TrainError> {
+        Full.attach(model, config)
+    }
+
+    fn save(
+        &self,
+        dir: &Path,
+        model: &tunelab_engine::LoadedModel,
+        params: &[(String, candle_core::Var)],
+        config: &RunConfig,
+    ) -> Result<(), TrainError> {
+        Full.save(dir, model, params, config)
+    }
+
+    fn artifact(&self) -> ArtifactKind {
+        ArtifactKind::Model
+    }
+}
 
 /// Marks the end of a document; the first token of every trained vocabulary.
 pub const END_OF_TEXT: &str = "<|endoftext|>";

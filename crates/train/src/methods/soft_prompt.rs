@@ -9,6 +9,10 @@ use candle_core::{DType, Tensor, Var};
 use serde::{Deserialize, Serialize};
 use tunelab_engine::{TextTokenizer, Transformer};
 
+use crate::plan::BaseWeights;
+use crate::recipe::{
+    limits, require, ArtifactKind, PlanTerms, RunConfig, StoredBase, TrainingMethod,
+};
 use crate::trainer::TrainError;
 
 /// The key PEFT stores the virtual token embeddings under.
@@ -30,6 +34,85 @@ impl Default for SoftPromptConfig {
             num_virtual_tokens: 20,
             init_text: None,
         }
+    }
+}
+
+/// The soft prompt's recipe.
+pub struct SoftPrompt;
+
+impl TrainingMethod for SoftPrompt {
+    /// A few embeddings, trained alone, take the largest steps.
+    fn default_lr(&self) -> f64 {
+        3e-2
+    }
+
+    fn check(&self, config: &RunConfig) -> Result<(), TrainError> {
+        let s = &config.soft_prompt;
+        let (lo, hi) = limits::VIRTUAL_TOKENS;
+        require((lo..=hi).contains(&s.num_virtual_tokens), || {
+            format!(
+                "virtual tokens (`soft_prompt.num_virtual_tokens`) {} is out of range: use {lo} to {hi} (20 is the default)",
+                s.num_virtual_tokens
+            )
+        })?;
+        require(
+            s.init_text.as_deref().is_none_or(|t| !t.trim().is_empty()),
+            || {
+                "start text (`soft_prompt.init_text`) is empty: give some text, or leave it out to start from random vocabulary rows".into()
+            },
+        )
+    }
+
+    fn plan_terms(
+        &self,
+        model: &tunelab_engine::ModelConfig,
+        config: &RunConfig,
+        _stored: StoredBase,
+    ) -> Result<PlanTerms, TrainError> {
+        let n = config.soft_prompt.num_virtual_tokens;
+        Ok(PlanTerms {
+            trainable_parameters: (n * model.hidden_size) as u64,
+            // The virtual tokens run through every layer with the real ones.
+            extra_positions: n,
+            trainable_are_weights: false,
+            base: BaseWeights::Dense,
+        })
+    }
+
+    fn attach(
+        &self,
+        model: &mut tunelab_engine::LoadedModel,
+        config: &RunConfig,
+    ) -> Result<Vec<(String, Var)>, TrainError> {
+        attach(
+            &mut model.transformer,
+            &model.tokenizer,
+            &config.soft_prompt,
+            config.train.seed,
+        )
+    }
+
+    fn save(
+        &self,
+        dir: &Path,
+        model: &tunelab_engine::LoadedModel,
+        params: &[(String, Var)],
+        config: &RunConfig,
+    ) -> Result<(), TrainError> {
+        let (_, embeddings) = params
+            .first()
+            .ok_or_else(|| TrainError::Config("the soft prompt has no parameters".into()))?;
+        save_peft(
+            dir,
+            embeddings,
+            &config.soft_prompt,
+            &model.transformer.config,
+            &config.model,
+        )
+    }
+
+    fn artifact(&self) -> ArtifactKind {
+        ArtifactKind::SoftPrompt
     }
 }
 

@@ -39,9 +39,19 @@ fn io(path: &Path) -> impl Fn(std::io::Error) -> TrainError + '_ {
     move |e| TrainError::Io(path.to_path_buf(), e)
 }
 
-/// Writes `bytes` through a temporary file and a rename.
+/// Writes `bytes` to `path` (creating its folder) through a temporary file beside it, synced,
+/// and a rename: readers never see a half-written file, and a crash leaves the old version in
+/// place. Every file Tunelab writes whole goes through here.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), TrainError> {
-    let tmp = path.with_extension("tmp");
+    let dir = path.parent().unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir).map_err(io(dir))?;
+    // The process id keeps two writers of one file (each refused later by its lock, or the
+    // app and the command line saving settings) from sharing a temporary file.
+    let tmp = dir.join(format!(
+        ".{}.tmp-{}",
+        path.file_name().and_then(|n| n.to_str()).unwrap_or("file"),
+        std::process::id()
+    ));
     let mut f = std::fs::File::create(&tmp).map_err(io(&tmp))?;
     f.write_all(bytes)
         .and_then(|_| f.sync_all())
