@@ -7,7 +7,6 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 use ts_rs::TS;
-use tunelab_engine::Var;
 use tunelab_train::data::{
     read_dataset, split_train_validation, tokenize_dataset, ReadOptions, RenderOptions,
 };
@@ -23,14 +22,6 @@ use crate::error::{ApiError, Result};
 use crate::jobs::{self, JobKind, JobLock};
 use crate::models;
 use crate::workspace::Workspace;
-
-/// Attaches the trainable parameters `config.method` trains to `model`.
-pub fn attach_trainable(
-    model: &mut tunelab_engine::LoadedModel,
-    config: &RunConfig,
-) -> Result<Vec<(String, Var)>> {
-    Ok(config.method.recipe().attach(model, config)?)
-}
 
 /// Where a run stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, TS)]
@@ -385,7 +376,7 @@ fn train_in(
         )));
     }
     let split = split_train_validation(examples, config.val_fraction, config.train.seed)?;
-    let params = attach_trainable(&mut model, config)?;
+    let params = config.method.recipe().attach(&mut model, config)?;
     let trainable: u64 = params.iter().map(|(_, v)| v.elem_count() as u64).sum();
     let pad_id = model.eos_ids.first().copied().unwrap_or(0);
     // On a GPU, what the run costs it: read twice a second while it trains.

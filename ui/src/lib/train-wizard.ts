@@ -1,5 +1,5 @@
 // The training wizard's choices, their defaults and the request they become. The defaults,
-// method names and allowed ranges come from Rust (crates/train/src/recipe.rs, written into
+// method names and allowed ranges come from Rust (crates/train/src/recipe/defaults.rs, written into
 // bindings/train-defaults.json), where every run's settings are checked: the wizard offers what
 // the command line starts from, and a value out of range gets the same refusal from both.
 import type { Method } from '../bindings/Method';

@@ -108,7 +108,7 @@ pub fn train(ws: &Workspace, request: &TrainBenchRequest) -> Result<TrainBench> 
         let model = tunelab_engine::load(&path, method.precision(&device), &device)?;
         (model, model_name.to_string())
     };
-    let params = crate::train::attach_trainable(&mut model, &config)?;
+    let params = config.method.recipe().attach(&mut model, &config)?;
     let vocab = model.transformer.config.vocab_size as u64;
     let mut state = 0x853C_49E6_748F_EA9Bu64;
     let examples: Vec<TokenizedExample> = (0..batch)

@@ -14,7 +14,9 @@ use tokenizers::{AddedToken, Tokenizer};
 use tunelab_engine::{Architecture, ModelConfig};
 
 use crate::methods::full::Full;
-use crate::recipe::{ArtifactKind, PlanTerms, RunConfig, StoredBase, TrainingMethod};
+use crate::recipe::{
+    limits, require, ArtifactKind, PlanTerms, RunConfig, StoredBase, TrainingMethod,
+};
 use crate::trainer::TrainError;
 
 /// Pretraining's recipe: every weight trained, as in full fine-tuning, of a new model (or of
@@ -27,8 +29,24 @@ impl TrainingMethod for Pretrain {
         1e-3
     }
 
+    /// A new model's vocabulary and context; continued pretraining has nothing of its own.
     fn check(&self, config: &RunConfig) -> Result<(), TrainError> {
-        crate::recipe::check_pretrain(config)
+        let p = &config.pretrain;
+        if !p.from_scratch {
+            return Ok(());
+        }
+        let (lo, hi) = limits::VOCAB_SIZE;
+        let vocab = p.vocab_size();
+        require((lo..=hi).contains(&vocab), || {
+            format!("vocabulary (`pretrain.vocab_size`) {vocab} is out of range: use {lo} to {hi}")
+        })?;
+        require(config.seq_len <= p.context_length, || {
+            format!(
+                "sequence length (`seq_len`) {} is longer than the new model's context (`pretrain.context_length`) {}",
+                config.seq_len, p.context_length
+            )
+        })?;
+        p.model_config(vocab, &[0]).map(|_| ())
     }
 
     fn plan_terms(

@@ -9,15 +9,21 @@ use std::path::{Path, PathBuf};
 use candle_core::Var;
 use serde::{Deserialize, Serialize};
 use ts_rs::TS;
-use tunelab_engine::{Device, DeviceChoice, LoadedModel, ModelConfig, Precision, Transformer};
+use tunelab_engine::{Device, DeviceChoice, LoadedModel, ModelConfig, Precision};
 
 use crate::data::{DatasetFormat, TrainOn};
 use crate::methods::lora::LoraConfig;
-use crate::methods::pretrain::{Preset, PretrainConfig};
+use crate::methods::pretrain::PretrainConfig;
 use crate::methods::soft_prompt::SoftPromptConfig;
 use crate::methods::{full, lora, pretrain, soft_prompt};
 use crate::plan::BaseWeights;
 use crate::trainer::{TrainError, TrainSettings};
+
+mod artifact;
+mod defaults;
+
+pub use artifact::{Artifact, ArtifactKind};
+pub use defaults::{Limits, MethodDefaults, TrainDefaults, WizardDefaults};
 
 /// The chat model a run starts from when none is named: the default model setup installs.
 pub const DEFAULT_MODEL: &str = "smollm2-135m-instruct";
@@ -190,93 +196,6 @@ pub trait TrainingMethod: Sync {
     }
 }
 
-/// What a trained result is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, TS)]
-#[serde(rename_all = "kebab-case")]
-#[ts(export, export_to = "../../../ui/src/bindings/")]
-pub enum ArtifactKind {
-    /// A PEFT LoRA adapter folder, attached to its base.
-    LoraAdapter,
-    /// A PEFT prompt-tuning folder: virtual tokens put before the base's inputs.
-    SoftPrompt,
-    /// A complete Hugging Face model folder that answers in the base's place.
-    Model,
-}
-
-impl ArtifactKind {
-    /// What it is, in a few words.
-    pub fn describe(self) -> &'static str {
-        match self {
-            ArtifactKind::LoraAdapter => "LoRA adapter (PEFT)",
-            ArtifactKind::SoftPrompt => "soft prompt (PEFT)",
-            ArtifactKind::Model => "model (Hugging Face folder)",
-        }
-    }
-}
-
-/// A trained result on disk: its kind and its folder.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Artifact {
-    pub kind: ArtifactKind,
-    pub dir: PathBuf,
-}
-
-impl Artifact {
-    /// What `dir` holds: a PEFT adapter (by its `peft_type`), a model folder (config.json with
-    /// model.safetensors), or nothing Tunelab reads (`None`). An adapter of a kind Tunelab does
-    /// not compute is an error naming it.
-    pub fn read(dir: &Path) -> Result<Option<Artifact>, TrainError> {
-        let kind = if dir.join("adapter_config.json").is_file() {
-            match crate::methods::peft_type(dir)?.as_str() {
-                "LORA" => ArtifactKind::LoraAdapter,
-                "PROMPT_TUNING" => ArtifactKind::SoftPrompt,
-                other => {
-                    return Err(TrainError::Config(format!(
-                        "{}: peft_type {other} is not supported; Tunelab reads LORA and PROMPT_TUNING adapters",
-                        dir.join("adapter_config.json").display()
-                    )))
-                }
-            }
-        } else if dir.join("config.json").is_file() && dir.join("model.safetensors").is_file() {
-            ArtifactKind::Model
-        } else {
-            return Ok(None);
-        };
-        Ok(Some(Artifact {
-            kind,
-            dir: dir.to_path_buf(),
-        }))
-    }
-
-    /// The result in a run folder (its `artifact/`), or `dir` itself when it is one.
-    pub fn find(dir: &Path) -> Result<Option<Artifact>, TrainError> {
-        match Artifact::read(&dir.join("artifact"))? {
-            Some(artifact) => Ok(Some(artifact)),
-            None => Artifact::read(dir),
-        }
-    }
-
-    /// The model folder to load instead of the base, for a result that replaces it.
-    pub fn replaces_base(&self) -> Option<&Path> {
-        (self.kind == ArtifactKind::Model).then_some(self.dir.as_path())
-    }
-
-    /// Puts an adapter or soft prompt onto `model`, its base; a model folder attaches nothing
-    /// (it is loaded in the base's place).
-    pub fn attach(&self, model: &mut Transformer) -> Result<(), TrainError> {
-        match self.kind {
-            ArtifactKind::LoraAdapter => {
-                lora::load_peft(&self.dir, model)?;
-            }
-            ArtifactKind::SoftPrompt => {
-                soft_prompt::load_peft(&self.dir, model)?;
-            }
-            ArtifactKind::Model => {}
-        }
-        Ok(())
-    }
-}
-
 /// Everything a run needs; saved, with every default filled in, as the run's config.json.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
@@ -413,107 +332,6 @@ impl RunConfig {
     }
 }
 
-/// What the app's training wizard starts from: the defaults of every method, a short first run,
-/// and the ranges its inputs allow. Written from Rust into `ui/src/bindings/train-defaults.json`
-/// (by this crate's tests), so the app and the command line share one source.
-#[derive(Debug, Clone, Serialize)]
-pub struct TrainDefaults {
-    /// A first look: few steps on short sequences, minutes on a CPU.
-    pub wizard: WizardDefaults,
-    pub methods: Vec<MethodDefaults>,
-    pub limits: Limits,
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct WizardDefaults {
-    pub max_steps: u64,
-    pub batch_size: usize,
-    pub seq_len: usize,
-}
-
-/// One method's defaults; settings it does not have are left out.
-#[derive(Debug, Clone, Serialize)]
-pub struct MethodDefaults {
-    pub method: Method,
-    pub label: &'static str,
-    pub lr: f64,
-    /// The learning rate as the app shows it (2e-4).
-    pub lr_text: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub rank: Option<usize>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub alpha: Option<f64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub virtual_tokens: Option<usize>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub preset: Option<Preset>,
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct Limits {
-    pub rank: (usize, usize),
-    pub alpha_max: f64,
-    pub virtual_tokens: (usize, usize),
-    pub seq_len: (usize, usize),
-}
-
-impl TrainDefaults {
-    pub fn get() -> TrainDefaults {
-        let methods = Method::ALL
-            .into_iter()
-            .map(|method| {
-                let c = RunConfig::for_method(method);
-                let adapters = matches!(method, Method::Lora | Method::Qlora);
-                MethodDefaults {
-                    method,
-                    label: method.label(),
-                    lr: c.train.lr,
-                    lr_text: short(c.train.lr),
-                    rank: adapters.then_some(c.lora.rank),
-                    alpha: adapters.then_some(c.lora.alpha),
-                    virtual_tokens: (method == Method::SoftPrompt)
-                        .then_some(c.soft_prompt.num_virtual_tokens),
-                    preset: (method == Method::Pretrain).then_some(c.pretrain.preset),
-                }
-            })
-            .collect();
-        TrainDefaults {
-            wizard: WizardDefaults {
-                max_steps: 30,
-                batch_size: TrainSettings::default().batch_size,
-                seq_len: 256,
-            },
-            methods,
-            limits: Limits {
-                rank: limits::RANK,
-                alpha_max: limits::ALPHA_MAX,
-                virtual_tokens: limits::VIRTUAL_TOKENS,
-                seq_len: limits::SEQ_LEN,
-            },
-        }
-    }
-}
-
-/// The pretraining settings' own checks, shared by [`pretrain::Pretrain`].
-pub(crate) fn check_pretrain(config: &RunConfig) -> Result<(), TrainError> {
-    let p = &config.pretrain;
-    if !p.from_scratch {
-        return Ok(());
-    }
-    let (lo, hi) = limits::VOCAB_SIZE;
-    let vocab = p.vocab_size();
-    require((lo..=hi).contains(&vocab), || {
-        format!("vocabulary (`pretrain.vocab_size`) {vocab} is out of range: use {lo} to {hi}")
-    })?;
-    require(config.seq_len <= p.context_length, || {
-        format!(
-            "sequence length (`seq_len`) {} is longer than the new model's context (`pretrain.context_length`) {}",
-            config.seq_len, p.context_length
-        )
-    })?;
-    p.model_config(vocab, &[0]).map(|_| ())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -641,71 +459,5 @@ mod tests {
         assert_eq!(Method::Qlora.recipe().leaner(), None);
         assert_eq!(Method::Qlora.precision(&Device::Cpu), Precision::Nf4);
         assert_eq!(Method::Full.precision(&Device::Cpu), Precision::F32);
-    }
-
-    #[test]
-    fn an_artifact_is_known_by_its_files() {
-        let dir = tempfile::tempdir().unwrap();
-        let root = dir.path();
-        assert_eq!(Artifact::find(root).unwrap(), None);
-        let write = |path: &Path, text: &str| {
-            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-            std::fs::write(path, text).unwrap();
-        };
-        // A model folder...
-        write(&root.join("model/config.json"), "{}");
-        assert_eq!(Artifact::read(&root.join("model")).unwrap(), None);
-        write(&root.join("model/model.safetensors"), "");
-        let model = Artifact::read(&root.join("model")).unwrap().unwrap();
-        assert_eq!(model.kind, ArtifactKind::Model);
-        assert_eq!(model.replaces_base(), Some(root.join("model").as_path()));
-        // ...a run folder with an adapter under artifact/ (its own config.json is the run's)...
-        write(&root.join("run/config.json"), "{}");
-        write(
-            &root.join("run/artifact/adapter_config.json"),
-            r#"{"peft_type": "PROMPT_TUNING"}"#,
-        );
-        let soft = Artifact::find(&root.join("run")).unwrap().unwrap();
-        assert_eq!(soft.kind, ArtifactKind::SoftPrompt);
-        assert_eq!(soft.dir, root.join("run/artifact"));
-        assert_eq!(soft.replaces_base(), None);
-        // ...and an adapter of a kind Tunelab does not compute, refused by name.
-        write(
-            &root.join("ia3/adapter_config.json"),
-            r#"{"peft_type": "IA3"}"#,
-        );
-        let err = Artifact::read(&root.join("ia3")).unwrap_err().to_string();
-        assert!(err.contains("peft_type IA3 is not supported"), "{err}");
-    }
-
-    #[test]
-    fn the_served_defaults_are_the_runs_own() {
-        let d = TrainDefaults::get();
-        assert_eq!(d.methods.len(), Method::ALL.len());
-        for m in &d.methods {
-            let c = RunConfig::for_method(m.method);
-            assert_eq!(m.lr, c.train.lr);
-            assert_eq!(m.lr_text.parse::<f64>().unwrap(), c.train.lr);
-        }
-        assert_eq!(d.methods[0].rank, Some(16));
-        assert_eq!(d.methods[2].virtual_tokens, Some(20));
-        assert_eq!(d.methods[2].lr_text, "3e-2");
-        // The wizard's first run passes the same check as any run.
-        let mut c = RunConfig::for_method(Method::Lora);
-        c.train.max_steps = d.wizard.max_steps;
-        c.seq_len = d.wizard.seq_len;
-        c.validate().unwrap();
-    }
-
-    /// Writes the defaults the app's training wizard reads (like the generated bindings, CI
-    /// fails when the committed file differs).
-    #[test]
-    fn export_train_defaults() {
-        let path =
-            Path::new(env!("CARGO_MANIFEST_DIR")).join("../../ui/src/bindings/train-defaults.json");
-        let json = serde_json::to_string_pretty(&TrainDefaults::get()).unwrap() + "\n";
-        if std::fs::read_to_string(&path).ok().as_deref() != Some(json.as_str()) {
-            std::fs::write(&path, json).unwrap();
-        }
     }
 }
