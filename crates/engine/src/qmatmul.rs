@@ -430,9 +430,11 @@ mod tests {
             .to_scalar::<f32>()
             .unwrap();
         let err = crate::layers::max_abs_diff(&want, &got).unwrap();
-        // 16-bit activations round at 1/65534 of each block's largest value: relative error ~1e-5.
+        // 16-bit activations round at 1/65534 of each block's largest value, about 1e-5 of
+        // each term; over k = 128 random terms the sum's error reached 1.0e-4 of the largest
+        // output in one CI run of unseeded inputs, so the bound leaves room above that.
         assert!(
-            err < 1e-4 * scale,
+            err < 3e-4 * scale,
             "{dtype:?} with {rows} rows differs from the dequantized product by {err} (outputs up to {scale})"
         );
     }
