@@ -169,8 +169,8 @@ pub fn dropout_mask_seeded(x: &Tensor, p: f32, seed: u64) -> Result<Tensor> {
 const DROPOUT_CHUNK: usize = 1 << 14;
 
 /// SplitMix64's finalizer: neighbouring inputs give unrelated outputs, so chunk `i`'s stream
-/// starts far from chunk `i + 1`'s.
-fn splitmix64(x: u64) -> u64 {
+/// starts far from chunk `i + 1`'s (and the trainer's step `n` from step `n + 1`'s).
+pub fn splitmix64(x: u64) -> u64 {
     let mut z = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
     z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
     z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);

@@ -147,7 +147,7 @@ pub enum WeightSource {
 /// The tensors a safetensors file declares (name and shape), read from its header (8-byte
 /// length, then JSON) without reading the data, after checking that the header fits in the file
 /// and every tensor's bytes lie inside it and match its dtype and shape.
-pub(crate) fn safetensors_header(file: &Path) -> Result<Vec<(String, Vec<usize>)>> {
+pub fn safetensors_header(file: &Path) -> Result<Vec<(String, Vec<usize>)>> {
     use std::io::Read;
     let bad = |m: String| EngineError::format(file, "safetensors", m);
     let mut f = std::fs::File::open(file).map_err(|e| EngineError::io(file, e))?;

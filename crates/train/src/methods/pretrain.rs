@@ -333,9 +333,10 @@ pub fn write_initial_model(
     tensors.insert("model.norm.weight".into(), ones(h)?);
     candle_core::safetensors::save(&tensors, dir.join("model.safetensors"))?;
     write_json(dir, "config.json", &config.to_hf_json())?;
-    tokenizer
-        .save(dir.join("tokenizer.json"), false)
+    let tokenizer_json = tokenizer
+        .to_string(false)
         .map_err(|e| TrainError::Config(format!("saving the tokenizer: {e}")))?;
+    crate::trainer::write_atomic(&dir.join("tokenizer.json"), tokenizer_json.as_bytes())?;
     write_json(
         dir,
         "tokenizer_config.json",
@@ -350,9 +351,10 @@ pub fn write_initial_model(
     Ok(())
 }
 
-/// Writes a new model's folder into `dir` ([`write_initial_model`]) and loads it in f32. The
-/// weights file is removed once loaded: the weights live in memory (and later in checkpoints);
-/// the folder keeps what defines the model, its config, tokenizer and chat template.
+/// A new model ([`write_initial_model`]) loaded in f32, its folder kept as `dir`: the config,
+/// tokenizer and chat template that define the model (the weights live in memory, and later in
+/// checkpoints). The model is written to a scratch folder beside `dir`, which becomes `dir` in
+/// one rename the first time; a resumed run finds `dir` there and leaves it as it is.
 pub fn create_model(
     dir: &Path,
     config: &ModelConfig,
@@ -360,18 +362,34 @@ pub fn create_model(
     seed: u64,
     device: &Device,
 ) -> Result<tunelab_engine::LoadedModel, TrainError> {
-    std::fs::create_dir_all(dir).map_err(|e| TrainError::Io(dir.to_path_buf(), e))?;
-    write_initial_model(dir, config, tokenizer, seed)?;
-    let model = tunelab_engine::load(dir, tunelab_engine::Precision::F32, device)?;
-    let weights = dir.join("model.safetensors");
-    std::fs::remove_file(&weights).map_err(|e| TrainError::Io(weights, e))?;
+    let io = |path: &Path| {
+        let path = path.to_path_buf();
+        move |e| TrainError::Io(path, e)
+    };
+    let name = dir.file_name().and_then(|n| n.to_str()).unwrap_or("base");
+    let scratch = dir.with_file_name(format!(".{name}.partial"));
+    if scratch.exists() {
+        std::fs::remove_dir_all(&scratch).map_err(io(&scratch))?;
+    }
+    std::fs::create_dir_all(&scratch).map_err(io(&scratch))?;
+    write_initial_model(&scratch, config, tokenizer, seed)?;
+    let model = tunelab_engine::load(&scratch, tunelab_engine::Precision::F32, device)?;
+    let weights = scratch.join("model.safetensors");
+    std::fs::remove_file(&weights).map_err(io(&weights))?;
+    if dir.exists() {
+        std::fs::remove_dir_all(&scratch).map_err(io(&scratch))?;
+    } else {
+        std::fs::rename(&scratch, dir).map_err(io(dir))?;
+        if let Some(parent) = dir.parent() {
+            crate::trainer::run_dir::sync_dir(parent)?;
+        }
+    }
     Ok(model)
 }
 
 fn write_json(dir: &Path, name: &str, value: &serde_json::Value) -> Result<(), TrainError> {
-    let path = dir.join(name);
     let text = serde_json::to_string_pretty(value).expect("json serializes") + "\n";
-    std::fs::write(&path, text).map_err(|e| TrainError::Io(path, e))
+    crate::trainer::write_atomic(&dir.join(name), text.as_bytes())
 }
 
 #[cfg(test)]
@@ -404,6 +422,53 @@ mod tests {
         let ids = tokenizer.encode("a<|endoftext|>b", false).unwrap();
         assert!(ids.get_ids().contains(&end));
         assert!(train_tokenizer([CORPUS].into_iter(), 100).is_err());
+    }
+
+    #[test]
+    fn a_new_models_folder_is_written_once_and_left_alone_on_resume() {
+        let tokenizer = train_tokenizer([CORPUS; 20].into_iter(), 400).unwrap();
+        let config = PretrainConfig::default()
+            .model_config(tokenizer.get_vocab_size(true), &[0])
+            .unwrap();
+        let run = tempfile::tempdir().unwrap();
+        let base = run.path().join("base");
+        let first = create_model(&base, &config, &tokenizer, 7, &Device::Cpu).unwrap();
+        let files = |dir: &Path| {
+            let mut names: Vec<(String, Vec<u8>)> = std::fs::read_dir(dir)
+                .unwrap()
+                .map(|e| e.unwrap().path())
+                .map(|p| {
+                    let bytes = std::fs::read(&p).unwrap();
+                    (p.file_name().unwrap().to_string_lossy().into_owned(), bytes)
+                })
+                .collect();
+            names.sort();
+            names
+        };
+        let written = files(&base);
+        let names: Vec<&str> = written.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(
+            names,
+            ["config.json", "tokenizer.json", "tokenizer_config.json"]
+        );
+        // A resume builds the model again; the folder stays byte for byte as it was, and no
+        // scratch folder is left beside it.
+        std::fs::write(base.join("tokenizer_config.json"), b"kept").unwrap();
+        let again = create_model(&base, &config, &tokenizer, 7, &Device::Cpu).unwrap();
+        let mut expected = written.clone();
+        expected[2].1 = b"kept".to_vec();
+        assert!(files(&base) == expected, "base/ is not rewritten");
+        let left: Vec<_> = std::fs::read_dir(run.path()).unwrap().collect();
+        assert_eq!(left.len(), 1, "only base/ is in the run folder");
+        let ids = Tensor::new(&[[1u32, 2, 3]], &Device::Cpu).unwrap();
+        let a = first.transformer.hidden_states(&ids).unwrap();
+        let b = again.transformer.hidden_states(&ids).unwrap();
+        let diff = (a - b).unwrap().abs().unwrap().max_all().unwrap();
+        assert_eq!(
+            diff.to_scalar::<f32>().unwrap(),
+            0.0,
+            "the same seed, the same model"
+        );
     }
 
     #[test]

@@ -33,6 +33,9 @@ pub struct TrainSettings {
     pub eval_every: u64,
     /// Checkpoint every N steps (0: only at the end).
     pub save_every: u64,
+    /// Checkpoints kept: the newest N, plus the one with the lowest validation loss (0: keep
+    /// every checkpoint). One full fine-tune of the 135M model's checkpoint is about 1.6 GB.
+    pub keep_checkpoints: u64,
     pub seed: u64,
     /// Keep only each block's input for backward and recompute the rest: far less memory,
     /// about a third more compute.
@@ -53,6 +56,7 @@ impl Default for TrainSettings {
             weight_decay: 0.0,
             eval_every: 50,
             save_every: 100,
+            keep_checkpoints: 2,
             seed: 42,
             activation_checkpointing: true,
         }
@@ -150,6 +154,12 @@ impl DataOrder {
         }
         self.order[(p % self.n as u64) as usize]
     }
+}
+
+/// The dropout stream of micro-batch `micro` of optimiser step `step` (counted from 0).
+fn dropout_stream(seed: u64, step: u64, micro: u64) -> u64 {
+    use tunelab_engine::layers::splitmix64;
+    splitmix64(seed ^ splitmix64(step ^ splitmix64(micro)))
 }
 
 /// Right-padded ids and labels for a batch.
@@ -300,7 +310,10 @@ fn train_on_pool(
     let mut optimizer = AdamW::new(params.to_vec(), adam)?;
     let (mut step, mut tokens_seen, mut elapsed_before, mut resumed_from) =
         (0u64, 0u64, 0f64, None);
-    if let Some((dir, state)) = run.latest_checkpoint() {
+    let resume_from = run.latest_checkpoint();
+    // What was logged after the checkpoint is done again: the log goes back to it.
+    run.truncate_metrics(resume_from.as_ref().map_or(0, |(_, s)| s.step))?;
+    if let Some((dir, state)) = resume_from {
         let moments = load_checkpoint(&dir, params)?;
         optimizer.load_state(&moments, state.step)?;
         (step, tokens_seen, elapsed_before, resumed_from) = (
@@ -336,14 +349,19 @@ fn train_on_pool(
                 .map(|p| &train_set[order.index(p)])
                 .collect();
             let (ids, labels, tokens) = batch_tensors(&batch, pad_id, model.device())?;
-            let (value, micro_grads) = loss_and_grads(
-                model,
-                params,
-                &ids,
-                &labels,
-                settings.activation_checkpointing,
-                1.0 / settings.grad_accum as f64,
-            )?;
+            // Dropout draws from a stream that follows from the seed and the position alone,
+            // so a resumed run draws the masks the uninterrupted one would have.
+            let stream = dropout_stream(settings.seed, step, micro);
+            let (value, micro_grads) = tunelab_engine::layers::with_dropout_seed(stream, || {
+                loss_and_grads(
+                    model,
+                    params,
+                    &ids,
+                    &labels,
+                    settings.activation_checkpointing,
+                    1.0 / settings.grad_accum as f64,
+                )
+            })?;
             if !value.is_finite() {
                 return Err(TrainError::NonFinite {
                     step: step + 1,
@@ -383,11 +401,13 @@ fn train_on_pool(
         run.append_metrics(&metrics)?;
         sink.step(&metrics);
         let last = step == total;
+        let mut val_now = None;
         if !val_set.is_empty()
             && (last || (settings.eval_every > 0 && step % settings.eval_every == 0))
         {
             let (v, n) = validation_loss(model, val_set, settings.batch_size, pad_id)?;
             val_loss = Some(v);
+            val_now = Some(v);
             let m = EvalMetrics {
                 kind: "eval",
                 step,
@@ -402,8 +422,11 @@ fn train_on_pool(
                 step,
                 tokens_seen,
                 elapsed_seconds: elapsed(&start),
+                val_loss: val_now,
+                files: Default::default(),
             };
             run.save_checkpoint(&state, params, &optimizer.state()?)?;
+            run.prune_checkpoints(settings.keep_checkpoints)?;
         }
     }
     if cancelled && step > 0 {
@@ -411,8 +434,11 @@ fn train_on_pool(
             step,
             tokens_seen,
             elapsed_seconds: elapsed(&start),
+            val_loss: None,
+            files: Default::default(),
         };
         run.save_checkpoint(&state, params, &optimizer.state()?)?;
+        run.prune_checkpoints(settings.keep_checkpoints)?;
     }
     Ok(TrainOutcome {
         steps: step,

@@ -60,11 +60,20 @@ fn run(
     settings: &TrainSettings,
     cancel_at: Option<u64>,
 ) -> (Vec<f64>, Vec<f64>, trainer::TrainOutcome) {
+    run_with_dropout(dir, settings, cancel_at, 0.0)
+}
+
+fn run_with_dropout(
+    dir: &std::path::Path,
+    settings: &TrainSettings,
+    cancel_at: Option<u64>,
+    dropout: f32,
+) -> (Vec<f64>, Vec<f64>, trainer::TrainOutcome) {
     let mut t = native_model().transformer.clone();
     let config = LoraConfig {
         rank: 8,
         alpha: 16.0,
-        dropout: 0.0,
+        dropout,
         targets: vec!["q_proj".into(), "v_proj".into()],
         rslora: false,
     };
@@ -131,14 +140,83 @@ fn loss_falls_and_the_run_folder_records_it() {
     ] {
         assert!(step.get(field).is_some(), "metrics carry `{field}`: {step}");
     }
-    assert!(dir
-        .path()
-        .join("checkpoints/step-10/params.safetensors")
-        .is_file());
-    assert!(dir
-        .path()
-        .join("checkpoints/step-3/optimizer.safetensors")
-        .is_file());
+    // Saved at steps 3, 6, 9 and 10; the policy keeps the newest two (validation ran only at
+    // the end, so the best by validation loss is one of them).
+    let kept: Vec<String> = std::fs::read_dir(dir.path().join("checkpoints"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(kept.len(), 2, "{kept:?}");
+    for step in [9, 10] {
+        for file in ["params.safetensors", "optimizer.safetensors", "state.json"] {
+            let path = dir.path().join(format!("checkpoints/step-{step}/{file}"));
+            assert!(path.is_file(), "{} is kept", path.display());
+        }
+    }
+    let state: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(dir.path().join("checkpoints/step-10/state.json")).unwrap(),
+    )
+    .unwrap();
+    let listed = state["files"]["params.safetensors"].as_u64().unwrap();
+    let size = std::fs::metadata(dir.path().join("checkpoints/step-10/params.safetensors"))
+        .unwrap()
+        .len();
+    assert_eq!(listed, size, "state.json records each file's size: {state}");
+    assert!(state["val_loss"].as_f64().is_some(), "{state}");
+}
+
+/// Each training step's record in a run's metrics.jsonl, in order.
+fn logged_steps(dir: &std::path::Path) -> Vec<u64> {
+    std::fs::read_to_string(dir.join("metrics.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter(|r| r["kind"] == "train")
+        .map(|r| r["step"].as_u64().unwrap())
+        .collect()
+}
+
+#[test]
+fn a_run_killed_after_a_damaged_checkpoint_resumes_exactly_with_dropout_on() {
+    let settings = TrainSettings {
+        keep_checkpoints: 0,
+        ..settings(6)
+    };
+    let straight = tempfile::tempdir().unwrap();
+    run_with_dropout(straight.path(), &settings, None, 0.1);
+
+    // Stopped after step 4 (checkpoints at 3 and 4). Then, as a kill in the middle of the next
+    // save would leave it: step 4's weights cut short, and a metrics line half written.
+    let split = tempfile::tempdir().unwrap();
+    let (_, _, stopped) = run_with_dropout(split.path(), &settings, Some(4), 0.1);
+    assert_eq!(stopped.steps, 4);
+    let damaged = split.path().join("checkpoints/step-4/params.safetensors");
+    let bytes = std::fs::read(&damaged).unwrap();
+    std::fs::write(&damaged, &bytes[..bytes.len() / 2]).unwrap();
+    let mut metrics = std::fs::OpenOptions::new()
+        .append(true)
+        .open(split.path().join("metrics.jsonl"))
+        .unwrap();
+    std::io::Write::write_all(&mut metrics, b"{\"kind\":\"train\",\"st").unwrap();
+
+    let (_, _, resumed) = run_with_dropout(split.path(), &settings, None, 0.1);
+    assert_eq!(
+        resumed.resumed_from,
+        Some(3),
+        "the damaged step-4 checkpoint is passed over for step 3"
+    );
+    assert_eq!(
+        logged_steps(split.path()),
+        vec![1, 2, 3, 4, 5, 6],
+        "steps after the checkpoint and the cut line are logged once, not twice"
+    );
+    let weights = |dir: &std::path::Path| {
+        std::fs::read(dir.join("checkpoints/step-6/params.safetensors")).unwrap()
+    };
+    assert!(
+        weights(straight.path()) == weights(split.path()),
+        "the resumed run's adapter is bit for bit the uninterrupted one's"
+    );
 }
 
 #[test]
