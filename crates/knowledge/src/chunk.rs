@@ -85,6 +85,9 @@ pub fn chunk_document(
     for section in &doc.sections {
         let mut units = Vec::new();
         split_units(&section.text, 0, options.size, count, &mut units);
+        // Newlines before the current chunk's start, counted once over the section: chunk
+        // starts only move forward, so numbering stays linear in the section's length.
+        let (mut counted_to, mut lines_before) = (0usize, 0u32);
         let mut start = 0;
         while start < units.len() {
             // Fill the chunk with whole units.
@@ -100,8 +103,9 @@ pub fn chunk_document(
             let text = section.text[first.offset..last.offset + last.text.len()].trim();
             let mut location = section.location.clone();
             if let Some(line) = location.line {
-                let before = section.text[..first.offset].matches('\n').count() as u32;
-                location.line = Some(line + before);
+                lines_before += section.text[counted_to..first.offset].matches('\n').count() as u32;
+                counted_to = first.offset;
+                location.line = Some(line + lines_before);
             }
             out.push(Chunk {
                 text: text.to_string(),
@@ -381,6 +385,29 @@ mod tests {
         );
         let lines: Vec<u32> = chunks.iter().map(|c| c.location.line.unwrap()).collect();
         assert_eq!(lines, vec![10, 12, 14]);
+    }
+
+    #[test]
+    fn overlapping_chunks_of_a_long_text_each_name_their_own_first_line() {
+        // Paragraph k ("pk x y z") sits on line 1 + 2k; chunks of 8 words carry 4 back.
+        let text: Vec<String> = (0..3000).map(|k| format!("p{k} x y z")).collect();
+        let d = doc(vec![Section {
+            location: Location {
+                line: Some(1),
+                ..Default::default()
+            },
+            text: text.join("\n\n"),
+        }]);
+        let options = ChunkOptions {
+            size: 8,
+            overlap: 4,
+        };
+        let chunks = chunk_document(&d, &options, &words_count);
+        assert!(chunks.len() > 2000, "{} chunks", chunks.len());
+        for c in &chunks {
+            let first: u32 = c.text[1..c.text.find(' ').unwrap()].parse().unwrap();
+            assert_eq!(c.location.line, Some(1 + 2 * first), "{:?}", c.text);
+        }
     }
 
     #[test]

@@ -105,9 +105,15 @@ pub fn content_hash(bytes: &[u8]) -> String {
     digest.iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// The one name a file goes by in a knowledge base: absolute, with `.`, `..` and symbolic
+/// links resolved, so `a/../a/x.md` and a link to `x.md` are the document `x.md`.
+pub fn canonical(path: &Path) -> Result<PathBuf> {
+    std::fs::canonicalize(path).map_err(|e| KnowledgeError::io(path, e))
+}
+
 /// Reads one file into a document. The extension picks the reader; the error names the file.
 pub fn read_document(path: &Path) -> Result<Document> {
-    let source = std::path::absolute(path).map_err(|e| KnowledgeError::io(path, e))?;
+    let source = canonical(path)?;
     let format = format_of(&source).ok_or_else(|| KnowledgeError::Unsupported {
         path: source.clone(),
         extension: source
@@ -170,40 +176,48 @@ pub(crate) struct Parsed {
 }
 
 /// The files that adding `paths` means: files as given (any extension, so an unsupported one is
-/// reported), folders walked recursively for supported files, hidden entries skipped. Sorted and
-/// without duplicates.
-pub fn collect_files(paths: &[PathBuf]) -> Result<Vec<PathBuf>> {
+/// reported), folders walked recursively for supported files, hidden entries skipped; each by
+/// its [`canonical`] name, sorted and without duplicates. Entries of a folder that cannot be
+/// read (a dangling link, a folder without permission) come back beside them, each with the
+/// reason, so one bad entry does not stop the rest; a path given that does not exist is an
+/// error.
+pub fn collect_files(paths: &[PathBuf]) -> Result<(Vec<PathBuf>, Vec<(PathBuf, String)>)> {
     let mut files = Vec::new();
+    let mut unreadable = Vec::new();
     for path in paths {
         let meta = std::fs::metadata(path).map_err(|e| KnowledgeError::io(path, e))?;
-        if meta.is_dir() {
-            for entry in walkdir::WalkDir::new(path)
-                .follow_links(true)
-                .into_iter()
-                .filter_entry(|e| e.depth() == 0 || !is_hidden(e.file_name()))
-            {
-                let entry = entry.map_err(|e| {
+        if !meta.is_dir() {
+            files.push(canonical(path)?);
+            continue;
+        }
+        for entry in walkdir::WalkDir::new(path)
+            .follow_links(true)
+            .into_iter()
+            .filter_entry(|e| e.depth() == 0 || !is_hidden(e.file_name()))
+        {
+            let entry = match entry {
+                Ok(entry) => entry,
+                Err(e) => {
                     let at = e.path().unwrap_or(path).to_path_buf();
-                    KnowledgeError::io(
-                        at,
-                        e.into_io_error()
-                            .unwrap_or_else(|| std::io::Error::other("folder loop")),
-                    )
-                })?;
-                if entry.file_type().is_file() && is_supported(entry.path()) {
-                    files.push(
-                        std::path::absolute(entry.path())
-                            .map_err(|e| KnowledgeError::io(entry.path(), e))?,
-                    );
+                    let reason = match e.io_error() {
+                        Some(io) => io.to_string(),
+                        None => "a folder link that loops back on itself".into(),
+                    };
+                    unreadable.push((at, reason));
+                    continue;
+                }
+            };
+            if entry.file_type().is_file() && is_supported(entry.path()) {
+                match canonical(entry.path()) {
+                    Ok(file) => files.push(file),
+                    Err(e) => unreadable.push((entry.path().to_path_buf(), e.to_string())),
                 }
             }
-        } else {
-            files.push(std::path::absolute(path).map_err(|e| KnowledgeError::io(path, e))?);
         }
     }
     files.sort();
     files.dedup();
-    Ok(files)
+    Ok((files, unreadable))
 }
 
 fn is_hidden(name: &std::ffi::OsStr) -> bool {

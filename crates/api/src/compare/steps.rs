@@ -371,7 +371,15 @@ impl train::ProgressSink for StepSink<'_> {
 /// paragraph each (corpus.txt in the comparison's folder).
 fn write_corpus(cx: &Context) -> Result<PathBuf> {
     let mut paragraphs = Vec::new();
-    for file in tunelab_knowledge::collect_files(std::slice::from_ref(&cx.task.documents))? {
+    let (files, unreadable) =
+        tunelab_knowledge::collect_files(std::slice::from_ref(&cx.task.documents))?;
+    if let Some((path, reason)) = unreadable.first() {
+        return Err(ApiError::io(
+            path,
+            std::io::Error::other(format!("{reason}; the corpus needs every document")),
+        ));
+    }
+    for file in files {
         let document = tunelab_knowledge::read_document(&file)?;
         paragraphs.extend(document.sections.into_iter().map(|s| s.text));
     }

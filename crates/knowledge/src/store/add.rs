@@ -28,8 +28,12 @@ use crate::error::{KnowledgeError, Result};
 
 /// Chunks embedded per call (progress is reported after each).
 const EMBED_GROUP: usize = 256;
-/// Chunks written per LanceDB append.
-const WRITE_GROUP: usize = 4096;
+/// Chunks written per LanceDB append, at least: a write holds whole files, so a file with
+/// more chunks is written in one larger append.
+pub(super) const WRITE_GROUP: usize = 4096;
+/// Text of chunks kept from the first reading of the files, in bytes; files beyond it are
+/// read again when their turn to be embedded comes.
+pub const KEEP_READ_BYTES: usize = 64 << 20;
 
 /// Where an add is.
 #[derive(Debug, Clone, Serialize, TS)]
@@ -84,6 +88,33 @@ struct PendingChunk {
     chunk: Chunk,
 }
 
+/// A new or changed file of an add: its chunks, when they were kept from the first reading.
+struct PlannedFile {
+    path: PathBuf,
+    hash: String,
+    count: usize,
+    chunks: Option<Vec<PendingChunk>>,
+}
+
+/// `doc`'s chunks with what their rows need.
+fn pending_chunks(
+    doc: &Document,
+    options: &ChunkOptions,
+    embedder: &Embedder,
+) -> Vec<PendingChunk> {
+    let source = doc.source.to_string_lossy().to_string();
+    chunk_document(doc, options, &|text: &str| embedder.count_tokens(text))
+        .into_iter()
+        .map(|chunk| PendingChunk {
+            source: source.clone(),
+            title: doc.title.clone(),
+            format: doc.format,
+            hash: doc.hash.clone(),
+            chunk,
+        })
+        .collect()
+}
+
 impl PendingChunk {
     /// The text the embedder sees: the document title and heading path give a chunk its context.
     fn embed_text(&self) -> String {
@@ -110,8 +141,13 @@ impl KnowledgeStore {
     /// [`add`](Self::add), stopped when `cancel` is set: between files while reading, between
     /// groups while embedding, after each write. A stopped add, or one that fails part-way,
     /// leaves the knowledge base as it was before it (its table restored to the version the
-    /// add started from, so no file is left with part of its chunks) and returns
-    /// [`KnowledgeError::Cancelled`] or the error.
+    /// add started from) and returns [`KnowledgeError::Cancelled`] or the error.
+    ///
+    /// Each write holds whole files only, so a process killed between two writes leaves every
+    /// file with all of its chunks or none: the next add finds the rest new, and one killed
+    /// before the indexes were brought up to date has them repaired by the next add. Files are
+    /// read twice when their chunks do not fit [`KEEP_READ_BYTES`], so memory stays bounded
+    /// whatever the size of the corpus.
     pub fn add_cancellable(
         &self,
         name: &str,
@@ -125,7 +161,14 @@ impl KnowledgeStore {
         let info = self.settings(name)?;
         self.check_embedder(name, &info, embedder)?;
         let table = self.table(name)?;
-        let files = collect_files(paths)?;
+        let (files, unreadable) = collect_files(paths)?;
+        let mut report = AddReport::default();
+        report
+            .failed
+            .extend(unreadable.into_iter().map(|(path, reason)| FailedFile {
+                error: format!("{}: {reason}; skipped", path.display()),
+                path: path.to_string_lossy().to_string(),
+            }));
         // source -> the hashes of its versions in the table
         let known: HashMap<String, Vec<String>> = self
             .runtime
@@ -134,10 +177,11 @@ impl KnowledgeStore {
             .map(|(source, v)| (source, v.hashes))
             .collect();
 
-        let mut report = AddReport::default();
-        let mut pending: Vec<PendingChunk> = Vec::new();
+        // First pass: which files are new or changed, and how many chunks each makes.
+        let mut planned: Vec<PlannedFile> = Vec::new();
+        let mut kept_bytes = 0usize;
         let mut replaced_sources: Vec<(String, String)> = Vec::new();
-        let count = |text: &str| embedder.count_tokens(text);
+        let chunks_of = |doc: &Document| pending_chunks(doc, &info.chunking, embedder);
         for (i, file) in files.iter().enumerate() {
             if stopped() {
                 return Err(KnowledgeError::Cancelled(name.to_string()));
@@ -174,15 +218,16 @@ impl KnowledgeStore {
                 }
                 None => report.added.push(source.clone()),
             }
-            for chunk in chunk_document(&doc, &info.chunking, &count) {
-                pending.push(PendingChunk {
-                    source: source.clone(),
-                    title: doc.title.clone(),
-                    format: doc.format,
-                    hash: doc.hash.clone(),
-                    chunk,
-                });
-            }
+            let chunks = chunks_of(&doc);
+            let bytes: usize = chunks.iter().map(|c| c.chunk.text.len()).sum();
+            let keep = kept_bytes + bytes <= KEEP_READ_BYTES;
+            kept_bytes += if keep { bytes } else { 0 };
+            planned.push(PlannedFile {
+                path: file.clone(),
+                hash: doc.hash,
+                count: chunks.len(),
+                chunks: keep.then_some(chunks),
+            });
         }
         progress(AddProgress::Reading {
             done: files.len(),
@@ -190,18 +235,53 @@ impl KnowledgeStore {
             file: String::new(),
         });
 
+        // Second pass: whole files gathered into groups of at least WRITE_GROUP chunks, each
+        // group embedded and written in one commit.
         let added_unix = now_unix();
-        let total = pending.len();
+        let total: usize = planned.iter().map(|p| p.count).sum();
         let before = self
             .runtime
             .block_on(table.version())
             .map_err(|e| self.store_error(name, e))?;
         let mut written = false;
+        let (mut embedded, mut written_chunks) = (0usize, 0usize);
         let mut embedding = std::time::Duration::ZERO;
+        let mut dropped: Vec<(String, String)> = Vec::new();
         let written_all = (|| -> Result<()> {
-            for (w, group) in pending.chunks(WRITE_GROUP).enumerate() {
+            let mut group: Vec<PendingChunk> = Vec::new();
+            let last = planned.len();
+            for (k, plan) in planned.iter_mut().enumerate() {
+                let chunks = match plan.chunks.take() {
+                    Some(chunks) => chunks,
+                    None => {
+                        let source = plan.path.to_string_lossy().to_string();
+                        match read_document(&plan.path) {
+                            Ok(doc) if doc.hash == plan.hash => chunks_of(&doc),
+                            // Edited, removed or unreadable since the first reading: what was
+                            // counted is not what is there, so the file is left as it was.
+                            Ok(_) => {
+                                let why = "it changed while being added; add it again";
+                                dropped.push((source, format!("{}: {why}", plan.path.display())));
+                                embedded += plan.count;
+                                Vec::new()
+                            }
+                            Err(e) => {
+                                dropped.push((source, e.to_string()));
+                                embedded += plan.count;
+                                Vec::new()
+                            }
+                        }
+                    }
+                };
+                group.extend(chunks);
+                if group.len() < self.write_group && k + 1 < last {
+                    continue;
+                }
+                if group.is_empty() {
+                    continue;
+                }
                 let mut vectors = Vec::with_capacity(group.len());
-                for (e, part) in group.chunks(EMBED_GROUP).enumerate() {
+                for part in group.chunks(EMBED_GROUP) {
                     if stopped() {
                         return Err(KnowledgeError::Cancelled(name.to_string()));
                     }
@@ -210,16 +290,19 @@ impl KnowledgeStore {
                     let started = Instant::now();
                     vectors.extend(embedder.embed(&refs)?);
                     embedding += started.elapsed();
+                    embedded += part.len();
                     progress(AddProgress::Embedding {
-                        done: (w * WRITE_GROUP + e * EMBED_GROUP + part.len()).min(total),
+                        done: embedded.min(total),
                         total,
                     });
                 }
-                let batch = self.rows(group, &vectors, info.dimension, added_unix)?;
+                let batch = self.rows(&group, &vectors, info.dimension, added_unix)?;
                 written = true;
                 self.runtime
                     .block_on(table.add(batch).execute())
                     .map_err(|e| self.store_error(name, e))?;
+                written_chunks += group.len();
+                group.clear();
                 if stopped() {
                     return Err(KnowledgeError::Cancelled(name.to_string()));
                 }
@@ -232,8 +315,17 @@ impl KnowledgeStore {
             }
             return Err(err);
         }
+        for (source, error) in dropped {
+            report.added.retain(|s| *s != source);
+            report.replaced.retain(|s| *s != source);
+            replaced_sources.retain(|(s, _)| *s != source);
+            report.failed.push(FailedFile {
+                path: source,
+                error,
+            });
+        }
         report.embed_seconds = embedding.as_secs_f64();
-        report.chunks_added = total;
+        report.chunks_added = written_chunks;
 
         // The new chunks are in; now the replaced files' old chunks go.
         progress(AddProgress::Indexing);
@@ -252,11 +344,34 @@ impl KnowledgeStore {
                 .map_err(|e| self.store_error(name, e))?;
             report.chunks_removed += before;
         }
-        if total > 0 || !replaced_sources.is_empty() {
+        if report.chunks_added > 0
+            || !replaced_sources.is_empty()
+            || self.text_index_is_behind(&table, name)?
+        {
             self.update_indexes(&table, name, info.dimension)?;
         }
         report.seconds = started.elapsed().as_secs_f64();
         Ok(report)
+    }
+
+    /// Whether the table has rows the full-text index does not cover (or no such index at
+    /// all): what a process killed between writing and indexing leaves.
+    fn text_index_is_behind(&self, table: &Table, name: &str) -> Result<bool> {
+        self.runtime.block_on(async {
+            let err = |e: lancedb::Error| self.store_error(name, e);
+            if table.count_rows(None).await.map_err(err)? == 0 {
+                return Ok(false);
+            }
+            let indices = table.list_indices().await.map_err(err)?;
+            let Some(text) = indices
+                .iter()
+                .find(|i| i.columns.iter().any(|c| c == "search_text"))
+            else {
+                return Ok(true);
+            };
+            let stats = table.index_stats(&text.name).await.map_err(err)?;
+            Ok(stats.is_none_or(|s| s.num_unindexed_rows > 0))
+        })
     }
 
     /// Puts the table back to `version`: what an add wrote after it is no longer seen.

@@ -82,6 +82,8 @@ pub struct KnowledgeStore {
     runtime: tokio::runtime::Runtime,
     db: lancedb::Connection,
     ann_threshold: usize,
+    /// Chunks per write of an add, at least (whole files each).
+    write_group: usize,
     /// Open tables by name. Handles see this process's writes at once and other processes'
     /// within a second (the connection's read consistency interval).
     tables: std::sync::Mutex<HashMap<String, Table>>,
@@ -209,8 +211,16 @@ impl KnowledgeStore {
             runtime,
             db,
             ann_threshold: ANN_THRESHOLD,
+            write_group: add::WRITE_GROUP,
             tables: std::sync::Mutex::new(HashMap::new()),
         })
+    }
+
+    /// Writes an add's chunks in groups of at least `chunks` (whole files each) instead of
+    /// 4096: smaller groups commit more often.
+    pub fn with_write_group(mut self, chunks: usize) -> Self {
+        self.write_group = chunks.max(1);
+        self
     }
 
     /// Builds the approximate vector index from `rows` chunks instead of `ANN_THRESHOLD`.

@@ -3,6 +3,7 @@
 //! chunks, and bad files are refused without touching what is already there.
 
 mod cancel;
+mod crash;
 
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
@@ -38,8 +39,12 @@ fn embedder() -> &'static Embedder {
     })
 }
 
+/// The sample company's folder, by its canonical path (the one knowledge bases store).
 fn sample() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../datasets/kb-brightloom")
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../datasets/kb-brightloom")
+        .canonicalize()
+        .unwrap()
 }
 
 fn new_kb(dir: &Path, name: &str) -> KnowledgeStore {
