@@ -112,14 +112,17 @@ pub fn screenshot(path: &std::path::Path) {
 }
 
 /// A one-repository Hugging Face hub on the loopback interface serving `file` as
-/// `someone/tiny-chat-GGUF`'s only GGUF; returns its address.
+/// `someone/tiny-chat-GGUF`'s only GGUF, listed with its size (as a mirror that names no
+/// commit lists it); returns its address.
 pub fn serve_hub(file: Vec<u8>) -> String {
-    let listing =
-        br#"{"siblings":[{"rfilename":"README.md"},{"rfilename":"tiny-chat.Q4_1.gguf"}]}"#;
+    let listing = format!(
+        r#"{{"siblings":[{{"rfilename":"README.md","size":12}},{{"rfilename":"tiny-chat.Q4_1.gguf","size":{}}}]}}"#,
+        file.len()
+    );
     loopback::serve(std::collections::HashMap::from([
         (
-            "/api/models/someone/tiny-chat-GGUF/revision/main".to_string(),
-            listing.to_vec(),
+            "/api/models/someone/tiny-chat-GGUF/revision/main?blobs=true".to_string(),
+            listing.into_bytes(),
         ),
         (
             "/someone/tiny-chat-GGUF/resolve/main/tiny-chat.Q4_1.gguf".to_string(),

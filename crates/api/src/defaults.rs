@@ -306,7 +306,8 @@ fn copy_hashed<W: Write>(from: &mut impl Read, to: W) -> std::io::Result<(W, Str
     Ok((sink.inner, hex(&sink.hasher.finalize())))
 }
 
-fn sha256_file(path: &Path) -> Result<String> {
+/// The SHA-256 of the file at `path`, in lowercase hex.
+pub(crate) fn sha256_file(path: &Path) -> Result<String> {
     let mut file = std::fs::File::open(path).map_err(|e| ApiError::io(path, e))?;
     let (_, hash) = copy_hashed(&mut file, std::io::sink()).map_err(|e| ApiError::io(path, e))?;
     Ok(hash)

@@ -1,6 +1,11 @@
 //! Downloads from the Hugging Face hub: a model folder (config, tokenizer, safetensors shards)
 //! or one GGUF file, resumable, with progress, into the model registry. `HF_ENDPOINT` points at
 //! a mirror and `HF_TOKEN` opens gated repositories.
+//!
+//! A pull is pinned to the commit the listing was read at, and each file is checked against
+//! what the listing says of it: its SHA-256 where the hub keeps one (Git LFS files: weights,
+//! GGUF), its size otherwise. A file the listing gives neither for is refused. A partial
+//! download is resumed only against the same repository and commit.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
@@ -62,6 +67,124 @@ const FOLDER_FILES: [&str; 7] = [
     "model.safetensors.index.json",
 ];
 
+/// One file of a repository, as the hub's listing describes it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RepoFile {
+    /// The path in the repository.
+    pub name: String,
+    /// Size in bytes.
+    pub size: Option<u64>,
+    /// SHA-256 of the content, in lowercase hex: given for files stored with Git LFS.
+    pub sha256: Option<String>,
+}
+
+/// A repository's files at one revision.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Listing {
+    /// The commit the revision pointed at when listed; downloads ask for this commit, so a
+    /// branch that moves meanwhile cannot mix two versions of the model.
+    pub commit: Option<String>,
+    pub files: Vec<RepoFile>,
+}
+
+impl Listing {
+    /// The revision to download from: the listed commit, or the revision asked for when the
+    /// server did not name one.
+    fn pin<'a>(&'a self, revision: &'a str) -> &'a str {
+        self.commit.as_deref().unwrap_or(revision)
+    }
+
+    fn file(&self, name: &str) -> Option<&RepoFile> {
+        self.files.iter().find(|f| f.name == name)
+    }
+}
+
+/// Reads the hub's answer to `/api/models/<repo>/revision/<rev>?blobs=true`. Names that could
+/// leave the model's folder are dropped; so are a commit and digests that are not hex.
+fn parse_listing(json: &serde_json::Value) -> Option<Listing> {
+    let hex = |s: &str, len: usize| s.len() == len && s.bytes().all(|b| b.is_ascii_hexdigit());
+    let siblings = json.get("siblings")?.as_array()?;
+    let files = siblings
+        .iter()
+        .filter_map(|s| {
+            let name = s.get("rfilename")?.as_str()?;
+            stays_inside(name).then(|| RepoFile {
+                name: name.to_string(),
+                size: s.get("size").and_then(|v| v.as_u64()),
+                sha256: s
+                    .pointer("/lfs/sha256")
+                    .and_then(|v| v.as_str())
+                    .filter(|v| hex(v, 64))
+                    .map(str::to_ascii_lowercase),
+            })
+        })
+        .collect();
+    let commit = json
+        .get("sha")
+        .and_then(|v| v.as_str())
+        .filter(|v| hex(v, 40))
+        .map(str::to_string);
+    Some(Listing { commit, files })
+}
+
+/// Whether the downloaded `path` is the file the listing describes; the fault in words if not.
+fn check_file(path: &Path, listed: &RepoFile) -> Result<()> {
+    let size = path.metadata().map_err(|e| ApiError::io(path, e))?.len();
+    let fault = if let Some(want) = &listed.sha256 {
+        let got = crate::defaults::sha256_file(path)?;
+        (&got != want).then(|| format!("its SHA-256 is {got}, the hub lists {want}"))
+    } else if let Some(want) = listed.size {
+        (size != want).then(|| format!("it has {size} bytes, the hub lists {want}"))
+    } else {
+        Some(
+            "the hub lists neither its size nor a checksum, so the download cannot be checked"
+                .into(),
+        )
+    };
+    match fault {
+        None => Ok(()),
+        Some(fault) => Err(ApiError::new(
+            "bad_download",
+            format!("{}: {fault}", listed.name),
+        )),
+    }
+}
+
+/// Where a staging folder's downloads came from: parts from another repository or commit are
+/// never continued.
+#[derive(Debug, PartialEq, Serialize, Deserialize)]
+struct StagingSource {
+    repo: String,
+    revision: String,
+}
+
+const STAGING_SOURCE: &str = ".source.json";
+
+/// Makes `staging` hold downloads of `repo` at `revision` only: one left by a pull of another
+/// repository or commit is emptied first. A folder without a record (from a version that kept
+/// none) is taken as it is: every file is checked against the listing before it is used.
+fn claim_staging(staging: &Path, repo: &str, revision: &str) -> Result<()> {
+    let source = StagingSource {
+        repo: repo.to_string(),
+        revision: revision.to_string(),
+    };
+    let stamp = staging.join(STAGING_SOURCE);
+    let recorded = std::fs::read_to_string(&stamp)
+        .ok()
+        .map(|t| serde_json::from_str::<StagingSource>(&t).ok());
+    let same = recorded
+        .as_ref()
+        .is_some_and(|s| s.as_ref() == Some(&source));
+    if recorded.is_some() && !same {
+        std::fs::remove_dir_all(staging).map_err(|e| ApiError::io(staging, e))?;
+    }
+    if !same {
+        let text = serde_json::to_string(&source).expect("the source serializes");
+        crate::workspace::write_atomic(&stamp, text.as_bytes())?;
+    }
+    Ok(())
+}
+
 /// GGUF quantizations to pick, best first, when the repository has several and none was named.
 const GGUF_PREFERENCE: [&str; 5] = ["Q4_K_M", "Q4_K_S", "Q5_K_M", "Q8_0", "Q4_0"];
 
@@ -122,25 +245,59 @@ impl Hub {
         }
     }
 
-    /// File names in a repository at a revision.
-    pub fn list_files(&self, repo: &str, revision: &str) -> Result<Vec<String>> {
-        let url = format!("{}/api/models/{repo}/revision/{revision}", self.endpoint);
+    /// A repository's files at a revision, with the commit it points at and each file's size
+    /// and checksum.
+    pub fn list(&self, repo: &str, revision: &str) -> Result<Listing> {
+        let url = format!(
+            "{}/api/models/{repo}/revision/{revision}?blobs=true",
+            self.endpoint
+        );
         let json = download::read_json(self.get(&url)?, &url, "the hub", &|e| {
             self.network_error(&url, e)
         })?;
-        let siblings = json
-            .get("siblings")
-            .and_then(|s| s.as_array())
-            .ok_or_else(|| {
-                ApiError::new("hub_error", format!("{url}: the answer lists no files"))
-            })?;
-        // Names become paths under the model's folder: any that could leave it are dropped.
-        Ok(siblings
-            .iter()
-            .filter_map(|s| s.get("rfilename")?.as_str())
-            .filter(|name| stays_inside(name))
-            .map(String::from)
-            .collect())
+        parse_listing(&json)
+            .ok_or_else(|| ApiError::new("hub_error", format!("{url}: the answer lists no files")))
+    }
+
+    /// Downloads `file` to `dest`, resuming a previous partial download in `dest.part`, and
+    /// checks it against the listing: a file that fails the check is deleted and downloaded
+    /// once more from the start (a part spliced from two versions, bytes damaged on the way);
+    /// failing again, the pull stops with the fault.
+    fn download_checked(
+        &self,
+        repo: &str,
+        revision: &str,
+        listed: &RepoFile,
+        dest: &Path,
+        progress: &mut dyn FnMut(u64, Option<u64>),
+    ) -> Result<()> {
+        if dest.is_file() && check_file(dest, listed).is_ok() {
+            return Ok(());
+        }
+        let mut fault = None;
+        for _ in 0..2 {
+            for stale in [dest.to_path_buf(), download::part_path(dest)] {
+                if fault.is_some() && stale.exists() {
+                    std::fs::remove_file(&stale).map_err(|e| ApiError::io(&stale, e))?;
+                }
+            }
+            if !dest.is_file() {
+                self.download(repo, revision, &listed.name, dest, progress)?;
+            }
+            match check_file(dest, listed) {
+                Ok(()) => return Ok(()),
+                Err(e) => {
+                    std::fs::remove_file(dest).map_err(|e| ApiError::io(dest, e))?;
+                    fault = Some(e);
+                }
+            }
+        }
+        let mut err = fault.expect("two tries failed");
+        err.message = format!(
+            "{repo}: {} (downloaded twice); the file was deleted, nothing was registered",
+            err.message
+        );
+        Err(err)
     }
 
     /// Downloads `file` to `dest`, resuming a previous partial download in `dest.part`.
@@ -281,27 +438,35 @@ pub fn pull(
             format!("a model named `{name}` is already installed; pass --name to choose another"),
         ));
     }
-    let files = hub.list_files(repo, revision)?;
-    let (wanted, format, entry) = choose_files(repo, &files, file)?;
+    let listing = hub.list(repo, revision)?;
+    let names: Vec<String> = listing.files.iter().map(|f| f.name.clone()).collect();
+    let (wanted, format, entry) = choose_files(repo, &names, file)?;
+    let pinned = listing.pin(revision);
     // Downloads go to a hidden staging folder that survives interruption (for resuming) and
-    // becomes the model's folder only once every file is complete and loads.
+    // becomes the model's folder only once every file is complete, checked and loads.
     let staging: PathBuf = ws.models_dir().join(format!(".pull-{name}"));
+    claim_staging(&staging, repo, pinned)?;
     let count = wanted.len() as u32;
     for (i, f) in wanted.iter().enumerate() {
-        let dest = staging.join(f);
-        if dest.is_file() {
-            continue;
-        }
-        hub.download(repo, revision, f, &dest, &mut |done, total| {
-            progress(&DownloadProgress {
-                file: f.clone(),
-                file_index: i as u32,
-                file_count: count,
-                downloaded_bytes: done,
-                total_bytes: total,
-            })
-        })?;
+        let listed = listing.file(f).expect("chosen from the listing");
+        hub.download_checked(
+            repo,
+            pinned,
+            listed,
+            &staging.join(f),
+            &mut |done, total| {
+                progress(&DownloadProgress {
+                    file: f.clone(),
+                    file_index: i as u32,
+                    file_count: count,
+                    downloaded_bytes: done,
+                    total_bytes: total,
+                })
+            },
+        )?;
     }
+    let stamp = staging.join(STAGING_SOURCE);
+    std::fs::remove_file(&stamp).map_err(|e| ApiError::io(&stamp, e))?;
     let entry_path = staging.join(&entry);
     tunelab_engine::verify(&entry_path)?;
     let manifest = ModelManifest {
@@ -312,7 +477,7 @@ pub fn pull(
         description: format!("{repo} from the Hugging Face hub"),
         source: ModelSource::Hub {
             repo: repo.to_string(),
-            revision: revision.to_string(),
+            revision: pinned.to_string(),
         },
     };
     manifest.write(&staging)?;

@@ -13,18 +13,53 @@ use crate::{default_gguf, temp_workspace};
 
 const REPO: &str = "someone/tiny-chat-GGUF";
 const FILE: &str = "tiny-chat.Q4_1.gguf";
+/// The commit `main` points at in the served repository.
+const COMMIT: &str = "0123456789abcdef0123456789abcdef01234567";
 
-/// Serves one repository holding one GGUF file; records every request's Range start.
+fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// Serves one repository holding one GGUF file, listed with its size and SHA-256 (as the hub
+/// lists LFS files) and downloadable at the listed commit only; records every request's
+/// Range start.
 fn serve(file: Vec<u8>) -> (String, RequestLog) {
-    let listing =
-        format!("{{\"siblings\":[{{\"rfilename\":\"README.md\"}},{{\"rfilename\":\"{FILE}\"}}]}}");
+    let listed = serde_json::json!({"size": file.len(), "sha256": sha256_hex(&file)});
+    serve_listed(file, listed)
+}
+
+/// [`serve`] with the file served as `served` but listed as `listed` says (`size`, `sha256`).
+fn serve_listed(served: Vec<u8>, listed: serde_json::Value) -> (String, RequestLog) {
+    let mut entry = serde_json::json!({"rfilename": FILE});
+    if let Some(size) = listed.get("size") {
+        entry["size"] = size.clone();
+    }
+    if let Some(sha) = listed.get("sha256") {
+        entry["lfs"] =
+            serde_json::json!({"sha256": sha, "size": size_of(&listed), "pointerSize": 134});
+    }
+    let listing = serde_json::json!({
+        "sha": COMMIT,
+        "siblings": [{"rfilename": "README.md", "size": 12}, entry],
+    });
     loopback::serve(HashMap::from([
         (
-            format!("/api/models/{REPO}/revision/main"),
-            listing.into_bytes(),
+            format!("/api/models/{REPO}/revision/main?blobs=true"),
+            listing.to_string().into_bytes(),
         ),
-        (format!("/{REPO}/resolve/main/{FILE}"), file),
+        (format!("/{REPO}/resolve/{COMMIT}/{FILE}"), served),
     ]))
+}
+
+fn size_of(listed: &serde_json::Value) -> serde_json::Value {
+    listed
+        .get("size")
+        .cloned()
+        .unwrap_or(serde_json::Value::Null)
 }
 
 #[test]
@@ -73,7 +108,9 @@ fn pull_resumes_a_partial_download_and_registers_the_model() {
         "the downloaded file is byte for byte the served one"
     );
     assert!(
-        matches!(manifest.source, tunelab_api::models::ModelSource::Hub { ref repo, .. } if repo == REPO)
+        matches!(manifest.source, tunelab_api::models::ModelSource::Hub { ref repo, ref revision } if repo == REPO && revision == COMMIT),
+        "the model records the commit it was downloaded at: {:?}",
+        manifest.source
     );
     assert!(
         !staging.exists(),
@@ -209,5 +246,118 @@ fn offline_and_missing_repositories_say_what_to_do() {
     assert!(
         tunelab_api::models::list(&ws).unwrap().is_empty(),
         "failed pulls register nothing"
+    );
+}
+
+#[test]
+fn a_damaged_download_is_fetched_again_then_refused_naming_the_file() {
+    let original = std::fs::read(default_gguf()).unwrap();
+    let mut damaged = original.clone();
+    let mid = damaged.len() / 2;
+    damaged[mid] ^= 0xff;
+    let listed = serde_json::json!({"size": original.len(), "sha256": sha256_hex(&original)});
+    let (endpoint, seen) = serve_listed(damaged, listed);
+    let (_dir, ws) = temp_workspace();
+    let err = hub::pull(
+        &ws,
+        &Hub::new(&endpoint, None),
+        REPO,
+        "main",
+        None,
+        Some("tiny"),
+        &mut |_| {},
+    )
+    .unwrap_err();
+    assert_eq!(err.code, "bad_download");
+    assert!(
+        err.message.contains(FILE)
+            && err.message.contains("SHA-256")
+            && err.message.contains(&sha256_hex(&original)),
+        "{}",
+        err.message
+    );
+    let fetched = seen
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|r| r.contains("/resolve/"))
+        .count();
+    assert_eq!(
+        fetched, 2,
+        "downloaded once more from the start before giving up"
+    );
+    assert!(tunelab_api::models::list(&ws).unwrap().is_empty());
+    let staging = ws.models_dir().join(".pull-tiny");
+    assert!(
+        !staging.join(FILE).exists(),
+        "the damaged file is not kept for a later pull to trust"
+    );
+}
+
+#[test]
+fn a_file_the_listing_gives_no_size_or_checksum_for_is_refused() {
+    let original = std::fs::read(default_gguf()).unwrap();
+    let (endpoint, _) = serve_listed(original, serde_json::json!({}));
+    let (_dir, ws) = temp_workspace();
+    let err = hub::pull(
+        &ws,
+        &Hub::new(&endpoint, None),
+        REPO,
+        "main",
+        None,
+        Some("tiny"),
+        &mut |_| {},
+    )
+    .unwrap_err();
+    assert_eq!(err.code, "bad_download");
+    assert!(
+        err.message.contains(FILE) && err.message.contains("neither its size nor a checksum"),
+        "{}",
+        err.message
+    );
+    assert!(tunelab_api::models::list(&ws).unwrap().is_empty());
+}
+
+#[test]
+fn a_part_left_by_another_commit_is_not_continued() {
+    let original = std::fs::read(default_gguf()).unwrap();
+    let (endpoint, seen) = serve(original.clone());
+    let (_dir, ws) = temp_workspace();
+    // A pull of the same name from an older commit stopped after 4 MB of a different file.
+    let staging = ws.models_dir().join(".pull-tiny");
+    std::fs::create_dir_all(&staging).unwrap();
+    std::fs::write(
+        staging.join(".source.json"),
+        format!(
+            "{{\"repo\":\"{REPO}\",\"revision\":\"{}\"}}",
+            "f".repeat(40)
+        ),
+    )
+    .unwrap();
+    std::fs::write(staging.join(format!("{FILE}.part")), vec![7u8; 4 << 20]).unwrap();
+
+    hub::pull(
+        &ws,
+        &Hub::new(&endpoint, None),
+        REPO,
+        "main",
+        None,
+        Some("tiny"),
+        &mut |_| {},
+    )
+    .unwrap();
+    let requests = seen.lock().unwrap().clone();
+    assert!(
+        requests
+            .iter()
+            .filter(|r| r.contains("/resolve/"))
+            .all(|r| r.ends_with(" from 0")),
+        "the old commit's bytes were dropped, not resumed: {requests:?}"
+    );
+    let (_, path) = tunelab_api::models::resolve(&ws, "tiny").unwrap();
+    assert!(std::fs::read(&path).unwrap() == original);
+    assert!(
+        !path.parent().unwrap().join(".source.json").exists(),
+        "the staging record does not stay in the model's folder"
     );
 }
