@@ -2,7 +2,6 @@
 //! `compare show ID` read the reports.
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::AtomicBool;
 
 use tunelab_api::chat::ModelCache;
 use tunelab_api::compare::{self, CompareEvent, CompareReport, CompareRequest, MethodId, Preset};
@@ -92,7 +91,7 @@ fn start(ws: &Workspace, args: RunArgs) -> Result<()> {
         models: &models,
         knowledge: &knowledge,
     };
-    let cancel = AtomicBool::new(false);
+    let cancel = crate::interrupt::flag();
     let mut last_progress = std::time::Instant::now();
     let report = compare::run(ws, &caches, &request, &cancel, &mut |event| match event {
         CompareEvent::Started { id, methods } => {

@@ -2,7 +2,6 @@
 //! on an evaluation file; `tunelab eval list` and `tunelab eval show ID` read the results.
 
 use std::path::PathBuf;
-use std::sync::atomic::AtomicBool;
 
 use tunelab_api::chat::ModelCache;
 use tunelab_api::eval::{self, Caches, EvalEvent, EvalRequest, EvalSummary, Metric};
@@ -124,7 +123,7 @@ fn evaluate(ws: &Workspace, args: RunArgs) -> Result<()> {
         models: &models,
         knowledge: &knowledge,
     };
-    let cancel = AtomicBool::new(false);
+    let cancel = crate::interrupt::flag();
     let summary = eval::run(ws, &caches, &request, &cancel, &mut |event| match event {
         EvalEvent::Reused { id } => {
             eprintln!(

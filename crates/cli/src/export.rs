@@ -3,7 +3,6 @@
 //! `tunelab export --check DIR` checks an export again.
 
 use std::path::PathBuf;
-use std::sync::atomic::AtomicBool;
 
 use tunelab_api::export::{
     self, ExportCheck, ExportEvent, ExportFormat, ExportRequest, ExportStage,
@@ -71,7 +70,7 @@ pub fn run(ws: &Workspace, args: Args) -> Result<()> {
         ollama: args.ollama,
         out: args.out,
     };
-    let cancel = AtomicBool::new(false);
+    let cancel = crate::interrupt::flag();
     let mut last_percent = None;
     let report = export::run(ws, &request, &cancel, &mut |event| match event {
         ExportEvent::Stage { stage } => eprintln!(

@@ -144,8 +144,8 @@ pub fn run(ws: &Workspace, args: Args) -> Result<()> {
                     .expect("valid template")
                     .progress_chars("=> "),
             );
-            let never = std::sync::atomic::AtomicBool::new(false);
-            let report = knowledge::add(ws, &cache, &name, &paths, &never, &mut |p| match p {
+            let stop = crate::interrupt::flag();
+            let report = knowledge::add(ws, &cache, &name, &paths, &stop, &mut |p| match p {
                 AddProgress::Reading { done, total, .. } => {
                     bar.set_message("reading files");
                     bar.set_length(total as u64);

@@ -8,6 +8,7 @@ mod data;
 mod doctor;
 mod eval;
 mod export;
+mod interrupt;
 mod jobs;
 mod kb;
 mod models;

