@@ -2,6 +2,7 @@
 //! cancellable between tokens. Loaded models stay in memory for the next message.
 
 use std::ops::ControlFlow;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -175,10 +176,7 @@ impl ModelCache {
         device: Option<tunelab_engine::DeviceChoice>,
     ) -> Result<Arc<LoadedModel>> {
         let choice = crate::settings::device(ws, device)?;
-        let mut slot = self
-            .loaded
-            .lock()
-            .map_err(|_| ApiError::new("internal", "model cache poisoned"))?;
+        let mut slot = crate::slot::lock(&self.loaded);
         if let Some(cached) = slot.as_ref() {
             if cached.name == name && cached.adapter.as_ref() == adapter && cached.device == choice
             {
@@ -188,7 +186,13 @@ impl ModelCache {
         // Free the previous model before loading the next.
         *slot = None;
         let device = choice.open()?;
-        let model = load_model(ws, name, adapter, &device)?;
+        let path = model_path(ws, name, adapter)?;
+        let summary = tunelab_engine::inspect(&path)?;
+        let on_gpu = !device.is_cpu();
+        let need = crate::plan::chat_memory(&summary, on_gpu, LOAD_CONTEXT, false);
+        let free = crate::plan::chat_free_memory(&device);
+        crate::plan::check_chat(name, &summary, on_gpu, &need, free)?;
+        let model = crate::slot::load(name, || load_model(ws, name, adapter, &device))?;
         let model = Arc::new(model);
         *slot = Some(CachedModel {
             name: name.to_string(),
@@ -198,6 +202,29 @@ impl ModelCache {
         });
         Ok(model)
     }
+}
+
+/// The context a model is checked for before it loads: a conversation of this many tokens
+/// must fit beside its weights. Each answer checks its own context again.
+const LOAD_CONTEXT: usize = 2048;
+
+/// Below this, an answer's KV cache is not checked against free memory (reading it costs more
+/// than the answer risks).
+const KV_CHECK_FROM: u64 = 64 << 20;
+
+/// The files chat loads for `name` with `adapter`: the model's, or the model folder a full
+/// fine-tuning or pretraining run saved in its place.
+fn model_path(ws: &Workspace, name: &str, adapter: Option<&Artifact>) -> Result<PathBuf> {
+    if let Some(dir) = adapter.and_then(Artifact::replaces_base) {
+        return Ok(dir.to_path_buf());
+    }
+    let (manifest, path) = models::resolve(ws, name)?;
+    if manifest.role != models::ModelRole::Chat {
+        return Err(ApiError::invalid(format!(
+            "`{name}` is an embedding model; choose a chat model"
+        )));
+    }
+    Ok(path)
 }
 
 /// Loads the model `name` as chat holds it on `device`, with `adapter` (a PEFT LoRA or
@@ -210,18 +237,7 @@ pub(crate) fn load_model(
     adapter: Option<&Artifact>,
     device: &tunelab_engine::Device,
 ) -> Result<LoadedModel> {
-    let path = match adapter.and_then(Artifact::replaces_base) {
-        Some(dir) => dir.to_path_buf(),
-        None => {
-            let (manifest, path) = models::resolve(ws, name)?;
-            if manifest.role != models::ModelRole::Chat {
-                return Err(ApiError::invalid(format!(
-                    "`{name}` is an embedding model; choose a chat model"
-                )));
-            }
-            path
-        }
-    };
+    let path = model_path(ws, name, adapter)?;
     let precision = match device.is_cpu() {
         true => Precision::Native,
         false => Precision::half_for(device),
@@ -316,12 +332,29 @@ pub fn chat(
     };
     let asked = asked.as_ref().unwrap_or(request);
     let ids = prompt_ids(ws, &model, asked)?;
+    check_context(
+        &request.model,
+        &model,
+        ids.len() + request.params.max_tokens as usize,
+    )?;
     let mut summary = answer_prepared(&model, &ids, asked, cancel, on_event)?;
     if let Some(citations) = citations {
         summary.citations = citations;
         summary.grounded = Some(true);
     }
     Ok(summary)
+}
+
+/// Refuses an answer whose KV cache at `context` tokens would not fit in the free memory of
+/// the loaded `model`'s device, saying what would.
+fn check_context(name: &str, model: &LoadedModel, context: usize) -> Result<()> {
+    let device = model.transformer.device();
+    let need = crate::plan::chat_memory(&model.summary, !device.is_cpu(), context, true);
+    if need.kv_cache_bytes < KV_CHECK_FROM {
+        return Ok(());
+    }
+    let free = crate::plan::chat_free_memory(device);
+    crate::plan::check_chat(name, &model.summary, !device.is_cpu(), &need, free)
 }
 
 /// Answers with `model` from the prompt `ids` that [`prompt_ids`] made for `request`.

@@ -70,10 +70,7 @@ impl KnowledgeCache {
 
     pub fn store(&self, ws: &Workspace) -> Result<Arc<KnowledgeStore>> {
         let dir = ws.knowledge_dir();
-        let mut slot = self
-            .store
-            .lock()
-            .map_err(|_| ApiError::new("internal", "knowledge cache poisoned"))?;
+        let mut slot = crate::slot::lock(&self.store);
         if let Some((root, store)) = slot.as_ref() {
             if *root == dir {
                 return Ok(store.clone());
@@ -87,10 +84,7 @@ impl KnowledgeCache {
     /// The registered embedding model `name`, loaded once, on the cache's device.
     pub fn embedder(&self, ws: &Workspace, name: &str) -> Result<Arc<Embedder>> {
         let choice = crate::settings::device(ws, self.device)?;
-        let mut slot = self
-            .embedder
-            .lock()
-            .map_err(|_| ApiError::new("internal", "knowledge cache poisoned"))?;
+        let mut slot = crate::slot::lock(&self.embedder);
         if let Some((device, e)) = slot.as_ref() {
             if e.name() == name && *device == choice {
                 return Ok(e.clone());
@@ -106,7 +100,9 @@ impl KnowledgeCache {
         }
         // The previous embedder goes first: a GPU may not hold two.
         *slot = None;
-        let embedder = Arc::new(Embedder::load(name, &path, &choice.open()?)?);
+        let device = choice.open()?;
+        let embedder = crate::slot::load(name, || Ok(Embedder::load(name, &path, &device)?))?;
+        let embedder = Arc::new(embedder);
         *slot = Some((choice, embedder.clone()));
         Ok(embedder)
     }

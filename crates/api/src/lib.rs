@@ -20,6 +20,7 @@ pub mod plan;
 pub mod prompts;
 pub mod runs;
 pub mod settings;
+mod slot;
 pub mod train;
 pub mod workspace;
 
