@@ -125,6 +125,7 @@ pub fn train(ws: &Workspace, request: &TrainBenchRequest) -> Result<TrainBench> 
             TokenizedExample {
                 line: i + 1,
                 full_len: seq_len,
+                full_len_estimated: false,
                 ids,
                 labels,
             }

@@ -21,6 +21,7 @@ pub fn pack(examples: &[TokenizedExample], seq_len: usize) -> Result<Vec<Tokeniz
         ids: Vec::with_capacity(seq_len),
         labels: Vec::with_capacity(seq_len),
         full_len: seq_len,
+        full_len_estimated: false,
     };
     for example in examples {
         for (&id, &label) in example.ids.iter().zip(&example.labels) {
@@ -35,6 +36,7 @@ pub fn pack(examples: &[TokenizedExample], seq_len: usize) -> Result<Vec<Tokeniz
                     ids: Vec::with_capacity(seq_len),
                     labels: Vec::with_capacity(seq_len),
                     full_len: seq_len,
+                    full_len_estimated: false,
                 };
                 blocks.push(std::mem::replace(&mut block, next));
             }
@@ -54,6 +56,7 @@ mod tests {
             ids: ids.to_vec(),
             labels,
             full_len: ids.len(),
+            full_len_estimated: false,
         }
     }
 

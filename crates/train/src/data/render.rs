@@ -56,6 +56,10 @@ pub struct TokenizedExample {
     pub labels: Vec<i64>,
     /// Length before truncation.
     pub full_len: usize,
+    /// Whether `full_len` is an estimate: a conversation with a stretch of text far longer than
+    /// the max length is tokenized only as far as training uses it, and the rest counted from
+    /// its bytes.
+    pub full_len_estimated: bool,
 }
 
 impl TokenizedExample {
@@ -126,17 +130,7 @@ pub fn tokenize_chat(
     messages: &[Message],
     train_on: TrainOn,
 ) -> Result<(Vec<u32>, Vec<i64>)> {
-    let (mut ids, mut labels) = (Vec::new(), Vec::new());
-    for piece in chat_pieces(model, messages)? {
-        let piece_ids = model.tokenizer.encode(&piece.text, false)?;
-        let trained = piece.trainable || train_on == TrainOn::AllTokens;
-        labels.extend(
-            piece_ids
-                .iter()
-                .map(|&id| if trained { id as i64 } else { IGNORE_INDEX }),
-        );
-        ids.extend(piece_ids);
-    }
+    let (ids, labels, _, _) = tokenize_chat_upto(model, messages, train_on, usize::MAX)?;
     Ok((ids, labels))
 }
 
@@ -160,30 +154,88 @@ pub fn tokenize_text(model: &LoadedModel, text: &str) -> Result<Vec<u32>> {
     Ok(ids)
 }
 
+/// Text longer than this, in one piece of a conversation, is tokenized only as far as the max
+/// length needs (a 50 MB line took 35 s and 3.9 GB to tokenize whole).
+const LONG_PIECE_BYTES: usize = 256 << 10;
+
+/// Bytes read per token still needed from a long piece: far more than any tokenizer's tokens
+/// take, so the tokens kept are those of the whole text.
+const BYTES_PER_TOKEN_READ: usize = 16;
+
+/// The ids of `text`, at least its first `room` of them, and the number of tokens of the
+/// whole text, estimated from the bytes when the text was long enough to be read in part.
+fn tokenize_upto(model: &LoadedModel, text: &str, room: usize) -> Result<(Vec<u32>, usize, bool)> {
+    let want = room.saturating_mul(BYTES_PER_TOKEN_READ).max(4096);
+    if text.len() <= LONG_PIECE_BYTES || want >= text.len() {
+        let ids = model.tokenizer.encode(text, false)?;
+        let n = ids.len();
+        return Ok((ids, n, false));
+    }
+    let mut cut = want;
+    while !text.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    let ids = model.tokenizer.encode(&text[..cut], false)?;
+    if ids.len() <= room {
+        // Tokens longer than expected: the part read does not reach past what is kept.
+        let ids = model.tokenizer.encode(text, false)?;
+        let n = ids.len();
+        return Ok((ids, n, false));
+    }
+    let estimate = (ids.len() as f64 * text.len() as f64 / cut as f64).ceil() as usize;
+    Ok((ids, estimate, true))
+}
+
+/// [`tokenize_chat`] cut to `max_len` tokens, reading long pieces only as far as needed;
+/// returns the ids, labels, the full length and whether it is an estimate.
+fn tokenize_chat_upto(
+    model: &LoadedModel,
+    messages: &[Message],
+    train_on: TrainOn,
+    max_len: usize,
+) -> Result<(Vec<u32>, Vec<i64>, usize, bool)> {
+    let (mut ids, mut labels) = (Vec::new(), Vec::new());
+    let (mut full_len, mut estimated) = (0usize, false);
+    for piece in chat_pieces(model, messages)? {
+        let room = max_len.saturating_sub(ids.len());
+        let (mut piece_ids, piece_len, piece_estimated) = tokenize_upto(model, &piece.text, room)?;
+        full_len += piece_len;
+        estimated |= piece_estimated;
+        piece_ids.truncate(room);
+        let trained = piece.trainable || train_on == TrainOn::AllTokens;
+        labels.extend(
+            piece_ids
+                .iter()
+                .map(|&id| if trained { id as i64 } else { IGNORE_INDEX }),
+        );
+        ids.extend(piece_ids);
+    }
+    Ok((ids, labels, full_len, estimated))
+}
+
 /// One example tokenized; conversations are cut to `options.max_len` tokens.
 pub fn tokenize_example(
     model: &LoadedModel,
     example: &Example,
     options: &RenderOptions,
 ) -> Result<TokenizedExample> {
-    let (mut ids, mut labels) = match &example.content {
-        ExampleContent::Chat(messages) => tokenize_chat(model, messages, options.train_on)?,
+    let (ids, labels, full_len, full_len_estimated) = match &example.content {
+        ExampleContent::Chat(messages) => {
+            tokenize_chat_upto(model, messages, options.train_on, options.max_len)?
+        }
         ExampleContent::Text(text) => {
             let ids = tokenize_text(model, text)?;
             let labels = ids.iter().map(|&id| id as i64).collect();
-            (ids, labels)
+            let n = ids.len();
+            (ids, labels, n, false)
         }
     };
-    let full_len = ids.len();
-    if matches!(example.content, ExampleContent::Chat(_)) {
-        ids.truncate(options.max_len);
-        labels.truncate(options.max_len);
-    }
     Ok(TokenizedExample {
         line: example.line,
         ids,
         labels,
         full_len,
+        full_len_estimated,
     })
 }
 
@@ -229,10 +281,15 @@ pub fn tokenize_dataset(
         };
         if tokenized.truncated() {
             let (len, max) = (tokenized.full_len, options.max_len);
+            let about = if tokenized.full_len_estimated {
+                "about "
+            } else {
+                ""
+            };
             if tokenized.trainable_tokens() == 0 {
                 let message = format!(
-                    "{len} tokens, and the prompt alone fills the max length of {max}: no reply \
-                     token is left to train on (shorten the prompt or raise the max length)"
+                    "{about}{len} tokens, and the prompt alone fills the max length of {max}: no \
+                     reply token is left to train on (shorten the prompt or raise the max length)"
                 );
                 set.issues.push(Issue::new(
                     file,
@@ -244,7 +301,8 @@ pub fn tokenize_dataset(
                 continue;
             }
             let message = format!(
-                "{len} tokens, over the max length of {max}: the last {} are cut off in training",
+                "{about}{len} tokens, over the max length of {max}: the last {about}{} are cut \
+                 off in training",
                 len - max
             );
             let mut issue = Issue::new(file, example.line, None, IssueKind::TooLong, message);

@@ -27,6 +27,7 @@ fn example(text: &str) -> tunelab_train::data::TokenizedExample {
     tunelab_train::data::TokenizedExample {
         line: 1,
         full_len: ids.len(),
+        full_len_estimated: false,
         labels: ids.iter().map(|&t| t as i64).collect(),
         ids,
     }

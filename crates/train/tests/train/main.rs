@@ -80,6 +80,7 @@ pub fn chat_examples(
             tunelab_train::data::TokenizedExample {
                 line: i + 1,
                 full_len: ids.len(),
+                full_len_estimated: false,
                 ids,
                 labels,
             }

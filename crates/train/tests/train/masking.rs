@@ -172,6 +172,48 @@ fn truncation_cuts_conversations_and_counts_them_but_keeps_text_whole() {
 }
 
 #[test]
+fn a_huge_reply_is_tokenized_only_as_far_as_the_max_length_needs() {
+    let model = native_model();
+    // About 3 MB of reply: a row far beyond any max length.
+    let reply: String = (0..400_000).map(|i| format!("word{} ", i % 97)).collect();
+    let messages = conversation(&[("user", "Write a lot."), ("assistant", &reply)]);
+    let (exact, _) = tokenize_chat(model, &messages, TrainOn::AssistantReplies).unwrap();
+    let dataset = Dataset {
+        file: "huge.jsonl".into(),
+        format: None,
+        rows_total: 1,
+        examples: vec![Example {
+            line: 1,
+            content: ExampleContent::Chat(messages),
+        }],
+        issues: Vec::new(),
+    };
+    let set = tokenize_dataset(
+        model,
+        &dataset,
+        &RenderOptions {
+            train_on: TrainOn::AssistantReplies,
+            max_len: 128,
+        },
+    );
+    let cut = &set.examples[0];
+    assert_eq!(cut.ids[..], exact[..128], "the kept tokens are the whole text's");
+    assert!(cut.full_len_estimated);
+    let error = (cut.full_len as f64 - exact.len() as f64).abs() / exact.len() as f64;
+    assert!(
+        error < 0.05,
+        "estimated {} tokens, exactly {}",
+        cut.full_len,
+        exact.len()
+    );
+    assert!(
+        set.issues[0].message.starts_with("about "),
+        "{}",
+        set.issues[0].message
+    );
+}
+
+#[test]
 fn text_documents_end_with_eos_and_pack_into_exact_blocks() {
     let model = native_model();
     let eos = model
