@@ -30,6 +30,11 @@ pub struct ChatTemplate {
     env: Environment<'static>,
 }
 
+/// Steps one rendering may take: a long conversation through the largest templates we know
+/// takes well under a million; a template that loops without end (a hostile or broken file)
+/// stops here within a second instead of hanging chat.
+const RENDER_FUEL: u64 = 10_000_000;
+
 fn raise_exception(message: String) -> std::result::Result<String, Error> {
     Err(Error::new(ErrorKind::InvalidOperation, message))
 }
@@ -49,6 +54,7 @@ impl ChatTemplate {
         env.set_trim_blocks(true);
         env.set_lstrip_blocks(true);
         env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
+        env.set_fuel(Some(RENDER_FUEL));
         env.add_function("raise_exception", raise_exception);
         env.add_function("strftime_now", |format: String| -> String {
             strftime_now(&format)
@@ -84,7 +90,13 @@ impl ChatTemplate {
                 bos_token => bos_token.unwrap_or(""),
                 eos_token => eos_token.unwrap_or(""),
             })
-            .map_err(|e| EngineError::Template(format!("rendering failed: {e}")))
+            .map_err(|e| match e.kind() {
+                ErrorKind::OutOfFuel => EngineError::Template(format!(
+                    "the chat template did not finish within {RENDER_FUEL} steps: it loops \
+                     without end, so the model's template is broken"
+                )),
+                _ => EngineError::Template(format!("rendering failed: {e}")),
+            })
     }
 }
 
@@ -156,6 +168,32 @@ mod tests {
                 .unwrap(),
             "ok"
         );
+    }
+
+    #[test]
+    fn a_template_that_never_ends_is_stopped_and_long_chats_still_render() {
+        let endless = ChatTemplate::new(
+            "{% for a in range(10000) %}{% for b in range(10000) %}{% for c in range(10000) %}.{% endfor %}{% endfor %}{% endfor %}",
+        )
+        .unwrap();
+        let started = std::time::Instant::now();
+        let err = endless
+            .render(&[Message::new("user", "hi")], true, None, None)
+            .unwrap_err();
+        assert!(err.to_string().contains("did not finish"), "{err}");
+        eprintln!("stopped after {:?}", started.elapsed());
+
+        let chat = ChatTemplate::new(FALLBACK_TEMPLATE).unwrap();
+        let long: Vec<Message> = (0..5000)
+            .map(|i| {
+                Message::new(
+                    if i % 2 == 0 { "user" } else { "assistant" },
+                    format!("turn {i}"),
+                )
+            })
+            .collect();
+        let text = chat.render(&long, true, None, None).unwrap();
+        assert!(text.contains("turn 4999"));
     }
 
     #[test]
