@@ -162,3 +162,33 @@ fn a_gguf_with_an_alignment_of_zero_is_refused_not_a_panic() {
         "{err}"
     );
 }
+
+#[test]
+fn a_tokenizer_regex_that_backtracks_without_end_gives_up_instead_of_hanging() {
+    // `(a|aa)+(?=b)` needs the backtracking engine (a lookahead), and on a run of `a` with no
+    // `b` a naive search tries every way of splitting the run: about 10^20 paths for 100
+    // letters. fancy-regex bounds every search (a backtracking limit of a million steps, and
+    // the tokenizer stops splitting at the first error), so the text goes through unsplit.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("tokenizer.json");
+    let tokenizer = serde_json::json!({
+        "version": "1.0",
+        "truncation": null,
+        "padding": null,
+        "added_tokens": [],
+        "normalizer": null,
+        "pre_tokenizer": {
+            "type": "Split",
+            "pattern": {"Regex": "(a|aa)+(?=b)"},
+            "behavior": "Isolated",
+            "invert": false
+        },
+        "post_processor": null,
+        "decoder": null,
+        "model": {"type": "WordLevel", "vocab": {"a": 0, "[UNK]": 1}, "unk_token": "[UNK]"}
+    });
+    std::fs::write(&path, tokenizer.to_string()).unwrap();
+    let t = tunelab_engine::TextTokenizer::from_hf_files(&path, None).unwrap();
+    let ids = t.encode(&"a".repeat(100), false).unwrap();
+    assert_eq!(ids, vec![1], "the unsplit run is one unknown word");
+}
