@@ -197,7 +197,11 @@ fn a_huge_reply_is_tokenized_only_as_far_as_the_max_length_needs() {
         },
     );
     let cut = &set.examples[0];
-    assert_eq!(cut.ids[..], exact[..128], "the kept tokens are the whole text's");
+    assert_eq!(
+        cut.ids[..],
+        exact[..128],
+        "the kept tokens are the whole text's"
+    );
     assert!(cut.full_len_estimated);
     let error = (cut.full_len as f64 - exact.len() as f64).abs() / exact.len() as f64;
     assert!(
