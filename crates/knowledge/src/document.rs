@@ -181,7 +181,7 @@ pub(crate) struct Parsed {
 /// read (a dangling link, a folder without permission) come back beside them, each with the
 /// reason, so one bad entry does not stop the rest; a path given that does not exist is an
 /// error.
-pub fn collect_files(paths: &[PathBuf]) -> Result<(Vec<PathBuf>, Vec<(PathBuf, String)>)> {
+pub fn collect_files(paths: &[PathBuf]) -> Result<Collected> {
     let mut files = Vec::new();
     let mut unreadable = Vec::new();
     for path in paths {
@@ -217,7 +217,16 @@ pub fn collect_files(paths: &[PathBuf]) -> Result<(Vec<PathBuf>, Vec<(PathBuf, S
     }
     files.sort();
     files.dedup();
-    Ok((files, unreadable))
+    Ok(Collected { files, unreadable })
+}
+
+/// What [`collect_files`] found.
+#[derive(Debug, Default)]
+pub struct Collected {
+    /// The files to add, by canonical path, sorted.
+    pub files: Vec<PathBuf>,
+    /// Entries that could not be read, each with the reason.
+    pub unreadable: Vec<(PathBuf, String)>,
 }
 
 fn is_hidden(name: &std::ffi::OsStr) -> bool {

@@ -13,7 +13,7 @@ pub mod prompt;
 pub mod store;
 
 pub use chunk::{chunk_document, Chunk, ChunkOptions};
-pub use document::{collect_files, read_document, Document, Location, Section};
+pub use document::{collect_files, read_document, Collected, Document, Location, Section};
 pub use embed::Embedder;
 pub use error::{KnowledgeError, Result};
 pub use store::validate_name;

@@ -80,7 +80,7 @@ pub fn knowledge(
         let docs = scratch.join("docs");
         let sample_docs =
             &std::path::absolute(sample_docs).map_err(|e| ApiError::io(sample_docs, e))?;
-        let (files, _) = tunelab_knowledge::collect_files(&[sample_docs.to_path_buf()])?;
+        let files = tunelab_knowledge::collect_files(&[sample_docs.to_path_buf()])?.files;
         if files.is_empty() {
             return Err(ApiError::invalid(format!(
                 "{} has no documents to ingest",

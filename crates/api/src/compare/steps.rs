@@ -371,7 +371,7 @@ impl train::ProgressSink for StepSink<'_> {
 /// paragraph each (corpus.txt in the comparison's folder).
 fn write_corpus(cx: &Context) -> Result<PathBuf> {
     let mut paragraphs = Vec::new();
-    let (files, unreadable) =
+    let tunelab_knowledge::Collected { files, unreadable } =
         tunelab_knowledge::collect_files(std::slice::from_ref(&cx.task.documents))?;
     if let Some((path, reason)) = unreadable.first() {
         return Err(ApiError::io(

@@ -22,7 +22,7 @@ use ts_rs::TS;
 
 use super::{now_unix, schema, sql_string, EmbeddedChunk, KnowledgeStore};
 use crate::chunk::{chunk_document, Chunk, ChunkOptions};
-use crate::document::{collect_files, read_document, Document};
+use crate::document::{collect_files, read_document, Collected, Document};
 use crate::embed::Embedder;
 use crate::error::{KnowledgeError, Result};
 
@@ -161,7 +161,7 @@ impl KnowledgeStore {
         let info = self.settings(name)?;
         self.check_embedder(name, &info, embedder)?;
         let table = self.table(name)?;
-        let (files, unreadable) = collect_files(paths)?;
+        let Collected { files, unreadable } = collect_files(paths)?;
         let mut report = AddReport::default();
         report
             .failed

@@ -250,7 +250,7 @@ impl RunDir {
                 Some((p, state))
             })
             .collect();
-        found.sort_by(|a, b| b.1.step.cmp(&a.1.step));
+        found.sort_by_key(|(_, state)| std::cmp::Reverse(state.step));
         found
     }
 
