@@ -55,6 +55,22 @@ fn serve_listed(served: Vec<u8>, listed: serde_json::Value) -> (String, RequestL
     ]))
 }
 
+/// Pulls the served repository's GGUF as `tiny`, with no progress shown.
+fn pull_tiny(
+    ws: &tunelab_api::Workspace,
+    endpoint: &str,
+) -> tunelab_api::Result<tunelab_api::models::ModelEntry> {
+    hub::pull(
+        ws,
+        &Hub::new(endpoint, None),
+        REPO,
+        "main",
+        None,
+        Some("tiny"),
+        &mut |_| {},
+    )
+}
+
 fn size_of(listed: &serde_json::Value) -> serde_json::Value {
     listed
         .get("size")
@@ -258,16 +274,7 @@ fn a_damaged_download_is_fetched_again_then_refused_naming_the_file() {
     let listed = serde_json::json!({"size": original.len(), "sha256": sha256_hex(&original)});
     let (endpoint, seen) = serve_listed(damaged, listed);
     let (_dir, ws) = temp_workspace();
-    let err = hub::pull(
-        &ws,
-        &Hub::new(&endpoint, None),
-        REPO,
-        "main",
-        None,
-        Some("tiny"),
-        &mut |_| {},
-    )
-    .unwrap_err();
+    let err = pull_tiny(&ws, &endpoint).unwrap_err();
     assert_eq!(err.code, "bad_download");
     assert!(
         err.message.contains(FILE)
@@ -299,16 +306,7 @@ fn a_file_the_listing_gives_no_size_or_checksum_for_is_refused() {
     let original = std::fs::read(default_gguf()).unwrap();
     let (endpoint, _) = serve_listed(original, serde_json::json!({}));
     let (_dir, ws) = temp_workspace();
-    let err = hub::pull(
-        &ws,
-        &Hub::new(&endpoint, None),
-        REPO,
-        "main",
-        None,
-        Some("tiny"),
-        &mut |_| {},
-    )
-    .unwrap_err();
+    let err = pull_tiny(&ws, &endpoint).unwrap_err();
     assert_eq!(err.code, "bad_download");
     assert!(
         err.message.contains(FILE) && err.message.contains("neither its size nor a checksum"),
@@ -336,16 +334,7 @@ fn a_part_left_by_another_commit_is_not_continued() {
     .unwrap();
     std::fs::write(staging.join(format!("{FILE}.part")), vec![7u8; 4 << 20]).unwrap();
 
-    hub::pull(
-        &ws,
-        &Hub::new(&endpoint, None),
-        REPO,
-        "main",
-        None,
-        Some("tiny"),
-        &mut |_| {},
-    )
-    .unwrap();
+    pull_tiny(&ws, &endpoint).unwrap();
     let requests = seen.lock().unwrap().clone();
     assert!(
         requests

@@ -2,9 +2,11 @@
 //! quits at once.
 
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 
-use crate::{add_default_gguf, default_minilm, json, tunelab, wait_for};
+use crate::{
+    add_default_gguf, default_minilm, json, spawn, tunelab, wait_for, wait_for_job, write_notes,
+};
 
 fn interrupt(child: &Child) {
     let status = Command::new("kill")
@@ -12,17 +14,6 @@ fn interrupt(child: &Child) {
         .status()
         .unwrap();
     assert!(status.success());
-}
-
-/// A folder of `n` notes, each long enough for a few chunks.
-fn notes(dir: &Path, n: usize) {
-    std::fs::create_dir_all(dir).unwrap();
-    for i in 0..n {
-        let text: String = (0..40)
-            .map(|j| format!("Note {i} line {j}: the boat key hangs on hook {}.\n", i * j))
-            .collect();
-        std::fs::write(dir.join(format!("note-{i:03}.txt")), text).unwrap();
-    }
 }
 
 #[test]
@@ -36,7 +27,7 @@ fn ctrl_c_undoes_a_knowledge_base_add_and_the_next_add_does_it_all() {
     ));
     json(&tunelab(h, &["kb", "create", "notes", "--json"]));
     let docs = home.path().join("docs");
-    notes(&docs, 300);
+    write_notes(&docs, 300);
     let add = [
         "--home",
         home.path().to_str().unwrap(),
@@ -45,19 +36,8 @@ fn ctrl_c_undoes_a_knowledge_base_add_and_the_next_add_does_it_all() {
         "notes",
         docs.to_str().unwrap(),
     ];
-    let child = Command::new(env!("CARGO_BIN_EXE_tunelab"))
-        .args(add)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    wait_for("the add to hold the knowledge base", || {
-        let jobs = json(&tunelab(h, &["jobs", "--json"]));
-        jobs.as_array()
-            .unwrap()
-            .iter()
-            .any(|j| j["kind"] == "knowledge")
-    });
+    let child = spawn(&add);
+    wait_for_job(home.path(), "knowledge");
     interrupt(&child);
     let out = child.wait_with_output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -113,12 +93,7 @@ fn ctrl_c_stops_training_at_a_checkpoint_and_the_same_command_finishes_it() {
         run.to_str().unwrap(),
         "--json",
     ];
-    let child = Command::new(env!("CARGO_BIN_EXE_tunelab"))
-        .args(args)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let child = spawn(&args);
     wait_for("the first step", || {
         std::fs::read_to_string(run.join("metrics.jsonl")).is_ok_and(|m| !m.is_empty())
     });

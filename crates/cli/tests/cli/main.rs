@@ -547,6 +547,40 @@ fn a_knowledge_base_of_the_sample_company_searches_and_answers_with_citations() 
     );
 }
 
+/// `tunelab` started in the background with `args`, its output captured.
+fn spawn(args: &[&str]) -> std::process::Child {
+    Command::new(env!("CARGO_BIN_EXE_tunelab"))
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("tunelab starts")
+}
+
+/// Waits until the workspace `home` lists a job of `kind` (it holds its lock).
+fn wait_for_job(home: &Path, kind: &str) {
+    wait_for(&format!("a {kind} job to hold its lock"), || {
+        let jobs = json(&tunelab(Some(home), &["jobs", "--json"]));
+        jobs.as_array().unwrap().iter().any(|j| j["kind"] == kind)
+    });
+}
+
+/// `n` text notes in `dir`, a few chunks each.
+fn write_notes(dir: &Path, n: usize) {
+    std::fs::create_dir_all(dir).unwrap();
+    for i in 0..n {
+        let text: String = (0..40)
+            .map(|j| {
+                format!(
+                    "Note {i} line {j}: the tool shed key hangs by door {}.\n",
+                    i * j
+                )
+            })
+            .collect();
+        std::fs::write(dir.join(format!("note-{i:03}.txt")), text).unwrap();
+    }
+}
+
 /// Polls `check` every 20 ms for up to two minutes.
 fn wait_for(what: &str, mut check: impl FnMut() -> bool) {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
@@ -662,18 +696,7 @@ fn two_adds_to_one_knowledge_base_at_once_store_each_document_once() {
     json(&tunelab(h, &["kb", "create", "notes", "--json"]));
     // Enough text that the first add is still embedding when the second arrives.
     let docs = home.path().join("docs");
-    std::fs::create_dir_all(&docs).unwrap();
-    for i in 0..120 {
-        let text: String = (0..40)
-            .map(|j| {
-                format!(
-                    "Note {i} line {j}: the tool shed key hangs by door {}.\n",
-                    i * j
-                )
-            })
-            .collect();
-        std::fs::write(docs.join(format!("note-{i:03}.txt")), text).unwrap();
-    }
+    write_notes(&docs, 120);
     let add = [
         "--home",
         home.path().to_str().unwrap(),
@@ -683,20 +706,9 @@ fn two_adds_to_one_knowledge_base_at_once_store_each_document_once() {
         docs.to_str().unwrap(),
         "--json",
     ];
-    let first = Command::new(env!("CARGO_BIN_EXE_tunelab"))
-        .args(add)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let first = spawn(&add);
     let pid = first.id();
-    wait_for("the first add to hold the knowledge base", || {
-        let jobs = json(&tunelab(h, &["jobs", "--json"]));
-        jobs.as_array()
-            .unwrap()
-            .iter()
-            .any(|j| j["kind"] == "knowledge")
-    });
+    wait_for_job(home.path(), "knowledge");
     let second = Command::new(env!("CARGO_BIN_EXE_tunelab"))
         .args(add)
         .output()

@@ -1,12 +1,112 @@
 //! What an add cut off in the middle leaves, and what the next add makes of it: whole files
-//! only, the full-text index rebuilt, one name per file, unreadable entries skipped.
+//! only, an older version's chunks deleted, the full-text index rebuilt, one name per file,
+//! unreadable entries skipped.
 
 use std::collections::BTreeMap;
 use std::path::Path;
 
 use tunelab_knowledge::{AddProgress, ChunkOptions, KnowledgeStore, SearchMode, SearchOptions};
 
-use crate::{copy_dir, embedder, sample};
+use crate::{copy_dir, embedder, new_kb, sample};
+
+/// A knowledge base's LanceDB table through a connection of its own (as another process
+/// would have), with the runtime that drives it.
+fn open_table(dir: &Path, table: &str) -> (tokio::runtime::Runtime, lancedb::Table) {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let t = rt.block_on(async {
+        let db = lancedb::connect(dir.join("knowledge").to_str().unwrap())
+            .execute()
+            .await
+            .unwrap();
+        db.open_table(table).execute().await.unwrap()
+    });
+    (rt, t)
+}
+
+/// Rows of one source, read straight from the LanceDB table.
+fn raw_rows(dir: &Path, table: &str, source: &str) -> Vec<arrow_array::RecordBatch> {
+    use futures::TryStreamExt;
+    use lancedb::query::{ExecutableQuery, QueryBase};
+    let (rt, t) = open_table(dir, table);
+    rt.block_on(async {
+        t.query()
+            .only_if(format!("source = '{source}'"))
+            .execute()
+            .await
+            .unwrap()
+            .try_collect()
+            .await
+            .unwrap()
+    })
+}
+
+fn append_raw_rows(dir: &Path, table: &str, rows: Vec<arrow_array::RecordBatch>) {
+    let (rt, t) = open_table(dir, table);
+    rt.block_on(async {
+        for batch in rows {
+            t.add(batch).execute().await.unwrap();
+        }
+    })
+}
+
+#[test]
+fn chunks_an_interrupted_replace_left_behind_go_at_the_next_add() {
+    let dir = tempfile::tempdir().unwrap();
+    let docs = dir.path().join("docs");
+    std::fs::create_dir_all(&docs).unwrap();
+    let returns = docs.join("returns.md");
+    std::fs::write(
+        &returns,
+        "# Returns\n\nBikes may be returned within 30 days of delivery.\n\n## Refunds\n\nRefunds reach the card in five working days.\n",
+    )
+    .unwrap();
+    let store = new_kb(dir.path(), "kb");
+    store
+        .add("kb", embedder(), std::slice::from_ref(&docs), &mut |_| {})
+        .unwrap();
+    let source = returns.to_string_lossy().to_string();
+    let old_rows = raw_rows(dir.path(), "kb", &source);
+    let old_chunks: usize = old_rows.iter().map(|b| b.num_rows()).sum();
+    assert!(old_chunks >= 1);
+
+    // The file changes and is added again; then the old version's rows are put back, which is
+    // the state a crash between writing the new chunks and deleting the old ones leaves.
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    std::fs::write(
+        &returns,
+        "# Returns\n\nBikes may be returned within 60 days of delivery.\n",
+    )
+    .unwrap();
+    let changed = store
+        .add("kb", embedder(), std::slice::from_ref(&docs), &mut |_| {})
+        .unwrap();
+    assert_eq!(changed.replaced, vec![source.clone()]);
+    append_raw_rows(dir.path(), "kb", old_rows);
+    // The store's handle sees another connection's write within a second.
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    assert_eq!(store.info("kb").unwrap().chunks, 1 + old_chunks);
+    // Listed as its newest version only.
+    let listed = store.sources("kb").unwrap();
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].chunks, 1, "{listed:?}");
+
+    // The next add finds the file unchanged and clears the leftovers.
+    let again = store
+        .add("kb", embedder(), std::slice::from_ref(&docs), &mut |_| {})
+        .unwrap();
+    assert_eq!(again.unchanged, vec![source.clone()]);
+    assert_eq!(again.chunks_added, 0);
+    assert_eq!(again.chunks_removed, old_chunks);
+    assert_eq!(store.info("kb").unwrap().chunks, 1);
+    let hits = store
+        .search("kb", embedder(), "return window", &SearchOptions::default())
+        .unwrap();
+    assert!(
+        hits.iter().all(|h| !h.text.contains("30 days")),
+        "{hits:#?}"
+    );
+    assert!(hits.iter().any(|h| h.text.contains("60 days")), "{hits:#?}");
+}
 
 /// Chunks per file, by file name.
 fn chunks_by_file(store: &KnowledgeStore, name: &str) -> BTreeMap<String, usize> {
@@ -23,19 +123,11 @@ fn chunks_by_file(store: &KnowledgeStore, name: &str) -> BTreeMap<String, usize>
 
 /// Whether the table has an index on `search_text`, read by another connection.
 fn has_text_index(dir: &Path, table: &str) -> bool {
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    rt.block_on(async {
-        let db = lancedb::connect(dir.join("knowledge").to_str().unwrap())
-            .execute()
-            .await
-            .unwrap();
-        let t = db.open_table(table).execute().await.unwrap();
-        t.list_indices()
-            .await
-            .unwrap()
-            .iter()
-            .any(|i| i.columns.iter().any(|c| c == "search_text"))
-    })
+    let (rt, t) = open_table(dir, table);
+    rt.block_on(t.list_indices())
+        .unwrap()
+        .iter()
+        .any(|i| i.columns.iter().any(|c| c == "search_text"))
 }
 
 fn store_in(dir: &Path) -> KnowledgeStore {
