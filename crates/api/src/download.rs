@@ -1,7 +1,8 @@
 //! One resumable HTTP download into a file, shared by hub pulls and the default models' wheels:
 //! bytes go to `<dest>.part`, a later call continues it with a range request, and the file
 //! gets its final name only once complete. Connect and read timeouts keep a stalled connection
-//! from hanging a download (and its Stop button) for good.
+//! from hanging a download for good, and the body is read on a thread of its own, so Stop
+//! answers within a fraction of a second even while the connection sends nothing.
 
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
@@ -13,6 +14,8 @@ use crate::error::{ApiError, Result};
 
 /// A connection that sends nothing for this long is given up (the partial file stays).
 const READ_TIMEOUT: Duration = Duration::from_secs(30);
+/// How often a download waiting for bytes looks at its Stop flag.
+const STOP_POLL: Duration = Duration::from_millis(200);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// The shared HTTP agent: timeouts set, HTTP errors returned as `ureq::Error::StatusCode`.
@@ -77,7 +80,7 @@ pub(crate) fn resume_to_file(
         req = req.header("Range", &format!("bytes={have}-"));
     }
     // Statuses are read here: a 416 says how long the file is.
-    let mut resp = req
+    let resp = req
         .config()
         .http_status_as_error(false)
         .build()
@@ -122,29 +125,40 @@ pub(crate) fn resume_to_file(
         .truncate(!resumed)
         .open(&part)
         .map_err(|e| ApiError::io(&part, e))?;
-    let mut reader = resp.body_mut().with_config().limit(u64::MAX).reader();
-    let mut buf = vec![0u8; 1 << 20];
-    loop {
-        let n = reader.read(&mut buf).map_err(|e| {
-            ApiError::new(
-                "offline",
-                format!("{url}: download interrupted ({e}); start it again to resume"),
-            )
-        })?;
-        if n == 0 {
-            break;
+    let chunks = read_on_a_thread(resp.into_body().into_with_config().limit(u64::MAX).reader());
+    let stopped = || cancel.is_some_and(|c| c.load(Ordering::Relaxed));
+    let stop = |out: &std::fs::File, done: u64| -> ApiError {
+        if let Err(e) = out.sync_all() {
+            return ApiError::io(&part, e);
         }
-        out.write_all(&buf[..n])
-            .map_err(|e| ApiError::io(&part, e))?;
-        done += n as u64;
+        let file = dest.file_name().unwrap_or_default().to_string_lossy();
+        ApiError::new(
+            "cancelled",
+            format!("{file}: stopped after {done} bytes; start the download again to resume"),
+        )
+    };
+    loop {
+        // Only this thread writes the part: once it returns, no byte more lands in the file,
+        // whatever the reading thread is still waiting for.
+        let chunk = match chunks.recv_timeout(STOP_POLL) {
+            Ok(Ok(chunk)) => chunk,
+            Ok(Err(e)) => {
+                return Err(ApiError::new(
+                    "offline",
+                    format!("{url}: download interrupted ({e}); start it again to resume"),
+                ))
+            }
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) if stopped() => {
+                return Err(stop(&out, done))
+            }
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => continue,
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
+        };
+        out.write_all(&chunk).map_err(|e| ApiError::io(&part, e))?;
+        done += chunk.len() as u64;
         progress(done, total);
-        if cancel.is_some_and(|c| c.load(Ordering::Relaxed)) {
-            out.sync_all().map_err(|e| ApiError::io(&part, e))?;
-            let file = dest.file_name().unwrap_or_default().to_string_lossy();
-            return Err(ApiError::new(
-                "cancelled",
-                format!("{file}: stopped after {done} bytes; start the download again to resume"),
-            ));
+        if stopped() {
+            return Err(stop(&out, done));
         }
     }
     out.sync_all().map_err(|e| ApiError::io(&part, e))?;
@@ -157,6 +171,32 @@ pub(crate) fn resume_to_file(
         }
     }
     finish(&part, dest)
+}
+
+/// Reads `body` to its end on a thread of its own, sending its bytes in pieces of up to 1 MiB
+/// (a few at a time in flight); the channel closes at the end, after an error, or when the
+/// receiver is gone (a stopped download: the thread ends once its read returns).
+fn read_on_a_thread(
+    mut body: impl Read + Send + 'static,
+) -> std::sync::mpsc::Receiver<std::io::Result<Vec<u8>>> {
+    let (tx, rx) = std::sync::mpsc::sync_channel(4);
+    std::thread::spawn(move || loop {
+        let mut buf = vec![0u8; 1 << 20];
+        match body.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => {
+                buf.truncate(n);
+                if tx.send(Ok(buf)).is_err() {
+                    break;
+                }
+            }
+            Err(e) => {
+                let _ = tx.send(Err(e));
+                break;
+            }
+        }
+    });
+    rx
 }
 
 fn finish(part: &Path, dest: &Path) -> Result<()> {

@@ -34,6 +34,15 @@ fn serve(file: Vec<u8>) -> (String, RequestLog) {
 
 /// [`serve`] with the file served as `served` but listed as `listed` says (`size`, `sha256`).
 fn serve_listed(served: Vec<u8>, listed: serde_json::Value) -> (String, RequestLog) {
+    serve_listed_stalling(served, listed, None)
+}
+
+/// [`serve_listed`], the file's download stalling after `stall_after` bytes when given.
+fn serve_listed_stalling(
+    served: Vec<u8>,
+    listed: serde_json::Value,
+    stall_after: Option<usize>,
+) -> (String, RequestLog) {
     let mut entry = serde_json::json!({"rfilename": FILE});
     if let Some(size) = listed.get("size") {
         entry["size"] = size.clone();
@@ -46,13 +55,18 @@ fn serve_listed(served: Vec<u8>, listed: serde_json::Value) -> (String, RequestL
         "sha": COMMIT,
         "siblings": [{"rfilename": "README.md", "size": 12}, entry],
     });
-    loopback::serve(HashMap::from([
-        (
-            format!("/api/models/{REPO}/revision/main?blobs=true"),
-            listing.to_string().into_bytes(),
-        ),
-        (format!("/{REPO}/resolve/{COMMIT}/{FILE}"), served),
-    ]))
+    let file_path = format!("/{REPO}/resolve/{COMMIT}/{FILE}");
+    let stall = stall_after.map(|after| (file_path.clone(), after));
+    loopback::serve_stalling(
+        HashMap::from([
+            (
+                format!("/api/models/{REPO}/revision/main?blobs=true"),
+                listing.to_string().into_bytes(),
+            ),
+            (file_path, served),
+        ]),
+        stall,
+    )
 }
 
 /// Pulls the served repository's GGUF as `tiny`, with no progress shown.
@@ -348,5 +362,41 @@ fn a_part_left_by_another_commit_is_not_continued() {
     assert!(
         !path.parent().unwrap().join(".source.json").exists(),
         "the staging record does not stay in the model's folder"
+    );
+}
+
+#[test]
+fn stop_answers_at_once_while_the_connection_sends_nothing() {
+    let original = std::fs::read(default_gguf()).unwrap();
+    let listed = serde_json::json!({"size": original.len(), "sha256": sha256_hex(&original)});
+    // 2 MB arrive, then the server goes silent with the connection open.
+    let (endpoint, _) = serve_listed_stalling(original, listed, Some(2 << 20));
+    let (_dir, ws) = temp_workspace();
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let hub = Hub::new(&endpoint, None).with_cancel(stop.clone());
+    let pressed = stop.clone();
+    let presser = std::thread::spawn(move || {
+        std::thread::sleep(std::time::Duration::from_secs(2));
+        pressed.store(true, std::sync::atomic::Ordering::Relaxed);
+        std::time::Instant::now()
+    });
+    let err = hub::pull(&ws, &hub, REPO, "main", None, Some("tiny"), &mut |_| {}).unwrap_err();
+    let answered = std::time::Instant::now();
+    let pressed_at = presser.join().unwrap();
+    assert_eq!(err.code, "cancelled", "{}", err.message);
+    // The read timeout is 30 s: a Stop that waited for it would take that long.
+    let waited = answered.duration_since(pressed_at);
+    assert!(
+        waited < std::time::Duration::from_secs(5),
+        "Stop took {waited:?} on a silent connection"
+    );
+    let part = ws
+        .models_dir()
+        .join(".pull-tiny")
+        .join(format!("{FILE}.part"));
+    assert_eq!(
+        part.metadata().unwrap().len(),
+        2 << 20,
+        "what arrived is kept for the next pull"
     );
 }

@@ -15,6 +15,15 @@ pub type RequestLog = Arc<Mutex<Vec<String>>>;
 /// Serves `routes` (path -> body) until the process ends; returns its `http://` address.
 /// A body may name the server's own address as `{addr}` (for links it hands out).
 pub fn serve(routes: HashMap<String, Vec<u8>>) -> (String, RequestLog) {
+    serve_stalling(routes, None)
+}
+
+/// [`serve`], except that the route `stall.0` sends its headers and first `stall.1` bytes and
+/// then nothing more for a minute, with the connection open: a stalled download.
+pub fn serve_stalling(
+    routes: HashMap<String, Vec<u8>>,
+    stall: Option<(String, usize)>,
+) -> (String, RequestLog) {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = format!("http://{}", listener.local_addr().unwrap());
     let routes: HashMap<String, Vec<u8>> = routes
@@ -64,6 +73,14 @@ pub fn serve(routes: HashMap<String, Vec<u8>>) -> (String, RequestLog) {
                 body.len()
             );
             let _ = stream.write_all(head.as_bytes());
+            if let Some((stalled, after)) = &stall {
+                if *stalled == path {
+                    let _ = stream.write_all(&body[..(*after).min(body.len())]);
+                    let _ = stream.flush();
+                    std::thread::sleep(std::time::Duration::from_secs(60));
+                    continue;
+                }
+            }
             // A client that stopped reading (a cancelled download) just closes the socket.
             let _ = stream.write_all(body);
         }
