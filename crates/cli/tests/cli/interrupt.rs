@@ -4,9 +4,7 @@
 use std::path::Path;
 use std::process::{Child, Command};
 
-use crate::{
-    add_default_gguf, default_minilm, json, spawn, tunelab, wait_for, wait_for_job, write_notes,
-};
+use crate::{add_default_gguf, json, notes_kb, spawn, tunelab, wait_for, wait_for_job};
 
 fn interrupt(child: &Child) {
     let status = Command::new("kill")
@@ -20,14 +18,7 @@ fn interrupt(child: &Child) {
 fn ctrl_c_undoes_a_knowledge_base_add_and_the_next_add_does_it_all() {
     let home = tempfile::tempdir().unwrap();
     let h = Some(home.path());
-    let minilm = default_minilm();
-    json(&tunelab(
-        h,
-        &["models", "add", minilm.to_str().unwrap(), "--json"],
-    ));
-    json(&tunelab(h, &["kb", "create", "notes", "--json"]));
-    let docs = home.path().join("docs");
-    write_notes(&docs, 300);
+    let docs = notes_kb(home.path(), 300);
     let add = [
         "--home",
         home.path().to_str().unwrap(),

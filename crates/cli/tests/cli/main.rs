@@ -565,6 +565,21 @@ fn wait_for_job(home: &Path, kind: &str) {
     });
 }
 
+/// A workspace at `home` with the default embedder registered and a knowledge base `notes`,
+/// and `n` text notes to add to it in `home/docs`; returns the notes' folder.
+fn notes_kb(home: &Path, n: usize) -> PathBuf {
+    let h = Some(home);
+    let minilm = default_minilm();
+    json(&tunelab(
+        h,
+        &["models", "add", minilm.to_str().unwrap(), "--json"],
+    ));
+    json(&tunelab(h, &["kb", "create", "notes", "--json"]));
+    let docs = home.join("docs");
+    write_notes(&docs, n);
+    docs
+}
+
 /// `n` text notes in `dir`, a few chunks each.
 fn write_notes(dir: &Path, n: usize) {
     std::fs::create_dir_all(dir).unwrap();
@@ -688,15 +703,8 @@ fn a_second_trainer_on_one_folder_is_refused_and_a_killed_ones_run_is_taken_over
 fn two_adds_to_one_knowledge_base_at_once_store_each_document_once() {
     let home = tempfile::tempdir().unwrap();
     let h = Some(home.path());
-    let minilm = default_minilm();
-    json(&tunelab(
-        h,
-        &["models", "add", minilm.to_str().unwrap(), "--json"],
-    ));
-    json(&tunelab(h, &["kb", "create", "notes", "--json"]));
     // Enough text that the first add is still embedding when the second arrives.
-    let docs = home.path().join("docs");
-    write_notes(&docs, 120);
+    let docs = notes_kb(home.path(), 120);
     let add = [
         "--home",
         home.path().to_str().unwrap(),

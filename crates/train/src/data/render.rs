@@ -162,6 +162,9 @@ const LONG_PIECE_BYTES: usize = 256 << 10;
 /// take, so the tokens kept are those of the whole text.
 const BYTES_PER_TOKEN_READ: usize = 16;
 
+/// Tokens read past the last one kept, so that the cut's last word never reaches a kept token.
+const CUT_MARGIN_TOKENS: usize = 64;
+
 /// The ids of `text`, at least its first `room` of them, and the number of tokens of the
 /// whole text, estimated from the bytes when the text was long enough to be read in part.
 fn tokenize_upto(model: &LoadedModel, text: &str, room: usize) -> Result<(Vec<u32>, usize, bool)> {
@@ -176,8 +179,10 @@ fn tokenize_upto(model: &LoadedModel, text: &str, room: usize) -> Result<(Vec<u3
         cut -= 1;
     }
     let ids = model.tokenizer.encode(&text[..cut], false)?;
-    if ids.len() <= room {
-        // Tokens longer than expected: the part read does not reach past what is kept.
+    // The last word before the cut may tokenize differently from the whole text's: the part
+    // read must reach well past what is kept.
+    if ids.len() <= room + CUT_MARGIN_TOKENS {
+        // Tokens longer than expected: the part read does not reach far enough.
         let ids = model.tokenizer.encode(text, false)?;
         let n = ids.len();
         return Ok((ids, n, false));
