@@ -7,7 +7,8 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::{add_default_gguf, default_minilm, json, tunelab, wait_for};
+use crate::jobs::wait_for;
+use crate::{add_default_gguf, default_minilm, json, tunelab};
 
 fn trials() -> u64 {
     std::env::var("TUNELAB_CRASH_TRIALS")

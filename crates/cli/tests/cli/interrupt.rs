@@ -4,7 +4,8 @@
 use std::path::Path;
 use std::process::{Child, Command};
 
-use crate::{add_default_gguf, json, notes_kb, spawn, tunelab, wait_for, wait_for_job};
+use crate::jobs::{notes_kb, spawn, wait_for, wait_for_job};
+use crate::{add_default_gguf, json, tunelab};
 
 fn interrupt(child: &Child) {
     let status = Command::new("kill")
