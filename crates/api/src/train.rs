@@ -363,8 +363,10 @@ fn train_in(
         .examples
         .iter()
         .all(|e| matches!(e.content, tunelab_train::ExampleContent::Text(_)));
+    // Training needs the tokens only: the text goes before it starts.
+    drop(dataset);
     let examples = if plain_text {
-        tunelab_train::pack(&tokenized.examples, config.seq_len)?
+        tunelab_train::pack(tokenized.examples, config.seq_len)?
     } else {
         tokenized.examples
     };

@@ -45,7 +45,7 @@ fn find_column(
 
 pub(crate) fn read(
     file: &Path,
-    text: &str,
+    input: impl std::io::Read,
     delimiter: u8,
     prompt_column: Option<&str>,
     response_column: Option<&str>,
@@ -54,7 +54,7 @@ pub(crate) fn read(
     let mut reader = csv::ReaderBuilder::new()
         .delimiter(delimiter)
         .flexible(true)
-        .from_reader(text.as_bytes());
+        .from_reader(input);
     let mut out = CsvRows {
         rows_total: 0,
         examples: Vec::new(),

@@ -66,10 +66,24 @@ fn split_lines(file: &Path, text: &str, issues: &mut Vec<Issue>) -> JsonRecords 
             continue;
         }
         out.rows_total += 1;
-        let line = index + 1;
-        match serde_json::from_str::<Value>(line_text) {
-            Ok(value) => out.records.push(JsonRecord { line, value }),
-            Err(err) => issues.push(Issue::new(
+        match parse_line(file, index + 1, line_text) {
+            Ok(record) => out.records.push(record),
+            Err(issue) => issues.push(issue),
+        }
+    }
+    out
+}
+
+/// One JSONL line (not blank) as a record, or the issue saying why it is not JSON.
+pub(crate) fn parse_line(
+    file: &Path,
+    line: usize,
+    line_text: &str,
+) -> std::result::Result<JsonRecord, Issue> {
+    serde_json::from_str::<Value>(line_text)
+        .map(|value| JsonRecord { line, value })
+        .map_err(|err| {
+            Issue::new(
                 file,
                 line,
                 None,
@@ -79,10 +93,8 @@ fn split_lines(file: &Path, text: &str, issues: &mut Vec<Issue>) -> JsonRecords 
                     err.column(),
                     bare_message(&err)
                 ),
-            )),
-        }
-    }
-    out
+            )
+        })
 }
 
 /// A top-level JSON array: every element is one record, reported at the line it starts on.

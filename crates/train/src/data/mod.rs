@@ -11,12 +11,15 @@ mod json_records;
 pub mod pack;
 pub mod render;
 pub mod report;
+mod source;
 pub mod split;
 mod text_docs;
 
 use std::path::{Path, PathBuf};
 
 use tunelab_engine::Message;
+
+use source::Probe;
 
 pub use format::DatasetFormat;
 pub use issue::{DataError, Issue, IssueKind, Result};
@@ -72,9 +75,9 @@ pub struct Dataset {
 }
 
 /// Reads and checks a dataset file. Problems with records become [`Issue`]s; only an
-/// unreadable file or an undetectable format is an error.
+/// unreadable file or an undetectable format is an error. JSONL, CSV and paragraph text are
+/// read a record at a time, so memory holds the records, not the file as well.
 pub fn read_dataset(path: &Path, options: &ReadOptions) -> Result<Dataset> {
-    let bytes = std::fs::read(path).map_err(|e| DataError::io(path, e))?;
     let mut dataset = Dataset {
         file: path.to_path_buf(),
         format: options
@@ -84,28 +87,20 @@ pub fn read_dataset(path: &Path, options: &ReadOptions) -> Result<Dataset> {
         examples: Vec::new(),
         issues: Vec::new(),
     };
-    let text = match String::from_utf8(bytes) {
-        Ok(text) => text,
-        Err(err) => {
-            let valid = &err.as_bytes()[..err.utf8_error().valid_up_to()];
-            let line = valid.iter().filter(|b| **b == b'\n').count() + 1;
+    let first = match source::probe(path)? {
+        Probe::Text { first } => first,
+        Probe::Blank => {
+            let issue = Issue::new(path, 1, None, IssueKind::Empty, "the file is empty");
+            dataset.issues.push(issue);
+            return Ok(dataset);
+        }
+        Probe::NotUtf8 { line } => {
             let message = "the file is not UTF-8 text; save it as UTF-8";
-            dataset
-                .issues
-                .push(Issue::new(path, line, None, IssueKind::BadSyntax, message));
+            let issue = Issue::new(path, line, None, IssueKind::BadSyntax, message);
+            dataset.issues.push(issue);
             return Ok(dataset);
         }
     };
-    if text.trim().is_empty() {
-        dataset.issues.push(Issue::new(
-            path,
-            1,
-            None,
-            IssueKind::Empty,
-            "the file is empty",
-        ));
-        return Ok(dataset);
-    }
     match dataset.format {
         Some(DatasetFormat::Csv) => {
             let tsv = path
@@ -113,7 +108,7 @@ pub fn read_dataset(path: &Path, options: &ReadOptions) -> Result<Dataset> {
                 .is_some_and(|e| e.eq_ignore_ascii_case("tsv"));
             let rows = csv_rows::read(
                 path,
-                &text,
+                source::reader(path)?,
                 if tsv { b'\t' } else { b',' },
                 options.prompt_column.as_deref(),
                 options.response_column.as_deref(),
@@ -123,10 +118,13 @@ pub fn read_dataset(path: &Path, options: &ReadOptions) -> Result<Dataset> {
             dataset.examples = rows.examples;
         }
         Some(DatasetFormat::Text) => {
-            dataset.examples = text_docs::read(&text, options.text_documents);
+            dataset.examples = match options.text_documents {
+                TextDocuments::WholeFile => text_docs::whole_file(&source::read_whole(path)?),
+                TextDocuments::Paragraphs => text_docs::paragraphs(source::lines(path)?)?,
+            };
             dataset.rows_total = dataset.examples.len();
         }
-        Some(_) | None => read_json(path, &text, options.format, &mut dataset)?,
+        Some(_) | None => read_json(path, first, options.format, &mut dataset)?,
     }
     if dataset.rows_total == 0 && dataset.issues.is_empty() {
         dataset.issues.push(Issue::new(
@@ -143,12 +141,11 @@ pub fn read_dataset(path: &Path, options: &ReadOptions) -> Result<Dataset> {
 
 fn read_json(
     path: &Path,
-    text: &str,
+    first: char,
     forced: Option<DatasetFormat>,
     dataset: &mut Dataset,
 ) -> Result<()> {
-    let first = text.trim_start().chars().next();
-    if forced.is_none() && !matches!(first, Some('[') | Some('{')) {
+    if forced.is_none() && !matches!(first, '[' | '{') {
         return Err(DataError::UnknownFormat {
             path: path.to_path_buf(),
             message: "cannot tell the format: the file is neither JSON nor JSONL, and its \
@@ -156,33 +153,83 @@ fn read_json(
                 .into(),
         });
     }
-    let records = json_records::split(path, text, &mut dataset.issues);
-    dataset.rows_total = records.rows_total;
-    let format = match forced {
-        Some(format) => format,
-        None => match records
-            .records
-            .iter()
-            .find_map(|r| format::format_of_record(&r.value))
-        {
-            Some(format) => format,
-            None if records.records.is_empty() => return Ok(()),
-            None => {
-                return Err(DataError::UnknownFormat {
-                    path: path.to_path_buf(),
-                    message: format!(
-                        "cannot tell the format from the record at line {}: expected a \
-                         `messages` (OpenAI), `conversations` (ShareGPT) or `instruction` and \
-                         `output` (Alpaca) field (or choose one with --format)",
-                        records.records[0].line
-                    ),
-                })
-            }
-        },
+    let mut records = Records {
+        path,
+        format: forced,
+        waiting: Vec::new(),
     };
-    dataset.format = Some(format);
-    for record in &records.records {
-        let mut check = conversation::RecordCheck::new(path, record.line);
+    let streamed = first != '[' && stream_jsonl(path, &mut records, dataset)?;
+    if !streamed {
+        let text = source::read_whole(path)?;
+        let split = json_records::split(path, &text, &mut dataset.issues);
+        dataset.rows_total = split.rows_total;
+        for record in split.records {
+            records.add(record, dataset);
+        }
+    }
+    records.finish(dataset)
+}
+
+/// Reads JSONL a line at a time into `records`. Returns false, having taken nothing, when
+/// the first record is not one line of JSON (a pretty-printed object, or a broken file: the
+/// whole text tells which).
+fn stream_jsonl(path: &Path, records: &mut Records, dataset: &mut Dataset) -> Result<bool> {
+    for line in source::lines(path)? {
+        let (number, text) = line?;
+        if text.trim().is_empty() {
+            continue;
+        }
+        match json_records::parse_line(path, number, &text) {
+            Ok(record) => {
+                dataset.rows_total += 1;
+                records.add(record, dataset);
+            }
+            Err(_) if dataset.rows_total == 0 => return Ok(false),
+            Err(issue) => {
+                dataset.rows_total += 1;
+                dataset.issues.push(issue);
+            }
+        }
+    }
+    Ok(true)
+}
+
+/// JSON records turned into examples as they are read. Until a record tells the format, the
+/// records wait.
+struct Records<'a> {
+    path: &'a Path,
+    format: Option<DatasetFormat>,
+    waiting: Vec<json_records::JsonRecord>,
+}
+
+impl Records<'_> {
+    fn add(&mut self, record: json_records::JsonRecord, dataset: &mut Dataset) {
+        let format = match self.format {
+            Some(format) => format,
+            None => match format::format_of_record(&record.value) {
+                Some(format) => {
+                    self.format = Some(format);
+                    for waiting in std::mem::take(&mut self.waiting) {
+                        self.convert(format, waiting, dataset);
+                    }
+                    format
+                }
+                None => {
+                    self.waiting.push(record);
+                    return;
+                }
+            },
+        };
+        self.convert(format, record, dataset);
+    }
+
+    fn convert(
+        &self,
+        format: DatasetFormat,
+        record: json_records::JsonRecord,
+        dataset: &mut Dataset,
+    ) {
+        let mut check = conversation::RecordCheck::new(self.path, record.line);
         match conversation::from_record(format, &record.value, &mut check) {
             Some(messages) => dataset.examples.push(Example {
                 line: record.line,
@@ -191,5 +238,23 @@ fn read_json(
             None => dataset.issues.append(&mut check.issues),
         }
     }
-    Ok(())
+
+    fn finish(self, dataset: &mut Dataset) -> Result<()> {
+        match (self.format, self.waiting.first()) {
+            (Some(format), _) => dataset.format = Some(format),
+            (None, None) => {}
+            (None, Some(record)) => {
+                return Err(DataError::UnknownFormat {
+                    path: self.path.to_path_buf(),
+                    message: format!(
+                        "cannot tell the format from the record at line {}: expected a \
+                         `messages` (OpenAI), `conversations` (ShareGPT) or `instruction` and \
+                         `output` (Alpaca) field (or choose one with --format)",
+                        record.line
+                    ),
+                })
+            }
+        }
+        Ok(())
+    }
 }

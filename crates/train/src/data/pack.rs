@@ -8,8 +8,8 @@ use super::render::TokenizedExample;
 
 /// Blocks of exactly `seq_len` tokens with their labels, in order. The tokens after the last
 /// full block are dropped (fewer than `seq_len`). A block's `line` is that of the document it
-/// starts in.
-pub fn pack(examples: &[TokenizedExample], seq_len: usize) -> Result<Vec<TokenizedExample>> {
+/// starts in. Each document is dropped once packed, so the tokens are held once, not twice.
+pub fn pack(examples: Vec<TokenizedExample>, seq_len: usize) -> Result<Vec<TokenizedExample>> {
     if seq_len == 0 {
         return Err(DataError::InvalidOption(
             "the block length for packing must be at least 1".into(),
@@ -24,7 +24,7 @@ pub fn pack(examples: &[TokenizedExample], seq_len: usize) -> Result<Vec<Tokeniz
         full_len_estimated: false,
     };
     for example in examples {
-        for (&id, &label) in example.ids.iter().zip(&example.labels) {
+        for (id, label) in example.ids.into_iter().zip(example.labels) {
             if block.ids.is_empty() {
                 block.line = example.line;
             }
@@ -67,7 +67,7 @@ mod tests {
             doc(5, &[4, 5, 0]),
             doc(9, &[6, 7, 8, 9, 0]),
         ];
-        let blocks = pack(&docs, 5).unwrap();
+        let blocks = pack(docs.to_vec(), 5).unwrap();
         let ids: Vec<&[u32]> = blocks.iter().map(|b| b.ids.as_slice()).collect();
         assert_eq!(
             ids,
@@ -79,6 +79,6 @@ mod tests {
             vec![1, 5]
         );
         assert!(blocks.iter().all(|b| b.labels.len() == 5 && !b.truncated()));
-        assert!(pack(&docs, 0).is_err());
+        assert!(pack(docs.to_vec(), 0).is_err());
     }
 }

@@ -11,7 +11,7 @@
 //! boundary.
 
 use serde::{Deserialize, Serialize};
-use tunelab_engine::{LoadedModel, Message};
+use tunelab_engine::{LoadedModel, Message, TextTokenizer};
 
 use super::issue::{DataError, Issue, IssueKind, Result};
 use super::{Dataset, Example, ExampleContent};
@@ -147,11 +147,125 @@ pub fn eos_id(model: &LoadedModel) -> Result<u32> {
 }
 
 /// Ids of a plain-text document: BOS where the model expects one, the text, then EOS. Every
-/// token is trained on.
+/// token is trained on. A document longer than [`TEXT_PIECE_BYTES`] is tokenized a piece at
+/// a time (see [`text_pieces`]), so memory follows the ids, not the tokenizer's working set
+/// for the whole text.
 pub fn tokenize_text(model: &LoadedModel, text: &str) -> Result<Vec<u32>> {
-    let mut ids = model.tokenizer.encode(text, true)?;
+    let mut ids = if text.len() <= TEXT_PIECE_BYTES {
+        model.tokenizer.encode(text, true)?
+    } else {
+        let mut ids = Vec::new();
+        for (index, piece) in text_pieces(text, cut_for(&model.tokenizer)?).enumerate() {
+            ids.extend(model.tokenizer.encode(piece, index == 0)?);
+        }
+        ids
+    };
     ids.push(eos_id(model)?);
     Ok(ids)
+}
+
+/// Plain text is tokenized in pieces of about this many bytes.
+pub const TEXT_PIECE_BYTES: usize = 64 << 10;
+
+/// How far past a piece's target length a cut is looked for.
+const CUT_SEARCH_BYTES: usize = 16 << 10;
+
+/// How long text is cut into pieces so that they tokenize as the whole does. Cuts fall on a
+/// space that stands alone between two characters that are not whitespace: no pre-tokenizer
+/// of the byte-level families (GPT-2, Llama 3, Qwen2, SmolLM) joins such a space to the word
+/// before it, and prose has one every few bytes. A line break is no such point: Llama 3's
+/// pre-tokenizer joins it to the punctuation before it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TextCut {
+    /// The space starts the next piece, where byte-level tokenizers join it to the word.
+    KeepSpace,
+    /// The space is left out: SentencePiece-style tokenizers prefix every text with a word
+    /// boundary, which stands in for it.
+    DropSpace,
+}
+
+impl TextCut {
+    /// Bytes of the cut character the next piece leaves out.
+    fn skipped(self) -> usize {
+        match self {
+            TextCut::KeepSpace => 0,
+            TextCut::DropSpace => 1,
+        }
+    }
+}
+
+/// Text cut at each of its lone spaces to find which [`TextCut`] a tokenizer follows exactly.
+const CUT_PROBE: &str = "Tunelab keeps 42 runs.\nEach one (a folder) says what it cost; \
+                         see docs/workspace.md for\tmore. Done!";
+
+/// The first [`TextCut`] under which [`CUT_PROBE`], cut at any one of its lone spaces,
+/// tokenizes to the whole text's tokens. When neither does, the space is kept: a token or two
+/// may then differ at each cut, once per [`TEXT_PIECE_BYTES`].
+pub fn cut_for(tokenizer: &TextTokenizer) -> Result<TextCut> {
+    let whole = tokenizer.encode(CUT_PROBE, true)?;
+    for cut in [TextCut::KeepSpace, TextCut::DropSpace] {
+        let mut exact = true;
+        let mut from = 0;
+        while let Some(at) = next_cut(CUT_PROBE, from, CUT_PROBE.len()) {
+            let mut ids = tokenizer.encode(&CUT_PROBE[..at], true)?;
+            ids.extend(tokenizer.encode(&CUT_PROBE[at + cut.skipped()..], false)?);
+            if ids != whole {
+                exact = false;
+                break;
+            }
+            from = at + 1;
+        }
+        if exact {
+            return Ok(cut);
+        }
+    }
+    Ok(TextCut::KeepSpace)
+}
+
+/// The first lone space at or after byte `from` (a character boundary) of `text`, looking no
+/// further than `limit` bytes on.
+fn next_cut(text: &str, from: usize, limit: usize) -> Option<usize> {
+    let mut previous = text[..from].chars().next_back();
+    let mut chars = text[from..].char_indices().peekable();
+    while let Some((offset, c)) = chars.next() {
+        if offset > limit {
+            return None;
+        }
+        let alone = previous.is_some_and(|p| !p.is_whitespace())
+            && chars.peek().is_some_and(|(_, n)| !n.is_whitespace());
+        if alone && c == ' ' {
+            return Some(from + offset);
+        }
+        previous = Some(c);
+    }
+    None
+}
+
+/// `text` in pieces of about [`TEXT_PIECE_BYTES`], each ending before a lone space; a stretch
+/// without one (a long run without spaces) is cut at a character boundary.
+pub fn text_pieces(text: &str, cut: TextCut) -> impl Iterator<Item = &str> {
+    let mut start = 0;
+    std::iter::from_fn(move || {
+        if start >= text.len() {
+            return None;
+        }
+        if text.len() - start <= TEXT_PIECE_BYTES {
+            let piece = &text[start..];
+            start = text.len();
+            return Some(piece);
+        }
+        let mut target = start + TEXT_PIECE_BYTES;
+        while !text.is_char_boundary(target) {
+            target += 1;
+        }
+        let (end, next) = match next_cut(text, target, CUT_SEARCH_BYTES) {
+            Some(at) => (at, at + cut.skipped()),
+            None => (target, target),
+        };
+        let piece = &text[start..end];
+        start = next;
+        Some(piece)
+    })
 }
 
 /// Text longer than this, in one piece of a conversation, is tokenized only as far as the max
@@ -319,4 +433,70 @@ pub fn tokenize_dataset(
         set.sources.push(index);
     }
     set
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The pieces and the text between them, joined again.
+    fn rejoined(text: &str, cut: TextCut) -> (Vec<&str>, String) {
+        let pieces: Vec<&str> = text_pieces(text, cut).collect();
+        let mut joined = String::new();
+        for (i, piece) in pieces.iter().enumerate() {
+            if i > 0 && cut == TextCut::DropSpace && !joined.ends_with(' ') {
+                let at = joined.len();
+                // A dropped space, unless the cut fell back to a character boundary.
+                if text.as_bytes()[at] == b' ' {
+                    joined.push(' ');
+                }
+            }
+            joined.push_str(piece);
+        }
+        (pieces, joined)
+    }
+
+    #[test]
+    fn long_text_is_cut_at_lone_spaces_and_nothing_is_lost() {
+        let words = "Alpha beta,  gamma\n\ndelta (42) \u{00e9}t\u{00e9}\tend. ";
+        let text = words.repeat(20_000);
+        for cut in [TextCut::KeepSpace, TextCut::DropSpace] {
+            let (pieces, joined) = rejoined(&text, cut);
+            assert_eq!(joined, text, "{cut:?}");
+            assert!(pieces.len() > 1);
+            let mut at = 0;
+            for piece in &pieces[..pieces.len() - 1] {
+                assert!(piece.len() >= TEXT_PIECE_BYTES);
+                assert!(
+                    piece.len() <= TEXT_PIECE_BYTES + 64,
+                    "{cut:?}: {}",
+                    piece.len()
+                );
+                at += piece.len();
+                let (before, after) = (&text[..at], &text[at..]);
+                assert!(
+                    after.starts_with(' '),
+                    "{cut:?}: cut before {:?}",
+                    &after[..8]
+                );
+                assert!(!before.ends_with(char::is_whitespace));
+                assert!(!after[1..].starts_with(char::is_whitespace));
+                at += cut.skipped();
+            }
+        }
+    }
+
+    #[test]
+    fn text_without_spaces_is_cut_at_a_character_boundary() {
+        let text = "\u{4e2d}\u{6587}".repeat(40_000);
+        let (pieces, joined) = rejoined(&text, TextCut::KeepSpace);
+        assert_eq!(joined, text);
+        assert_eq!(pieces.len(), text.len().div_ceil(TEXT_PIECE_BYTES + 2));
+        let short = "only a few words";
+        assert_eq!(
+            text_pieces(short, TextCut::DropSpace).collect::<Vec<_>>(),
+            [short]
+        );
+        assert_eq!(text_pieces("", TextCut::DropSpace).count(), 0);
+    }
 }

@@ -16,47 +16,50 @@ pub enum TextDocuments {
     WholeFile,
 }
 
-pub(crate) fn read(text: &str, documents: TextDocuments) -> Vec<Example> {
-    match documents {
-        TextDocuments::WholeFile => {
-            let skipped = text.len() - text.trim_start().len();
-            let line = text[..skipped].matches('\n').count() + 1;
-            let body = text.trim();
-            if body.is_empty() {
-                return Vec::new();
-            }
-            vec![Example {
-                line,
-                content: ExampleContent::Text(body.to_string()),
-            }]
+/// The whole file as one document, starting at its first line that is not blank.
+pub(crate) fn whole_file(text: &str) -> Vec<Example> {
+    let skipped = text.len() - text.trim_start().len();
+    let line = text[..skipped].matches('\n').count() + 1;
+    let body = text.trim();
+    if body.is_empty() {
+        return Vec::new();
+    }
+    vec![Example {
+        line,
+        content: ExampleContent::Text(body.to_string()),
+    }]
+}
+
+/// One document per run of non-blank lines, from numbered lines read one at a time.
+pub(crate) fn paragraphs<E>(
+    lines: impl IntoIterator<Item = Result<(usize, String), E>>,
+) -> Result<Vec<Example>, E> {
+    let mut out = Vec::new();
+    let mut current: Option<(usize, String)> = None;
+    // A paragraph grew by doubling: it is kept at its own size.
+    let finish = |(line, mut text): (usize, String)| {
+        text.shrink_to_fit();
+        Example {
+            line,
+            content: ExampleContent::Text(text),
         }
-        TextDocuments::Paragraphs => {
-            let mut out = Vec::new();
-            let mut current: Option<(usize, Vec<&str>)> = None;
-            for (index, line) in text.lines().enumerate() {
-                if line.trim().is_empty() {
-                    if let Some((start, lines)) = current.take() {
-                        out.push(Example {
-                            line: start,
-                            content: ExampleContent::Text(lines.join("\n")),
-                        });
-                    }
-                } else {
-                    current
-                        .get_or_insert_with(|| (index + 1, Vec::new()))
-                        .1
-                        .push(line);
-                }
+    };
+    for line in lines {
+        let (number, line) = line?;
+        if line.trim().is_empty() {
+            out.extend(current.take().map(finish));
+            continue;
+        }
+        match &mut current {
+            Some((_, text)) => {
+                text.push('\n');
+                text.push_str(&line);
             }
-            if let Some((start, lines)) = current {
-                out.push(Example {
-                    line: start,
-                    content: ExampleContent::Text(lines.join("\n")),
-                });
-            }
-            out
+            None => current = Some((number, line)),
         }
     }
+    out.extend(current.map(finish));
+    Ok(out)
 }
 
 #[cfg(test)]
@@ -64,7 +67,14 @@ mod tests {
     use super::*;
 
     fn docs(text: &str, how: TextDocuments) -> Vec<(usize, String)> {
-        read(text, how)
+        let examples = match how {
+            TextDocuments::WholeFile => whole_file(text),
+            TextDocuments::Paragraphs => {
+                let lines = text.lines().enumerate();
+                paragraphs(lines.map(|(i, l)| Ok::<_, ()>((i + 1, l.to_string())))).unwrap()
+            }
+        };
+        examples
             .into_iter()
             .map(|e| match e.content {
                 ExampleContent::Text(t) => (e.line, t),

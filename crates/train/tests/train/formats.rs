@@ -198,3 +198,29 @@ fn the_format_comes_from_the_extension_the_first_record_or_the_caller() {
         );
     }
 }
+
+#[test]
+fn records_before_the_one_that_tells_the_format_wait_for_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let jsonl = "{\"id\": 1}\n\
+                 \n\
+                 not json\n\
+                 {\"messages\": [{\"role\": \"user\", \"content\": \"a\"}, {\"role\": \"assistant\", \"content\": \"b\"}]}\n\
+                 {\"messages\": [{\"role\": \"user\", \"content\": \"c\"}, {\"role\": \"assistant\", \"content\": \"d\"}]}\r\n";
+    let data = read(dir.path(), "late.jsonl", jsonl);
+    assert_eq!(data.format, Some(DatasetFormat::Messages));
+    assert_eq!(data.rows_total, 4, "blank lines are not records");
+    assert_eq!(
+        chats(&data),
+        vec![
+            vec![pair("user", "a"), pair("assistant", "b")],
+            vec![pair("user", "c"), pair("assistant", "d")]
+        ]
+    );
+    assert_eq!(
+        data.examples.iter().map(|e| e.line).collect::<Vec<_>>(),
+        vec![4, 5]
+    );
+    let lines: Vec<usize> = data.issues.iter().map(|i| i.line as usize).collect();
+    assert_eq!(lines, vec![1, 3], "{:?}", data.issues);
+}

@@ -1,7 +1,9 @@
 //! Rendering through the real SmolLM2 chat template: the loss covers the assistant's replies
 //! and their `<|im_end|>` markers, nothing else.
 
-use tunelab_train::data::render::{chat_pieces, tokenize_chat, tokenize_text};
+use tunelab_train::data::render::{
+    chat_pieces, cut_for, text_pieces, tokenize_chat, tokenize_text, TextCut, TEXT_PIECE_BYTES,
+};
 use tunelab_train::data::{
     pack, tokenize_dataset, Dataset, Example, ExampleContent, RenderOptions, TrainOn, IGNORE_INDEX,
 };
@@ -263,7 +265,7 @@ fn text_documents_end_with_eos_and_pack_into_exact_blocks() {
     }
     let total: usize = lengths.iter().sum();
     let seq_len = 8;
-    let blocks = pack(&set.examples, seq_len).unwrap();
+    let blocks = pack(set.examples.clone(), seq_len).unwrap();
     assert_eq!(blocks.len(), total / seq_len);
     assert!(blocks
         .iter()
@@ -284,4 +286,64 @@ fn text_documents_end_with_eos_and_pack_into_exact_blocks() {
         separators >= 1,
         "EOS separates the documents inside the blocks"
     );
+}
+
+/// The project's own docs (prose, code, tables, lists, numbers), repeated to `at_least` bytes.
+fn long_text(at_least: usize) -> String {
+    let docs = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs");
+    let mut names: Vec<_> = std::fs::read_dir(&docs)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "md"))
+        .collect();
+    names.sort();
+    let mut text = String::new();
+    for name in names {
+        text.push_str(&std::fs::read_to_string(name).unwrap());
+    }
+    while text.len() < at_least {
+        text = text.repeat(2);
+    }
+    text
+}
+
+/// The pieces' tokens, the first with BOS, laid end to end.
+fn pieced_ids(tokenizer: &tunelab_engine::TextTokenizer, text: &str, cut: TextCut) -> Vec<u32> {
+    let mut ids = Vec::new();
+    for (i, piece) in text_pieces(text, cut).enumerate() {
+        ids.extend(tokenizer.encode(piece, i == 0).unwrap());
+    }
+    ids
+}
+
+#[test]
+fn a_long_document_is_tokenized_in_pieces_exactly_as_whole() {
+    let model = native_model();
+    assert_eq!(cut_for(&model.tokenizer).unwrap(), TextCut::KeepSpace);
+    let text = long_text(3 * TEXT_PIECE_BYTES);
+    let pieces = text_pieces(&text, TextCut::KeepSpace).count();
+    assert!(pieces >= 3, "{pieces} pieces");
+    let mut whole = model.tokenizer.encode(&text, true).unwrap();
+    let pieced = pieced_ids(&model.tokenizer, &text, TextCut::KeepSpace);
+    assert_eq!(pieced.len(), whole.len());
+    assert!(
+        pieced == whole,
+        "the pieces' tokens differ from the whole text's"
+    );
+    whole.push(tunelab_train::data::eos_id(model).unwrap());
+    assert!(tokenize_text(model, &text).unwrap() == whole);
+
+    // The tokenizer a new model gets when pretraining from scratch follows the same cut.
+    let dir = tempfile::tempdir().unwrap();
+    let trained = tunelab_train::methods::pretrain::train_tokenizer(
+        std::iter::once(&text[..TEXT_PIECE_BYTES]),
+        600,
+    )
+    .unwrap();
+    let path = dir.path().join("tokenizer.json");
+    trained.save(&path, false).unwrap();
+    let tokenizer = tunelab_engine::TextTokenizer::from_hf_files(&path, None).unwrap();
+    assert_eq!(cut_for(&tokenizer).unwrap(), TextCut::KeepSpace);
+    let whole = tokenizer.encode(&text, true).unwrap();
+    assert!(pieced_ids(&tokenizer, &text, TextCut::KeepSpace) == whole);
 }
