@@ -127,6 +127,8 @@ pub async fn train(
     let jobs = state.jobs.clone();
     // Each run has its own token, listed under its id once the run folder is named.
     let cancel = Arc::new(AtomicBool::new(false));
+    // The models chat keeps go, so that the run's memory check sees what the machine has.
+    state.models.release();
     blocking(move || {
         let mut entry = None;
         tunelab_api::runs::start(&ws, &request, &cancel, &mut |event| {
@@ -151,6 +153,7 @@ pub async fn resume_training(
     let ws = state.workspace.clone();
     let cancel = Arc::new(AtomicBool::new(false));
     let _entry = state.jobs.register(JobKind::Train, &id, cancel.clone());
+    state.models.release();
     blocking(move || {
         tunelab_api::runs::resume(&ws, &id, &cancel, &mut |event| {
             if on_event.send(event).is_err() {

@@ -303,10 +303,14 @@ fn a_short_lora_run_from_the_train_screen_moves_its_chart_and_opens_in_chat() {
         long,
     );
     app.click(&open);
-    let chip = app.wait_text(".adapter-chip", long, |t| t.contains("lora-"));
+    let chosen = app.wait_text(
+        "select[aria-label='Answer with trained run'] option:checked",
+        long,
+        |t| t.contains("lora-"),
+    );
     assert!(
-        chip.contains("smollm2-135m-instruct"),
-        "chat answers with the run: {chip}"
+        chosen.contains("smollm2-135m-instruct"),
+        "chat answers with the run: {chosen}"
     );
     // The run's base model shows as chosen once the model list has arrived.
     app.wait_text("select option:checked", long, |t| {

@@ -4,21 +4,24 @@ import { beforeEach, describe, expect, it, vi } from 'vitest';
 import type { KnowledgeBaseInfo } from '../src/bindings/KnowledgeBaseInfo';
 import type { ModelEntry } from '../src/bindings/ModelEntry';
 import type { PromptSummary } from '../src/bindings/PromptSummary';
+import type { RunListItem } from '../src/bindings/RunListItem';
 import { ChatSession } from '../src/lib/chat/chat-session.svelte';
 import ChatScreen from '../src/screens/ChatScreen.svelte';
 import { FakeChatTransport, settle } from './helpers/fake-chat-transport';
-import { brokenModel, embeddingModel, smolModel } from './helpers/reports';
+import { brokenModel, embeddingModel, runItem, smolModel } from './helpers/reports';
 
 const client = vi.hoisted(() => ({
   listModels: vi.fn<() => Promise<ModelEntry[]>>(),
   listKnowledgeBases: vi.fn<() => Promise<KnowledgeBaseInfo[]>>(),
   listPrompts: vi.fn<() => Promise<PromptSummary[]>>(),
+  listRuns: vi.fn<() => Promise<RunListItem[]>>(),
 }));
 
 vi.mock('../src/lib/client', () => ({
   listModels: client.listModels,
   listKnowledgeBases: client.listKnowledgeBases,
   listPrompts: client.listPrompts,
+  listRuns: client.listRuns,
 }));
 
 beforeEach(() => {
@@ -27,6 +30,8 @@ beforeEach(() => {
   client.listKnowledgeBases.mockResolvedValue([]);
   client.listPrompts.mockReset();
   client.listPrompts.mockResolvedValue([]);
+  client.listRuns.mockReset();
+  client.listRuns.mockResolvedValue([]);
 });
 
 function optionNames(): string[] {
@@ -58,7 +63,7 @@ describe('ChatScreen', () => {
     expect(screen.getByText('No models in the cache')).toBeTruthy();
   });
 
-  it('answers with a trained run chosen before the list arrived, until the chip is removed', async () => {
+  it('answers with a trained run chosen before the list arrived, until the base model is picked', async () => {
     client.listModels.mockResolvedValue([smolModel()]);
     const transport = new FakeChatTransport();
     const session = new ChatSession(transport);
@@ -69,15 +74,46 @@ describe('ChatScreen', () => {
 
     const picker = screen.getAllByRole('combobox')[0] as HTMLSelectElement;
     expect(picker.value).toBe('smollm2-135m-instruct');
-    expect(screen.getByText(/with lora-smollm2-135m-instruct-1/)).toBeTruthy();
+    const runPicker = screen.getByRole('combobox', { name: 'Answer with trained run' }) as HTMLSelectElement;
+    expect(runPicker.value).toBe('lora-smollm2-135m-instruct-1');
     void session.send('One pizza please');
     expect(transport.current.request.adapter).toBe('lora-smollm2-135m-instruct-1');
     transport.current.finish();
     await settle();
 
-    await fireEvent.click(screen.getByRole('button', { name: 'Answer with the base model' }));
+    await fireEvent.change(runPicker, { target: { value: '' } });
     expect(session.adapter).toBeNull();
-    expect(screen.queryByText(/with lora-/)).toBeNull();
+    void session.send('And again');
+    expect(transport.current.request.adapter).toBeUndefined();
+  });
+
+  it('lists the runs with a result and answers with the one picked', async () => {
+    client.listModels.mockResolvedValue([smolModel(), { ...smolModel(), name: 'tiny-chat' }]);
+    client.listRuns.mockResolvedValue([
+      { ...runItem('qlora-smollm2-1'), model: 'smollm2-135m-instruct' },
+      runItem('qlora-stopped', 'cancelled'),
+      { ...runItem('full-tiny-2'), method: 'full', model: 'tiny-chat' },
+    ]);
+    const transport = new FakeChatTransport();
+    const session = new ChatSession(transport);
+    session.model = 'tiny-chat';
+    render(ChatScreen, { session });
+    await settle();
+
+    const runPicker = screen.getByRole('combobox', { name: 'Answer with trained run' }) as HTMLSelectElement;
+    expect(Array.from(runPicker.options).map((o) => o.textContent)).toEqual([
+      'No trained run',
+      'qlora-smollm2-1',
+      'full-tiny-2 (its own model)',
+    ]);
+    // An adapter answers on the model it was trained on.
+    await fireEvent.change(runPicker, { target: { value: 'qlora-smollm2-1' } });
+    expect([session.model, session.adapter]).toEqual(['smollm2-135m-instruct', 'qlora-smollm2-1']);
+    // A fully fine-tuned model answers in the base's place; the model picker stays as it was.
+    await fireEvent.change(runPicker, { target: { value: 'full-tiny-2' } });
+    expect([session.model, session.adapter]).toEqual(['smollm2-135m-instruct', 'full-tiny-2']);
+    void session.send('Hello');
+    expect(transport.current.request.adapter).toBe('full-tiny-2');
   });
 
   it('answers from a chosen knowledge base and lists the sources it cites', async () => {
@@ -206,5 +242,26 @@ describe('ChatScreen', () => {
     expect(screen.getByText('Hi from the left.')).toBeTruthy();
     expect(screen.getByText('Hi from the right.')).toBeTruthy();
     expect(compareSession.turns).toHaveLength(2);
+  });
+
+  it('compares a trained run with its base model', async () => {
+    client.listModels.mockResolvedValue([smolModel()]);
+    client.listRuns.mockResolvedValue([runItem('qlora-smollm2-1')]);
+    const transport = new FakeChatTransport();
+    const session = new ChatSession(transport);
+    const compareSession = new ChatSession(transport);
+    render(ChatScreen, { session, compareSession });
+    await settle();
+
+    await fireEvent.click(screen.getByRole('button', { name: /Compare/ }));
+    const right = screen.getByRole('combobox', { name: 'Answer with trained run (right)' });
+    await fireEvent.change(right, { target: { value: 'qlora-smollm2-1' } });
+    await fireEvent.input(screen.getByRole('textbox', { name: 'Message' }), { target: { value: 'Hi' } });
+    await fireEvent.click(screen.getByTitle('Send (Enter)'));
+    expect(transport.current.request.adapter).toBeUndefined();
+    transport.current.finish();
+    await settle();
+    expect(transport.current.request.adapter).toBe('qlora-smollm2-1');
+    expect(transport.current.request.model).toBe('smollm2-135m-instruct');
   });
 });

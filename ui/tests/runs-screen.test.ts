@@ -6,12 +6,12 @@ import type { ExportReport } from '../src/bindings/ExportReport';
 import type { ExportRequest } from '../src/bindings/ExportRequest';
 import type { MetricPoint } from '../src/bindings/MetricPoint';
 import type { RunListItem } from '../src/bindings/RunListItem';
-import type { RunStatus } from '../src/bindings/RunStatus';
 import type { TrainEvent } from '../src/bindings/TrainEvent';
 import { trainingJobs } from '../src/lib/training-jobs.svelte';
 import RunsScreen from '../src/screens/RunsScreen.svelte';
 import { settle } from './helpers/fake-chat-transport';
 import { linePoints } from './helpers/plot';
+import { runItem as run } from './helpers/reports';
 
 const client = vi.hoisted(() => ({
   listRuns: vi.fn<() => Promise<RunListItem[]>>(),
@@ -23,32 +23,6 @@ const client = vi.hoisted(() => ({
 }));
 
 vi.mock('../src/lib/client', () => client);
-
-function run(id: string, status: RunStatus = 'completed'): RunListItem {
-  return {
-    id,
-    method: 'qlora',
-    model: 'smollm2-135m-instruct',
-    status,
-    holder: null,
-    error: null,
-    can_resume: status === 'cancelled' || status === 'interrupted' || status === 'failed',
-    steps: 30,
-    total_steps: 30,
-    final_loss: 0.5,
-    val_loss: 0.12,
-    val_perplexity: 1.13,
-    tokens_seen: 12000,
-    peak_rss_bytes: 600 * 1024 * 1024,
-    wall_time_s: 95,
-    device: 'cpu',
-    gpu: null,
-    cpu_energy: null,
-    started_at: 1,
-    has_artifact: status === 'completed',
-    export_formats: status === 'completed' ? ['gguf', 'merged', 'peft'] : [],
-  };
-}
 
 beforeEach(() => {
   trainingJobs.jobs = [];

@@ -144,12 +144,18 @@ pub struct ChatSummary {
     pub device: Option<String>,
 }
 
-/// Models kept in memory between messages: the most recently used one (a home machine rarely
-/// has room for two), with the adapter it was loaded with.
+/// Models kept in memory between messages, each with the adapter and device it was loaded
+/// with: the last [`KEEP_MODELS`] used, so that two chats compared side by side answer without
+/// reloading, as long as the next model fits beside the one kept. Otherwise only the newest
+/// stays.
 #[derive(Default)]
 pub struct ModelCache {
-    loaded: Mutex<Option<CachedModel>>,
+    /// Least recently used first.
+    loaded: Mutex<Vec<CachedModel>>,
 }
+
+/// How many models the cache holds at most.
+pub const KEEP_MODELS: usize = 2;
 
 /// A loaded model with the name, adapter and device it was asked for.
 struct CachedModel {
@@ -177,30 +183,47 @@ impl ModelCache {
     ) -> Result<Arc<LoadedModel>> {
         let choice = crate::settings::device(ws, device)?;
         let mut slot = crate::slot::lock(&self.loaded);
-        if let Some(cached) = slot.as_ref() {
-            if cached.name == name && cached.adapter.as_ref() == adapter && cached.device == choice
-            {
-                return Ok(cached.model.clone());
-            }
+        let hit = slot.iter().position(|cached| {
+            cached.name == name && cached.adapter.as_ref() == adapter && cached.device == choice
+        });
+        if let Some(index) = hit {
+            let cached = slot.remove(index);
+            let model = cached.model.clone();
+            slot.push(cached);
+            return Ok(model);
         }
-        // Free the previous model before loading the next.
-        *slot = None;
+        // Room for the new one: the least recently used go.
+        let excess = (slot.len() + 1).saturating_sub(KEEP_MODELS);
+        slot.drain(..excess);
         let device = choice.open()?;
         let path = model_path(ws, name, adapter)?;
         let summary = tunelab_engine::inspect(&path)?;
         let on_gpu = !device.is_cpu();
         let need = crate::plan::chat_memory(&summary, on_gpu, LOAD_CONTEXT, false);
-        let free = crate::plan::chat_free_memory(&device);
-        crate::plan::check_chat(name, &summary, on_gpu, &need, free)?;
+        let check = || {
+            let free = crate::plan::chat_free_memory(&device);
+            crate::plan::check_chat(name, &summary, on_gpu, &need, free)
+        };
+        if !slot.is_empty() && check().is_err() {
+            // No room beside the model kept: it goes, and the check is made without it.
+            slot.clear();
+        }
+        check()?;
         let model = crate::slot::load(name, || load_model(ws, name, adapter, &device))?;
         let model = Arc::new(model);
-        *slot = Some(CachedModel {
+        slot.push(CachedModel {
             name: name.to_string(),
             adapter: adapter.cloned(),
             device: choice,
             model: model.clone(),
         });
         Ok(model)
+    }
+
+    /// Lets go of every model kept, so that their memory is free for something bigger (a
+    /// training run); an answer being generated keeps its model until it ends.
+    pub fn release(&self) {
+        crate::slot::lock(&self.loaded).clear();
     }
 }
 

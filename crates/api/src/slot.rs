@@ -1,4 +1,4 @@
-//! The one-entry caches of loaded models (chat's model, knowledge's embedder and store): a
+//! The caches of loaded models (chat's models, knowledge's embedder and store): a
 //! panic while one is loading must cost that load only, not every later one.
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -8,11 +8,11 @@ use crate::error::{ApiError, Result};
 
 /// Locks a cache slot. A slot left poisoned by a panic while it was held is emptied and used
 /// again: what it held may be half made.
-pub(crate) fn lock<T>(slot: &Mutex<Option<T>>) -> MutexGuard<'_, Option<T>> {
+pub(crate) fn lock<T: Default>(slot: &Mutex<T>) -> MutexGuard<'_, T> {
     slot.lock().unwrap_or_else(|poisoned| {
         slot.clear_poison();
         let mut guard = poisoned.into_inner();
-        *guard = None;
+        *guard = T::default();
         guard
     })
 }

@@ -1,6 +1,8 @@
 // Sample backend payloads for component tests.
 import type { HardwareReport } from '../../src/bindings/HardwareReport';
 import type { ModelEntry } from '../../src/bindings/ModelEntry';
+import type { RunListItem } from '../../src/bindings/RunListItem';
+import type { RunStatus } from '../../src/bindings/RunStatus';
 
 const GiB = 1024 ** 3;
 
@@ -101,5 +103,32 @@ export function brokenModel(): ModelEntry {
     description: '',
     problem: BROKEN_MODEL_PROBLEM,
     files_owned: false,
+  };
+}
+
+/** A QLoRA run of the default model, finished unless `status` says otherwise. */
+export function runItem(id: string, status: RunStatus = 'completed'): RunListItem {
+  return {
+    id,
+    method: 'qlora',
+    model: 'smollm2-135m-instruct',
+    status,
+    holder: null,
+    error: null,
+    can_resume: status === 'cancelled' || status === 'interrupted' || status === 'failed',
+    steps: 30,
+    total_steps: 30,
+    final_loss: 0.5,
+    val_loss: 0.12,
+    val_perplexity: 1.13,
+    tokens_seen: 12000,
+    peak_rss_bytes: 600 * 1024 * 1024,
+    wall_time_s: 95,
+    device: 'cpu',
+    gpu: null,
+    cpu_energy: null,
+    started_at: 1,
+    has_artifact: status === 'completed',
+    export_formats: status === 'completed' ? ['gguf', 'merged', 'peft'] : [],
   };
 }

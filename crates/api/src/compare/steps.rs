@@ -316,6 +316,9 @@ fn prepare_run(cx: &Context, method: MethodId, on_event: OnEvent) -> Result<Prep
     let summary = match done {
         Some(summary) => summary,
         None => {
+            // The models kept for answering go first: the run's memory check and its peak
+            // memory are then its own.
+            cx.caches.models.release();
             tunelab_hardware::reset_peak_rss();
             let mut sink = StepSink { method, on_event };
             train::run(cx.ws, &config, &run_dir, &mut sink, cx.cancel)?

@@ -191,3 +191,29 @@ fn doctor_says_why_a_present_gpu_is_not_used_and_what_fixes_it() {
         assert!(t.fix.unwrap().starts_with("tunelab settings --device auto"));
     }
 }
+
+#[test]
+fn two_models_compared_side_by_side_stay_loaded() {
+    use std::sync::Arc;
+    let (_dir, ws) = workspace_with_default_model();
+    let gguf = crate::default_gguf();
+    for name in ["second", "third"] {
+        tunelab_api::models::add(&ws, &gguf, Some(name)).unwrap();
+    }
+    let cache = ModelCache::default();
+    let get = |name: &str| cache.get(&ws, name).unwrap();
+    let first = get(tunelab_api::DEFAULT_MODEL);
+    let second = get("second");
+    // Turns alternate between the two sides; neither is loaded again.
+    for _ in 0..2 {
+        assert!(Arc::ptr_eq(&get(tunelab_api::DEFAULT_MODEL), &first));
+        assert!(Arc::ptr_eq(&get("second"), &second));
+    }
+    // A third model takes the place of the one used longest ago.
+    get("third");
+    assert!(Arc::ptr_eq(&get("second"), &second));
+    assert!(!Arc::ptr_eq(&get(tunelab_api::DEFAULT_MODEL), &first));
+    // Released models are loaded anew.
+    cache.release();
+    assert!(!Arc::ptr_eq(&get("second"), &second));
+}

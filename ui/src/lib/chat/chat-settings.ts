@@ -4,6 +4,7 @@ import type { ChatMessage } from '../../bindings/ChatMessage';
 import type { ChatRequest } from '../../bindings/ChatRequest';
 import type { GenerationParams } from '../../bindings/GenerationParams';
 import type { ModelEntry } from '../../bindings/ModelEntry';
+import type { RunListItem } from '../../bindings/RunListItem';
 
 export interface ChatSettings {
   systemPrompt: string;
@@ -72,6 +73,28 @@ export function pickDefaultModel(models: ModelEntry[], preferred?: string | null
   const offered = chatModels(models);
   if (preferred && offered.some((model) => model.name === preferred)) return preferred;
   return offered[0]?.name ?? '';
+}
+
+/** The runs chat can answer with: those that left a result. */
+export function chatRuns(runs: RunListItem[]): RunListItem[] {
+  return runs.filter((run) => run.has_artifact);
+}
+
+/** Whether a run's result stands in for the base model (a model folder) rather than riding on
+ *  it (an adapter or a soft prompt). */
+export function replacesBase(run: Pick<RunListItem, 'method'>): boolean {
+  return run.method === 'full' || run.method === 'pretrain';
+}
+
+/** Makes a chat answer with `run`'s result: an adapter or soft prompt on the base model it was
+ *  trained on, or the model a full fine-tune or pretraining saved. `null` goes back to the
+ *  base model alone. */
+export function answerWithRun(
+  session: { model: string; adapter: string | null },
+  run: Pick<RunListItem, 'id' | 'method' | 'model'> | null,
+): void {
+  session.adapter = run?.id ?? null;
+  if (run && !replacesBase(run)) session.model = run.model;
 }
 
 /** Short one-line description shown on the collapsed settings panel. */
