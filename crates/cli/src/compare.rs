@@ -9,7 +9,7 @@ use tunelab_api::eval::Caches;
 use tunelab_api::knowledge::KnowledgeCache;
 use tunelab_api::{ApiError, Result, Workspace};
 
-use crate::output::{bytes, count, print_json};
+use crate::output::{bytes, footprint, print_json};
 
 #[derive(clap::Args)]
 #[command(args_conflicts_with_subcommands = true)]
@@ -198,13 +198,7 @@ fn print_report(report: &CompareReport) {
                 .map(|j| format!("{j:.0} J ({})", c.energy_source.as_deref().unwrap_or(""))),
         );
         println!("  prepare: {}", prepare.join(", "));
-        println!(
-            "  data: {} rows, {} tokens; {} trainable parameters; adds {} on disk",
-            c.data_rows,
-            count(c.data_tokens),
-            count(c.trainable_parameters),
-            bytes(c.artifact_bytes)
-        );
+        println!("  {}", footprint(&c.footprint));
         if let Some(e) = &c.eval {
             println!(
                 "  per question: {:.2} s (p50), {:.2} s (p95), {:.0} extra prompt tokens",

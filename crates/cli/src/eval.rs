@@ -9,7 +9,7 @@ use tunelab_api::knowledge::KnowledgeCache;
 use tunelab_api::prompts::TemplateRef;
 use tunelab_api::{ApiError, Result, Workspace};
 
-use crate::output::{bytes, print_json};
+use crate::output::{bytes, footprint, print_json};
 
 #[derive(clap::Args)]
 #[command(args_conflicts_with_subcommands = true)]
@@ -206,6 +206,7 @@ fn print_summary(ws: &Workspace, s: &EvalSummary) {
         "  {:.0} prompt tokens per question, {:.0} of them added by the configuration; {} tokens generated",
         cost.prompt_tokens_mean, cost.extra_context_tokens_mean, cost.generated_tokens
     );
+    println!("  {}", footprint(&cost.footprint));
     if let Some(rss) = cost.peak_rss_bytes {
         println!("  peak memory {}", bytes(rss));
     }

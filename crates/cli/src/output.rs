@@ -33,3 +33,14 @@ pub fn count(n: u64) -> String {
         n => n.to_string(),
     }
 }
+
+/// What a configuration adds to its base model, in one line.
+pub fn footprint(f: &tunelab_api::eval::Footprint) -> String {
+    format!(
+        "data: {} rows, {} tokens; {} trainable parameters; adds {} on disk",
+        f.data_rows,
+        count(f.data_tokens),
+        count(f.trainable_parameters),
+        bytes(f.artifact_bytes)
+    )
+}

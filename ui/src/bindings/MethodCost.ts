@@ -23,18 +23,23 @@ prepare_gpu_peak_bytes: number | null,
  */
 prepare_energy_j: number | null, energy_source: string | null, 
 /**
- * Examples (trained methods) or documents (RAG) the method learned from or indexed.
+ * Answering the evaluation: latency, extra prompt tokens, memory, energy.
+ */
+eval: EvalCost | null, 
+/**
+ * Parameters training set: the adapter's, the soft prompt's, or every one of a model
+ * trained whole. 0 without a trained result.
+ */
+trainable_parameters: number, 
+/**
+ * Bytes on disk: the trained result, the knowledge base's index and the template.
+ */
+artifact_bytes: number, 
+/**
+ * Examples trained on (train and validation), documents indexed and few-shot examples.
  */
 data_rows: number, 
 /**
  * Tokens trained on.
  */
-data_tokens: number, trainable_parameters: number, 
-/**
- * Size of what the method adds on disk: adapter, model, soft prompt, template or index.
- */
-artifact_bytes: number, 
-/**
- * Answering the evaluation: latency, extra prompt tokens, memory, energy.
- */
-eval: EvalCost | null, };
+data_tokens: number, };

@@ -30,7 +30,7 @@ use serde::{Deserialize, Serialize};
 use ts_rs::TS;
 
 use crate::error::{ApiError, Result};
-use crate::eval::{Caches, EvalCost, MetricScore};
+use crate::eval::{Caches, EvalCost, Footprint, MetricScore};
 use crate::jobs::{JobKind, JobLock};
 use crate::train::{now, RunStatus};
 use crate::workspace::{json_bytes, read_json, write_atomic, Workspace};
@@ -123,17 +123,11 @@ pub struct MethodCost {
     /// counts everything running on them).
     pub prepare_energy_j: Option<f64>,
     pub energy_source: Option<String>,
-    /// Examples (trained methods) or documents (RAG) the method learned from or indexed.
-    #[ts(type = "number")]
-    pub data_rows: u64,
-    /// Tokens trained on.
-    #[ts(type = "number")]
-    pub data_tokens: u64,
-    #[ts(type = "number")]
-    pub trainable_parameters: u64,
-    /// Size of what the method adds on disk: adapter, model, soft prompt, template or index.
-    #[ts(type = "number")]
-    pub artifact_bytes: u64,
+    /// What the method adds to the base model: trainable parameters, bytes on disk (adapter,
+    /// model, soft prompt, template or index) and the data behind it (examples trained on or
+    /// documents indexed, tokens trained on).
+    #[serde(flatten)]
+    pub footprint: Footprint,
     /// Answering the evaluation: latency, extra prompt tokens, memory, energy.
     pub eval: Option<EvalCost>,
 }

@@ -95,10 +95,10 @@ pub fn render_csv(report: &CompareReport) -> String {
             r.cost.prepare_s.to_string(),
             opt(r.cost.prepare_peak_rss_bytes),
             opt(r.cost.prepare_energy_j),
-            r.cost.data_rows.to_string(),
-            r.cost.data_tokens.to_string(),
-            r.cost.trainable_parameters.to_string(),
-            r.cost.artifact_bytes.to_string(),
+            r.cost.footprint.data_rows.to_string(),
+            r.cost.footprint.data_tokens.to_string(),
+            r.cost.footprint.trainable_parameters.to_string(),
+            r.cost.footprint.artifact_bytes.to_string(),
             opt(eval.map(|e| e.latency_p50_s)),
             opt(eval.map(|e| e.latency_p95_s)),
             opt(eval.map(|e| e.extra_context_tokens_mean)),
@@ -191,13 +191,13 @@ pub fn render_html(report: &CompareReport) -> String {
                 .prepare_energy_j
                 .map(|j| format!("{j:.0} J"))
                 .unwrap_or_else(|| "—".into()),
-            r.cost.data_rows,
-            r.cost.data_tokens,
+            r.cost.footprint.data_rows,
+            r.cost.footprint.data_tokens,
             eval.map(|e| format!("{:.2} s", e.latency_p50_s))
                 .unwrap_or_else(|| "—".into()),
             eval.map(|e| format!("{:.0} tokens", e.extra_context_tokens_mean))
                 .unwrap_or_else(|| "—".into()),
-            mib(Some(r.cost.artifact_bytes)),
+            mib(Some(r.cost.footprint.artifact_bytes)),
         ));
     }
     html.push_str("</table>\n<h2>Break-even against RAG</h2>\n<ul>\n");

@@ -8,7 +8,9 @@ use serde::{Deserialize, Serialize};
 
 use super::{CompareEvent, MethodCost, MethodId, MethodResult, Stage, Task};
 use crate::error::{ApiError, Result};
-use crate::eval::{self, Caches, EvalEvent, EvalRequest, EvalSummary, Metric, MetricScore};
+use crate::eval::{
+    self, Caches, EvalEvent, EvalRequest, EvalSummary, Footprint, Metric, MetricScore,
+};
 use crate::knowledge::{self, CreateKnowledgeBase};
 use crate::prompts::{self, TemplateRef};
 use crate::train::{self, Method, RunConfig, RunStatus, RunSummary};
@@ -172,15 +174,13 @@ fn prepare_template(cx: &Context) -> Result<Prepared> {
             &cx.task.template,
         )?,
     };
-    let bytes = serde_json::to_vec(&saved.template).map_or(0, |b| b.len() as u64);
     Ok(Prepared {
         template: Some(TemplateRef {
             name,
             version: Some(saved.version),
         }),
         cost: MethodCost {
-            artifact_bytes: bytes,
-            data_rows: saved.template.examples.len() as u64,
+            footprint: Footprint::of_template(&saved.template),
             ..MethodCost::default()
         },
         ..Prepared::default()
@@ -243,8 +243,8 @@ fn prepare_knowledge(cx: &Context) -> Result<Prepared> {
             measured
         }
     };
-    let detail = knowledge::show(cx.ws, cache, &name)?;
-    let artifact_bytes = folder_bytes(&cx.ws.knowledge_dir().join(format!("{name}.lance")));
+    let documents = cache.store(cx.ws)?.info(&name)?.documents;
+    let footprint = Footprint::of_knowledge(cx.ws, &name, documents);
     Ok(Prepared {
         kb: Some(name),
         cost: MethodCost {
@@ -252,8 +252,7 @@ fn prepare_knowledge(cx: &Context) -> Result<Prepared> {
             prepare_peak_rss_bytes: cost.peak_rss_bytes,
             prepare_energy_j: cost.energy_j,
             energy_source: cost.energy_j.map(|_| "cpu (RAPL)".to_string()),
-            data_rows: detail.info.documents as u64,
-            artifact_bytes,
+            footprint,
             ..MethodCost::default()
         },
         ..Prepared::default()
@@ -345,10 +344,7 @@ fn run_cost(summary: &RunSummary) -> MethodCost {
             (None, Some(_)) => Some("cpu (RAPL)".into()),
             (None, None) => None,
         },
-        data_rows: (summary.train_examples + summary.val_examples) as u64,
-        data_tokens: summary.tokens_seen,
-        trainable_parameters: summary.trainable_parameters,
-        artifact_bytes: folder_bytes(&summary.artifact),
+        footprint: Footprint::of_run(summary),
         eval: None,
     }
 }
@@ -451,15 +447,4 @@ fn probe_score(summary: &EvalSummary) -> Result<MetricScore> {
         .find(|s| s.metric == Metric::ContainsAll)
         .cloned()
         .ok_or_else(|| ApiError::new("internal", "the probe has no contains-all score"))
-}
-
-/// Bytes of every file under `path` (or of the file itself).
-fn folder_bytes(path: &Path) -> u64 {
-    match std::fs::metadata(path) {
-        Ok(meta) if meta.is_file() => meta.len(),
-        Ok(_) => std::fs::read_dir(path)
-            .map(|entries| entries.flatten().map(|e| folder_bytes(&e.path())).sum())
-            .unwrap_or(0),
-        Err(_) => 0,
-    }
 }

@@ -15,6 +15,7 @@
 mod config;
 pub mod data;
 mod folder;
+mod footprint;
 pub mod metrics;
 mod score;
 
@@ -37,6 +38,7 @@ use config::{checked_id, new_id, read_rows, resolve};
 pub use data::EvalRow;
 use folder::{append_result, dir_name, read_results, write_results};
 pub use folder::{list, show, EvalDetail, EvalListItem};
+pub use footprint::Footprint;
 pub use metrics::{Estimate, Metric};
 use score::{aggregate, cost, judge, score};
 
@@ -189,6 +191,10 @@ pub struct EvalCost {
     pub cpu_energy: Option<tunelab_hardware::CpuEnergy>,
     pub gpu: Option<tunelab_hardware::GpuCost>,
     pub device: String,
+    /// What the configuration adds to its base model: trainable parameters, bytes on disk and
+    /// the data behind them.
+    #[serde(default)]
+    pub footprint: Footprint,
 }
 
 /// summary.json.
@@ -306,6 +312,7 @@ impl EvalCost {
             cpu_energy: None,
             gpu: None,
             device: device.to_string(),
+            footprint: Footprint::default(),
         }
     }
 }
@@ -349,6 +356,7 @@ fn evaluate(
         caches.knowledge.embedder(ws, &info.embedder)?;
     }
     let setup_s = setup.elapsed().as_secs_f64();
+    let footprint = footprint::of_config(ws, caches, config)?;
     let device_label = tunelab_engine::device_label(model.transformer.device());
     // On a GPU, what answering costs it: read twice a second.
     let gpu_recorder = tunelab_engine::cuda_index(model.transformer.device()).and_then(|i| {
@@ -382,14 +390,17 @@ fn evaluate(
         cancelled = !judge(ws, caches, config, &mut results, dir, cancel, on_event)?;
     }
     let answer_time = clock.elapsed().as_secs_f64();
-    let cost = cost(
-        &results,
-        setup_s,
-        answer_time,
-        device_label,
-        gpu_recorder.and_then(|r| r.finish()),
-        cpu_energy.and_then(|r| r.finish()),
-    );
+    let cost = EvalCost {
+        footprint,
+        ..cost(
+            &results,
+            setup_s,
+            answer_time,
+            device_label,
+            gpu_recorder.and_then(|r| r.finish()),
+            cpu_energy.and_then(|r| r.finish()),
+        )
+    };
     Ok(EvalSummary {
         id: dir_name(dir),
         status: match cancelled {

@@ -204,5 +204,6 @@ pub(super) fn cost(
         cpu_energy,
         gpu,
         device,
+        footprint: super::Footprint::default(),
     }
 }

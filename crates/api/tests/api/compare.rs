@@ -142,11 +142,20 @@ fn a_tiny_comparison_measures_all_six_methods_and_a_rerun_reuses_them() {
         assert!(m.probe.is_some() && m.probe_change.is_some(), "{what}");
         let eval = m.cost.eval.as_ref().expect("answering cost");
         assert!(eval.latency_p50_s > 0.0, "{what}");
-        assert!(m.cost.artifact_bytes > 0, "{what} adds something on disk");
+        let footprint = &m.cost.footprint;
+        assert!(
+            footprint.artifact_bytes > 0,
+            "{what} adds something on disk"
+        );
+        // The evaluation, which finds the configuration on its own, sees the same parts.
+        assert_eq!(&eval.footprint, footprint, "{what}");
         if m.method.trains() {
             assert!(m.run.is_some(), "{what}");
-            assert!(m.cost.trainable_parameters > 0, "{what}");
-            assert!(m.cost.data_tokens > 0 && m.cost.data_rows > 0, "{what}");
+            assert!(footprint.trainable_parameters > 0, "{what}");
+            assert!(
+                footprint.data_tokens > 0 && footprint.data_rows > 0,
+                "{what}"
+            );
             assert!(m.cost.prepare_s > 0.0, "{what}");
             assert!(m.cost.prepare_peak_rss_bytes.is_some(), "{what}");
             assert!(
@@ -157,7 +166,7 @@ fn a_tiny_comparison_measures_all_six_methods_and_a_rerun_reuses_them() {
     }
     let rag = &report.methods[1];
     assert_eq!(rag.kb.as_deref(), Some("compare-tiny"));
-    assert_eq!(rag.cost.data_rows, 2, "two documents indexed");
+    assert_eq!(rag.cost.footprint.data_rows, 2, "two documents indexed");
     assert!(rag.scores.iter().any(|s| s.metric == Metric::HitAt3));
     assert!(rag.cost.eval.as_ref().unwrap().extra_context_tokens_mean > 0.0);
     let prompt = &report.methods[0];

@@ -111,8 +111,9 @@ fn an_evaluation_scores_every_row_saves_them_and_a_rerun_reuses_it() {
         .find(|s| s.metric == Metric::Perplexity)
         .unwrap();
     assert!(!ppl.higher_is_better && ppl.estimate.value > 1.0 && ppl.estimate.rows == 3);
-    // No configuration around the bare question: nothing added to its prompt.
+    // No configuration around the bare question: nothing added to its prompt, or to the model.
     assert_eq!(summary.cost.extra_context_tokens_mean, 0.0);
+    assert_eq!(summary.cost.footprint, eval::Footprint::default());
     assert!(
         summary.cost.latency_p50_s > 0.0
             && summary.cost.latency_p95_s >= summary.cost.latency_p50_s
@@ -301,6 +302,13 @@ fn a_knowledge_base_is_scored_on_retrieval_and_what_its_passages_add() {
         "{:?}",
         summary.cost
     );
+    // What the knowledge base adds: its three documents and its index on disk, nothing trained.
+    let footprint = summary.cost.footprint;
+    assert_eq!(
+        (footprint.data_rows, footprint.trainable_parameters),
+        (3, 0)
+    );
+    assert!(footprint.artifact_bytes > 10_000, "{footprint:?}");
     let rows = eval::show(&ws, &summary.id).unwrap().rows;
     assert!(rows
         .iter()
