@@ -7,11 +7,12 @@ import type { CompareEvent } from '../src/bindings/CompareEvent';
 import type { CompareReport } from '../src/bindings/CompareReport';
 import type { CompareRequest } from '../src/bindings/CompareRequest';
 import type { ExportedReport } from '../src/bindings/ExportedReport';
-import { COST_AXES, defaultMetric, qualityPoints, reportMetrics } from '../src/lib/compare';
+import type { MetricPoint } from '../src/bindings/MetricPoint';
+import { COST_AXES, defaultMetric, learningCurves, qualityPoints, reportMetrics } from '../src/lib/compare';
 import CompareScreen from '../src/screens/CompareScreen.svelte';
 import DEMO from './helpers/compare-report.json';
 import { settle } from './helpers/fake-chat-transport';
-import { plotIn } from './helpers/plot';
+import { linePoints, plotIn } from './helpers/plot';
 
 const client = vi.hoisted(() => ({
   listComparisons: vi.fn<() => Promise<CompareReport[]>>(),
@@ -20,6 +21,7 @@ const client = vi.hoisted(() => ({
   exportComparison: vi.fn<(id: string) => Promise<ExportedReport>>(),
   comparison: vi.fn(),
   comparisonExamples: vi.fn<(id: string) => Promise<ComparedExamples>>(),
+  runMetrics: vi.fn<(id: string) => Promise<MetricPoint[]>>(),
 }));
 
 vi.mock('../src/lib/client', () => client);
@@ -61,7 +63,22 @@ beforeEach(() => {
   client.runComparison.mockReset();
   client.cancelComparison.mockReset().mockResolvedValue();
   client.exportComparison.mockReset();
+  client.runMetrics.mockReset().mockImplementation(async (id) => curveOf(id));
 });
+
+/** A falling loss over a run's steps: 10 for LoRA, 4 for the others, none for pretraining (its
+ *  metrics cannot be read). */
+function curveOf(id: string): MetricPoint[] {
+  if (id.includes('pretrain')) throw { code: 'not_found', message: `no run ${id}` };
+  const steps = id.includes('lora') ? 10 : 4;
+  return Array.from({ length: steps }, (_, i) => ({
+    step: i + 1,
+    loss: 3 / (i + 1),
+    val_loss: null,
+    lr: 1e-4,
+    tokens_per_s: 80,
+  }));
+}
 
 describe('the comparison logic', () => {
   it('lists every metric once and starts the chart on token F1', () => {
@@ -83,6 +100,21 @@ describe('the comparison logic', () => {
     // No method measured energy on this machine.
     const energy = COST_AXES.find((a) => a.id === 'energy')!;
     expect(qualityPoints(report, 'token-f1', energy)).toEqual([]);
+  });
+});
+
+describe('the learning curves', () => {
+  it('draw one line per trained method that logged steps, on steps or on each run\'s share', () => {
+    const curves = new Map(
+      report.methods.flatMap((m) => (m.run && !m.run.includes('pretrain') ? [[m.run, curveOf(m.run)] as const] : [])),
+    );
+    const steps = learningCurves(report, curves, 'step');
+    expect(steps.map((s) => s.name)).toEqual(['Soft prompt', 'LoRA / QLoRA', 'Full fine-tuning']);
+    expect(steps[1].points.at(-1)).toEqual({ x: 10, y: 0.3 });
+    const share = learningCurves(report, curves, 'share');
+    // Every run ends at 100% of its own steps, whatever its budget.
+    expect(share.map((s) => s.points.at(-1)?.x)).toEqual([100, 100, 100]);
+    expect(share[0].points[0].x).toBe(25);
   });
 });
 
@@ -116,6 +148,22 @@ describe('CompareScreen', () => {
     await fireEvent.change(screen.getByLabelText('Quality metric'), { target: { value: 'hit-at-3' } });
     await settle();
     expect(plotIn(chart, 'hit-at-3 against preparation time (s): 1 methods')).toBeTruthy();
+  });
+
+  it('overlays the trained methods\' learning curves from their runs', async () => {
+    render(CompareScreen);
+    await settle();
+    const curves = screen.getByRole('figure', { name: 'Learning curves' });
+    expect(client.runMetrics).toHaveBeenCalledTimes(4);
+    expect(plotIn(curves, 'Training loss of 3 trained methods')).toBeTruthy();
+    expect(linePoints(curves, 'curve-lora')).toBe(10);
+    expect(linePoints(curves, 'curve-soft-prompt')).toBe(4);
+    expect(linePoints(curves, 'curve-pretrain')).toBe(0);
+    const xDomain = () => plotIn(curves, 'Training loss').scale('x')!.domain;
+    expect(xDomain()).toEqual([10, 100]); // LoRA logs its first step at 10% of its run
+    await fireEvent.change(screen.getByLabelText('Learning curve x axis'), { target: { value: 'step' } });
+    await settle();
+    expect(xDomain()).toEqual([1, 10]);
   });
 
   it('sets the methods\' answers side by side, most disputed first or in file order', async () => {

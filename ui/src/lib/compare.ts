@@ -4,8 +4,9 @@ import type { CompareReport } from '../bindings/CompareReport';
 import type { Metric } from '../bindings/Metric';
 import type { MethodId } from '../bindings/MethodId';
 import type { MethodResult } from '../bindings/MethodResult';
+import type { MetricPoint } from '../bindings/MetricPoint';
 import type { MetricScore } from '../bindings/MetricScore';
-import { colors, type ScatterPoint } from './chart';
+import { colors, toPoints, type LineSeries, type ScatterPoint } from './chart';
 
 /** A cost the chart can put on its x axis. */
 export interface CostAxis {
@@ -59,6 +60,28 @@ export function qualityPoints(report: CompareReport, metric: Metric, axis: CostA
     const x = axis.value(result);
     if (score === null || x === null || !Number.isFinite(x)) return [];
     return [{ x, y: score.estimate.value, label: result.name, color: methodColor(result.method) }];
+  });
+}
+
+/** How the learning curves' x axis counts: steps, or the share of each run's own steps (the
+ *  methods' budgets differ, so their curves end at different steps). */
+export type CurveAxis = 'step' | 'share';
+
+/** Each trained method's training loss, one line per method in its colour, from the metrics of
+ *  its run (`curves`, by run id). Methods without a run or without points are left out. */
+export function learningCurves(
+  report: CompareReport,
+  curves: ReadonlyMap<string, readonly MetricPoint[]>,
+  axis: CurveAxis,
+): LineSeries[] {
+  return report.methods.flatMap((result) => {
+    const points = result.run ? curves.get(result.run) : undefined;
+    if (!points) return [];
+    const last = Math.max(0, ...points.map((p) => p.step));
+    const x = (p: MetricPoint) => (axis === 'share' && last > 0 ? (100 * p.step) / last : p.step);
+    const line = toPoints(points, x, (p) => p.loss);
+    if (line.length === 0) return [];
+    return [{ name: result.name, points: line, color: methodColor(result.method), className: `curve-${result.method}` }];
   });
 }
 
