@@ -25,6 +25,8 @@ fn main() {
         "comparison_examples",
         "run_comparison",
         "cancel_comparison",
+        "template_ab_test",
+        "cancel_template_ab_test",
         "export_comparison",
         "export_result",
         "cancel_export",

@@ -12,7 +12,7 @@ use tunelab_api::compare::{
 };
 use tunelab_api::data::DatasetPreview;
 use tunelab_api::defaults::{DefaultModelStatus, PyPi};
-use tunelab_api::eval::Caches;
+use tunelab_api::eval::{AbEvent, Caches, EvalDiff, TemplateAbRequest};
 use tunelab_api::export::{ExportEvent, ExportReport, ExportRequest};
 use tunelab_api::hub::{DownloadProgress, Hub, PullRequest};
 use tunelab_api::jobs::{JobKind, ListedJob};
@@ -228,6 +228,58 @@ pub async fn run_comparison(
         })
     })
     .await
+}
+
+/// Evaluates two versions of a saved template (or one against none) on an evaluation file and
+/// sets them side by side; listed as a job under the template's name with its own cancel token.
+#[tauri::command]
+pub async fn template_ab_test(
+    state: State<'_, AppState>,
+    request: TemplateAbRequest,
+    on_event: Channel<AbEvent>,
+) -> Result<EvalDiff, ApiError> {
+    let ws = state.workspace.clone();
+    let (models, knowledge, jobs) = (
+        state.models.clone(),
+        state.knowledge.clone(),
+        state.jobs.clone(),
+    );
+    let cancel = Arc::new(AtomicBool::new(false));
+    blocking(move || {
+        let name = ab_test_name(&request);
+        let _entry = jobs.register(JobKind::Eval, &name, cancel.clone());
+        let caches = Caches {
+            models: &models,
+            knowledge: &knowledge,
+        };
+        tunelab_api::eval::template_ab(&ws, &caches, &request, &cancel, &mut |event| {
+            if on_event.send(event).is_err() {
+                cancel.store(true, Ordering::Relaxed);
+            }
+        })
+    })
+    .await
+}
+
+/// The template an A/B test is listed under.
+fn ab_test_name(request: &TemplateAbRequest) -> String {
+    request
+        .a
+        .as_ref()
+        .or(request.b.as_ref())
+        .map(|t| t.name.clone())
+        .unwrap_or_default()
+}
+
+/// Stops the A/B test of the template `name`, at its next token; the answers so far are kept.
+#[tauri::command]
+pub fn cancel_template_ab_test(state: State<'_, AppState>, name: String) -> Result<(), ApiError> {
+    if state.jobs.cancel(JobKind::Eval, &name) {
+        return Ok(());
+    }
+    Err(ApiError::not_found(format!(
+        "no A/B test of `{name}` is running in this app"
+    )))
 }
 
 /// Stops the comparison `id` this app runs, at its next step or token; what finished is kept.

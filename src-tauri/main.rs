@@ -66,6 +66,8 @@ fn main() {
             commands::comparison_examples,
             commands::run_comparison,
             commands::cancel_comparison,
+            commands::template_ab_test,
+            commands::cancel_template_ab_test,
             commands::export_comparison,
             commands::export_result,
             commands::cancel_export,

@@ -577,6 +577,35 @@ fn a_model_pulled_on_the_models_screen_renders_and_runs_a_template_in_the_prompt
     }
     assert!(home.path().join("prompts/explainer/v0001.json").is_file());
 
+    // A/B test: the saved version against no template on two questions, each side an
+    // evaluation of its own, set side by side.
+    let questions = home.path().join("questions.jsonl");
+    std::fs::write(
+        &questions,
+        "{\"prompt\": \"What is the capital of France?\", \"reference\": \"Paris\"}\n\
+         {\"prompt\": \"What is LoRA?\", \"reference\": \"Low-rank adapters for fine-tuning.\"}\n",
+    )
+    .unwrap();
+    let data = app.find("input[aria-label='Evaluation file']", long);
+    app.type_text(&data, &questions.display().to_string());
+    app.click(&app.find("section[aria-label='A/B test'] button.primary", long));
+    let scores = app.wait_text(
+        "table[aria-label='A/B scores']",
+        Duration::from_secs(240),
+        |t| t.contains("token-f1"),
+    );
+    assert!(scores.contains("B − A"), "{scores}");
+    assert_eq!(
+        std::fs::read_dir(home.path().join("evals"))
+            .unwrap()
+            .count(),
+        2,
+        "one evaluation per side"
+    );
+    if let Some(dir) = &shots {
+        screenshot(&std::path::Path::new(dir).join("prompts-ab.png"));
+    }
+
     // "Use in chat": the chat frames the message with the saved template.
     let use_in_chat = app.find(".run-row button.ghost", long);
     app.click(&use_in_chat);

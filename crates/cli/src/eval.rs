@@ -27,6 +27,20 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Two evaluations of the same file side by side: each metric on both, B minus A with a
+    /// paired 95% interval, and the rows they answered differently (an A/B test of two
+    /// template versions is `tunelab eval --template NAME@1`, then `@2`, then this)
+    Diff {
+        /// The first evaluation (A): an id or folder
+        a: String,
+        /// The second evaluation (B)
+        b: String,
+        /// How many differing rows to print (all with --json)
+        #[arg(long, default_value_t = 10)]
+        rows: usize,
+        #[arg(long)]
+        json: bool,
+    },
     /// One evaluation's scores, cost and answers
     Show {
         /// An evaluation id (see `tunelab eval list`) or folder
@@ -93,6 +107,7 @@ pub fn run(ws: &Workspace, args: Args) -> Result<()> {
     match args.command {
         Some(Command::List { json }) => list(ws, json),
         Some(Command::Show { id, rows, json }) => show(ws, &id, rows, json),
+        Some(Command::Diff { a, b, rows, json }) => diff(ws, &a, &b, rows, json),
         None => evaluate(ws, args.run),
     }
 }
@@ -158,8 +173,8 @@ fn evaluate(ws: &Workspace, args: RunArgs) -> Result<()> {
     }
 }
 
-fn print_summary(ws: &Workspace, s: &EvalSummary) {
-    let c = &s.config;
+/// What an evaluation scored: the model and what was around it.
+fn configuration(c: &eval::EvalConfig) -> String {
     let mut what = vec![format!("model {}", c.model)];
     what.extend(c.run.as_ref().map(|r| format!("run {r}")));
     what.extend(c.kb.as_ref().map(|k| format!("knowledge base {k}")));
@@ -167,13 +182,18 @@ fn print_summary(ws: &Workspace, s: &EvalSummary) {
         Some(v) => format!("template {}@{v}", t.name),
         None => format!("template {}", t.name),
     }));
+    what.join(", ")
+}
+
+fn print_summary(ws: &Workspace, s: &EvalSummary) {
+    let c = &s.config;
     println!(
         "{}: {}, {} of {} rows, {}",
         s.id,
         s.status.as_str(),
         s.answered,
         c.rows,
-        what.join(", ")
+        configuration(c)
     );
     println!();
     println!(
@@ -287,6 +307,68 @@ fn show(ws: &Workspace, id: &str, rows: bool, json: bool) -> Result<()> {
                 .collect();
             println!("  scores:   {}", scores.join(", "));
         }
+    }
+    Ok(())
+}
+
+fn diff(ws: &Workspace, a: &str, b: &str, shown: usize, json: bool) -> Result<()> {
+    let d = eval::diff(ws, a, b)?;
+    if json {
+        return print_json(&d);
+    }
+    println!("A  {}: {}", d.a.id, configuration(&d.a.config));
+    println!("B  {}: {}", d.b.id, configuration(&d.b.config));
+    println!("over the {} rows both answered", d.paired_rows);
+    println!();
+    println!(
+        "  {:<22} {:>8} {:>8}   {:>8}  {:<19}",
+        "metric", "A", "B", "B - A", "95% interval"
+    );
+    for m in &d.metrics {
+        let (diff, holds_zero) = (
+            &m.difference,
+            m.difference.low <= 0.0 && 0.0 <= m.difference.high,
+        );
+        println!(
+            "  {:<22} {:>8.3} {:>8.3}   {:>+8.3}  {:+.3} – {:+.3}{}",
+            m.label,
+            m.a.value,
+            m.b.value,
+            diff.value,
+            diff.low,
+            diff.high,
+            match (holds_zero, m.higher_is_better) {
+                (true, _) => "  (no clear difference)",
+                (false, true) if diff.value > 0.0 => "  (B better)",
+                (false, false) if diff.value < 0.0 => "  (B better)",
+                (false, _) => "  (A better)",
+            }
+        );
+    }
+    println!();
+    println!(
+        "{} rows answered differently{}",
+        d.rows.len(),
+        if d.rows.len() > shown {
+            format!(", the {shown} that changed most:")
+        } else {
+            ":".to_string()
+        }
+    );
+    let scores = |s: &std::collections::BTreeMap<Metric, f64>| {
+        s.iter()
+            .map(|(m, v)| format!("{} {v:.2}", m.as_str()))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    for row in d.rows.iter().take(shown) {
+        println!();
+        println!("line {}: {}", row.line, row.question);
+        if let Some(reference) = &row.reference {
+            println!("  expected: {reference}");
+        }
+        println!("  A: {}  [{}]", row.a_answer, scores(&row.a_scores));
+        println!("  B: {}  [{}]", row.b_answer, scores(&row.b_scores));
     }
     Ok(())
 }

@@ -38,6 +38,9 @@ import type { ExportedReport } from '../bindings/ExportedReport';
 import type { ExportEvent } from '../bindings/ExportEvent';
 import type { ExportReport } from '../bindings/ExportReport';
 import type { ExportRequest } from '../bindings/ExportRequest';
+import type { AbEvent } from '../bindings/AbEvent';
+import type { EvalDiff } from '../bindings/EvalDiff';
+import type { TemplateAbRequest } from '../bindings/TemplateAbRequest';
 import { toApiError } from './api-error';
 import type { ChatTransport } from './chat/chat-transport';
 
@@ -192,6 +195,20 @@ export function runComparison(request: CompareRequest, onEvent: (event: CompareE
 /** Stops the comparison `id` this app runs; what finished is kept. */
 export function cancelComparison(id: string): Promise<void> {
   return call<void>('cancel_comparison', { id });
+}
+
+/** Evaluates two versions of a template (or one against none) on an evaluation file, streaming
+ *  each side's progress; resolves with the two set side by side. */
+export function templateAbTest(request: TemplateAbRequest, onEvent: (event: AbEvent) => void): Promise<EvalDiff> {
+  if (!backendAvailable()) return Promise.reject({ ...NO_BACKEND_ERROR });
+  const channel = new Channel<AbEvent>();
+  channel.onmessage = onEvent;
+  return call<EvalDiff>('template_ab_test', { request, onEvent: channel });
+}
+
+/** Stops the A/B test of the template `name`; the answers so far are kept for the next try. */
+export function cancelTemplateAbTest(name: string): Promise<void> {
+  return call<void>('cancel_template_ab_test', { name });
 }
 
 /** Writes the report as HTML and CSV beside its JSON; resolves with the three paths. */

@@ -1,7 +1,9 @@
 // Pure helpers for the prompt studio: the variables a template uses, the template the editor's
-// fields make, and the starting template for a new one.
+// fields make, the starting template for a new one, and reading an A/B test.
+import type { MetricDiff } from '../bindings/MetricDiff';
 import type { PromptTemplate } from '../bindings/PromptTemplate';
 import type { PromptVersion } from '../bindings/PromptVersion';
+import type { TemplateRef } from '../bindings/TemplateRef';
 
 /** The variable chat fills with what the user types. */
 export const INPUT_VARIABLE = 'input';
@@ -89,4 +91,17 @@ export function templateNameProblem(name: string): string | null {
   if (!/^[A-Za-z0-9._-]+$/.test(name)) return "Use letters, digits, '-', '_' and '.'.";
   if (name.startsWith('.')) return 'A name cannot start with a dot.';
   return null;
+}
+
+/** What an A/B test's metric says: which side its paired interval favours, or neither when the
+ *  interval holds 0. */
+export function abVerdict(metric: Pick<MetricDiff, 'difference' | 'higher_is_better'>): 'a' | 'b' | 'tie' {
+  const { low, high, value } = metric.difference;
+  if (low <= 0 && 0 <= high) return 'tie';
+  return value > 0 === metric.higher_is_better ? 'b' : 'a';
+}
+
+/** An A/B side as the picker holds it: '' for no template, else a version number. */
+export function abSide(name: string, choice: string): TemplateRef | null {
+  return choice === '' ? null : { name, version: Number(choice) };
 }

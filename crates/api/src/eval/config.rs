@@ -5,6 +5,7 @@ use std::path::Path;
 
 use super::{data, EvalConfig, EvalRequest, EvalRow, Metric};
 use crate::error::{ApiError, Result};
+use crate::prompts::TemplateRef;
 use crate::workspace::Workspace;
 
 pub(super) fn read_rows(request: &EvalRequest) -> Result<Vec<EvalRow>> {
@@ -65,13 +66,27 @@ pub(super) fn resolve(
         model,
         run: run.map(|(run, _)| run),
         kb: request.kb.clone(),
-        template: request.template.clone(),
+        template: request
+            .template
+            .as_ref()
+            .map(|t| pinned(ws, t))
+            .transpose()?,
         metrics,
         judge: request.judge.clone(),
         max_tokens: request.max_tokens.max(1),
         seed: request.seed,
         temperature: request.temperature.max(0.0),
         device: device.to_string(),
+    })
+}
+
+/// `template` with its version: the latest saved when it names none, so that the evaluation
+/// (and its id) stays with the version it scored when a newer one is saved.
+pub(super) fn pinned(ws: &Workspace, template: &TemplateRef) -> Result<TemplateRef> {
+    let saved = crate::prompts::load(ws, &template.name, template.version)?;
+    Ok(TemplateRef {
+        name: saved.name,
+        version: Some(saved.version),
     })
 }
 

@@ -12,8 +12,10 @@
 //! given name) is returned as it is when it had finished, and carries on from the rows it has
 //! when it was cut off.
 
+mod ab;
 mod config;
 pub mod data;
+mod diff;
 mod folder;
 mod footprint;
 pub mod metrics;
@@ -34,8 +36,10 @@ use crate::knowledge::{self, Grounding, SearchOptions, SearchRequest};
 use crate::prompts::TemplateRef;
 use crate::train::{now, RunStatus};
 use crate::workspace::{json_bytes, read_json, write_atomic, Workspace};
+pub use ab::{template_ab, AbEvent, AbSide, TemplateAbRequest};
 use config::{checked_id, new_id, read_rows, resolve};
 pub use data::EvalRow;
+pub use diff::{diff, EvalDiff, MetricDiff, RowDiff};
 use folder::{append_result, dir_name, read_results, write_results};
 pub use folder::{list, show, EvalDetail, EvalListItem};
 pub use footprint::Footprint;

@@ -1,6 +1,7 @@
 //! Use cases end to end on a temporary workspace, with the real default model registered in
 //! place from the model cache that setup fills.
 
+mod ab;
 mod chat;
 mod compare;
 mod data;
