@@ -96,6 +96,17 @@ fn a_comparison_run_from_the_compare_screen_shows_its_tables_chart_and_answers_a
     if let Some(dir) = &shots {
         screenshot(&std::path::Path::new(dir).join("compare.png"));
     }
+    // The trained methods' learning curves, read from their runs.
+    let curves = "figure[aria-label='Learning curves']";
+    app.find(&format!("{curves} svg g.curve-lora.line path"), long);
+    let drawn = app
+        .attribute(&format!("{curves} svg"), "aria-label")
+        .unwrap_or_default();
+    assert_eq!(drawn, "Training loss of 4 trained methods");
+    if let Some(dir) = &shots {
+        app.scroll_to(curves);
+        screenshot(&std::path::Path::new(dir).join("compare-curves.png"));
+    }
     // A question asked again in chat, the way RAG answered it: from its knowledge base.
     let ask = app.find(
         "table[aria-label='Answers'] tbody tr:first-child button[aria-label='Ask in chat with Retrieval (RAG)']",

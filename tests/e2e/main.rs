@@ -603,6 +603,7 @@ fn a_model_pulled_on_the_models_screen_renders_and_runs_a_template_in_the_prompt
         "one evaluation per side"
     );
     if let Some(dir) = &shots {
+        app.scroll_to("section[aria-label='A/B test']");
         screenshot(&std::path::Path::new(dir).join("prompts-ab.png"));
     }
 

@@ -113,6 +113,15 @@ impl Session {
             .map(String::from)
     }
 
+    /// Scrolls the first element matching `css` to the top of the view (for a screenshot).
+    pub fn scroll_to(&self, css: &str) {
+        let script = "const e = document.querySelector(arguments[0]); if (e) e.scrollIntoView({ block: 'start' });";
+        post(
+            &self.url("/execute/sync"),
+            json!({ "script": script, "args": [css] }),
+        );
+    }
+
     pub fn clear(&self, element: &str) {
         post(&self.url(&format!("/element/{element}/clear")), json!({}));
     }
