@@ -4,7 +4,7 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use tauri::ipc::Channel;
+use tauri::ipc::{Channel, IpcResponse};
 use tauri::State;
 use tunelab_api::chat::{ChatEvent, ChatRequest, ChatSummary};
 use tunelab_api::compare::{
@@ -207,26 +207,17 @@ pub async fn run_comparison(
     on_event: Channel<CompareEvent>,
 ) -> Result<CompareReport, ApiError> {
     let ws = state.workspace.clone();
-    let (models, knowledge, jobs) = (
-        state.models.clone(),
-        state.knowledge.clone(),
-        state.jobs.clone(),
-    );
-    let cancel = Arc::new(AtomicBool::new(false));
-    blocking(move || {
-        let name = tunelab_api::compare::task::read(&request.task, request.preset)?.name;
-        let _entry = jobs.register(JobKind::Compare, &name, cancel.clone());
-        let caches = Caches {
-            models: &models,
-            knowledge: &knowledge,
-        };
-        tunelab_api::compare::run(&ws, &caches, &request, &cancel, &mut |event| {
-            // A closed window drops the channel; the comparison then stops at the next step.
-            if on_event.send(event).is_err() {
-                cancel.store(true, Ordering::Relaxed);
-            }
-        })
-    })
+    let (task, preset) = (request.task.clone(), request.preset);
+    let target = move || Ok(tunelab_api::compare::task::read(&task, preset)?.name);
+    cached_job(
+        &state,
+        JobKind::Compare,
+        target,
+        on_event,
+        move |caches, cancel, on_event| {
+            tunelab_api::compare::run(&ws, caches, &request, cancel, on_event)
+        },
+    )
     .await
 }
 
@@ -239,6 +230,32 @@ pub async fn template_ab_test(
     on_event: Channel<AbEvent>,
 ) -> Result<EvalDiff, ApiError> {
     let ws = state.workspace.clone();
+    let name = ab_test_name(&request);
+    cached_job(
+        &state,
+        JobKind::Eval,
+        move || Ok(name),
+        on_event,
+        move |caches, cancel, on_event| {
+            tunelab_api::eval::template_ab(&ws, caches, &request, cancel, on_event)
+        },
+    )
+    .await
+}
+
+/// Runs `work` off the async runtime with the app's caches and a cancel token of its own, listed
+/// as the job `kind` on the target `target` names (worked out on that thread, as it may read a
+/// file). A closed window drops the channel; the token is then set, and the job stops at its
+/// next step or token.
+async fn cached_job<E: IpcResponse + Send + Sync + 'static, T: Send + 'static>(
+    state: &AppState,
+    kind: JobKind,
+    target: impl FnOnce() -> Result<String, ApiError> + Send + 'static,
+    on_event: Channel<E>,
+    work: impl FnOnce(&Caches, &AtomicBool, &mut (dyn FnMut(E) + Send)) -> Result<T, ApiError>
+        + Send
+        + 'static,
+) -> Result<T, ApiError> {
     let (models, knowledge, jobs) = (
         state.models.clone(),
         state.knowledge.clone(),
@@ -246,13 +263,12 @@ pub async fn template_ab_test(
     );
     let cancel = Arc::new(AtomicBool::new(false));
     blocking(move || {
-        let name = ab_test_name(&request);
-        let _entry = jobs.register(JobKind::Eval, &name, cancel.clone());
+        let _entry = jobs.register(kind, &target()?, cancel.clone());
         let caches = Caches {
             models: &models,
             knowledge: &knowledge,
         };
-        tunelab_api::eval::template_ab(&ws, &caches, &request, &cancel, &mut |event| {
+        work(&caches, &cancel, &mut |event| {
             if on_event.send(event).is_err() {
                 cancel.store(true, Ordering::Relaxed);
             }
