@@ -243,8 +243,7 @@ fn prepare_knowledge(cx: &Context) -> Result<Prepared> {
             measured
         }
     };
-    let documents = cache.store(cx.ws)?.info(&name)?.documents;
-    let footprint = Footprint::of_knowledge(cx.ws, &name, documents);
+    let footprint = Footprint::of_knowledge(&*cache.store(cx.ws)?, &name)?;
     Ok(Prepared {
         kb: Some(name),
         cost: MethodCost {

@@ -56,24 +56,14 @@ pub struct EvalDiff {
 /// token-weighted one.
 fn statistic(metric: Metric, rows: &[&EvalRowResult], sample: &[usize]) -> f64 {
     match metric {
-        Metric::Perplexity => {
-            let (nll, tokens) = sample.iter().fold((0.0, 0u64), |(s, t), &i| {
-                let row = rows[i];
-                let nll = row.reference_nll.unwrap_or(0.0);
-                (s + nll, t + u64::from(row.reference_tokens.unwrap_or(0)))
-            });
-            match tokens {
-                0 => f64::NAN,
-                t => (nll / t as f64).exp(),
-            }
-        }
-        _ => {
-            let sum: f64 = sample
-                .iter()
-                .filter_map(|&i| rows[i].scores.get(&metric))
-                .sum();
-            sum / sample.len() as f64
-        }
+        Metric::Perplexity => metrics::perplexity(sample.iter().map(|&i| {
+            let row = rows[i];
+            (
+                row.reference_nll.unwrap_or(0.0),
+                row.reference_tokens.unwrap_or(0),
+            )
+        })),
+        _ => metrics::mean(sample.iter().map(|&i| rows[i].scores[&metric])),
     }
 }
 

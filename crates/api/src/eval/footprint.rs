@@ -6,6 +6,7 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 use ts_rs::TS;
+use tunelab_knowledge::KnowledgeStore;
 use tunelab_train::{Artifact, ArtifactKind};
 
 use crate::error::Result;
@@ -84,12 +85,12 @@ impl Footprint {
     }
 
     /// A knowledge base: its folder and its documents.
-    pub fn of_knowledge(ws: &Workspace, name: &str, documents: usize) -> Footprint {
-        Footprint {
-            artifact_bytes: folder_bytes(&ws.knowledge_dir().join(format!("{name}.lance"))),
-            data_rows: documents as u64,
+    pub fn of_knowledge(store: &KnowledgeStore, name: &str) -> Result<Footprint> {
+        Ok(Footprint {
+            artifact_bytes: folder_bytes(&store.table_dir(name)),
+            data_rows: store.info(name)?.documents as u64,
             ..Footprint::default()
-        }
+        })
     }
 
     /// A prompt template: its saved form and its few-shot examples.
@@ -114,8 +115,7 @@ pub(super) fn of_config(
         total = total + Footprint::of_result(&crate::train::resolve_artifact(ws, run)?)?;
     }
     if let Some(kb) = &config.kb {
-        let documents = caches.knowledge.store(ws)?.info(kb)?.documents;
-        total = total + Footprint::of_knowledge(ws, kb, documents);
+        total = total + Footprint::of_knowledge(&*caches.knowledge.store(ws)?, kb)?;
     }
     if let Some(t) = &config.template {
         let saved = crate::prompts::load(ws, &t.name, t.version)?;

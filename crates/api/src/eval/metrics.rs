@@ -264,22 +264,32 @@ pub fn bootstrap(n: usize, seed: u64, stat: impl Fn(&[usize]) -> f64) -> Option<
 /// The mean of `scores` with its interval.
 pub fn mean_estimate(scores: &[f64], seed: u64) -> Option<Estimate> {
     bootstrap(scores.len(), seed, |rows| {
-        rows.iter().map(|&i| scores[i]).sum::<f64>() / rows.len() as f64
+        mean(rows.iter().map(|&i| scores[i]))
     })
+}
+
+/// The mean of the values (NaN for none).
+pub fn mean(values: impl ExactSizeIterator<Item = f64>) -> f64 {
+    let n = values.len();
+    values.sum::<f64>() / n as f64
 }
 
 /// Perplexity over rows of (summed negative log-likelihood, tokens), weighting each row by its
 /// tokens, with its interval.
 pub fn perplexity_estimate(rows: &[(f64, u32)], seed: u64) -> Option<Estimate> {
     bootstrap(rows.len(), seed, |sample| {
-        let (nll, tokens) = sample.iter().fold((0.0, 0u64), |(s, t), &i| {
-            (s + rows[i].0, t + u64::from(rows[i].1))
-        });
-        match tokens {
-            0 => f64::NAN,
-            t => (nll / t as f64).exp(),
-        }
+        perplexity(sample.iter().map(|&i| rows[i]))
     })
+}
+
+/// e to the mean negative log-likelihood per token over rows of (summed NLL, tokens); NaN
+/// without tokens.
+pub fn perplexity(rows: impl Iterator<Item = (f64, u32)>) -> f64 {
+    let (nll, tokens) = rows.fold((0.0, 0u64), |(s, t), (nll, n)| (s + nll, t + u64::from(n)));
+    match tokens {
+        0 => f64::NAN,
+        t => (nll / t as f64).exp(),
+    }
 }
 
 /// A resampled row index in `0..n` from the top 53 bits of the next draw.

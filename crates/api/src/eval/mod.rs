@@ -394,17 +394,15 @@ fn evaluate(
         cancelled = !judge(ws, caches, config, &mut results, dir, cancel, on_event)?;
     }
     let answer_time = clock.elapsed().as_secs_f64();
-    let cost = EvalCost {
+    let cost = cost(
+        &results,
+        setup_s,
+        answer_time,
+        device_label,
+        gpu_recorder.and_then(|r| r.finish()),
+        cpu_energy.and_then(|r| r.finish()),
         footprint,
-        ..cost(
-            &results,
-            setup_s,
-            answer_time,
-            device_label,
-            gpu_recorder.and_then(|r| r.finish()),
-            cpu_energy.and_then(|r| r.finish()),
-        )
-    };
+    );
     Ok(EvalSummary {
         id: dir_name(dir),
         status: match cancelled {

@@ -176,6 +176,7 @@ pub(super) fn cost(
     device: String,
     gpu: Option<tunelab_hardware::GpuCost>,
     cpu_energy: Option<tunelab_hardware::CpuEnergy>,
+    footprint: super::Footprint,
 ) -> EvalCost {
     let n = results.len().max(1) as f64;
     let mut latencies: Vec<f64> = results.iter().map(|r| r.latency_s).collect();
@@ -204,6 +205,6 @@ pub(super) fn cost(
         cpu_energy,
         gpu,
         device,
-        footprint: super::Footprint::default(),
+        footprint,
     }
 }

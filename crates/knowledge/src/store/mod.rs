@@ -233,9 +233,14 @@ impl KnowledgeStore {
         &self.root
     }
 
+    /// The folder LanceDB keeps the knowledge base `name` in.
+    pub fn table_dir(&self, name: &str) -> PathBuf {
+        self.root.join(format!("{name}.lance"))
+    }
+
     fn store_error(&self, name: &str, e: impl std::fmt::Display) -> KnowledgeError {
         KnowledgeError::Store {
-            path: self.root.join(format!("{name}.lance")),
+            path: self.table_dir(name),
             message: e.to_string(),
         }
     }
@@ -319,7 +324,7 @@ impl KnowledgeStore {
             .block_on(table.schema())
             .map_err(|e| self.store_error(name, e))?;
         let meta = schema.metadata();
-        let path = self.root.join(format!("{name}.lance"));
+        let path = self.table_dir(name);
         let get = |key: &str| -> Result<String> {
             meta.get(key).cloned().ok_or_else(|| KnowledgeError::Store {
                 path: path.clone(),
