@@ -39,7 +39,7 @@ fn a_comparison_run_from_the_compare_screen_shows_its_tables_chart_and_answers_a
         );
     let budget = "\n[budget]\nsoft_prompt_steps = 2\nlora_steps = 2\nfull_steps = 1\n\
                   pretrain_steps = 2\nbatch_size = 2\nseq_len = 64\neval_limit = 3\n\
-                  probe_limit = 2\nmax_tokens = 8\n";
+                  probe_limit = 2\nmax_tokens = 8\ndata_fractions = [0.5]\n";
     std::fs::write(&task, absolute + budget).unwrap();
 
     let compare = app.find("nav button[data-screen='compare']", long);
@@ -106,6 +106,20 @@ fn a_comparison_run_from_the_compare_screen_shows_its_tables_chart_and_answers_a
     if let Some(dir) = &shots {
         app.scroll_to(curves);
         screenshot(&std::path::Path::new(dir).join("compare-curves.png"));
+    }
+    // Each trained method again on half its examples: quality against training data.
+    let data = "figure[aria-label='Quality against training data']";
+    app.find(&format!("{data} svg g.data-lora.line path"), long);
+    let drawn = app
+        .attribute(&format!("{data} svg"), "aria-label")
+        .unwrap_or_default();
+    assert!(
+        drawn.ends_with("against training examples: 4 trained methods"),
+        "{drawn}"
+    );
+    if let Some(dir) = &shots {
+        app.scroll_to(data);
+        screenshot(&std::path::Path::new(dir).join("compare-data.png"));
     }
     // A question asked again in chat, the way RAG answered it: from its knowledge base.
     let ask = app.find(

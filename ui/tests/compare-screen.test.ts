@@ -6,9 +6,10 @@ import type { ComparedExamples } from '../src/bindings/ComparedExamples';
 import type { CompareEvent } from '../src/bindings/CompareEvent';
 import type { CompareReport } from '../src/bindings/CompareReport';
 import type { CompareRequest } from '../src/bindings/CompareRequest';
+import type { DataPoint } from '../src/bindings/DataPoint';
 import type { ExportedReport } from '../src/bindings/ExportedReport';
 import type { MetricPoint } from '../src/bindings/MetricPoint';
-import { COST_AXES, defaultMetric, learningCurves, qualityPoints, reportMetrics } from '../src/lib/compare';
+import { COST_AXES, dataCurves, defaultMetric, learningCurves, qualityPoints, reportMetrics } from '../src/lib/compare';
 import CompareScreen from '../src/screens/CompareScreen.svelte';
 import DEMO from './helpers/compare-report.json';
 import { settle } from './helpers/fake-chat-transport';
@@ -118,6 +119,46 @@ describe('the learning curves', () => {
   });
 });
 
+/** The demo report as the thorough preset leaves it: LoRA and full fine-tuning again on 10% and
+ *  30% of their 120 examples (full fine-tuning's 10% run failed), the others without a curve. */
+function withDataCurves(): CompareReport {
+  const copy = structuredClone(report);
+  const point = (fraction: number, rows: number, f1: number | null): DataPoint => ({
+    fraction,
+    rows,
+    status: f1 === null ? 'failed' : 'completed',
+    error: null,
+    run: null,
+    eval: null,
+    scores:
+      f1 === null
+        ? []
+        : [{ metric: 'token-f1', label: 'token F1', higher_is_better: true, estimate: { value: f1, low: f1 - 0.1, high: f1 + 0.1, rows: 10 } }],
+    prepare_s: 10,
+  });
+  for (const m of copy.methods) {
+    if (m.method === 'lora') m.data_curve = [point(0.1, 12, 0.2), point(0.3, 36, 0.4), point(1, 120, 0.58)];
+    if (m.method === 'full') m.data_curve = [point(0.1, 12, null), point(0.3, 36, 0.3), point(1, 120, 0.5)];
+  }
+  return copy;
+}
+
+describe('the data curves', () => {
+  it('draw each trained method\'s quality against the examples it trained on', () => {
+    const lines = dataCurves(withDataCurves(), 'token-f1');
+    expect(lines.map((l) => l.name)).toEqual(['LoRA / QLoRA', 'Full fine-tuning']);
+    expect(lines[0].points).toEqual([
+      { x: 12, y: 0.2 },
+      { x: 36, y: 0.4 },
+      { x: 120, y: 0.58 },
+    ]);
+    // The failed share has no score: the line goes through the two that have one.
+    expect(lines[1].points.map((p) => p.x)).toEqual([36, 120]);
+    expect(dataCurves(withDataCurves(), 'hit-at-3')).toEqual([]);
+    expect(dataCurves(report, 'token-f1')).toEqual([]);
+  });
+});
+
 describe('CompareScreen', () => {
   it('says how to make a comparison when there is none', async () => {
     client.listComparisons.mockResolvedValue([]);
@@ -164,6 +205,24 @@ describe('CompareScreen', () => {
     await fireEvent.change(screen.getByLabelText('Learning curve x axis'), { target: { value: 'step' } });
     await settle();
     expect(xDomain()).toEqual([1, 10]);
+  });
+
+  it('charts quality against training data only when the report has data curves', async () => {
+    const { unmount } = render(CompareScreen);
+    await settle();
+    expect(screen.queryByRole('figure', { name: 'Quality against training data' })).toBeNull();
+    unmount();
+    client.listComparisons.mockResolvedValue([withDataCurves()]);
+    render(CompareScreen);
+    await settle();
+    const figure = screen.getByRole('figure', { name: 'Quality against training data' });
+    expect(plotIn(figure, 'token-f1 against training examples: 2 trained methods')).toBeTruthy();
+    expect(linePoints(figure, 'data-lora')).toBe(3);
+    expect(linePoints(figure, 'data-full')).toBe(2);
+    expect(plotIn(figure, 'token-f1').scale('x')!.type).toBe('log');
+    await fireEvent.click(within(figure).getByLabelText('log scale'));
+    await settle();
+    expect(plotIn(figure, 'token-f1').scale('x')!.type).toBe('linear');
   });
 
   it('sets the methods\' answers side by side, most disputed first or in file order', async () => {

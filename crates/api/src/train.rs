@@ -377,7 +377,8 @@ fn train_in(
             config.seq_len
         )));
     }
-    let split = split_train_validation(examples, config.val_fraction, config.train.seed)?;
+    let mut split = split_train_validation(examples, config.val_fraction, config.train.seed)?;
+    split.train = tunelab_train::take_share(split.train, config.train_fraction, config.train.seed)?;
     let params = config.method.recipe().attach(&mut model, config)?;
     let trainable: u64 = params.iter().map(|(_, v)| v.elem_count() as u64).sum();
     let pad_id = model.eos_ids.first().copied().unwrap_or(0);

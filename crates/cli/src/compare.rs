@@ -112,6 +112,21 @@ fn start(ws: &Workspace, args: RunArgs) -> Result<()> {
             Some(error) => eprintln!("{}: failed: {}", result.name, error.message),
             None => eprintln!("{}: {}", result.name, result.status.as_str()),
         },
+        CompareEvent::DataPoint { method, point } => {
+            let share = point.fraction * 100.0;
+            match &point.error {
+                Some(error) => eprintln!(
+                    "{} on {share:.0}%: failed: {}",
+                    method.name(),
+                    error.message
+                ),
+                None => eprintln!(
+                    "{} on {share:.0}%: {}",
+                    method.name(),
+                    point.status.as_str()
+                ),
+            }
+        }
     })?;
     emit(&report, &args.output)
 }
@@ -204,6 +219,9 @@ fn print_report(report: &CompareReport) {
                 "  per question: {:.2} s (p50), {:.2} s (p95), {:.0} extra prompt tokens",
                 e.latency_p50_s, e.latency_p95_s, e.extra_context_tokens_mean
             );
+        }
+        if let Some(line) = compare::data_curve_line(r) {
+            println!("  by data: {line}");
         }
     }
     if !report.break_even.is_empty() {

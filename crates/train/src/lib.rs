@@ -19,7 +19,7 @@ pub mod trainer;
 pub use recipe::{Artifact, ArtifactKind, Method, RunConfig, TrainingMethod, DEFAULT_MODEL};
 
 pub use data::{
-    check_dataset, pack, read_dataset, split_train_validation, tokenize_dataset, DataError,
-    DataReport, Dataset, DatasetFormat, Example, ExampleContent, Issue, IssueKind, ReadOptions,
-    RenderOptions, TokenizedExample, TokenizedSet, TrainOn, IGNORE_INDEX,
+    check_dataset, pack, read_dataset, split_train_validation, take_share, tokenize_dataset,
+    DataError, DataReport, Dataset, DatasetFormat, Example, ExampleContent, Issue, IssueKind,
+    ReadOptions, RenderOptions, TokenizedExample, TokenizedSet, TrainOn, IGNORE_INDEX,
 };

@@ -27,4 +27,9 @@ probe_limit: number | null,
 /**
  * Longest answer, in tokens.
  */
-max_tokens: number, };
+max_tokens: number, 
+/**
+ * Shares of the training examples each trained method is also trained on (same steps) to
+ * draw quality against the amount of data; none in the quick preset.
+ */
+data_fractions: Array<number>, };

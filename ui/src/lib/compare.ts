@@ -85,6 +85,21 @@ export function learningCurves(
   });
 }
 
+/** Each trained method's quality on `metric` against the examples it trained on, one line per
+ *  method with a dot on each share of its set (the thorough preset trains each one again on 10%
+ *  and 30% of its examples). Methods with fewer than two scored points are left out. */
+export function dataCurves(report: CompareReport, metric: Metric): LineSeries[] {
+  return report.methods.flatMap((result) => {
+    const points = toPoints(
+      result.data_curve ?? [],
+      (p) => p.rows,
+      (p) => p.scores.find((s) => s.metric === metric)?.estimate.value ?? null,
+    );
+    if (points.length < 2) return [];
+    return [{ name: result.name, points, color: methodColor(result.method), dots: true, className: `data-${result.method}` }];
+  });
+}
+
 /** The metric the chart starts on: token F1 when scored, else the first one that rises with quality. */
 export function defaultMetric(report: CompareReport): Metric | null {
   const metrics = reportMetrics(report);

@@ -36,7 +36,7 @@ use crate::train::{now, RunStatus};
 use crate::workspace::{json_bytes, read_json, write_atomic, Workspace};
 pub use examples::{examples, ComparedExample, ComparedExamples, MethodAnswer};
 pub use guide::MethodId;
-pub use report::{render_csv, render_html};
+pub use report::{data_curve_line, render_csv, render_html};
 pub use task::{Budget, Preset, Task};
 
 /// What to compare.
@@ -105,6 +105,29 @@ pub struct MethodResult {
     pub probe: Option<MetricScore>,
     pub probe_change: Option<f64>,
     pub cost: MethodCost,
+    /// Quality against the amount of data (a trained method, when the budget has
+    /// `data_fractions`): the method trained again on shares of its examples with the same
+    /// steps, smallest share first, the whole set last.
+    #[serde(default)]
+    pub data_curve: Vec<DataPoint>,
+}
+
+/// A trained method on a share of the training examples, scored on the task's questions.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, TS)]
+#[ts(export, export_to = "../../../ui/src/bindings/")]
+pub struct DataPoint {
+    /// The share of the training examples, above 0 up to 1.
+    pub fraction: f64,
+    /// Examples it trained on (validation ones not counted).
+    #[ts(type = "number")]
+    pub rows: u64,
+    pub status: RunStatus,
+    pub error: Option<ApiError>,
+    pub run: Option<String>,
+    pub eval: Option<String>,
+    pub scores: Vec<MetricScore>,
+    /// Training time.
+    pub prepare_s: f64,
 }
 
 /// What a method cost: once to prepare, then per question.
@@ -168,6 +191,11 @@ pub enum CompareEvent {
     },
     /// A method is done (or failed, or was cancelled); its row of the report.
     Finished { result: Box<MethodResult> },
+    /// A point of a trained method's data curve is done (or failed, or was cancelled).
+    DataPoint {
+        method: MethodId,
+        point: Box<DataPoint>,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, TS)]
@@ -280,10 +308,14 @@ pub fn run(
         }
     }
     if report.status == RunStatus::Running {
+        report.status = data_curves(&context, &mut report, on_event)?;
+    }
+    if report.status == RunStatus::Running {
+        let completed = |status: RunStatus| status == RunStatus::Completed;
         report.status = match report
             .methods
             .iter()
-            .all(|m| m.status == RunStatus::Completed)
+            .all(|m| completed(m.status) && m.data_curve.iter().all(|p| completed(p.status)))
         {
             true => RunStatus::Completed,
             false => RunStatus::Failed,
@@ -292,6 +324,46 @@ pub fn run(
     report.finished_at = now();
     write_atomic(&dir.join("report.json"), &json_bytes(&report)?)?;
     Ok(report)
+}
+
+/// The budget's data curves, after every method has its row: each trained method that
+/// completed is trained again on each share of its examples. Returns `Cancelled` when cancelled,
+/// else `Running`.
+fn data_curves(
+    cx: &steps::Context,
+    report: &mut CompareReport,
+    on_event: &mut (dyn FnMut(CompareEvent) + Send),
+) -> Result<RunStatus> {
+    let fractions = cx.task.budget.data_fractions.clone();
+    if fractions.is_empty() {
+        return Ok(RunStatus::Running);
+    }
+    for index in 0..report.methods.len() {
+        let result = &report.methods[index];
+        if !result.method.trains() || result.status != RunStatus::Completed {
+            continue;
+        }
+        let method = result.method;
+        report.methods[index].data_curve = vec![steps::whole_set_point(cx, result)];
+        for &fraction in &fractions {
+            if cx.cancel.load(Ordering::Relaxed) {
+                return Ok(RunStatus::Cancelled);
+            }
+            let point = steps::data_point(cx, method, fraction, on_event);
+            let status = point.status;
+            let curve = &mut report.methods[index].data_curve;
+            curve.insert(curve.len() - 1, point.clone());
+            write_atomic(&cx.dir.join("report.json"), &json_bytes(&*report)?)?;
+            on_event(CompareEvent::DataPoint {
+                method,
+                point: Box::new(point),
+            });
+            if status == RunStatus::Cancelled {
+                return Ok(RunStatus::Cancelled);
+            }
+        }
+    }
+    Ok(RunStatus::Running)
 }
 
 /// The report in the comparison folder `dir`. One saved while running whose lock nobody holds

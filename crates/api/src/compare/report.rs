@@ -28,6 +28,36 @@ pub(super) fn break_even(methods: &[MethodResult]) -> Vec<BreakEven> {
         .collect()
 }
 
+/// The metric a data curve is told in: token F1 when scored, else the first one.
+fn curve_metric(result: &MethodResult) -> Option<Metric> {
+    let last = result.data_curve.last()?;
+    last.scores
+        .iter()
+        .find(|s| s.metric == Metric::TokenF1)
+        .or(last.scores.first())
+        .map(|s| s.metric)
+}
+
+/// A trained method's data curve in a line: "token-f1: 10% (12 examples) 0.210, 30% (36
+/// examples) 0.305, 100% (120 examples) 0.412"; `None` without a curve.
+pub fn data_curve_line(result: &MethodResult) -> Option<String> {
+    let metric = curve_metric(result)?;
+    let points: Vec<String> = result
+        .data_curve
+        .iter()
+        .map(|p| {
+            let value = p
+                .scores
+                .iter()
+                .find(|s| s.metric == metric)
+                .map(|s| format!("{:.3}", s.estimate.value))
+                .unwrap_or_else(|| p.status.as_str().to_string());
+            format!("{:.0}% ({} examples) {value}", p.fraction * 100.0, p.rows)
+        })
+        .collect();
+    Some(format!("{}: {}", metric.as_str(), points.join(", ")))
+}
+
 /// The metrics any method has, in the usual order.
 fn metrics_of(report: &CompareReport) -> Vec<Metric> {
     Metric::ALL
@@ -200,7 +230,24 @@ pub fn render_html(report: &CompareReport) -> String {
             mib(Some(r.cost.footprint.artifact_bytes)),
         ));
     }
-    html.push_str("</table>\n<h2>Break-even against RAG</h2>\n<ul>\n");
+    html.push_str("</table>\n");
+    let curves: Vec<(&MethodResult, String)> = report
+        .methods
+        .iter()
+        .filter_map(|r| Some((r, data_curve_line(r)?)))
+        .collect();
+    if !curves.is_empty() {
+        html.push_str("<h2>Quality against training data</h2>\n<p>Each trained method again on shares of its examples, with the same steps.</p>\n<ul>\n");
+        for (r, line) in curves {
+            html.push_str(&format!(
+                "<li><b>{}</b>: {}</li>\n",
+                escape(&r.name),
+                escape(&line)
+            ));
+        }
+        html.push_str("</ul>\n");
+    }
+    html.push_str("<h2>Break-even against RAG</h2>\n<ul>\n");
     for b in &report.break_even {
         let line = match b.queries {
             Some(q) => format!(

@@ -6,7 +6,7 @@ use std::sync::atomic::AtomicBool;
 
 use serde::{Deserialize, Serialize};
 
-use super::{CompareEvent, MethodCost, MethodId, MethodResult, Stage, Task};
+use super::{CompareEvent, DataPoint, MethodCost, MethodId, MethodResult, Stage, Task};
 use crate::error::{ApiError, Result};
 use crate::eval::{
     self, Caches, EvalEvent, EvalRequest, EvalSummary, Footprint, Metric, MetricScore,
@@ -79,6 +79,7 @@ pub(super) fn method(
         probe: None,
         probe_change: None,
         cost: MethodCost::default(),
+        data_curve: Vec::new(),
     };
     match prepare_and_evaluate(cx, method, probe, base_probe, &mut result, on_event) {
         Ok(status) => result.status = status,
@@ -258,9 +259,9 @@ fn prepare_knowledge(cx: &Context) -> Result<Prepared> {
     })
 }
 
-/// The training run a trained method makes: the method's defaults, the task's data and the
-/// budget's steps.
-fn run_config(cx: &Context, method: MethodId) -> Result<RunConfig> {
+/// The training run a trained method makes: the method's defaults, the task's data (or the
+/// share `fraction` of its examples) and the budget's steps.
+fn run_config(cx: &Context, method: MethodId, fraction: f64) -> Result<RunConfig> {
     let task = cx.task;
     let budget = &task.budget;
     let (kind, steps) = match method {
@@ -281,6 +282,7 @@ fn run_config(cx: &Context, method: MethodId) -> Result<RunConfig> {
     config.data = task.train.clone();
     config.seq_len = budget.seq_len;
     config.device = cx.device;
+    config.train_fraction = fraction;
     config.train.max_steps = steps;
     config.train.batch_size = budget.batch_size;
     config.train.eval_every = 0;
@@ -299,7 +301,24 @@ fn run_config(cx: &Context, method: MethodId) -> Result<RunConfig> {
 
 /// Trains (or resumes, or reuses) the method's run.
 fn prepare_run(cx: &Context, method: MethodId, on_event: OnEvent) -> Result<Prepared> {
-    let config = run_config(cx, method)?;
+    let (id, summary) = train_run(cx, method, 1.0, on_event)?;
+    Ok(Prepared {
+        cost: run_cost(&summary),
+        // A run stopped before its last step has no result to answer with yet.
+        run: (summary.status == RunStatus::Completed).then_some(id),
+        ..Prepared::default()
+    })
+}
+
+/// Trains (or resumes, or reuses) the method's run on the share `fraction` of the examples:
+/// the run's id and summary.
+fn train_run(
+    cx: &Context,
+    method: MethodId,
+    fraction: f64,
+    on_event: OnEvent,
+) -> Result<(String, RunSummary)> {
+    let config = run_config(cx, method, fraction)?;
     let id = crate::workspace::folder_safe(&format!(
         "compare-{}-{}-{}",
         cx.task.name,
@@ -322,12 +341,94 @@ fn prepare_run(cx: &Context, method: MethodId, on_event: OnEvent) -> Result<Prep
             train::run(cx.ws, &config, &run_dir, &mut sink, cx.cancel)?
         }
     };
-    Ok(Prepared {
-        cost: run_cost(&summary),
-        // A run stopped before its last step has no result to answer with yet.
-        run: (summary.status == RunStatus::Completed).then_some(id),
+    Ok((id, summary))
+}
+
+/// The point of `result`'s data curve at the whole training set: its own run and scores.
+pub(super) fn whole_set_point(cx: &Context, result: &MethodResult) -> DataPoint {
+    let summary = result
+        .run
+        .as_ref()
+        .and_then(|run| train::show(&cx.ws.runs_dir().join(run)).ok())
+        .and_then(|(_, summary)| summary);
+    DataPoint {
+        fraction: 1.0,
+        rows: summary.map_or(0, |s| s.train_examples as u64),
+        status: result.status,
+        error: result.error.clone(),
+        run: result.run.clone(),
+        eval: result.eval.clone(),
+        scores: result.scores.clone(),
+        prepare_s: result.cost.prepare_s,
+    }
+}
+
+/// A trained method again on the share `fraction` of the training examples, with the same
+/// steps, answering the task's questions (not the probe); a failure is recorded in the point.
+pub(super) fn data_point(
+    cx: &Context,
+    method: MethodId,
+    fraction: f64,
+    on_event: OnEvent,
+) -> DataPoint {
+    let mut point = DataPoint {
+        fraction,
+        rows: 0,
+        status: RunStatus::Running,
+        error: None,
+        run: None,
+        eval: None,
+        scores: Vec::new(),
+        prepare_s: 0.0,
+    };
+    match train_and_score(cx, method, &mut point, on_event) {
+        Ok(status) => point.status = status,
+        Err(error) => {
+            point.status = RunStatus::Failed;
+            point.error = Some(error);
+        }
+    }
+    point
+}
+
+fn train_and_score(
+    cx: &Context,
+    method: MethodId,
+    point: &mut DataPoint,
+    on_event: OnEvent,
+) -> Result<RunStatus> {
+    let share = format!("{:.0}% of the examples", point.fraction * 100.0);
+    on_event(CompareEvent::Stage {
+        method,
+        stage: Stage::Training,
+        label: format!("training on {share}"),
+    });
+    let (id, summary) = train_run(cx, method, point.fraction, on_event)?;
+    point.rows = summary.train_examples as u64;
+    point.prepare_s = summary.wall_time_s;
+    if summary.status != RunStatus::Completed {
+        return Ok(summary.status);
+    }
+    point.run = Some(id);
+    on_event(CompareEvent::Stage {
+        method,
+        stage: Stage::Evaluating,
+        label: format!("answering the evaluation, trained on {share}"),
+    });
+    let prepared = Prepared {
+        run: point.run.clone(),
         ..Prepared::default()
-    })
+    };
+    let summary = evaluate(cx, &cx.task.eval, &prepared, false, &mut |done, total| {
+        on_event(CompareEvent::Progress {
+            method,
+            done,
+            total,
+        })
+    })?;
+    point.eval = Some(summary.id.clone());
+    point.scores = summary.scores;
+    Ok(summary.status)
 }
 
 fn run_cost(summary: &RunSummary) -> MethodCost {

@@ -66,6 +66,10 @@ pub struct Budget {
     pub probe_limit: Option<u32>,
     /// Longest answer, in tokens.
     pub max_tokens: u32,
+    /// Shares of the training examples each trained method is also trained on (same steps) to
+    /// draw quality against the amount of data; none in the quick preset.
+    #[serde(default)]
+    pub data_fractions: Vec<f64>,
 }
 
 impl Budget {
@@ -82,6 +86,7 @@ impl Budget {
                 eval_limit: None,
                 probe_limit: None,
                 max_tokens: 40,
+                data_fractions: Vec::new(),
             },
             Preset::Thorough => Budget {
                 soft_prompt_steps: 200,
@@ -94,6 +99,7 @@ impl Budget {
                 eval_limit: None,
                 probe_limit: None,
                 max_tokens: 64,
+                data_fractions: vec![0.1, 0.3],
             },
         }
     }
@@ -113,6 +119,7 @@ struct BudgetOverrides {
     eval_limit: Option<u32>,
     probe_limit: Option<u32>,
     max_tokens: Option<u32>,
+    data_fractions: Option<Vec<f64>>,
 }
 
 impl BudgetOverrides {
@@ -132,7 +139,8 @@ impl BudgetOverrides {
             batch_size,
             seq_len,
             pretrain_size,
-            max_tokens
+            max_tokens,
+            data_fractions
         );
         if self.eval_limit.is_some() {
             budget.eval_limit = self.eval_limit;
@@ -245,6 +253,18 @@ pub fn read(path: &Path, preset: Preset) -> Result<Task> {
             "batch_size and max_tokens must be at least 1, seq_len at least 16".into(),
         ));
     }
+    if let Some(bad) = budget
+        .data_fractions
+        .iter()
+        .find(|f| !(**f > 0.0 && **f < 1.0))
+    {
+        return Err(field_error(
+            "budget.data_fractions",
+            format!("{bad} is not a share: use numbers above 0 and below 1, such as 0.1 and 0.3 (the whole set is always trained)"),
+        ));
+    }
+    budget.data_fractions.sort_by(f64::total_cmp);
+    budget.data_fractions.dedup();
     Ok(Task {
         model: file
             .model

@@ -53,6 +53,7 @@ seq_len = 64
 eval_limit = 3
 probe_limit = 2
 max_tokens = 6
+data_fractions = [0.5]
 "#,
             train = demo().join("train.jsonl").display(),
             eval = demo().join("eval.jsonl").display(),
@@ -173,6 +174,34 @@ fn a_tiny_comparison_measures_all_six_methods_and_a_rerun_reuses_them() {
     assert_eq!(prompt.template.as_deref(), Some("compare-tiny@1"));
     assert!(prompt.cost.eval.as_ref().unwrap().extra_context_tokens_mean > 0.0);
     assert_eq!(report.break_even.len(), 4, "one line per trained method");
+    // Each trained method again on half its examples, with its scores beside the whole set's.
+    for m in report.methods.iter().filter(|m| m.method.trains()) {
+        let what = m.method.as_str();
+        let fractions: Vec<f64> = m.data_curve.iter().map(|p| p.fraction).collect();
+        assert_eq!(fractions, [0.5, 1.0], "{what}");
+        let (half, whole) = (&m.data_curve[0], &m.data_curve[1]);
+        assert_eq!(
+            half.status,
+            RunStatus::Completed,
+            "{what}: {:?}",
+            half.error
+        );
+        assert!(
+            half.rows > 0 && half.rows < whole.rows,
+            "{what}: {} of {} examples",
+            half.rows,
+            whole.rows
+        );
+        assert_ne!(half.run, m.run, "{what} trained a run of its own");
+        assert_eq!(whole.scores, m.scores, "{what}");
+        assert_eq!(half.scores.len(), m.scores.len(), "{what}: every metric");
+        let data_points = events
+            .iter()
+            .filter(|e| matches!(e, CompareEvent::DataPoint { method, .. } if *method == m.method))
+            .count();
+        assert_eq!(data_points, 1, "{what}");
+    }
+    assert!(report.methods[..2].iter().all(|m| m.data_curve.is_empty()));
     // The report on disk is the one returned (as JSON keeps it), and exports carry every
     // method.
     let report = as_saved(&report);
@@ -183,6 +212,7 @@ fn a_tiny_comparison_measures_all_six_methods_and_a_rerun_reuses_them() {
     for m in &report.methods {
         assert!(html.contains(&m.name), "the page names {}", m.name);
     }
+    assert!(html.contains("Quality against training data"));
 
     // Each question with every method's answer, most disputed first.
     let examples = compare::examples(&ws, "tiny").unwrap();
@@ -214,6 +244,7 @@ fn a_tiny_comparison_measures_all_six_methods_and_a_rerun_reuses_them() {
         assert_eq!(a.scores, b.scores, "{}", a.method.as_str());
         assert_eq!(a.run, b.run);
         assert_eq!(a.cost.prepare_s, b.cost.prepare_s, "{}", a.method.as_str());
+        assert_eq!(a.data_curve, b.data_curve, "{}", a.method.as_str());
     }
 }
 
@@ -223,7 +254,8 @@ fn a_cancelled_comparison_resumes_where_it_stopped() {
     let task = tiny_task(dir.path());
     let text = std::fs::read_to_string(&task)
         .unwrap()
-        .replace("lora_steps = 2", "lora_steps = 4");
+        .replace("lora_steps = 2", "lora_steps = 4")
+        .replace("data_fractions = [0.5]", "");
     std::fs::write(&task, text).unwrap();
     let request = CompareRequest {
         task,
@@ -302,6 +334,7 @@ fn a_bad_task_file_names_the_field() {
             ),
             "budget.pretrain_size",
         ),
+        (text.replace("[0.5]", "[0.5, 1.5]"), "budget.data_fractions"),
     ];
     for (body, expected) in cases {
         std::fs::write(&task, body).unwrap();

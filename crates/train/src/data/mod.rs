@@ -29,7 +29,7 @@ pub use render::{
     RenderOptions, TextPiece, TokenizedExample, TokenizedSet, TrainOn, IGNORE_INDEX,
 };
 pub use report::{check_dataset, report_dataset, DataReport, RoleCounts, TokenStats};
-pub use split::{split_train_validation, TrainValidationSplit};
+pub use split::{split_train_validation, take_share, TrainValidationSplit};
 pub use text_docs::TextDocuments;
 
 /// How to read a dataset file. The default detects everything.

@@ -76,6 +76,37 @@ pub fn split_train_validation<T>(
     Ok(split)
 }
 
+/// A share of `items` chosen by `seed`, in their original order: `round(n * fraction)` of them,
+/// at least one. A larger share keeps every item a smaller one chose (the same shuffle, cut
+/// longer), so runs on 10%, 30% and all of a set add examples rather than swap them.
+pub fn take_share<T>(items: Vec<T>, fraction: f64, seed: u64) -> Result<Vec<T>> {
+    if !(fraction > 0.0 && fraction <= 1.0) {
+        return Err(DataError::InvalidOption(format!(
+            "the share of the training examples must be above 0 and at most 1, not {fraction}"
+        )));
+    }
+    let n = items.len();
+    if fraction == 1.0 || n == 0 {
+        return Ok(items);
+    }
+    let keep = ((n as f64 * fraction).round() as usize).clamp(1, n);
+    let mut order: Vec<usize> = (0..n).collect();
+    // Another stream than the validation split's, so the two choices are independent.
+    let mut rng = SplitMix64(seed ^ 0x5EED_0F5A_4E5E_0001);
+    for i in (1..n).rev() {
+        order.swap(i, rng.below(i + 1));
+    }
+    let mut chosen = vec![false; n];
+    for &index in &order[..keep] {
+        chosen[index] = true;
+    }
+    Ok(items
+        .into_iter()
+        .zip(chosen)
+        .filter_map(|(item, keep)| keep.then_some(item))
+        .collect())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -97,5 +128,30 @@ mod tests {
         assert_eq!(validation_count(1, 0.5), 0, "a single item trains");
         assert!(split_train_validation(vec![1], 1.0, 0).is_err());
         assert!(split_train_validation(vec![1], f64::NAN, 0).is_err());
+    }
+
+    #[test]
+    fn a_larger_share_keeps_what_a_smaller_one_chose() {
+        let items: Vec<u32> = (0..200).collect();
+        let tenth = take_share(items.clone(), 0.1, 7).unwrap();
+        let third = take_share(items.clone(), 0.3, 7).unwrap();
+        assert_eq!((tenth.len(), third.len()), (20, 60));
+        assert!(tenth.iter().all(|i| third.contains(i)));
+        assert!(third.windows(2).all(|w| w[0] < w[1]), "original order");
+        assert_ne!(
+            tenth,
+            (0..20).collect::<Vec<_>>(),
+            "chosen, not the first rows"
+        );
+        assert_eq!(take_share(items.clone(), 1.0, 7).unwrap(), items);
+        assert_eq!(take_share(vec![1, 2, 3], 0.01, 7).unwrap().len(), 1);
+        assert_eq!(
+            take_share(items.clone(), 0.3, 7).unwrap(),
+            third,
+            "deterministic"
+        );
+        for bad in [0.0, 1.5, f64::NAN] {
+            assert!(take_share(vec![1], bad, 7).is_err(), "{bad}");
+        }
     }
 }

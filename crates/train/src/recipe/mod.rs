@@ -207,6 +207,11 @@ pub struct RunConfig {
     /// Longest example in tokens; longer ones are cut (and counted).
     pub seq_len: usize,
     pub val_fraction: f64,
+    /// Trains on this share of the training examples (what the validation share leaves),
+    /// chosen by the seed; 1 uses them all. A larger share keeps the examples a smaller one
+    /// chose. Left out of config.json at 1, so older runs' settings read the same.
+    #[serde(skip_serializing_if = "is_all")]
+    pub train_fraction: f64,
     pub train_on: TrainOn,
     pub lora: LoraConfig,
     pub soft_prompt: SoftPromptConfig,
@@ -226,6 +231,7 @@ impl Default for RunConfig {
             format: None,
             seq_len: 512,
             val_fraction: 0.1,
+            train_fraction: 1.0,
             train_on: TrainOn::default(),
             lora: LoraConfig::default(),
             soft_prompt: SoftPromptConfig::default(),
@@ -234,6 +240,10 @@ impl Default for RunConfig {
             device: DeviceChoice::Auto,
         }
     }
+}
+
+fn is_all(fraction: &f64) -> bool {
+    *fraction == 1.0
 }
 
 /// `Err(TrainError::Config(message))` unless `ok`.
@@ -328,6 +338,15 @@ impl RunConfig {
                 self.val_fraction
             )
         })?;
+        require(
+            self.train_fraction > 0.0 && self.train_fraction <= 1.0,
+            || {
+                format!(
+                    "training share (`train_fraction`) {} is out of range: use above 0 up to 1",
+                    self.train_fraction
+                )
+            },
+        )?;
         self.method.recipe().check(self)
     }
 }
@@ -396,6 +415,11 @@ mod tests {
             ("`val_fraction`) 0.9", {
                 let mut c = lora.clone();
                 c.val_fraction = 0.9;
+                c
+            }),
+            ("`train_fraction`) 0 is out of range", {
+                let mut c = lora.clone();
+                c.train_fraction = 0.0;
                 c
             }),
             ("`model`) is empty", {
