@@ -65,8 +65,8 @@ pub struct DoctorReport {
     pub models: Vec<models::ModelEntry>,
     /// Threads used for tensor work on the CPU.
     pub cpu_threads: u32,
-    /// The vector code the CPU kernels run here, e.g. "matrix products AVX-512; quantized and
-    /// fused kernels AVX2 + FMA".
+    /// The vector code the CPU kernels run here, e.g. "matrix products AVX-512; 4- and 8-bit
+    /// dot products AVX-512; fused kernels AVX2 + FMA".
     pub cpu_kernels: String,
     /// Whether this build can use NVIDIA GPUs (built with the `cuda` feature).
     pub cuda_build: bool,

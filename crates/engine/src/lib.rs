@@ -87,9 +87,9 @@ impl LoadedModel {
     }
 }
 
-/// The vector code the CPU kernels run on this machine: gemm's matrix products pick AVX-512
-/// at run time where the CPU has it (the `x86-v4` feature), candle's quantized dot products
-/// and Tunelab's own fused kernels run AVX2 + FMA (the build targets x86-64-v3).
+/// The vector code the CPU kernels run on this machine: gemm's matrix products and Tunelab's
+/// 4- and 8-bit dot products pick AVX-512 at run time where the CPU has it, the fused kernels
+/// run AVX2 + FMA (the build targets x86-64-v3).
 pub fn cpu_kernels() -> String {
     #[cfg(target_arch = "x86_64")]
     {
@@ -107,7 +107,10 @@ pub fn cpu_kernels() -> String {
         } else {
             "baseline x86-64"
         };
-        format!("matrix products {matmul}; quantized and fused kernels {fused}")
+        let blocks = qmatmul::BlockKernel::detect().name();
+        format!(
+            "matrix products {matmul}; 4- and 8-bit dot products {blocks}; fused kernels {fused}"
+        )
     }
     #[cfg(not(target_arch = "x86_64"))]
     {

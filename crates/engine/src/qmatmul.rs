@@ -212,15 +212,122 @@ mod avx2 {
     }
 }
 
-pub(crate) fn has_avx2() -> bool {
+/// AVX-512 (F and BW): one block of 32 per 512-bit multiply-add instead of two 256-bit ones,
+/// with the block's scale applied to sixteen lanes.
+#[cfg(target_arch = "x86_64")]
+mod avx512 {
+    use super::{half, BlockFormat, RowActivations, BLOCK};
+    use std::arch::x86_64::*;
+
+    /// Dot product of one row of weight blocks with prepared activations, as
+    /// [`super::avx2::dot_row`] computes it. (Two sums for even and odd blocks, to overlap
+    /// their additions, measured no faster: the loads, not the additions, set the pace.)
+    ///
+    /// # Safety
+    /// The CPU must support AVX-512 F and BW; `row` holds `x.q.len() / 32` whole blocks.
+    #[target_feature(enable = "avx512f,avx512bw,avx2,fma")]
+    pub unsafe fn dot_row(format: BlockFormat, row: &[u8], x: &RowActivations) -> f32 {
+        // SAFETY: the caller guarantees AVX-512 F/BW; every pointer stays inside `row` and `x.q`.
+        unsafe {
+            let mut acc = _mm512_setzero_ps();
+            let mut offset_total = 0f32;
+            let size = format.bytes();
+            let nblocks = x.q.len() / BLOCK;
+            let xq = x.q.as_ptr();
+            let mask = _mm_set1_epi8(0x0F);
+            for b in 0..nblocks {
+                let blk = row.as_ptr().add(b * size);
+                let xv = _mm512_loadu_si512(xq.add(b * BLOCK) as *const __m512i);
+                let d = half(std::slice::from_raw_parts(blk, 2), 0);
+                let w = match format {
+                    BlockFormat::Q4_0 | BlockFormat::Q4_1 => {
+                        let qs_at = if format == BlockFormat::Q4_0 { 2 } else { 4 };
+                        let q = _mm_loadu_si128(blk.add(qs_at) as *const __m128i);
+                        // Low nibbles are values 0..16 of the block, high nibbles 16..32.
+                        let lo = _mm_and_si128(q, mask);
+                        let hi = _mm_and_si128(_mm_srli_epi16(q, 4), mask);
+                        _mm512_cvtepu8_epi16(_mm256_set_m128i(hi, lo))
+                    }
+                    BlockFormat::Q8_0 => {
+                        _mm512_cvtepi8_epi16(_mm256_loadu_si256(blk.add(2) as *const __m256i))
+                    }
+                };
+                let ints = _mm512_madd_epi16(w, xv);
+                acc = _mm512_fmadd_ps(
+                    _mm512_cvtepi32_ps(ints),
+                    _mm512_set1_ps(d * x.scale[b]),
+                    acc,
+                );
+                offset_total += match format {
+                    BlockFormat::Q4_0 => -8.0 * d * x.sum[b],
+                    BlockFormat::Q4_1 => half(std::slice::from_raw_parts(blk, 4), 2) * x.sum[b],
+                    BlockFormat::Q8_0 => 0.0,
+                };
+            }
+            _mm512_reduce_add_ps(acc) + offset_total
+        }
+    }
+}
+
+/// The vector code the block kernels run, chosen once per process.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BlockKernel {
+    Avx512,
+    Avx2,
+    Scalar,
+}
+
+impl BlockKernel {
+    /// The widest the CPU runs. `TUNELAB_ASSUME_CPU_LACKS=avx512f` (the variable the start-up CPU
+    /// check reads) holds the kernels to AVX2, to measure that path on an AVX-512 machine.
+    pub fn detect() -> BlockKernel {
+        static CHOSEN: std::sync::OnceLock<BlockKernel> = std::sync::OnceLock::new();
+        *CHOSEN.get_or_init(|| {
+            let lacks = std::env::var("TUNELAB_ASSUME_CPU_LACKS").unwrap_or_default();
+            let lacks: Vec<&str> = lacks.split(',').map(str::trim).collect();
+            Self::choose(|set| !lacks.contains(&set) && cpu_has(set))
+        })
+    }
+
+    fn choose(has: impl Fn(&str) -> bool) -> BlockKernel {
+        if has("avx512f") && has("avx512bw") && has("avx2") && has("fma") {
+            BlockKernel::Avx512
+        } else if has("avx2") && has("fma") {
+            BlockKernel::Avx2
+        } else {
+            BlockKernel::Scalar
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            BlockKernel::Avx512 => "AVX-512",
+            BlockKernel::Avx2 => "AVX2 + FMA",
+            BlockKernel::Scalar => "scalar",
+        }
+    }
+}
+
+fn cpu_has(set: &str) -> bool {
     #[cfg(target_arch = "x86_64")]
     {
-        std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma")
+        match set {
+            "avx512f" => std::is_x86_feature_detected!("avx512f"),
+            "avx512bw" => std::is_x86_feature_detected!("avx512bw"),
+            "avx2" => std::is_x86_feature_detected!("avx2"),
+            "fma" => std::is_x86_feature_detected!("fma"),
+            _ => false,
+        }
     }
     #[cfg(not(target_arch = "x86_64"))]
     {
+        let _ = set;
         false
     }
+}
+
+pub(crate) fn has_avx2() -> bool {
+    BlockKernel::detect() != BlockKernel::Scalar
 }
 
 /// `y (m, n) = x (m, k) @ W^T` for few rows, parallel over output features.
@@ -234,19 +341,20 @@ pub fn gemv(
     y: &mut [f32],
 ) {
     let row_bytes = k / BLOCK * format.bytes();
-    let avx2 = has_avx2();
-    let prepared: Vec<RowActivations> = if avx2 {
-        (0..m)
+    let kernel = BlockKernel::detect();
+    let prepared: Vec<RowActivations> = match kernel {
+        BlockKernel::Scalar => Vec::new(),
+        _ => (0..m)
             .map(|r| RowActivations::new(&x[r * k..(r + 1) * k]))
-            .collect()
-    } else {
-        Vec::new()
+            .collect(),
     };
     let dot = |row: &[u8], r: usize| -> f32 {
         #[cfg(target_arch = "x86_64")]
-        if avx2 {
-            // SAFETY: AVX2 and FMA were detected at run time; `row` holds k/32 whole blocks.
-            return unsafe { avx2::dot_row(format, row, &prepared[r]) };
+        match kernel {
+            // SAFETY: the CPU's sets were detected at run time; `row` holds k/32 whole blocks.
+            BlockKernel::Avx512 => return unsafe { avx512::dot_row(format, row, &prepared[r]) },
+            BlockKernel::Avx2 => return unsafe { avx2::dot_row(format, row, &prepared[r]) },
+            BlockKernel::Scalar => {}
         }
         dot_row_scalar(format, row, &x[r * k..(r + 1) * k])
     };
@@ -268,6 +376,18 @@ pub(crate) fn by_output_features(
     feature: impl Fn(usize, &mut [f32]) + Sync,
 ) {
     let chunk = (n / (rayon::current_num_threads() * 4)).max(16);
+    if m == 1 {
+        // One row (decoding a token): its features are contiguous, written where they go.
+        y[..n]
+            .par_chunks_mut(chunk)
+            .enumerate()
+            .for_each(|(c, out)| {
+                for (jj, value) in out.iter_mut().enumerate() {
+                    feature(c * chunk + jj, std::slice::from_mut(value));
+                }
+            });
+        return;
+    }
     let columns: Vec<(usize, Vec<f32>)> = (0..n)
         .step_by(chunk)
         .collect::<Vec<_>>()
@@ -415,7 +535,7 @@ mod tests {
     use candle_core::Device;
 
     fn check(dtype: GgmlDType, rows: usize) {
-        let (n, k) = (48, 128);
+        let (n, k) = (50, 128); // 50 features: the last of the threads' runs is shorter
         let w = Tensor::randn(0f32, 1.0, (n, k), &Device::Cpu).unwrap();
         let q = QTensor::quantize(&w, dtype).unwrap();
         let dense = q.dequantize(&Device::Cpu).unwrap();
@@ -468,6 +588,20 @@ mod tests {
         }
     }
 
+    #[test]
+    fn the_widest_kernel_the_cpu_runs_is_chosen() {
+        let on = |sets: &'static [&'static str]| move |s: &str| sets.contains(&s);
+        let all = on(&["avx512f", "avx512bw", "avx2", "fma"]);
+        assert_eq!(BlockKernel::choose(all), BlockKernel::Avx512);
+        // Skylake-X has BW; AVX-512 F alone (Knights Landing) is not enough.
+        assert_eq!(
+            BlockKernel::choose(on(&["avx512f", "avx2", "fma"])),
+            BlockKernel::Avx2
+        );
+        assert_eq!(BlockKernel::choose(on(&["avx2", "fma"])), BlockKernel::Avx2);
+        assert_eq!(BlockKernel::choose(on(&["avx2"])), BlockKernel::Scalar);
+    }
+
     #[cfg(target_arch = "x86_64")]
     #[test]
     fn vector_kernel_equals_scalar_reference() {
@@ -483,12 +617,21 @@ mod tests {
                 .collect();
             let data = q.data().unwrap();
             let scalar = dot_row_scalar(format, &data, &x);
+            let prepared = RowActivations::new(&x);
             // SAFETY: AVX2 and FMA detected above.
-            let vector = unsafe { avx2::dot_row(format, &data, &RowActivations::new(&x)) };
+            let vector = unsafe { avx2::dot_row(format, &data, &prepared) };
             assert!(
                 (scalar - vector).abs() < 1e-3 * scalar.abs().max(1.0),
                 "{dtype:?}: {scalar} vs {vector}"
             );
+            if BlockKernel::detect() == BlockKernel::Avx512 {
+                // SAFETY: AVX-512 F and BW detected.
+                let wide = unsafe { avx512::dot_row(format, &data, &prepared) };
+                assert!(
+                    (wide - vector).abs() < 1e-5 * vector.abs().max(1.0),
+                    "{dtype:?}: AVX-512 {wide} vs AVX2 {vector}"
+                );
+            }
         }
     }
 }

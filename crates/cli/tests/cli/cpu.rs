@@ -54,4 +54,9 @@ fn a_cpu_without_the_instruction_sets_the_build_needs_is_refused_with_a_sentence
     assert!(out.status.success());
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(stdout.contains("CPU kernels: matrix products"), "{stdout}");
+    // It holds Tunelab's own block kernels to AVX2, to measure that path on an AVX-512 CPU.
+    assert!(
+        stdout.contains("4- and 8-bit dot products AVX2 + FMA"),
+        "{stdout}"
+    );
 }
