@@ -25,7 +25,7 @@ use tunelab_api::plan::TrainPlan;
 use tunelab_api::prompts::{self, PromptSummary, PromptTemplate, RenderedPrompt, SavedPrompt};
 use tunelab_api::runs::{MetricPoint, RunListItem, TrainEvent, TrainRequest};
 use tunelab_api::settings::Settings;
-use tunelab_api::{ApiError, AppInfo, HardwareReport};
+use tunelab_api::{ApiError, AppInfo, ErrorCode, HardwareReport};
 
 use crate::AppState;
 
@@ -34,7 +34,7 @@ async fn blocking<T: Send + 'static>(
 ) -> Result<T, ApiError> {
     tauri::async_runtime::spawn_blocking(f)
         .await
-        .map_err(|e| ApiError::new("internal", format!("background task failed: {e}")))?
+        .map_err(|e| ApiError::new(ErrorCode::Internal, format!("background task failed: {e}")))?
 }
 
 #[tauri::command]
@@ -48,7 +48,7 @@ pub async fn hardware_report(state: State<'_, AppState>) -> Result<HardwareRepor
     blocking(move || {
         let mut t = telemetry
             .lock()
-            .map_err(|_| ApiError::new("internal", "telemetry lock poisoned"))?;
+            .map_err(|_| ApiError::new(ErrorCode::Internal, "telemetry lock poisoned"))?;
         Ok(t.sample())
     })
     .await

@@ -3,8 +3,8 @@ import { toApiError } from '../src/lib/api-error';
 
 describe('toApiError', () => {
   it('keeps backend errors as they are', () => {
-    expect(toApiError({ code: 'model_not_found', message: 'No model named x', extra: 1 })).toEqual({
-      code: 'model_not_found',
+    expect(toApiError({ code: 'not_found', message: 'No model named x', extra: 1 })).toEqual({
+      code: 'not_found',
       message: 'No model named x',
     });
   });

@@ -96,9 +96,9 @@ describe('ChatSession', () => {
 
   it('shows backend errors and drops the empty answer', async () => {
     const done = session.send('Hi');
-    transport.current.fail({ code: 'model_not_found', message: 'No model named smollm2' });
+    transport.current.fail({ code: 'not_found', message: 'No model named smollm2' });
     await done;
-    expect(session.error).toEqual({ code: 'model_not_found', message: 'No model named smollm2' });
+    expect(session.error).toEqual({ code: 'not_found', message: 'No model named smollm2' });
     expect(session.turns.map((turn) => turn.role)).toEqual(['user']);
     expect(session.busy).toBe(false);
 

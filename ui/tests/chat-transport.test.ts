@@ -41,7 +41,7 @@ describe('oneAtATime', () => {
   it('frees the transport when a generation fails or is stopped', async () => {
     const { fake, quick, full } = sessions();
     const failed = quick.send('Hello');
-    fake.current.fail({ code: 'model_error', message: 'boom' });
+    fake.current.fail({ code: 'bad_model', message: 'boom' });
     await failed;
 
     const stopped = full.send('Hi');

@@ -74,8 +74,8 @@ describe('client', () => {
     core.invoke.mockRejectedValueOnce('command list_models not allowed');
     await expect(client.listModels()).rejects.toEqual({ code: 'internal', message: 'command list_models not allowed' });
 
-    core.invoke.mockRejectedValueOnce({ code: 'model_not_found', message: 'No such model' });
-    await expect(client.chat(request, () => {})).rejects.toEqual({ code: 'model_not_found', message: 'No such model' });
+    core.invoke.mockRejectedValueOnce({ code: 'not_found', message: 'No such model' });
+    await expect(client.chat(request, () => {})).rejects.toEqual({ code: 'not_found', message: 'No such model' });
   });
 
   it('reports a missing backend outside the desktop app', async () => {

@@ -11,7 +11,7 @@ pub use tunelab_train::data::{
 };
 
 use crate::chat::ModelCache;
-use crate::error::{ApiError, Result};
+use crate::error::{ApiError, ErrorCode, Result};
 use crate::workspace::Workspace;
 
 impl From<DataError> for ApiError {
@@ -20,11 +20,11 @@ impl From<DataError> for ApiError {
             DataError::Io { ref source, .. } if source.kind() == std::io::ErrorKind::NotFound => {
                 ApiError::not_found(err.to_string())
             }
-            DataError::Io { .. } => ApiError::new("io", err.to_string()),
+            DataError::Io { .. } => ApiError::new(ErrorCode::Io, err.to_string()),
             DataError::UnknownFormat { .. } | DataError::InvalidOption(_) => {
                 ApiError::invalid(err.to_string())
             }
-            DataError::Model(message) => ApiError::new("bad_model", message),
+            DataError::Model(message) => ApiError::new(ErrorCode::BadModel, message),
             DataError::Engine(err) => err.into(),
         }
     }

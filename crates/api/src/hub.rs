@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use ts_rs::TS;
 
 use crate::download;
-use crate::error::{ApiError, Result};
+use crate::error::{ApiError, ErrorCode, Result};
 use crate::jobs::{self, JobKind, JobLock};
 use crate::models::{self, ModelEntry, ModelFormat, ModelManifest, ModelRole, ModelSource};
 use crate::workspace::Workspace;
@@ -144,7 +144,7 @@ fn check_file(path: &Path, listed: &RepoFile) -> Result<()> {
     match fault {
         None => Ok(()),
         Some(fault) => Err(ApiError::new(
-            "bad_download",
+            ErrorCode::BadDownload,
             format!("{}: {fault}", listed.name),
         )),
     }
@@ -230,13 +230,13 @@ impl Hub {
     fn network_error(&self, url: &str, err: ureq::Error) -> ApiError {
         match err {
             ureq::Error::StatusCode(401) | ureq::Error::StatusCode(403) => ApiError::new(
-                "forbidden",
+                ErrorCode::Forbidden,
                 format!("{url}: access denied; the repository is gated or private: accept its licence on the hub and set HF_TOKEN (sent over https only)"),
             ),
             ureq::Error::StatusCode(404) => ApiError::not_found(format!("{url}: not found on the hub (check the repository id, revision and file name)")),
-            ureq::Error::StatusCode(code) => ApiError::new("hub_error", format!("{url}: the hub answered HTTP {code}")),
+            ureq::Error::StatusCode(code) => ApiError::new(ErrorCode::HubError, format!("{url}: the hub answered HTTP {code}")),
             other => ApiError::new(
-                "offline",
+                ErrorCode::Offline,
                 format!(
                     "could not reach {} ({other}). Installed models keep working offline; to use a model already on disk run `tunelab models add PATH`",
                     self.endpoint
@@ -255,8 +255,12 @@ impl Hub {
         let json = download::read_json(self.get(&url)?, &url, "the hub", &|e| {
             self.network_error(&url, e)
         })?;
-        parse_listing(&json)
-            .ok_or_else(|| ApiError::new("hub_error", format!("{url}: the answer lists no files")))
+        parse_listing(&json).ok_or_else(|| {
+            ApiError::new(
+                ErrorCode::HubError,
+                format!("{url}: the answer lists no files"),
+            )
+        })
     }
 
     /// Downloads `file` to `dest`, resuming a previous partial download in `dest.part`, and
@@ -434,7 +438,7 @@ pub fn pull(
     let _lock = JobLock::acquire(&jobs::pull_lock_path(ws, &name), JobKind::Download, repo)?;
     if models::resolve(ws, &name).is_ok() {
         return Err(ApiError::new(
-            "exists",
+            ErrorCode::Exists,
             format!("a model named `{name}` is already installed; pass --name to choose another"),
         ));
     }
@@ -487,7 +491,7 @@ pub fn pull(
     listed
         .into_iter()
         .find(|m| m.name == name)
-        .ok_or_else(|| ApiError::new("internal", "the pulled model is not listed"))
+        .ok_or_else(|| ApiError::new(ErrorCode::Internal, "the pulled model is not listed"))
 }
 
 #[cfg(test)]

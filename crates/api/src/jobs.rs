@@ -17,7 +17,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use ts_rs::TS;
 
-use crate::error::{ApiError, Result};
+use crate::error::{ApiError, ErrorCode, Result};
 use crate::workspace::Workspace;
 
 /// What a job does.
@@ -127,7 +127,7 @@ impl JobLock {
                         .map(|h| h.describe())
                         .unwrap_or_else(|| "another job".into());
                     return Err(ApiError::new(
-                        "busy",
+                        ErrorCode::Busy,
                         format!(
                             "{target} is in use by {who}; wait for it to finish or stop it there (`tunelab jobs` lists what runs)"
                         ),
@@ -374,7 +374,7 @@ mod tests {
         assert_eq!(held.pid, std::process::id());
         assert_eq!(held.target, "run a");
         let err = JobLock::acquire(&path, JobKind::Train, "run a").unwrap_err();
-        assert_eq!(err.code, "busy");
+        assert_eq!(err.code, ErrorCode::Busy);
         assert!(
             err.message.contains(&format!("pid {}", std::process::id())),
             "{}",

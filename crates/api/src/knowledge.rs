@@ -17,7 +17,7 @@ pub use tunelab_knowledge::{
 use tunelab_knowledge::{Embedder, KnowledgeError, KnowledgeStore};
 
 use crate::chat::{ChatMessage, ChatRequest, ChatRole, ChatSummary};
-use crate::error::{ApiError, Result};
+use crate::error::{ApiError, ErrorCode, Result};
 use crate::jobs::{self, JobKind, JobLock};
 use crate::models::{self, ModelRole};
 use crate::workspace::Workspace;
@@ -35,16 +35,20 @@ impl From<KnowledgeError> for ApiError {
             other => other,
         };
         let code = match &err {
-            K::NotFound(_) => "not_found",
-            K::Exists(_) => "exists",
-            K::InvalidName { .. } | K::Setting { .. } | K::Unsupported { .. } => "invalid_input",
-            K::EmbedderMismatch { .. } => "embedder_mismatch",
-            K::Document { .. } | K::Refused { .. } => "bad_document",
-            K::Io { source, .. } if source.kind() == std::io::ErrorKind::NotFound => "not_found",
-            K::Io { .. } => "io",
-            K::Store { .. } => "store",
-            K::Cancelled(_) => "cancelled",
-            K::Engine(_) => "internal",
+            K::NotFound(_) => ErrorCode::NotFound,
+            K::Exists(_) => ErrorCode::Exists,
+            K::InvalidName { .. } | K::Setting { .. } | K::Unsupported { .. } => {
+                ErrorCode::InvalidInput
+            }
+            K::EmbedderMismatch { .. } => ErrorCode::EmbedderMismatch,
+            K::Document { .. } | K::Refused { .. } => ErrorCode::BadDocument,
+            K::Io { source, .. } if source.kind() == std::io::ErrorKind::NotFound => {
+                ErrorCode::NotFound
+            }
+            K::Io { .. } => ErrorCode::Io,
+            K::Store { .. } => ErrorCode::Store,
+            K::Cancelled(_) => ErrorCode::Cancelled,
+            K::Engine(_) => ErrorCode::Internal,
         };
         ApiError::new(code, err.to_string())
     }

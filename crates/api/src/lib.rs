@@ -27,7 +27,7 @@ pub mod workspace;
 use serde::Serialize;
 use ts_rs::TS;
 
-pub use error::{ApiError, Result};
+pub use error::{ApiError, ErrorCode, Result};
 pub use tunelab_engine::DeviceChoice;
 pub use tunelab_hardware::{HardwareReport, Telemetry};
 pub use workspace::{Workspace, DEFAULT_MODEL};

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use ts_rs::TS;
 
-use crate::error::{ApiError, Result};
+use crate::error::{ApiError, ErrorCode, Result};
 use crate::workspace::{write_atomic, Workspace};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, TS)]
@@ -81,7 +81,7 @@ impl ModelManifest {
         let text = std::fs::read_to_string(&path).map_err(|e| ApiError::io(&path, e))?;
         serde_json::from_str(&text).map_err(|e| {
             ApiError::new(
-                "bad_model",
+                ErrorCode::BadModel,
                 format!("{}: line {}: {e}", path.display(), e.line()),
             )
         })
@@ -268,7 +268,7 @@ pub fn add(ws: &Workspace, path: &Path, name: Option<&str>) -> Result<ModelEntry
     let folder = ModelManifest::folder(ws, &name);
     if folder.join("model.json").exists() {
         return Err(ApiError::new(
-            "exists",
+            ErrorCode::Exists,
             format!("a model named `{name}` is already registered; pass --name to choose another"),
         ));
     }

@@ -8,7 +8,7 @@ use tunelab_engine::{inspect, ModelFormat};
 use tunelab_train::plan::{estimate, MemoryEstimate, PlanInput};
 use tunelab_train::recipe::StoredBase;
 
-use crate::error::{ApiError, Result};
+use crate::error::{ApiError, ErrorCode, Result};
 use crate::models;
 use crate::train::{Method, RunConfig};
 use crate::workspace::Workspace;
@@ -211,7 +211,7 @@ pub fn refusal(plan: &TrainPlan) -> ApiError {
         .map(gib)
         .unwrap_or_else(|| "unknown".into());
     ApiError::new(
-        "wont_fit",
+        ErrorCode::WontFit,
         format!(
             "this run needs about {} but {} is free on {} (it may use 90% of that). To fit: {}. \
              `tunelab plan train` shows the whole plan; --force starts it anyway",
@@ -331,7 +331,7 @@ pub fn check_chat(
         w => format!("weights {}", gib(w)),
     };
     Err(ApiError::new(
-        "wont_fit",
+        ErrorCode::WontFit,
         format!(
             "answering with {model} needs about {} ({weights}, KV cache {} for {} tokens of context) but {} is free (chat may use 90% of it). To fit: {}",
             gib(total),
@@ -402,7 +402,7 @@ mod chat_tests {
         let need = chat_memory(&s, false, 32768, false);
         // 16 GiB of weights and 8 GiB of cache (f32 on the CPU) against 20 GiB free.
         let err = check_chat("big", &s, false, &need, Some(20 << 30)).unwrap_err();
-        assert_eq!(err.code, "wont_fit");
+        assert_eq!(err.code, ErrorCode::WontFit);
         assert!(
             err.message.contains("KV cache 8.0 GiB for 32768 tokens"),
             "{}",

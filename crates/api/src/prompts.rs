@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use ts_rs::TS;
 
 use crate::chat::{ChatMessage, ChatRole, ModelCache};
-use crate::error::{ApiError, Result};
+use crate::error::{ApiError, ErrorCode, Result};
 use crate::workspace::{write_atomic, Workspace};
 
 /// The variable chat fills with what the user typed.
@@ -389,7 +389,7 @@ fn read_version(dir: &Path, version: u32) -> Result<SavedPrompt> {
     let text = std::fs::read_to_string(&path).map_err(|e| ApiError::io(&path, e))?;
     serde_json::from_str(&text).map_err(|e| {
         ApiError::new(
-            "bad_prompt",
+            ErrorCode::BadPrompt,
             format!("{}: line {}: {e}", path.display(), e.line()),
         )
     })
@@ -420,7 +420,7 @@ pub fn save(
     let path = version_file(&dir, version);
     if path.exists() {
         return Err(ApiError::new(
-            "exists",
+            ErrorCode::Exists,
             format!("{} appeared while saving; save again", path.display()),
         ));
     }

@@ -7,7 +7,7 @@ use std::sync::atomic::AtomicBool;
 use serde::{Deserialize, Serialize};
 use ts_rs::TS;
 
-use crate::error::{ApiError, Result};
+use crate::error::{ApiError, ErrorCode, Result};
 use crate::jobs::JobHolder;
 use crate::train::{
     self, EvalMetrics, Method, ProgressSink, RunConfig, RunStatus, RunSummary, StepMetrics,
@@ -286,7 +286,7 @@ pub fn resume(
     if !state.can_resume {
         return Err(match (state.status, state.holder, summary) {
             (RunStatus::Running, Some(holder), _) => ApiError::new(
-                "busy",
+                ErrorCode::Busy,
                 format!(
                     "run `{id}` is still training in {} (pid {}); follow it in the jobs list instead",
                     holder.program, holder.pid

@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use ts_rs::TS;
 use tunelab_engine::DeviceChoice;
 
-use crate::error::{ApiError, Result};
+use crate::error::{ApiError, ErrorCode, Result};
 use crate::workspace::{write_atomic, Workspace};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, TS)]
@@ -43,7 +43,7 @@ pub fn save(ws: &Workspace, settings: &Settings) -> Result<()> {
         settings.device.open()?;
     }
     let json = serde_json::to_vec_pretty(settings)
-        .map_err(|e| ApiError::new("internal", format!("settings: {e}")))?;
+        .map_err(|e| ApiError::new(ErrorCode::Internal, format!("settings: {e}")))?;
     Ok(write_atomic(&ws.root().join(FILE), &json)?)
 }
 

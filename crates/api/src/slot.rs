@@ -4,7 +4,7 @@
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::{Mutex, MutexGuard};
 
-use crate::error::{ApiError, Result};
+use crate::error::{ApiError, ErrorCode, Result};
 
 /// Locks a cache slot. A slot left poisoned by a panic while it was held is emptied and used
 /// again: what it held may be half made.
@@ -27,7 +27,7 @@ pub(crate) fn load<T>(what: &str, load: impl FnOnce() -> Result<T>) -> Result<T>
             .or_else(|| panic.downcast_ref::<String>().cloned())
             .unwrap_or_else(|| "no message".into());
         Err(ApiError::new(
-            "bad_model",
+            ErrorCode::BadModel,
             format!("{what}: loading it failed inside the reader ({why}); the file may be damaged"),
         ))
     })
@@ -60,7 +60,7 @@ mod tests {
     #[test]
     fn a_panic_while_loading_is_an_error_naming_the_model() {
         let err = load::<()>("broken.gguf", || panic!("index out of bounds")).unwrap_err();
-        assert_eq!(err.code, "bad_model");
+        assert_eq!(err.code, ErrorCode::BadModel);
         assert!(
             err.message.contains("broken.gguf") && err.message.contains("index out of bounds"),
             "{}",

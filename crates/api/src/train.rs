@@ -18,7 +18,7 @@ use tunelab_train::trainer::{self, RunDir, TrainError};
 pub use tunelab_train::methods::lora::LoraConfig as LoraSettings;
 pub use tunelab_train::trainer::{EvalMetrics, ProgressSink, StepMetrics, TrainSettings};
 
-use crate::error::{ApiError, Result};
+use crate::error::{ApiError, ErrorCode, Result};
 use crate::jobs::{self, JobKind, JobLock};
 use crate::models;
 use crate::workspace::Workspace;
@@ -153,10 +153,10 @@ pub(crate) fn now() -> u64 {
 impl From<TrainError> for ApiError {
     fn from(err: TrainError) -> Self {
         let code = match err {
-            TrainError::Config(_) => "invalid_input",
-            TrainError::NonFinite { .. } => "diverged",
-            TrainError::Io(..) => "io",
-            _ => "internal",
+            TrainError::Config(_) => ErrorCode::InvalidInput,
+            TrainError::NonFinite { .. } => ErrorCode::Diverged,
+            TrainError::Io(..) => ErrorCode::Io,
+            _ => ErrorCode::Internal,
         };
         ApiError::new(code, err.to_string())
     }

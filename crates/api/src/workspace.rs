@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::error::{ApiError, Result};
+use crate::error::{ApiError, ErrorCode, Result};
 
 #[derive(Debug, Clone)]
 pub struct Workspace {
@@ -23,7 +23,7 @@ impl Workspace {
                 .map(|d| d.data_dir().to_path_buf())
                 .ok_or_else(|| {
                     ApiError::new(
-                        "io",
+                        ErrorCode::Io,
                         "no home folder found; set TUNELAB_HOME to a folder Tunelab may use",
                     )
                 })?,
@@ -74,7 +74,7 @@ pub use tunelab_train::trainer::write_atomic;
 
 /// `value` as pretty JSON, for a file.
 pub(crate) fn json_bytes<T: serde::Serialize>(value: &T) -> Result<Vec<u8>> {
-    serde_json::to_vec_pretty(value).map_err(|e| ApiError::new("internal", e.to_string()))
+    serde_json::to_vec_pretty(value).map_err(|e| ApiError::new(ErrorCode::Internal, e.to_string()))
 }
 
 /// A JSON file's value, or None when there is no file; a file that does not parse is an error

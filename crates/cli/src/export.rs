@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use tunelab_api::export::{
     self, ExportCheck, ExportEvent, ExportFormat, ExportRequest, ExportStage,
 };
-use tunelab_api::{ApiError, Result, Workspace};
+use tunelab_api::{ApiError, ErrorCode, Result, Workspace};
 
 use crate::output::{bytes, print_json};
 
@@ -56,7 +56,7 @@ pub fn run(ws: &Workspace, args: Args) -> Result<()> {
                 match check.passed {
                     true => Ok(()),
                     false => Err(ApiError::new(
-                        "export_check_failed",
+                        ErrorCode::ExportCheckFailed,
                         format!("{} no longer matches the model it came from", dir.display()),
                     )),
                 }

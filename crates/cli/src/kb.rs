@@ -6,7 +6,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use tunelab_api::knowledge::{
     self, CreateKnowledgeBase, KnowledgeCache, SearchRequest, DEFAULT_EMBEDDER,
 };
-use tunelab_api::{ApiError, Result, Workspace};
+use tunelab_api::{ApiError, ErrorCode, Result, Workspace};
 use tunelab_knowledge::{AddProgress, ChunkOptions, KnowledgeBaseInfo, SearchMode, SearchOptions};
 
 use crate::output::print_json;
@@ -188,7 +188,7 @@ pub fn run(ws: &Workspace, args: Args) -> Result<()> {
                 Ok(())
             } else {
                 Err(ApiError::new(
-                    "bad_document",
+                    ErrorCode::BadDocument,
                     format!(
                         "{} file(s) could not be added; the others were added and nothing else changed",
                         report.failed.len()

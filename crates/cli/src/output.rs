@@ -1,11 +1,11 @@
 //! Shared printing helpers.
 
 use serde::Serialize;
-use tunelab_api::{ApiError, Result};
+use tunelab_api::{ApiError, ErrorCode, Result};
 
 pub fn print_json<T: Serialize>(value: &T) -> Result<()> {
     let text = serde_json::to_string_pretty(value)
-        .map_err(|e| ApiError::new("internal", e.to_string()))?;
+        .map_err(|e| ApiError::new(ErrorCode::Internal, e.to_string()))?;
     println!("{text}");
     Ok(())
 }

@@ -13,8 +13,8 @@ export type DoctorReport = { app: AppInfo, hardware: HardwareReport, models: Arr
  */
 cpu_threads: number, 
 /**
- * The vector code the CPU kernels run here, e.g. "matrix products AVX-512; quantized and
- * fused kernels AVX2 + FMA".
+ * The vector code the CPU kernels run here, e.g. "matrix products AVX-512; 4- and 8-bit
+ * dot products AVX-512; fused kernels AVX2 + FMA".
  */
 cpu_kernels: string, 
 /**

@@ -5,7 +5,7 @@ use serde::Serialize;
 use ts_rs::TS;
 
 use super::tempfile_dir;
-use crate::error::{ApiError, Result};
+use crate::error::{ApiError, ErrorCode, Result};
 use crate::workspace::Workspace;
 
 /// Query latency of one knowledge base size.
@@ -91,7 +91,7 @@ pub fn knowledge(
             for file in &files {
                 let rel = file.strip_prefix(sample_docs).map_err(|_| {
                     ApiError::new(
-                        "internal",
+                        ErrorCode::Internal,
                         format!("{} is not under {}", file.display(), sample_docs.display()),
                     )
                 })?;

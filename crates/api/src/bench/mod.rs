@@ -15,7 +15,7 @@ use ts_rs::TS;
 use tunelab_engine::SamplingParams;
 
 use crate::chat::ModelCache;
-use crate::error::{ApiError, Result};
+use crate::error::{ApiError, ErrorCode, Result};
 use crate::workspace::Workspace;
 
 #[derive(Debug, Clone, Serialize, TS)]
@@ -42,7 +42,7 @@ fn prompt_ids(model: &tunelab_engine::LoadedModel, n: usize) -> Result<Vec<u32>>
     let unit = model.tokenizer.encode(TEXT, false)?;
     if unit.is_empty() {
         return Err(ApiError::new(
-            "internal",
+            ErrorCode::Internal,
             "the tokenizer produced no tokens for the benchmark text",
         ));
     }

@@ -29,7 +29,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use serde::{Deserialize, Serialize};
 use ts_rs::TS;
 
-use crate::error::{ApiError, Result};
+use crate::error::{ApiError, ErrorCode, Result};
 use crate::eval::{Caches, EvalCost, Footprint, MetricScore};
 use crate::jobs::{JobKind, JobLock};
 use crate::train::{now, RunStatus};
@@ -433,7 +433,7 @@ pub fn show(ws: &Workspace, id: &str) -> Result<CompareReport> {
     let path = dir.join("report.json");
     read(&dir)?.ok_or_else(|| {
         ApiError::new(
-            "not_found",
+            ErrorCode::NotFound,
             format!(
                 "no comparison `{id}` ({} does not exist); see `tunelab compare list`",
                 path.display()

@@ -7,7 +7,7 @@ use std::sync::atomic::AtomicBool;
 use serde::{Deserialize, Serialize};
 
 use super::{CompareEvent, DataPoint, MethodCost, MethodId, MethodResult, Stage, Task};
-use crate::error::{ApiError, Result};
+use crate::error::{ApiError, ErrorCode, Result};
 use crate::eval::{
     self, Caches, EvalEvent, EvalRequest, EvalSummary, Footprint, Metric, MetricScore,
 };
@@ -101,7 +101,10 @@ fn prepare_and_evaluate(
 ) -> Result<RunStatus> {
     let prepared = match prepare(cx, method, on_event) {
         // Indexing stopped part-way leaves the knowledge base as it was: a cancel, not a failure.
-        Err(e) if e.code == "cancelled" && cx.cancel.load(std::sync::atomic::Ordering::Relaxed) => {
+        Err(e)
+            if e.code == ErrorCode::Cancelled
+                && cx.cancel.load(std::sync::atomic::Ordering::Relaxed) =>
+        {
             return Ok(RunStatus::Cancelled)
         }
         prepared => prepared?,
@@ -272,7 +275,7 @@ fn run_config(cx: &Context, method: MethodId, fraction: f64) -> Result<RunConfig
         MethodId::Pretrain => (Method::Pretrain, budget.pretrain_steps),
         MethodId::Prompt | MethodId::Rag => {
             return Err(ApiError::new(
-                "internal",
+                ErrorCode::Internal,
                 format!("{} does not train", method.as_str()),
             ))
         }
@@ -546,5 +549,5 @@ fn probe_score(summary: &EvalSummary) -> Result<MetricScore> {
         .iter()
         .find(|s| s.metric == Metric::ContainsAll)
         .cloned()
-        .ok_or_else(|| ApiError::new("internal", "the probe has no contains-all score"))
+        .ok_or_else(|| ApiError::new(ErrorCode::Internal, "the probe has no contains-all score"))
 }

@@ -11,7 +11,7 @@ use ts_rs::TS;
 
 use super::config::pinned;
 use super::{diff, run, Caches, EvalDiff, EvalEvent, EvalRequest};
-use crate::error::{ApiError, Result};
+use crate::error::{ApiError, ErrorCode, Result};
 use crate::prompts::TemplateRef;
 use crate::train::RunStatus;
 use crate::workspace::Workspace;
@@ -87,7 +87,7 @@ pub fn template_ab(
         })?;
         if summary.status == RunStatus::Cancelled {
             return Err(ApiError::new(
-                "cancelled",
+                ErrorCode::Cancelled,
                 "the A/B test was stopped; its answers so far are kept for the next try",
             ));
         }

@@ -7,7 +7,7 @@ use serde::Serialize;
 use ts_rs::TS;
 
 use super::{EvalConfig, EvalRowResult, EvalSummary};
-use crate::error::{ApiError, Result};
+use crate::error::{ApiError, ErrorCode, Result};
 use crate::train::RunStatus;
 use crate::workspace::{read_json, write_atomic, Workspace};
 
@@ -30,7 +30,7 @@ pub(super) fn write_results(dir: &Path, results: &[EvalRowResult]) -> Result<()>
     let mut bytes = Vec::new();
     for r in results {
         serde_json::to_writer(&mut bytes, r)
-            .map_err(|e| ApiError::new("internal", e.to_string()))?;
+            .map_err(|e| ApiError::new(ErrorCode::Internal, e.to_string()))?;
         bytes.push(b'\n');
     }
     Ok(write_atomic(&dir.join("rows.jsonl"), &bytes)?)
@@ -39,8 +39,8 @@ pub(super) fn write_results(dir: &Path, results: &[EvalRowResult]) -> Result<()>
 /// Appends one answered row, flushed to disk before the next is started.
 pub(super) fn append_result(dir: &Path, result: &EvalRowResult) -> Result<()> {
     let path = dir.join("rows.jsonl");
-    let mut line =
-        serde_json::to_vec(result).map_err(|e| ApiError::new("internal", e.to_string()))?;
+    let mut line = serde_json::to_vec(result)
+        .map_err(|e| ApiError::new(ErrorCode::Internal, e.to_string()))?;
     line.push(b'\n');
     let mut file = std::fs::OpenOptions::new()
         .create(true)

@@ -30,7 +30,7 @@ use serde::{Deserialize, Serialize};
 use ts_rs::TS;
 
 use crate::chat::{ChatRequest, GenerationParams, StopReason};
-use crate::error::{ApiError, Result};
+use crate::error::{ApiError, ErrorCode, Result};
 use crate::jobs::{JobKind, JobLock};
 use crate::knowledge::{self, Grounding, SearchOptions, SearchRequest};
 use crate::prompts::TemplateRef;
@@ -263,7 +263,7 @@ pub fn run(
     if let Some(previous) = read_json::<EvalConfig>(&dir.join("config.json"))? {
         if previous != config {
             return Err(ApiError::new(
-                "exists",
+                ErrorCode::Exists,
                 format!(
                     "evaluation `{id}` was made with other settings or data ({}); give another name",
                     dir.join("config.json").display()

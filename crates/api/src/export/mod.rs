@@ -16,7 +16,7 @@ use tunelab_engine::{DType, Device, LoadedModel};
 
 pub use check::{CheckItem, CheckKind, ExportCheck};
 
-use crate::error::{ApiError, Result};
+use crate::error::{ApiError, ErrorCode, Result};
 use crate::jobs::{JobKind, JobLock};
 use crate::train::{Artifact, ArtifactKind, Method};
 use crate::workspace::{folder_safe, json_bytes, read_json, write_atomic, Workspace};
@@ -152,7 +152,7 @@ fn resolve(ws: &Workspace, source: &str) -> Result<Resolved> {
         let (config, summary) = crate::train::show(&dir)?;
         if crate::train::state(&dir, summary.as_ref()).status == crate::train::RunStatus::Running {
             return Err(ApiError::new(
-                "busy",
+                ErrorCode::Busy,
                 format!("run `{source}` is still training; export it when it has finished"),
             ));
         }
@@ -329,7 +329,7 @@ pub fn run(
             .map(|i| format!("{}: {}", i.check.as_str(), i.detail))
             .collect();
         return Err(ApiError::new(
-            "export_check_failed",
+            ErrorCode::ExportCheckFailed,
             format!(
                 "the export did not match the model it came from, so it was not kept. {}",
                 failed.join("; ")
@@ -391,7 +391,12 @@ fn write_and_check(
     cancel: &AtomicBool,
     on_event: &mut dyn FnMut(ExportEvent),
 ) -> Result<ExportReport> {
-    let stopped = || ApiError::new("cancelled", "the export was stopped; nothing was kept");
+    let stopped = || {
+        ApiError::new(
+            ErrorCode::Cancelled,
+            "the export was stopped; nothing was kept",
+        )
+    };
     on_event(ExportEvent::Stage {
         stage: ExportStage::Loading,
     });

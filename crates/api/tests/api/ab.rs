@@ -10,6 +10,7 @@ use tunelab_api::knowledge::KnowledgeCache;
 use tunelab_api::prompts::{self, PromptTemplate, PromptVariable, TemplateRef};
 
 use crate::workspace_with_default_model;
+use tunelab_api::ErrorCode;
 
 fn template(system: &str) -> PromptTemplate {
     PromptTemplate {
@@ -116,7 +117,7 @@ fn an_ab_test_pairs_two_template_versions_and_reuses_its_sides() {
             b,
             ..request.clone()
         });
-        assert_eq!(err.unwrap_err().code, "invalid_input");
+        assert_eq!(err.unwrap_err().code, ErrorCode::InvalidInput);
     }
     // Evaluations of different files are not set side by side.
     let other = dir.path().join("other.jsonl");

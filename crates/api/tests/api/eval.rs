@@ -7,7 +7,7 @@ use tunelab_api::chat::ModelCache;
 use tunelab_api::eval::{self, Caches, EvalEvent, EvalRequest, EvalSummary, Metric};
 use tunelab_api::knowledge::{self, CreateKnowledgeBase, KnowledgeCache};
 use tunelab_api::train::RunStatus;
-use tunelab_api::Workspace;
+use tunelab_api::{ErrorCode, Workspace};
 
 use crate::{default_gguf, workspace_with_default_model};
 
@@ -147,7 +147,7 @@ fn an_evaluation_scores_every_row_saves_them_and_a_rerun_reuses_it() {
     )
     .0
     .unwrap_err();
-    assert_eq!(err.code, "exists");
+    assert_eq!(err.code, ErrorCode::Exists);
     assert!(
         err.message.contains("other settings or data"),
         "{}",

@@ -10,6 +10,7 @@ use tunelab_api::jobs::JobKind;
 
 use crate::loopback::{self, RequestLog};
 use crate::{default_gguf, temp_workspace};
+use tunelab_api::ErrorCode;
 
 const REPO: &str = "someone/tiny-chat-GGUF";
 const FILE: &str = "tiny-chat.Q4_1.gguf";
@@ -168,7 +169,7 @@ fn a_stopped_pull_keeps_its_bytes_and_the_next_one_resumes() {
         }
     })
     .unwrap_err();
-    assert_eq!(err.code, "cancelled");
+    assert_eq!(err.code, ErrorCode::Cancelled);
     assert!(err.message.contains("resume"), "{}", err.message);
     let part = ws
         .models_dir()
@@ -225,7 +226,7 @@ fn a_second_pull_into_the_same_folder_is_refused_while_the_first_downloads() {
         );
         // ...and a second writer of its staging folder is refused, naming it.
         let err = hub::pull(&ws, &hub, REPO, "main", None, Some("tiny"), &mut |_| {}).unwrap_err();
-        assert_eq!(err.code, "busy");
+        assert_eq!(err.code, ErrorCode::Busy);
         assert!(
             err.message.contains(REPO) && err.message.contains("download"),
             "{}",
@@ -258,7 +259,7 @@ fn offline_and_missing_repositories_say_what_to_do() {
         &mut |_| {},
     )
     .unwrap_err();
-    assert_eq!(err.code, "offline");
+    assert_eq!(err.code, ErrorCode::Offline);
     assert!(err.message.contains("models add"), "{}", err.message);
 
     let (endpoint, _) = serve(Vec::new());
@@ -272,7 +273,7 @@ fn offline_and_missing_repositories_say_what_to_do() {
         &mut |_| {},
     )
     .unwrap_err();
-    assert_eq!(err.code, "not_found");
+    assert_eq!(err.code, ErrorCode::NotFound);
     assert!(
         tunelab_api::models::list(&ws).unwrap().is_empty(),
         "failed pulls register nothing"
@@ -289,7 +290,7 @@ fn a_damaged_download_is_fetched_again_then_refused_naming_the_file() {
     let (endpoint, seen) = serve_listed(damaged, listed);
     let (_dir, ws) = temp_workspace();
     let err = pull_tiny(&ws, &endpoint).unwrap_err();
-    assert_eq!(err.code, "bad_download");
+    assert_eq!(err.code, ErrorCode::BadDownload);
     assert!(
         err.message.contains(FILE)
             && err.message.contains("SHA-256")
@@ -321,7 +322,7 @@ fn a_file_the_listing_gives_no_size_or_checksum_for_is_refused() {
     let (endpoint, _) = serve_listed(original, serde_json::json!({}));
     let (_dir, ws) = temp_workspace();
     let err = pull_tiny(&ws, &endpoint).unwrap_err();
-    assert_eq!(err.code, "bad_download");
+    assert_eq!(err.code, ErrorCode::BadDownload);
     assert!(
         err.message.contains(FILE) && err.message.contains("neither its size nor a checksum"),
         "{}",
@@ -383,7 +384,7 @@ fn stop_answers_at_once_while_the_connection_sends_nothing() {
     let err = hub::pull(&ws, &hub, REPO, "main", None, Some("tiny"), &mut |_| {}).unwrap_err();
     let answered = std::time::Instant::now();
     let pressed_at = presser.join().unwrap();
-    assert_eq!(err.code, "cancelled", "{}", err.message);
+    assert_eq!(err.code, ErrorCode::Cancelled, "{}", err.message);
     // The read timeout is 30 s: a Stop that waited for it would take that long.
     let waited = answered.duration_since(pressed_at);
     assert!(

@@ -3,6 +3,7 @@
 use tunelab_api::models::{self, ModelFormat, ModelRole};
 
 use crate::{default_gguf, temp_workspace};
+use tunelab_api::ErrorCode;
 
 #[test]
 fn adding_a_gguf_registers_it_in_place_with_its_facts() {
@@ -29,7 +30,7 @@ fn adding_a_gguf_registers_it_in_place_with_its_facts() {
     assert_eq!(models::list(&ws).unwrap().len(), 1);
 
     let again = models::add(&ws, &default_gguf(), None).unwrap_err();
-    assert_eq!(again.code, "exists");
+    assert_eq!(again.code, ErrorCode::Exists);
 
     models::remove(&ws, &entry.name).unwrap();
     assert!(models::list(&ws).unwrap().is_empty());
@@ -45,12 +46,12 @@ fn files_that_are_not_models_are_refused_with_the_reason() {
     let notes = dir.path().join("notes.gguf");
     std::fs::write(&notes, "not a model").unwrap();
     let err = models::add(&ws, &notes, None).unwrap_err();
-    assert_eq!(err.code, "bad_model");
+    assert_eq!(err.code, ErrorCode::BadModel);
     assert!(err.message.contains("notes.gguf"), "{}", err.message);
     let err = models::add(&ws, &dir.path().join("absent.gguf"), None).unwrap_err();
     assert!(err.message.contains("absent.gguf"), "{}", err.message);
     let err = models::add(&ws, &default_gguf(), Some("../escape")).unwrap_err();
-    assert_eq!(err.code, "invalid_input");
+    assert_eq!(err.code, ErrorCode::InvalidInput);
     assert!(
         models::list(&ws).unwrap().is_empty(),
         "nothing was registered"
@@ -62,7 +63,7 @@ fn unknown_names_list_what_is_installed() {
     let (_dir, ws) = temp_workspace();
     models::add(&ws, &default_gguf(), Some("smol")).unwrap();
     let err = models::resolve(&ws, "llama-70b").unwrap_err();
-    assert_eq!(err.code, "not_found");
+    assert_eq!(err.code, ErrorCode::NotFound);
     assert!(err.message.contains("smol"), "{}", err.message);
 }
 
@@ -117,7 +118,10 @@ fn removing_keeps_files_registered_in_place_and_deletes_downloads() {
     );
     models::remove(&ws, "pulled").unwrap();
     assert!(!folder.exists());
-    assert_eq!(models::remove(&ws, "pulled").unwrap_err().code, "not_found");
+    assert_eq!(
+        models::remove(&ws, "pulled").unwrap_err().code,
+        ErrorCode::NotFound
+    );
 }
 
 /// A one-layer Llama folder with zero weights (F32, all of the tensors its config implies) and
@@ -184,7 +188,7 @@ fn a_hugging_face_folder_is_read_before_it_is_registered() {
     // Each fault is refused at add, naming the file and what is wrong, and nothing is listed.
     let refused = |what: &str, expect: &[&str]| {
         let err = models::add(&ws, &folder, Some("tiny")).unwrap_err();
-        assert_eq!(err.code, "bad_model", "{what}: {}", err.message);
+        assert_eq!(err.code, ErrorCode::BadModel, "{what}: {}", err.message);
         for part in expect {
             assert!(err.message.contains(part), "{what}: {}", err.message);
         }

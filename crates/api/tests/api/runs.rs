@@ -7,6 +7,7 @@ use tunelab_api::runs::{self, TrainEvent, TrainRequest};
 use tunelab_api::train::{self, Method, RunStatus};
 
 use crate::workspace_with_default_model;
+use tunelab_api::ErrorCode;
 
 fn request() -> TrainRequest {
     TrainRequest {
@@ -134,7 +135,7 @@ fn a_cancelled_run_resumes_from_its_checkpoint_and_finishes() {
     assert!(!listed.can_resume);
     assert_eq!(listed.holder.unwrap().pid, std::process::id());
     let refused = refused.unwrap_err();
-    assert_eq!(refused.code, "busy");
+    assert_eq!(refused.code, ErrorCode::Busy);
     assert!(
         refused.message.contains("still training"),
         "{}",
@@ -189,7 +190,7 @@ fn a_cancelled_run_resumes_from_its_checkpoint_and_finishes() {
         runs::resume(&ws, "nope", &cancel, &mut |_| {})
             .unwrap_err()
             .code,
-        "not_found"
+        ErrorCode::NotFound
     );
     assert!(runs::resume(&ws, "../escape", &cancel, &mut |_| {}).is_err());
 }

@@ -9,6 +9,7 @@ use tunelab_api::train::{
 };
 
 use crate::workspace_with_default_model;
+use tunelab_api::ErrorCode;
 
 struct Count(u64);
 
@@ -123,7 +124,7 @@ fn a_qlora_run_leaves_a_self_describing_folder_and_an_adapter_chat_can_use() {
     // The same folder with another configuration is refused rather than mixed up.
     config.train.lr *= 2.0;
     let err = train::run(&ws, &config, &run_dir, &mut count, &AtomicBool::new(false)).unwrap_err();
-    assert_eq!(err.code, "invalid_input");
+    assert_eq!(err.code, ErrorCode::InvalidInput);
     assert!(train::resolve_artifact(&ws, "no-such-run").is_err());
 }
 

@@ -6,6 +6,7 @@ use std::sync::atomic::AtomicBool;
 use tunelab_api::runs::{self, TrainRequest};
 
 use crate::tunelab;
+use tunelab_api::ErrorCode;
 
 #[test]
 fn the_app_and_the_command_line_refuse_a_bad_setting_with_the_same_words() {
@@ -62,7 +63,7 @@ fn the_app_and_the_command_line_refuse_a_bad_setting_with_the_same_words() {
     ];
     for (field, flags, app_request) in cases {
         let app = runs::start(&ws, &app_request, &AtomicBool::new(false), &mut |_| {}).unwrap_err();
-        assert_eq!(app.code, "invalid_input");
+        assert_eq!(app.code, ErrorCode::InvalidInput);
         assert!(app.message.contains(field), "{field}: {}", app.message);
 
         let out_dir = home.path().join("run");
