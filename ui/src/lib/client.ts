@@ -5,6 +5,7 @@ import type { AppInfo } from '../bindings/AppInfo';
 import type { ChatEvent } from '../bindings/ChatEvent';
 import type { ChatRequest } from '../bindings/ChatRequest';
 import type { ChatSummary } from '../bindings/ChatSummary';
+import type { Command } from '../bindings/Command';
 import type { DatasetPreview } from '../bindings/DatasetPreview';
 import type { DefaultModelStatus } from '../bindings/DefaultModelStatus';
 import type { HardwareReport } from '../bindings/HardwareReport';
@@ -54,7 +55,7 @@ export function backendAvailable(): boolean {
   return isTauri() || typeof (globalThis as { __TAURI_INTERNALS__?: unknown }).__TAURI_INTERNALS__ === 'object';
 }
 
-async function call<T>(command: string, args?: Record<string, unknown>): Promise<T> {
+async function call<T>(command: Command, args?: Record<string, unknown>): Promise<T> {
   if (!backendAvailable()) throw { ...NO_BACKEND_ERROR };
   try {
     return await invoke<T>(command, args);
