@@ -28,11 +28,12 @@ xvfb-run -a -s "-screen 0 1280x860x24" cargo test -p tunelab-app --features e2e 
 echo "== the .deb package, unpacked and run without the source tree"
 scripts/test-package.sh
 
-echo "== generated TypeScript bindings match the Rust types"
-if [ -n "$(git status --porcelain -- ui/src/bindings)" ]; then
-  git status --short -- ui/src/bindings
-  git --no-pager diff -- ui/src/bindings
-  echo "error: ui/src/bindings differs from what the Rust types generate; commit the regenerated files" >&2
+echo "== generated files (TypeScript bindings, the window's capability) match their sources"
+generated=(ui/src/bindings src-tauri/capabilities)
+if [ -n "$(git status --porcelain -- "${generated[@]}")" ]; then
+  git status --short -- "${generated[@]}"
+  git --no-pager diff -- "${generated[@]}"
+  echo "error: ${generated[*]} differ from what the Rust types and src-tauri/command_list.rs generate; commit the regenerated files" >&2
   exit 1
 fi
 echo "all tests passed"
