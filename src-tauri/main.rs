@@ -8,8 +8,6 @@ mod commands;
 use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
 
-use tunelab_api::chat::ModelCache;
-use tunelab_api::knowledge::KnowledgeCache;
 use tunelab_api::Workspace;
 
 /// Registers the commands of command_list.rs (functions of [`commands`]) with Tauri.
@@ -20,12 +18,9 @@ macro_rules! tunelab_commands {
 }
 
 pub struct AppState {
-    pub workspace: Workspace,
-    pub models: Arc<ModelCache>,
-    pub knowledge: Arc<KnowledgeCache>,
+    /// The workspace, the loaded models and knowledge stores, and the jobs the app runs.
+    pub api: tunelab_api::Context,
     pub cancel_chat: Arc<AtomicBool>,
-    /// The jobs the app runs, each with its own cancel token.
-    pub jobs: Arc<tunelab_api::jobs::JobTable>,
     pub telemetry: Arc<Mutex<tunelab_api::Telemetry>>,
 }
 
@@ -39,11 +34,8 @@ fn main() {
         }
     };
     let state = AppState {
-        workspace,
-        models: Arc::new(ModelCache::default()),
-        knowledge: Arc::new(KnowledgeCache::default()),
+        api: tunelab_api::Context::new(workspace),
         cancel_chat: Arc::new(AtomicBool::new(false)),
-        jobs: Arc::default(),
         telemetry: Arc::new(Mutex::new(tunelab_api::Telemetry::new())),
     };
     let result = tauri::Builder::default()

@@ -6,6 +6,7 @@
 pub mod bench;
 pub mod chat;
 pub mod compare;
+mod context;
 pub mod data;
 pub mod defaults;
 mod download;
@@ -27,6 +28,7 @@ pub mod workspace;
 use serde::Serialize;
 use ts_rs::TS;
 
+pub use context::Context;
 pub use error::{ApiError, ErrorCode, Result};
 pub use tunelab_engine::DeviceChoice;
 pub use tunelab_hardware::{HardwareReport, Telemetry};
