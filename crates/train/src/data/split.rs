@@ -40,6 +40,21 @@ fn validation_count(n: usize, fraction: f64) -> usize {
     count.min(n - 1)
 }
 
+/// Marks `count` of `n` places, chosen by a Fisher-Yates shuffle seeded with `seed`: the first
+/// `count` of the shuffled order, so the same seed with a larger count marks a superset.
+fn chosen_by_seed(n: usize, count: usize, seed: u64) -> Vec<bool> {
+    let mut order: Vec<usize> = (0..n).collect();
+    let mut rng = SplitMix64(seed);
+    for i in (1..n).rev() {
+        order.swap(i, rng.below(i + 1));
+    }
+    let mut chosen = vec![false; n];
+    for &index in &order[..count] {
+        chosen[index] = true;
+    }
+    chosen
+}
+
 /// Puts a randomly chosen `validation_fraction` of `items` aside for validation. Both parts
 /// keep the items' original order.
 pub fn split_train_validation<T>(
@@ -53,15 +68,7 @@ pub fn split_train_validation<T>(
         )));
     }
     let n = items.len();
-    let mut order: Vec<usize> = (0..n).collect();
-    let mut rng = SplitMix64(seed);
-    for i in (1..n).rev() {
-        order.swap(i, rng.below(i + 1));
-    }
-    let mut in_validation = vec![false; n];
-    for &index in &order[..validation_count(n, validation_fraction)] {
-        in_validation[index] = true;
-    }
+    let in_validation = chosen_by_seed(n, validation_count(n, validation_fraction), seed);
     let mut split = TrainValidationSplit {
         train: Vec::new(),
         validation: Vec::new(),
@@ -90,16 +97,8 @@ pub fn take_share<T>(items: Vec<T>, fraction: f64, seed: u64) -> Result<Vec<T>> 
         return Ok(items);
     }
     let keep = ((n as f64 * fraction).round() as usize).clamp(1, n);
-    let mut order: Vec<usize> = (0..n).collect();
     // Another stream than the validation split's, so the two choices are independent.
-    let mut rng = SplitMix64(seed ^ 0x5EED_0F5A_4E5E_0001);
-    for i in (1..n).rev() {
-        order.swap(i, rng.below(i + 1));
-    }
-    let mut chosen = vec![false; n];
-    for &index in &order[..keep] {
-        chosen[index] = true;
-    }
+    let chosen = chosen_by_seed(n, keep, seed ^ 0x5EED_0F5A_4E5E_0001);
     Ok(items
         .into_iter()
         .zip(chosen)
