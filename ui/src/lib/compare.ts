@@ -111,6 +111,11 @@ export function defaultMetric(report: CompareReport): Metric | null {
   return metrics[0] ?? null;
 }
 
+/** The metric a chart shows: the one the user chose while the report has it, else the default. */
+export function shownMetric(report: CompareReport, chosen: Metric | null): Metric | null {
+  return chosen !== null && reportMetrics(report).includes(chosen) ? chosen : defaultMetric(report);
+}
+
 /** A score with as many decimals as its size needs: 0.43, 14.2, 802. */
 export function formatScore(value: number): string {
   const size = Math.abs(value);
