@@ -7,13 +7,9 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 use ts_rs::TS;
-use tunelab_train::data::{
-    read_dataset, split_train_validation, tokenize_dataset, ReadOptions, RenderOptions,
-};
-use tunelab_train::methods::pretrain;
 pub use tunelab_train::methods::pretrain::Preset;
 pub use tunelab_train::recipe::{Artifact, ArtifactKind, Method, RunConfig, TrainDefaults};
-use tunelab_train::trainer::{self, RunDir, TrainError};
+use tunelab_train::trainer::{RunDir, TrainError};
 
 pub use tunelab_train::methods::lora::LoraConfig as LoraSettings;
 pub use tunelab_train::trainer::{EvalMetrics, ProgressSink, StepMetrics, TrainSettings};
@@ -156,46 +152,11 @@ impl From<TrainError> for ApiError {
             TrainError::Config(_) => ErrorCode::InvalidInput,
             TrainError::NonFinite { .. } => ErrorCode::Diverged,
             TrainError::Io(..) => ErrorCode::Io,
+            TrainError::Data(data) => return data.into(),
             _ => ErrorCode::Internal,
         };
         ApiError::new(code, err.to_string())
     }
-}
-
-/// A new model for pretraining from scratch: a tokenizer trained on the dataset's text and
-/// weights drawn at random, kept under `base/` in the run folder so that a resumed run uses the
-/// very same tokenizer (the weights come from the checkpoint then).
-fn new_model(
-    run: &RunDir,
-    config: &RunConfig,
-    dataset: &tunelab_train::Dataset,
-    device: &tunelab_engine::Device,
-) -> Result<tunelab_engine::LoadedModel> {
-    let base = run.path().join("base");
-    let tokenizer_path = base.join("tokenizer.json");
-    let tokenizer = if tokenizer_path.is_file() {
-        pretrain::load_tokenizer(&tokenizer_path)?
-    } else {
-        let texts = dataset.examples.iter().filter_map(|e| match &e.content {
-            tunelab_train::ExampleContent::Text(t) => Some(t.as_str()),
-            _ => None,
-        });
-        pretrain::train_tokenizer(texts, config.pretrain.vocab_size())?
-    };
-    let eos: Vec<u32> = [pretrain::END_OF_TEXT, pretrain::TURN_END]
-        .iter()
-        .filter_map(|t| tokenizer.token_to_id(t))
-        .collect();
-    let model_config = config
-        .pretrain
-        .model_config(tokenizer.get_vocab_size(true), &eos)?;
-    Ok(pretrain::create_model(
-        &base,
-        &model_config,
-        &tokenizer,
-        config.train.seed,
-        device,
-    )?)
 }
 
 /// A new run folder name: method, model and the start time.
@@ -326,98 +287,13 @@ fn train_in(
     started_at: u64,
 ) -> Result<RunSummary> {
     let device = config.device.open()?;
-    let options = ReadOptions {
-        format: config.format,
-        ..ReadOptions::default()
-    };
-    let dataset = read_dataset(&config.data, &options)?;
-    let mut model = if config.from_scratch() {
-        new_model(run, config, &dataset, &device)?
+    let base = if config.from_scratch() {
+        None
     } else {
-        let (_, model_path) = models::resolve(ws, &config.model)?;
-        tunelab_engine::load(&model_path, config.method.precision(&device), &device)?
+        Some(models::resolve(ws, &config.model)?.1)
     };
-    let tokenized = tokenize_dataset(
-        &model,
-        &dataset,
-        &RenderOptions {
-            train_on: config.train_on,
-            max_len: config.seq_len,
-        },
-    );
-    if tokenized.examples.is_empty() {
-        let first = dataset
-            .issues
-            .iter()
-            .chain(&tokenized.issues)
-            .next()
-            .map(|i| format!(": {i}"))
-            .unwrap_or_default();
-        return Err(ApiError::invalid(format!(
-            "{} has no usable examples{first}; run `tunelab data check` for the full report",
-            config.data.display()
-        )));
-    }
-    // Plain text is packed into full blocks: no compute goes to padding.
-    let plain_text = dataset
-        .examples
-        .iter()
-        .all(|e| matches!(e.content, tunelab_train::ExampleContent::Text(_)));
-    // Training needs the tokens only: the text goes before it starts.
-    drop(dataset);
-    let examples = if plain_text {
-        tunelab_train::pack(tokenized.examples, config.seq_len)?
-    } else {
-        tokenized.examples
-    };
-    if examples.is_empty() {
-        return Err(ApiError::invalid(format!(
-            "{} holds fewer than {} tokens, one block of the sequence length; add text or lower seq_len",
-            config.data.display(),
-            config.seq_len
-        )));
-    }
-    let mut split = split_train_validation(examples, config.val_fraction, config.train.seed)?;
-    split.train = tunelab_train::take_share(split.train, config.train_fraction, config.train.seed)?;
-    let params = config.method.recipe().attach(&mut model, config)?;
-    let trainable: u64 = params.iter().map(|(_, v)| v.elem_count() as u64).sum();
-    let pad_id = model.eos_ids.first().copied().unwrap_or(0);
-    // On a GPU, what the run costs it: read twice a second while it trains.
-    let gpu_recorder = tunelab_engine::cuda_index(&device).and_then(|i| {
-        tunelab_hardware::GpuRecorder::start(i as u32, std::time::Duration::from_millis(500))
-    });
-    let cpu_energy = tunelab_hardware::CpuEnergyRecorder::start(std::time::Duration::from_secs(1));
-    let mut sink = LiveGpu {
-        inner: sink,
-        meter: tunelab_engine::cuda_index(&device)
-            .and_then(|i| tunelab_hardware::GpuMeter::open(i as u32)),
-        last: None,
-    };
-    let outcome = trainer::train(
-        &model.transformer,
-        &params,
-        &split.train,
-        &split.validation,
-        &config.train,
-        run,
-        pad_id,
-        &mut sink,
-        cancel,
-    )?;
-
-    let artifact = run.artifact_dir();
-    if !outcome.cancelled {
-        let staging = run.path().join(".artifact.partial");
-        std::fs::create_dir_all(&staging).map_err(|e| ApiError::io(&staging, e))?;
-        config
-            .method
-            .recipe()
-            .save(&staging, &model, &params, config)?;
-        if artifact.exists() {
-            std::fs::remove_dir_all(&artifact).map_err(|e| ApiError::io(&artifact, e))?;
-        }
-        std::fs::rename(&staging, &artifact).map_err(|e| ApiError::io(&artifact, e))?;
-    }
+    let trained = tunelab_train::train_run(config, base.as_deref(), run, &device, sink, cancel)?;
+    let outcome = &trained.outcome;
     let summary = RunSummary {
         id: run
             .path()
@@ -432,51 +308,27 @@ fn train_in(
             RunStatus::Completed
         },
         steps: outcome.steps,
-        total_steps: config.train.total_steps(split.train.len()),
+        total_steps: trained.total_steps,
         final_loss: outcome.final_loss,
         val_loss: outcome.val_loss,
         val_perplexity: outcome.val_loss.map(f64::exp),
         tokens_seen: outcome.tokens_seen,
-        train_examples: split.train.len(),
-        val_examples: split.validation.len(),
-        truncated_examples: tokenized.truncated,
-        trainable_parameters: trainable,
+        train_examples: trained.train_examples,
+        val_examples: trained.val_examples,
+        truncated_examples: trained.truncated_examples,
+        trainable_parameters: trained.trainable_parameters,
         wall_time_s: outcome.elapsed_s,
         peak_rss_bytes: tunelab_hardware::peak_rss_bytes(),
         device: tunelab_engine::device_label(&device),
-        gpu: gpu_recorder.and_then(|r| r.finish()),
-        cpu_energy: cpu_energy.and_then(|r| r.finish()),
+        gpu: trained.gpu,
+        cpu_energy: trained.cpu_energy,
         started_at,
         finished_at: now(),
-        artifact,
+        artifact: trained.artifact,
         took_over_from,
     };
     run.write_json("summary.json", &summary)?;
     Ok(summary)
-}
-
-/// Passes progress on, adding a reading of the GPU after a step at most once a second.
-struct LiveGpu<'a> {
-    inner: &'a mut dyn ProgressSink,
-    meter: Option<tunelab_hardware::GpuMeter>,
-    last: Option<std::time::Instant>,
-}
-
-impl ProgressSink for LiveGpu<'_> {
-    fn step(&mut self, metrics: &StepMetrics) {
-        self.inner.step(metrics);
-        let due = self.last.is_none_or(|t| t.elapsed().as_secs_f64() >= 1.0);
-        if let (true, Some(meter)) = (due, &self.meter) {
-            if let Some(reading) = meter.info() {
-                self.inner.gpu(&reading);
-            }
-            self.last = Some(std::time::Instant::now());
-        }
-    }
-
-    fn eval(&mut self, metrics: &EvalMetrics) {
-        self.inner.eval(metrics);
-    }
 }
 
 /// Runs in the workspace, newest first, with their summaries where they have one.

@@ -21,9 +21,11 @@ use crate::trainer::{TrainError, TrainSettings};
 
 mod artifact;
 mod defaults;
+mod train_run;
 
 pub use artifact::{Artifact, ArtifactKind};
 pub use defaults::{Limits, MethodDefaults, TrainDefaults, WizardDefaults};
+pub use train_run::{train_run, TrainedRun};
 
 /// The chat model a run starts from when none is named: the default model setup installs.
 pub const DEFAULT_MODEL: &str = "smollm2-135m-instruct";

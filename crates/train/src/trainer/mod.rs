@@ -27,4 +27,6 @@ pub enum TrainError {
     Tensor(#[from] candle_core::Error),
     #[error(transparent)]
     Engine(#[from] tunelab_engine::EngineError),
+    #[error(transparent)]
+    Data(#[from] crate::data::DataError),
 }

@@ -12,6 +12,7 @@ mod portable;
 mod sample;
 mod soft_prompt;
 mod split;
+mod train_run;
 mod trainer;
 
 use std::path::{Path, PathBuf};
