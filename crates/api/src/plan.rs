@@ -92,6 +92,7 @@ pub fn train(ws: &Workspace, config: &RunConfig) -> Result<TrainPlan> {
             base: terms.base,
             trainable_parameters: terms.trainable_parameters,
             trainable_are_weights: terms.trainable_are_weights,
+            frozen_blocks: terms.frozen_blocks,
             batch_size: k.batch_size,
             seq_len: k.seq_len + terms.extra_positions,
             activation_checkpointing: k.checkpointing,

@@ -211,6 +211,14 @@ impl Linear {
         self.forward_mode(x, Mode::Inference)
     }
 
+    /// Whether training passes through this layer without changing it: no adapter, and a
+    /// weight and bias that are not variables.
+    pub fn is_frozen(&self) -> bool {
+        self.adapter.is_none()
+            && !matches!(&self.weight, Weight::Dense(w) if w.is_variable())
+            && self.bias.as_ref().is_none_or(|b| !b.is_variable())
+    }
+
     pub fn forward_mode(&self, x: &Tensor, mode: Mode) -> Result<Tensor> {
         if let (Mode::Training, Some(adapter)) = (mode, &self.adapter) {
             if x.device().is_cpu() && x.dtype() == DType::F32 {

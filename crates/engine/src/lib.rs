@@ -12,6 +12,7 @@ pub mod config;
 mod cpu_gemm;
 pub mod device;
 pub mod error;
+mod frozen_chain;
 pub mod generate;
 pub mod gguf;
 pub mod gguf_write;

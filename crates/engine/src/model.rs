@@ -117,8 +117,57 @@ impl Pass<'_> {
     }
 }
 
+/// Whether a block's layers from `norm` through `linears` train as one frozen chain (see
+/// `frozen_chain`): training on the CPU in f32, with none of them changed by training.
+fn frozen_chain(x: &Tensor, mode: Mode, norm: &RmsNorm, linears: &[&Linear]) -> bool {
+    mode == Mode::Training
+        && x.device().is_cpu()
+        && x.dtype() == candle_core::DType::F32
+        && !norm.weight.is_variable()
+        && linears.iter().all(|l| l.is_frozen())
+}
+
 impl Attention {
-    fn forward(&self, x: &Tensor, pass: &Pass, cache: Option<&mut KvCache>) -> Result<Tensor> {
+    /// Attention over the normed block input `x`.
+    fn forward(
+        &self,
+        x: &Tensor,
+        norm: &RmsNorm,
+        pass: &Pass,
+        cache: Option<&mut KvCache>,
+    ) -> Result<Tensor> {
+        let linears = [&self.q_proj, &self.k_proj, &self.v_proj, &self.o_proj];
+        if cache.is_none() && pass.mask.is_some() && frozen_chain(x, pass.mode, norm, &linears) {
+            return self.forward_frozen(x, norm, pass);
+        }
+        self.forward_normed(&norm.forward_mode(x, pass.mode)?, pass, cache)
+    }
+
+    /// Training through a frozen attention (a soft prompt's base): the same products and
+    /// kernels as below, keeping only the block input, the rotated queries and keys and the
+    /// values.
+    fn forward_frozen(&self, x: &Tensor, norm: &RmsNorm, pass: &Pass) -> Result<Tensor> {
+        use crate::frozen_chain::{heads_project, norm_project_heads, Rotation};
+        let rotation = || {
+            Some(Rotation {
+                cos: pass.cos,
+                sin: pass.sin,
+            })
+        };
+        let q = norm_project_heads(x, norm, &self.q_proj, self.num_heads, rotation())?;
+        let k = norm_project_heads(x, norm, &self.k_proj, self.num_kv_heads, rotation())?;
+        let v = norm_project_heads(x, norm, &self.v_proj, self.num_kv_heads, None)?;
+        let scale = 1.0 / (self.head_dim as f64).sqrt();
+        let out = crate::attention_op::causal_attention(&q, &k, &v, scale)?;
+        Ok(heads_project(&out, &self.o_proj)?)
+    }
+
+    fn forward_normed(
+        &self,
+        x: &Tensor,
+        pass: &Pass,
+        cache: Option<&mut KvCache>,
+    ) -> Result<Tensor> {
         let (b, t, _) = x.dims3()?;
         let (h, kvh, d) = (self.num_heads, self.num_kv_heads, self.head_dim);
         let project = |proj: &Linear, heads: usize| -> Result<Tensor> {
@@ -188,7 +237,20 @@ impl Attention {
 }
 
 impl Mlp {
-    fn forward(&self, x: &Tensor, mode: Mode) -> Result<Tensor> {
+    /// The MLP over the normed block input `x`.
+    fn forward(&self, x: &Tensor, norm: &RmsNorm, mode: Mode) -> Result<Tensor> {
+        let linears = [&self.gate_proj, &self.up_proj, &self.down_proj];
+        if frozen_chain(x, mode, norm, &linears) {
+            use crate::frozen_chain::{norm_project, silu_mul_project};
+            // Only the block input, the gate and the up projection are kept.
+            let gate = norm_project(x, norm, &self.gate_proj)?;
+            let up = norm_project(x, norm, &self.up_proj)?;
+            return Ok(silu_mul_project(&gate, &up, &self.down_proj)?);
+        }
+        self.forward_normed(&norm.forward_mode(x, mode)?, mode)
+    }
+
+    fn forward_normed(&self, x: &Tensor, mode: Mode) -> Result<Tensor> {
         let gate = self.gate_proj.forward_mode(x, mode)?;
         let up = self.up_proj.forward_mode(x, mode)?;
         let hidden = match mode {
@@ -236,16 +298,13 @@ impl Block {
         pass: &Pass,
         cache: Option<&mut KvCache>,
     ) -> Result<Tensor> {
-        let h = self.self_attn.forward(
-            &self.input_layernorm.forward_mode(x, pass.mode)?,
-            pass,
-            cache,
-        )?;
+        let h = self
+            .self_attn
+            .forward(x, &self.input_layernorm, pass, cache)?;
         let x = (x + h)?;
-        let h = self.mlp.forward(
-            &self.post_attention_layernorm.forward_mode(&x, pass.mode)?,
-            pass.mode,
-        )?;
+        let h = self
+            .mlp
+            .forward(&x, &self.post_attention_layernorm, pass.mode)?;
         Ok((x + h)?)
     }
 }

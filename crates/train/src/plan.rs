@@ -8,7 +8,8 @@
 //! - per trainable parameter: the value, its gradient, the accumulated gradient and AdamW's
 //!   two moments, all f32;
 //! - activations kept for backward: with checkpointing, each block's output; without, every
-//!   block's saved tensors;
+//!   block's saved tensors (fewer when every block layer is frozen, as for a soft prompt: the
+//!   engine's frozen chains keep only what the gradients read);
 //! - working memory, the larger of the loss pass (the output head's logits for one chunk of
 //!   rows, and a slice of a quantized head decoded for it) and the backward pass (one block
 //!   recomputed with its gradients, or the gradients flowing through the saved blocks);
@@ -59,6 +60,9 @@ const SAVED_FACTOR_GPU: f64 = 1.25;
 /// The backward pass's transient gradients without checkpointing, in block activations
 /// (CPU: measured 2.5–3.1).
 const BACKWARD_FACTOR_CPU: f64 = 2.8;
+/// Without checkpointing, blocks of frozen chains: what one keeps, in units of
+/// [`frozen_block_activation_bytes`].
+const FROZEN_SAVED_FACTOR: f64 = 1.0;
 const BACKWARD_FACTOR_GPU: f64 = 9.0;
 
 /// How the frozen base is held.
@@ -80,6 +84,9 @@ pub struct PlanInput<'a> {
     /// The trainable parameters are the weights themselves (full fine-tuning): their values
     /// are counted with the weights already.
     pub trainable_are_weights: bool,
+    /// Every block layer is frozen (a soft prompt): on the CPU each block keeps only what its
+    /// gradients read (see [`frozen_block_activation_bytes`]).
+    pub frozen_blocks: bool,
     pub batch_size: usize,
     pub seq_len: usize,
     pub activation_checkpointing: bool,
@@ -137,6 +144,24 @@ pub fn block_activation_bytes(
     (n * per_token + attention) * element_bytes
 }
 
+/// What a block keeps for backward on the CPU when all its layers are frozen, in bytes: the
+/// engine's frozen chains keep the block's input and the input to its MLP, the rotated queries
+/// and keys, the values and attention's output, the gate and up projections, and the two
+/// outputs added to the residual stream.
+pub fn frozen_block_activation_bytes(
+    c: &ModelConfig,
+    batch: usize,
+    seq_len: usize,
+    element_bytes: u64,
+) -> u64 {
+    let n = (batch * seq_len) as u64;
+    let h = c.hidden_size as u64;
+    let q = (c.num_attention_heads * c.head_dim) as u64;
+    let kv = (c.num_key_value_heads * c.head_dim) as u64;
+    let i = c.intermediate_size as u64;
+    n * (4 * h + 2 * q + 2 * kv + 2 * i) * element_bytes
+}
+
 pub fn estimate(input: &PlanInput) -> MemoryEstimate {
     let c = input.config;
     let (batch, seq) = (input.batch_size.max(1), input.seq_len.max(1));
@@ -148,9 +173,12 @@ pub fn estimate(input: &PlanInput) -> MemoryEstimate {
         true => (SAVED_FACTOR_GPU, BACKWARD_FACTOR_GPU, RECOMPUTE_FACTOR_GPU),
         false => (SAVED_FACTOR_CPU, BACKWARD_FACTOR_CPU, RECOMPUTE_FACTOR_CPU),
     };
+    let frozen_chains = input.frozen_blocks && !input.on_gpu;
     let kept_per_block = if input.activation_checkpointing {
         // Each block's output, the next one's input, kept between the checkpointed blocks.
         (tokens * c.hidden_size as u64 * element) as f64
+    } else if frozen_chains {
+        FROZEN_SAVED_FACTOR * frozen_block_activation_bytes(c, batch, seq, element) as f64
     } else {
         saved_factor * block
     };
@@ -285,6 +313,7 @@ mod tests {
             base: BaseWeights::Dense,
             trainable_parameters: 4_884_480,
             trainable_are_weights: false,
+            frozen_blocks: false,
             batch_size: 4,
             seq_len: 256,
             activation_checkpointing: false,
@@ -343,6 +372,7 @@ mod tests {
                 base: BaseWeights::Dense,
                 trainable_parameters: c.parameter_count(),
                 trainable_are_weights: true,
+                frozen_blocks: false,
                 batch_size: batch,
                 seq_len: 128,
                 activation_checkpointing: checkpointing,
@@ -372,6 +402,7 @@ mod tests {
             base: BaseWeights::Dense,
             trainable_parameters: 4_884_480,
             trainable_are_weights: false,
+            frozen_blocks: false,
             batch_size: 4,
             seq_len: 256,
             activation_checkpointing: true,
@@ -399,6 +430,7 @@ mod tests {
         let full_f32 = PlanInput {
             trainable_parameters: params,
             trainable_are_weights: true,
+            frozen_blocks: false,
             activation_checkpointing: false,
             on_gpu: true,
             ..cpu.clone()

@@ -31,6 +31,7 @@ impl TrainingMethod for Full {
             trainable_parameters: model.parameter_count(),
             extra_positions: 0,
             trainable_are_weights: true,
+            frozen_blocks: false,
             base: BaseWeights::Dense,
         })
     }

@@ -155,6 +155,7 @@ impl TrainingMethod for Lora {
             trainable_parameters: lora_parameters(model, config.lora.rank, &targets),
             extra_positions: 0,
             trainable_are_weights: false,
+            frozen_blocks: false,
             base,
         })
     }

@@ -75,6 +75,7 @@ impl TrainingMethod for SoftPrompt {
             // The virtual tokens run through every layer with the real ones.
             extra_positions: n,
             trainable_are_weights: false,
+            frozen_blocks: true,
             base: BaseWeights::Dense,
         })
     }

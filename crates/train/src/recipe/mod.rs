@@ -144,6 +144,9 @@ pub struct PlanTerms {
     pub extra_positions: usize,
     /// The trainable parameters are the weights themselves, counted with them already.
     pub trainable_are_weights: bool,
+    /// Every layer of every block is frozen (a soft prompt): on the CPU the blocks train
+    /// through frozen chains and keep fewer tensors for backward.
+    pub frozen_blocks: bool,
     pub base: BaseWeights,
 }
 
