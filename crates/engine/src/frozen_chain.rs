@@ -258,9 +258,10 @@ mod tests {
                     norm_project_heads(&x[0], &n, &q, heads, rotation).unwrap()
                 };
                 let want = layers(&x, rotate);
-                let diff = crate::layers::max_abs_diff(&chain(&[x.clone()]), &want).unwrap();
+                let diff =
+                    crate::layers::max_abs_diff(&chain(std::slice::from_ref(&x)), &want).unwrap();
                 assert!(diff < 1e-5, "forward differs by {diff}");
-                let (got, want) = grads(&[x.clone()], chain, |x| layers(&x[0], rotate));
+                let (got, want) = grads(std::slice::from_ref(&x), chain, |x| layers(&x[0], rotate));
                 assert_close(
                     &got,
                     &want,
@@ -269,7 +270,7 @@ mod tests {
             }
 
             let (got, want) = grads(
-                &[x.clone()],
+                std::slice::from_ref(&x),
                 |x| norm_project(&x[0], &n, &q).unwrap(),
                 |x| {
                     q.forward_mode(
