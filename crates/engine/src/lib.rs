@@ -7,6 +7,7 @@ mod attention_op;
 mod backward_kernels;
 pub mod bert;
 mod bert_cpu;
+pub mod block;
 pub mod checkpoint;
 pub mod config;
 mod cpu_gemm;
