@@ -9,7 +9,7 @@ pub mod run_dir;
 pub use run::{
     loss_and_grads, train, EvalMetrics, ProgressSink, StepMetrics, TrainOutcome, TrainSettings,
 };
-pub use run_dir::{write_atomic, CheckpointState, RunDir};
+pub use run_dir::{write_atomic, CheckpointState, RunDir, Saved};
 
 use std::path::PathBuf;
 

@@ -4,9 +4,11 @@
 
 use std::collections::HashMap;
 
-use candle_core::{DType, Result, Tensor, Var};
+use candle_core::{DType, Device, Result, Tensor, Var};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
+
+use crate::trainer::run_dir::Saved;
 
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct AdamWConfig {
@@ -191,21 +193,36 @@ impl AdamW {
         Ok(())
     }
 
-    /// First and second moments by parameter name (`{name}.exp_avg`, `{name}.exp_avg_sq`).
-    pub fn state(&self) -> Result<HashMap<String, Tensor>> {
-        let mut out = HashMap::new();
+    /// First and second moments by parameter name (`{name}.exp_avg`, `{name}.exp_avg_sq`), as
+    /// a checkpoint writes them: host moments borrowed, not copied.
+    pub fn saved(&self) -> Vec<(String, Saved<'_>)> {
+        let mut out = Vec::with_capacity(2 * self.params.len());
         for ((name, param), moments) in self.params.iter().zip(&self.moments) {
             let (m, v) = match moments {
-                Moments::Host { m, v } => (
-                    Tensor::from_slice(m, param.shape(), param.device())?,
-                    Tensor::from_slice(v, param.shape(), param.device())?,
-                ),
-                Moments::Device { m, v } => (m.clone(), v.clone()),
+                Moments::Host { m, v } => {
+                    let shape = param.dims().to_vec();
+                    (
+                        Saved::Host {
+                            values: m,
+                            shape: shape.clone(),
+                        },
+                        Saved::Host { values: v, shape },
+                    )
+                }
+                Moments::Device { m, v } => (Saved::Tensor(m.clone()), Saved::Tensor(v.clone())),
             };
-            out.insert(format!("{name}.exp_avg"), m);
-            out.insert(format!("{name}.exp_avg_sq"), v);
+            out.push((format!("{name}.exp_avg"), m));
+            out.push((format!("{name}.exp_avg_sq"), v));
         }
-        Ok(out)
+        out
+    }
+
+    /// [`saved`](Self::saved) as tensors, as [`load_state`](Self::load_state) takes them.
+    pub fn state(&self) -> Result<HashMap<String, Tensor>> {
+        self.saved()
+            .into_iter()
+            .map(|(name, saved)| Ok((name, saved.to_tensor(&Device::Cpu)?)))
+            .collect()
     }
 
     /// Restores moments and the step count saved by `state()`.

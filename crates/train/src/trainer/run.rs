@@ -425,7 +425,7 @@ fn train_on_pool(
                 val_loss: val_now,
                 files: Default::default(),
             };
-            run.save_checkpoint(&state, params, &optimizer.state()?)?;
+            run.save_checkpoint(&state, params, optimizer.saved())?;
             run.prune_checkpoints(settings.keep_checkpoints)?;
         }
     }
@@ -437,7 +437,7 @@ fn train_on_pool(
             val_loss: None,
             files: Default::default(),
         };
-        run.save_checkpoint(&state, params, &optimizer.state()?)?;
+        run.save_checkpoint(&state, params, optimizer.saved())?;
         run.prune_checkpoints(settings.keep_checkpoints)?;
     }
     Ok(TrainOutcome {

@@ -86,10 +86,73 @@ pub fn sync_dir(dir: &Path) -> Result<(), TrainError> {
     Ok(())
 }
 
+/// A tensor as a checkpoint file holds it: host f32 values borrowed where they are (AdamW's
+/// moments on the CPU), or a tensor, whose bytes are copied out when the file writer reaches
+/// it. Made into tensors first, a fully trained model's two moments were a second copy of
+/// both (1 GB for SmolLM2-135M), the peak of its whole run.
+pub enum Saved<'a> {
+    Host {
+        values: &'a [f32],
+        shape: Vec<usize>,
+    },
+    Tensor(Tensor),
+}
+
+impl Saved<'_> {
+    /// The same values as a tensor on `device` (a copy for host values).
+    pub fn to_tensor(&self, device: &candle_core::Device) -> candle_core::Result<Tensor> {
+        match self {
+            Saved::Host { values, shape } => Tensor::from_slice(values, shape.as_slice(), device),
+            Saved::Tensor(t) => Ok(t.clone()),
+        }
+    }
+}
+
+impl safetensors::View for Saved<'_> {
+    fn dtype(&self) -> safetensors::Dtype {
+        match self {
+            Saved::Host { .. } => safetensors::Dtype::F32,
+            Saved::Tensor(t) => safetensors::View::dtype(t),
+        }
+    }
+
+    fn shape(&self) -> &[usize] {
+        match self {
+            Saved::Host { shape, .. } => shape,
+            Saved::Tensor(t) => t.dims(),
+        }
+    }
+
+    fn data(&self) -> std::borrow::Cow<'_, [u8]> {
+        match self {
+            // safetensors stores little-endian values, as x86-64 and ARM64 hold them.
+            #[cfg(target_endian = "little")]
+            Saved::Host { values, .. } => std::borrow::Cow::Borrowed(bytemuck::cast_slice(values)),
+            #[cfg(not(target_endian = "little"))]
+            Saved::Host { values, .. } => {
+                std::borrow::Cow::Owned(values.iter().flat_map(|v| v.to_le_bytes()).collect())
+            }
+            Saved::Tensor(t) => safetensors::View::data(t),
+        }
+    }
+
+    fn data_len(&self) -> usize {
+        match self {
+            Saved::Host { values, .. } => std::mem::size_of_val(*values),
+            Saved::Tensor(t) => safetensors::View::data_len(t),
+        }
+    }
+}
+
 /// Saves `tensors` as safetensors at `path` through a synced temporary file; returns its size.
-fn save_tensors(path: &Path, tensors: &HashMap<String, Tensor>) -> Result<u64, TrainError> {
+/// Each tensor's bytes are made (or borrowed) only when the writer reaches it.
+fn save_tensors<'a, S: AsRef<str> + Ord + std::fmt::Display>(
+    path: &Path,
+    tensors: impl IntoIterator<Item = (S, Saved<'a>)>,
+) -> Result<u64, TrainError> {
     let tmp = path.with_extension("tmp");
-    candle_core::safetensors::save(tensors, &tmp)?;
+    safetensors::serialize_to_file(tensors, None, &tmp)
+        .map_err(|e| TrainError::Checkpoint(format!("{}: {e}", tmp.display())))?;
     let file = std::fs::File::open(&tmp).map_err(io(&tmp))?;
     file.sync_all().map_err(io(&tmp))?;
     let size = file.metadata().map_err(io(&tmp))?.len();
@@ -176,7 +239,7 @@ impl RunDir {
         &self,
         state: &CheckpointState,
         params: &[(String, Var)],
-        optimizer: &HashMap<String, Tensor>,
+        optimizer: Vec<(String, Saved<'_>)>,
     ) -> Result<PathBuf, TrainError> {
         let final_dir = self
             .root
@@ -190,15 +253,14 @@ impl RunDir {
             std::fs::remove_dir_all(&tmp).map_err(io(&tmp))?;
         }
         std::fs::create_dir_all(&tmp).map_err(io(&tmp))?;
-        let tensors: HashMap<String, Tensor> = params
+        let tensors = params
             .iter()
-            .map(|(k, v)| (k.clone(), v.as_tensor().clone()))
-            .collect();
+            .map(|(k, v)| (k.as_str(), Saved::Tensor(v.as_tensor().clone())));
         let mut state = state.clone();
         state.files = BTreeMap::from([
             (
                 CHECKPOINT_FILES[0].to_string(),
-                save_tensors(&tmp.join(CHECKPOINT_FILES[0]), &tensors)?,
+                save_tensors(&tmp.join(CHECKPOINT_FILES[0]), tensors)?,
             ),
             (
                 CHECKPOINT_FILES[1].to_string(),
