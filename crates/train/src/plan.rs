@@ -133,10 +133,7 @@ pub fn block_activation_bytes(
     attention_scores: bool,
 ) -> u64 {
     let n = (batch * seq_len) as u64;
-    let h = c.hidden_size as u64;
-    let q = (c.num_attention_heads * c.head_dim) as u64;
-    let kv = (c.num_key_value_heads * c.head_dim) as u64;
-    let i = c.intermediate_size as u64;
+    let (h, q, kv, i) = widths(c);
     // Norms, residuals and projections; queries and keys rotated, the queries scaled; the
     // MLP's gate, up and gated product.
     let per_token = 6 * h + 4 * q + 3 * kv + 3 * i;
@@ -157,12 +154,18 @@ pub fn frozen_block_activation_bytes(
     seq_len: usize,
     element_bytes: u64,
 ) -> u64 {
-    let n = (batch * seq_len) as u64;
-    let h = c.hidden_size as u64;
-    let q = (c.num_attention_heads * c.head_dim) as u64;
-    let kv = (c.num_key_value_heads * c.head_dim) as u64;
-    let i = c.intermediate_size as u64;
-    n * (4 * h + 2 * q + 2 * kv + 2 * i) * element_bytes
+    let (h, q, kv, i) = widths(c);
+    (batch * seq_len) as u64 * (4 * h + 2 * q + 2 * kv + 2 * i) * element_bytes
+}
+
+/// A block's widths per token: hidden, all query heads, all key (or value) heads, the MLP.
+fn widths(c: &ModelConfig) -> (u64, u64, u64, u64) {
+    (
+        c.hidden_size as u64,
+        (c.num_attention_heads * c.head_dim) as u64,
+        (c.num_key_value_heads * c.head_dim) as u64,
+        c.intermediate_size as u64,
+    )
 }
 
 pub fn estimate(input: &PlanInput) -> MemoryEstimate {
