@@ -213,13 +213,7 @@ mod tests {
 
     fn assert_close(got: &[Tensor], want: &[Tensor], what: &str) {
         for (i, (g, w)) in got.iter().zip(want).enumerate() {
-            let scale = w
-                .abs()
-                .unwrap()
-                .max_all()
-                .unwrap()
-                .to_scalar::<f32>()
-                .unwrap();
+            let scale = crate::layers::max_abs(w).unwrap();
             let diff = crate::layers::max_abs_diff(g, w).unwrap();
             assert!(
                 diff <= 1e-4 * scale.max(1.0),

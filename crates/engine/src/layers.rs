@@ -421,8 +421,12 @@ pub fn argmax(logits: &Tensor) -> Result<u32> {
 /// The largest absolute difference between two tensors of the same shape: how parity checks
 /// and tests compare outputs.
 pub fn max_abs_diff(a: &Tensor, b: &Tensor) -> Result<f32> {
-    Ok((a - b)?
-        .abs()?
+    max_abs(&(a - b)?)
+}
+
+/// The largest absolute value in a tensor: the scale a parity check's tolerance is set against.
+pub fn max_abs(t: &Tensor) -> Result<f32> {
+    Ok(t.abs()?
         .flatten_all()?
         .max(0)?
         .to_dtype(DType::F32)?

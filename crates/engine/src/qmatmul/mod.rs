@@ -363,13 +363,7 @@ mod tests {
         let x = Tensor::randn(0f32, 1.0, (rows, k), &Device::Cpu).unwrap();
         let want = x.matmul(&dense.t().unwrap()).unwrap();
         let got = forward(&q, &x).unwrap().expect("format handled");
-        let scale = want
-            .abs()
-            .unwrap()
-            .max_all()
-            .unwrap()
-            .to_scalar::<f32>()
-            .unwrap();
+        let scale = crate::layers::max_abs(&want).unwrap();
         let err = crate::layers::max_abs_diff(&want, &got).unwrap();
         // 16-bit activations round at 1/65534 of each block's largest value, about 1e-5 of
         // each term; over k = 128 random terms the sum's error reached 1.0e-4 of the largest
