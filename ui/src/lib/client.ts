@@ -113,7 +113,6 @@ export function pullModel(request: PullRequest, onProgress: (event: DownloadProg
   return stream('pull_model', { request }, onProgress);
 }
 
-/** Stops a download; what arrived is kept, and pulling the same model again resumes. */
 /** Stops the pull of `repo` (what it downloaded stays, and a new pull resumes it). */
 export function cancelPull(repo: string): Promise<void> {
   return call('cancel_pull', { repo });
