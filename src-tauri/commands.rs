@@ -4,7 +4,7 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use tauri::ipc::{Channel, IpcResponse};
+use tauri::ipc::Channel;
 use tauri::State;
 use tunelab_api::chat::{ChatEvent, ChatRequest, ChatSummary};
 use tunelab_api::compare::{
@@ -12,7 +12,7 @@ use tunelab_api::compare::{
 };
 use tunelab_api::data::DatasetPreview;
 use tunelab_api::defaults::{DefaultModelStatus, PyPi};
-use tunelab_api::eval::{AbEvent, Caches, EvalDiff, TemplateAbRequest};
+use tunelab_api::eval::{AbEvent, EvalDiff, TemplateAbRequest};
 use tunelab_api::export::{ExportEvent, ExportReport, ExportRequest};
 use tunelab_api::hub::{DownloadProgress, Hub, PullRequest};
 use tunelab_api::jobs::{JobKind, ListedJob};
@@ -27,15 +27,8 @@ use tunelab_api::runs::{MetricPoint, RunListItem, TrainEvent, TrainRequest};
 use tunelab_api::settings::Settings;
 use tunelab_api::{ApiError, AppInfo, ErrorCode, HardwareReport};
 
+use crate::jobs::{blocking, cached_job, cancel_job};
 use crate::AppState;
-
-async fn blocking<T: Send + 'static>(
-    f: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
-) -> Result<T, ApiError> {
-    tauri::async_runtime::spawn_blocking(f)
-        .await
-        .map_err(|e| ApiError::new(ErrorCode::Internal, format!("background task failed: {e}")))?
-}
 
 #[tauri::command]
 pub fn app_info(state: State<'_, AppState>) -> AppInfo {
@@ -161,12 +154,7 @@ pub async fn resume_training(
 /// Stops the run `id` that this app trains, at its next step (with a checkpoint).
 #[tauri::command]
 pub fn cancel_training(state: State<'_, AppState>, id: String) -> Result<(), ApiError> {
-    if state.api.jobs.cancel(JobKind::Train, &id) {
-        return Ok(());
-    }
-    Err(ApiError::not_found(format!(
-        "run `{id}` is not training in this app; a run started by `tunelab train` stops with Ctrl+C there"
-    )))
+    cancel_job(&state, JobKind::Train, &id, format!("run `{id}` is not training in this app; a run started by `tunelab train` stops with Ctrl+C there"))
 }
 
 /// The workspace's comparisons of the methods, newest first.
@@ -237,32 +225,6 @@ pub async fn template_ab_test(
     .await
 }
 
-/// Runs `work` off the async runtime with the app's caches and a cancel token of its own, listed
-/// as the job `kind` on the target `target` names (worked out on that thread, as it may read a
-/// file). A closed window drops the channel; the token is then set, and the job stops at its
-/// next step or token.
-async fn cached_job<E: IpcResponse + Send + Sync + 'static, T: Send + 'static>(
-    state: &AppState,
-    kind: JobKind,
-    target: impl FnOnce() -> Result<String, ApiError> + Send + 'static,
-    on_event: Channel<E>,
-    work: impl FnOnce(&Caches, &AtomicBool, &mut (dyn FnMut(E) + Send)) -> Result<T, ApiError>
-        + Send
-        + 'static,
-) -> Result<T, ApiError> {
-    let api = state.api.clone();
-    let cancel = Arc::new(AtomicBool::new(false));
-    blocking(move || {
-        let _entry = api.jobs.register(kind, &target()?, cancel.clone());
-        work(&api.caches(), &cancel, &mut |event| {
-            if on_event.send(event).is_err() {
-                cancel.store(true, Ordering::Relaxed);
-            }
-        })
-    })
-    .await
-}
-
 /// The template an A/B test is listed under.
 fn ab_test_name(request: &TemplateAbRequest) -> String {
     request
@@ -276,23 +238,23 @@ fn ab_test_name(request: &TemplateAbRequest) -> String {
 /// Stops the A/B test of the template `name`, at its next token; the answers so far are kept.
 #[tauri::command]
 pub fn cancel_template_ab_test(state: State<'_, AppState>, name: String) -> Result<(), ApiError> {
-    if state.api.jobs.cancel(JobKind::Eval, &name) {
-        return Ok(());
-    }
-    Err(ApiError::not_found(format!(
-        "no A/B test of `{name}` is running in this app"
-    )))
+    cancel_job(
+        &state,
+        JobKind::Eval,
+        &name,
+        format!("no A/B test of `{name}` is running in this app"),
+    )
 }
 
 /// Stops the comparison `id` this app runs, at its next step or token; what finished is kept.
 #[tauri::command]
 pub fn cancel_comparison(state: State<'_, AppState>, id: String) -> Result<(), ApiError> {
-    if state.api.jobs.cancel(JobKind::Compare, &id) {
-        return Ok(());
-    }
-    Err(ApiError::not_found(format!(
-        "comparison `{id}` is not running in this app"
-    )))
+    cancel_job(
+        &state,
+        JobKind::Compare,
+        &id,
+        format!("comparison `{id}` is not running in this app"),
+    )
 }
 
 /// Exports a run's result or a model (PEFT, merged folder, GGUF with an Ollama Modelfile),
@@ -321,12 +283,12 @@ pub async fn export_result(
 /// Stops the export of `source` this app runs; nothing of it is kept.
 #[tauri::command]
 pub fn cancel_export(state: State<'_, AppState>, source: String) -> Result<(), ApiError> {
-    if state.api.jobs.cancel(JobKind::Export, &source) {
-        return Ok(());
-    }
-    Err(ApiError::not_found(format!(
-        "no export of `{source}` is running in this app"
-    )))
+    cancel_job(
+        &state,
+        JobKind::Export,
+        &source,
+        format!("no export of `{source}` is running in this app"),
+    )
 }
 
 /// Writes the report as HTML and CSV beside its JSON, in the comparison's folder.
@@ -425,12 +387,12 @@ pub async fn add_to_knowledge_base(
 /// Stops the add to the knowledge base `name`; the knowledge base stays as it was before it.
 #[tauri::command]
 pub fn cancel_knowledge_add(state: State<'_, AppState>, name: String) -> Result<(), ApiError> {
-    if state.api.jobs.cancel(JobKind::Knowledge, &name) {
-        return Ok(());
-    }
-    Err(ApiError::not_found(format!(
-        "nothing is being added to knowledge base `{name}` in this app"
-    )))
+    cancel_job(
+        &state,
+        JobKind::Knowledge,
+        &name,
+        format!("nothing is being added to knowledge base `{name}` in this app"),
+    )
 }
 
 #[tauri::command]
@@ -511,12 +473,12 @@ pub async fn pull_model(
 /// Stops the pull of `repo`; what it downloaded stays, and the next pull resumes it.
 #[tauri::command]
 pub fn cancel_pull(state: State<'_, AppState>, repo: String) -> Result<(), ApiError> {
-    if state.api.jobs.cancel(JobKind::Download, repo.trim()) {
-        return Ok(());
-    }
-    Err(ApiError::not_found(format!(
-        "no download of `{repo}` is running in this app"
-    )))
+    cancel_job(
+        &state,
+        JobKind::Download,
+        repo.trim(),
+        format!("no download of `{repo}` is running in this app"),
+    )
 }
 
 /// The job name of the default models' download.

@@ -4,6 +4,7 @@
 #![cfg_attr(not(debug_assertions), windows_subsystem = "windows")]
 
 mod commands;
+mod jobs;
 
 use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
