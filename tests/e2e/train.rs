@@ -4,6 +4,33 @@
 use std::time::Duration;
 
 use crate::harness::{screenshot, start};
+use crate::webdriver::Session;
+
+/// The wizard's settings step: `steps` steps of one 128-token example each.
+fn fill_settings(app: &Session, steps: &str, wait: Duration) {
+    for (label, value) in [
+        ("Steps", steps),
+        ("Batch size", "1"),
+        ("Sequence length", "128"),
+    ] {
+        let input = app.find(&format!("input[aria-label='{label}']"), wait);
+        app.clear(&input);
+        app.type_text(&input, value);
+    }
+}
+
+/// Points on the training curve of the loss chart inside `scope` (a CSS prefix, empty for the
+/// page): one moveto or lineto in the line's path per point.
+fn loss_points(app: &Session, scope: &str) -> usize {
+    app.attribute(
+        &format!("{scope}figure[aria-label='Loss'] g.train.line path"),
+        "d",
+    )
+    .unwrap_or_default()
+    .chars()
+    .filter(|c| matches!(c, 'M' | 'L'))
+    .count()
+}
 
 #[test]
 fn a_short_lora_run_from_the_train_screen_moves_its_chart_and_opens_in_chat() {
@@ -61,15 +88,7 @@ fn a_short_lora_run_from_the_train_screen_moves_its_chart_and_opens_in_chat() {
     let next = app.find("button.next", long);
     app.click(&next);
     // Settings, each with its default and what it does.
-    for (label, value) in [
-        ("Steps", "3"),
-        ("Batch size", "1"),
-        ("Sequence length", "128"),
-    ] {
-        let input = app.find(&format!("input[aria-label='{label}']"), long);
-        app.clear(&input);
-        app.type_text(&input, value);
-    }
+    fill_settings(&app, "3", long);
     let next = app.find("button.next", long);
     app.click(&next);
     // The review checks the memory plan for this machine.
@@ -92,13 +111,7 @@ fn a_short_lora_run_from_the_train_screen_moves_its_chart_and_opens_in_chat() {
     app.click(&start);
     // The chart moves: the training curve gains points while the run goes on (one moveto or
     // lineto in the line's path per point).
-    let count_points = || {
-        app.attribute("figure[aria-label='Loss'] g.train.line path", "d")
-            .unwrap_or_default()
-            .chars()
-            .filter(|c| matches!(c, 'M' | 'L'))
-            .count()
-    };
+    let count_points = || loss_points(&app, "");
     let deadline = std::time::Instant::now() + Duration::from_secs(240);
     let mut counts_while_running = std::collections::BTreeSet::new();
     loop {
@@ -198,15 +211,7 @@ fn a_short_lora_run_from_the_train_screen_moves_its_chart_and_opens_in_chat() {
     app.type_text(&dataset, data.to_str().unwrap());
     let next = app.find("button.next", long);
     app.click(&next);
-    for (label, value) in [
-        ("Steps", "400"),
-        ("Batch size", "1"),
-        ("Sequence length", "128"),
-    ] {
-        let input = app.find(&format!("input[aria-label='{label}']"), long);
-        app.clear(&input);
-        app.type_text(&input, value);
-    }
+    fill_settings(&app, "400", long);
     let next = app.find("button.next", long);
     app.click(&next);
     app.wait_text("section[aria-label='Review']", long, |t| {
@@ -223,16 +228,7 @@ fn a_short_lora_run_from_the_train_screen_moves_its_chart_and_opens_in_chat() {
     app.click(&home);
     let job = app.find("section[aria-label='Jobs'] button.open", long);
     app.click(&job);
-    let selected_points = || {
-        app.attribute(
-            "section[aria-label='Selected run'] figure[aria-label='Loss'] g.train.line path",
-            "d",
-        )
-        .unwrap_or_default()
-        .chars()
-        .filter(|c| matches!(c, 'M' | 'L'))
-        .count()
-    };
+    let selected_points = || loss_points(&app, "section[aria-label='Selected run'] ");
     let cancel = app.find("section[aria-label='Selected run'] button.danger", long);
     let seen = selected_points();
     let deadline = std::time::Instant::now() + Duration::from_secs(120);
