@@ -6,7 +6,7 @@ use std::sync::atomic::AtomicBool;
 
 use tunelab_engine::Device;
 use tunelab_train::trainer::{EvalMetrics, ProgressSink, RunDir, StepMetrics, TrainError};
-use tunelab_train::{train_run, Method, RunConfig};
+use tunelab_train::{train_run, Method, RunConfig, TrainedRun};
 
 use crate::models_dir;
 
@@ -19,8 +19,22 @@ impl ProgressSink for Steps {
     fn eval(&mut self, _: &EvalMetrics) {}
 }
 
-fn default_gguf() -> std::path::PathBuf {
-    models_dir().join("smollm2-135m-instruct/SmolLM2-135M-Instruct.Q4_1.gguf")
+/// `train_run` from the default GGUF on the CPU, cancelled from the start when `cancel`.
+fn train_default(
+    config: &RunConfig,
+    run: &RunDir,
+    sink: &mut dyn ProgressSink,
+    cancel: bool,
+) -> Result<TrainedRun, TrainError> {
+    let gguf = models_dir().join("smollm2-135m-instruct/SmolLM2-135M-Instruct.Q4_1.gguf");
+    train_run(
+        config,
+        Some(&gguf),
+        run,
+        &Device::Cpu,
+        sink,
+        &AtomicBool::new(cancel),
+    )
 }
 
 /// Twelve question/answer rows in the Alpaca format, one of them without its answer.
@@ -56,15 +70,7 @@ fn a_soft_prompt_run_goes_from_its_config_to_a_saved_peft_artifact() {
     config.soft_prompt.num_virtual_tokens = 4;
     let run = RunDir::create(&dir.path().join("run")).unwrap();
     let mut steps = Steps(0);
-    let trained = train_run(
-        &config,
-        Some(&default_gguf()),
-        &run,
-        &Device::Cpu,
-        &mut steps,
-        &AtomicBool::new(false),
-    )
-    .unwrap();
+    let trained = train_default(&config, &run, &mut steps, false).unwrap();
 
     assert_eq!((trained.outcome.steps, steps.0), (2, 2));
     assert!(!trained.outcome.cancelled && trained.outcome.tokens_seen > 0);
@@ -102,15 +108,7 @@ fn a_run_cancelled_before_its_first_step_saves_no_artifact() {
     config.train.max_steps = 5;
     config.soft_prompt.num_virtual_tokens = 2;
     let run = RunDir::create(&dir.path().join("run")).unwrap();
-    let trained = train_run(
-        &config,
-        Some(&default_gguf()),
-        &run,
-        &Device::Cpu,
-        &mut Steps(0),
-        &AtomicBool::new(true),
-    )
-    .unwrap();
+    let trained = train_default(&config, &run, &mut Steps(0), true).unwrap();
     assert!(trained.outcome.cancelled);
     assert!(
         !trained.artifact.exists(),
@@ -130,15 +128,7 @@ fn a_dataset_without_a_usable_example_is_refused_naming_the_file_and_the_first_p
         ..Default::default()
     };
     let run = RunDir::create(&dir.path().join("run")).unwrap();
-    let err = train_run(
-        &config,
-        Some(&default_gguf()),
-        &run,
-        &Device::Cpu,
-        &mut Steps(0),
-        &AtomicBool::new(false),
-    )
-    .unwrap_err();
+    let err = train_default(&config, &run, &mut Steps(0), false).unwrap_err();
     let TrainError::Config(message) = &err else {
         panic!("a configuration error, not {err:?}");
     };
