@@ -67,59 +67,151 @@ pub(super) mod avx2 {
     }
 }
 
-/// AVX-512 (F and BW): one block of 32 per 512-bit multiply-add instead of two 256-bit ones,
-/// with the block's scale applied to sixteen lanes.
+/// AVX-512 (F and BW): one block of 32 per 512-bit multiply-add, and the blocks' scales handled
+/// sixteen blocks at a time.
 #[cfg(target_arch = "x86_64")]
 pub(super) mod avx512 {
-    use super::super::{half, BlockFormat, RowActivations, BLOCK};
+    use super::super::{BlockFormat, RowActivations, BLOCK};
     use std::arch::x86_64::*;
 
+    /// Blocks whose scales are read, converted and multiplied together, one per lane.
+    const GROUP: usize = 16;
+
     /// Dot product of one row of weight blocks with prepared activations, as
-    /// [`super::avx2::dot_row`] computes it. (Two sums for even and odd blocks, to overlap
-    /// their additions, measured no faster: the loads, not the additions, set the pace.)
+    /// [`super::avx2::dot_row`] computes it.
     ///
     /// # Safety
     /// The CPU must support AVX-512 F and BW; `row` holds `x.q.len() / 32` whole blocks.
-    #[target_feature(enable = "avx512f,avx512bw,avx2,fma")]
+    #[target_feature(enable = "avx512f,avx512bw,avx2,fma,f16c")]
     pub unsafe fn dot_row(format: BlockFormat, row: &[u8], x: &RowActivations) -> f32 {
-        // SAFETY: the caller guarantees AVX-512 F/BW; every pointer stays inside `row` and `x.q`.
+        // SAFETY: the caller's guarantees, passed on.
         unsafe {
-            let mut acc = _mm512_setzero_ps();
-            let mut offset_total = 0f32;
+            match format {
+                BlockFormat::Q4_0 => grouped::<{ BlockFormat::Q4_0 as u8 }>(row, x),
+                BlockFormat::Q4_1 => grouped::<{ BlockFormat::Q4_1 as u8 }>(row, x),
+                BlockFormat::Q8_0 => q8_0(row, x),
+            }
+        }
+    }
+
+    /// The 4-bit formats. Each block is one integer multiply-add of its weights with the
+    /// activations, then one float multiply-add of that by the two scales. The scales'
+    /// product is made for sixteen blocks at once (their 16-bit scales gathered and converted
+    /// in one instruction each), and so is the offset term (Q4_1's minimum, Q4_0's −8): per
+    /// block that leaves a broadcast where there were scalar loads, conversions and products.
+    /// Even and odd blocks sum apart, so consecutive blocks do not wait on each other's
+    /// addition. Measured alone on a 2-core Zen 5 (60,000 rows, one thread), a Q4_1 row of 48
+    /// blocks took 0.92–1.15 ns a block against 1.8–1.9 a block at a time; a row of 18
+    /// blocks, 1.25–1.5 against 1.6–1.75.
+    #[target_feature(enable = "avx512f,avx512bw,avx2,fma,f16c")]
+    #[inline(never)]
+    unsafe fn grouped<const FORMAT: u8>(row: &[u8], x: &RowActivations) -> f32 {
+        let format = if FORMAT == BlockFormat::Q4_0 as u8 {
+            BlockFormat::Q4_0
+        } else {
+            BlockFormat::Q4_1
+        };
+        // SAFETY: the caller guarantees AVX-512 F/BW; every pointer stays inside `row` and `x`
+        // (the gathers and loads of a last, partial group are masked to its blocks).
+        unsafe {
             let size = format.bytes();
             let nblocks = x.q.len() / BLOCK;
             let xq = x.q.as_ptr();
-            let mask = _mm_set1_epi8(0x0F);
-            for b in 0..nblocks {
-                let blk = row.as_ptr().add(b * size);
-                let xv = _mm512_loadu_si512(xq.add(b * BLOCK) as *const __m512i);
-                let d = half(std::slice::from_raw_parts(blk, 2), 0);
-                let w = match format {
-                    BlockFormat::Q4_0 | BlockFormat::Q4_1 => {
-                        let qs_at = if format == BlockFormat::Q4_0 { 2 } else { 4 };
-                        let q = _mm_loadu_si128(blk.add(qs_at) as *const __m128i);
-                        // Low nibbles are values 0..16 of the block, high nibbles 16..32.
-                        let lo = _mm_and_si128(q, mask);
-                        let hi = _mm_and_si128(_mm_srli_epi16(q, 4), mask);
-                        _mm512_cvtepu8_epi16(_mm256_set_m128i(hi, lo))
-                    }
-                    BlockFormat::Q8_0 => {
-                        _mm512_cvtepi8_epi16(_mm256_loadu_si256(blk.add(2) as *const __m256i))
-                    }
+            let (mut even, mut odd) = (_mm512_setzero_ps(), _mm512_setzero_ps());
+            let mut offsets = _mm512_setzero_ps();
+            let mut scales = [0f32; GROUP];
+            // Byte offsets of sixteen consecutive blocks: each gathers the four bytes at the
+            // block's start, its 16-bit scale and (Q4_1) its 16-bit minimum.
+            let starts = _mm512_mullo_epi32(
+                _mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0),
+                _mm512_set1_epi32(size as i32),
+            );
+            let mut first = 0;
+            while first < nblocks {
+                let count = (nblocks - first).min(GROUP);
+                let lanes: __mmask16 = if count == GROUP {
+                    !0
+                } else {
+                    (1u16 << count) - 1
                 };
-                let ints = _mm512_madd_epi16(w, xv);
-                acc = _mm512_fmadd_ps(
-                    _mm512_cvtepi32_ps(ints),
-                    _mm512_set1_ps(d * x.scale[b]),
-                    acc,
+                let heads = _mm512_mask_i32gather_epi32::<1>(
+                    _mm512_setzero_si512(),
+                    lanes,
+                    starts,
+                    row.as_ptr().add(first * size) as *const i32,
                 );
-                offset_total += match format {
-                    BlockFormat::Q4_0 => -8.0 * d * x.sum[b],
-                    BlockFormat::Q4_1 => half(std::slice::from_raw_parts(blk, 4), 2) * x.sum[b],
-                    BlockFormat::Q8_0 => 0.0,
+                let d = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(heads));
+                let x_scale = _mm512_maskz_loadu_ps(lanes, x.scale.as_ptr().add(first));
+                let x_sum = _mm512_maskz_loadu_ps(lanes, x.sum.as_ptr().add(first));
+                _mm512_storeu_ps(scales.as_mut_ptr(), _mm512_mul_ps(d, x_scale));
+                let low = if FORMAT == BlockFormat::Q4_0 as u8 {
+                    _mm512_mul_ps(d, _mm512_set1_ps(-8.0))
+                } else {
+                    _mm512_cvtph_ps(_mm512_cvtepi32_epi16(_mm512_srli_epi32(heads, 16)))
                 };
+                offsets = _mm512_fmadd_ps(low, x_sum, offsets);
+                let block = |lane: usize, sum: __m512| {
+                    let b = first + lane;
+                    let ints = _mm512_madd_epi16(
+                        nibbles(row.as_ptr().add(b * size + size - 16)),
+                        _mm512_loadu_si512(xq.add(b * BLOCK) as *const __m512i),
+                    );
+                    _mm512_fmadd_ps(_mm512_cvtepi32_ps(ints), _mm512_set1_ps(scales[lane]), sum)
+                };
+                let mut lane = 0;
+                while lane + 1 < count {
+                    even = block(lane, even);
+                    odd = block(lane + 1, odd);
+                    lane += 2;
+                }
+                if lane < count {
+                    even = block(lane, even);
+                }
+                first += count;
             }
-            _mm512_reduce_add_ps(acc) + offset_total
+            _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(even, odd), offsets))
+        }
+    }
+
+    /// A 4-bit block's 16 bytes of weights as 32 16-bit integers in the order of its values:
+    /// the bytes twice, widened; lanes 0..16 keep the low nibbles (values 0..16 of the block),
+    /// lanes 16..32 the high nibbles (values 16..32).
+    #[inline(always)]
+    unsafe fn nibbles(qs: *const u8) -> __m512i {
+        // SAFETY: the caller keeps `qs..qs + 16` inside the row.
+        unsafe {
+            let q = _mm_loadu_si128(qs as *const __m128i);
+            let both = _mm512_cvtepu8_epi16(_mm256_broadcastsi128_si256(q));
+            let shifts = _mm512_inserti64x4(_mm512_setzero_si512(), _mm256_set1_epi16(4), 1);
+            _mm512_and_si512(_mm512_srlv_epi16(both, shifts), _mm512_set1_epi16(0x0F))
+        }
+    }
+
+    /// Q8_0 (the default model's output layer): a block at a time. Its rows are read at the
+    /// memory's pace already (34 bytes a block against the 4-bit formats' 18 or 20), and
+    /// with the grouped scales they measured slower.
+    #[target_feature(enable = "avx512f,avx512bw,avx2,fma,f16c")]
+    #[inline(never)]
+    unsafe fn q8_0(row: &[u8], x: &RowActivations) -> f32 {
+        // SAFETY: the caller guarantees AVX-512 F/BW; every pointer stays inside `row` and `x.q`.
+        unsafe {
+            let size = BlockFormat::Q8_0.bytes();
+            let xq = x.q.as_ptr();
+            let mut acc = _mm512_setzero_ps();
+            for b in 0..x.q.len() / BLOCK {
+                let blk = row.as_ptr().add(b * size);
+                // The scale is converted as a broadcast: a scalar conversion inserts its 16 bits
+                // into a register the compiler may pick from the running sum, and then every
+                // block waits for the previous block's multiply-add (1.9 ns a block, not 1.05).
+                let bits = (blk as *const u16).read_unaligned() as i16;
+                let d = _mm512_cvtph_ps(_mm256_set1_epi16(bits));
+                let scale = _mm512_mul_ps(d, _mm512_set1_ps(x.scale[b]));
+                let w = _mm512_cvtepi8_epi16(_mm256_loadu_si256(blk.add(2) as *const __m256i));
+                let ints =
+                    _mm512_madd_epi16(w, _mm512_loadu_si512(xq.add(b * BLOCK) as *const __m512i));
+                acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(ints), scale, acc);
+            }
+            _mm512_reduce_add_ps(acc)
         }
     }
 }

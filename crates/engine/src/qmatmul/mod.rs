@@ -423,11 +423,16 @@ mod tests {
         if !has_avx2() {
             return;
         }
-        for dtype in [GgmlDType::Q4_0, GgmlDType::Q4_1, GgmlDType::Q8_0] {
+        // 8 blocks; 18 (the default model's rows: a group of 16 and a rest); 37 (two groups
+        // and a rest of 5).
+        for (dtype, k) in [GgmlDType::Q4_0, GgmlDType::Q4_1, GgmlDType::Q8_0]
+            .into_iter()
+            .flat_map(|dtype| [256, 576, 1184].map(|k| (dtype, k)))
+        {
             let format = BlockFormat::of(dtype).unwrap();
-            let w = Tensor::randn(0f32, 1.0, (1, 256), &Device::Cpu).unwrap();
+            let w = Tensor::randn(0f32, 1.0, (1, k), &Device::Cpu).unwrap();
             let q = QTensor::quantize(&w, dtype).unwrap();
-            let x: Vec<f32> = (0..256)
+            let x: Vec<f32> = (0..k)
                 .map(|i| ((i * 7919) % 100) as f32 / 50.0 - 1.0)
                 .collect();
             let data = q.data().unwrap();
@@ -437,14 +442,14 @@ mod tests {
             let vector = unsafe { avx2::dot_row(format, &data, &prepared) };
             assert!(
                 (scalar - vector).abs() < 1e-3 * scalar.abs().max(1.0),
-                "{dtype:?}: {scalar} vs {vector}"
+                "{dtype:?}, {k} columns: {scalar} vs {vector}"
             );
             if BlockKernel::detect() == BlockKernel::Avx512 {
                 // SAFETY: AVX-512 F and BW detected.
                 let wide = unsafe { avx512::dot_row(format, &data, &prepared) };
                 assert!(
                     (wide - vector).abs() < 1e-5 * vector.abs().max(1.0),
-                    "{dtype:?}: AVX-512 {wide} vs AVX2 {vector}"
+                    "{dtype:?}, {k} columns: AVX-512 {wide} vs AVX2 {vector}"
                 );
             }
         }
