@@ -112,7 +112,7 @@ fn erf(x: f32) -> f32 {
 /// e^y for y ≤ 0, within 2e-7 relative; y is held at -87 or above, where e^y is 1.6e-38.
 /// y = n ln2 + r with |r| ≤ ln2/2: e^r from its Taylor series to the 7th power, 2^n put
 /// straight into the exponent bits. No branch and no call, so loops over it vectorize.
-fn exp_nonpositive(y: f32) -> f32 {
+pub(crate) fn exp_nonpositive(y: f32) -> f32 {
     // Adding 1.5·2^23 rounds to an integer and leaves it in the low mantissa bits.
     const ROUND: f32 = 12_582_912.0;
     const LN2_HI: f32 = 0.693_145_75;

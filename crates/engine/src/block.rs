@@ -1,7 +1,7 @@
 //! One decoder block of the Llama-family model: attention and the gated MLP, each after its
 //! RMSNorm, with the residual stream around them, in the three modes of `layers::Mode`.
 
-use candle_core::Tensor;
+use candle_core::{DType, Tensor};
 use candle_nn::kv_cache::KvCache;
 
 use crate::error::Result;
@@ -135,6 +135,15 @@ impl Attention {
             let out = crate::attention_op::causal_attention(&q, &k, &v, scale)?
                 .transpose(1, 2)?
                 .reshape((b, t, h * d))?;
+            return self.o_proj.forward_mode(&out, pass.mode);
+        }
+        if pass.mode == Mode::Inference
+            && x.device().is_cpu()
+            && q.dtype() == DType::F32
+            && t <= crate::qmatmul::GEMV_MAX_ROWS
+        {
+            // Decoding on the CPU: one loop per head over the cache instead of two small GEMMs.
+            let out = crate::decode_attention::decode_attention(&q, &k, &v, scale)?;
             return self.o_proj.forward_mode(&out, pass.mode);
         }
         // Grouped-query attention without copying keys: the query heads that share a key/value

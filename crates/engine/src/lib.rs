@@ -11,6 +11,7 @@ pub mod block;
 pub mod checkpoint;
 pub mod config;
 mod cpu_gemm;
+mod decode_attention;
 pub mod device;
 pub mod error;
 mod frozen_chain;
