@@ -96,9 +96,10 @@ pub(super) mod avx512 {
 
     /// The 4-bit formats. Each block is one integer multiply-add of its weights with the
     /// activations, then one float multiply-add of that by the two scales. The scales'
-    /// product is made for sixteen blocks at once (their 16-bit scales gathered and converted
-    /// in one instruction each), and so is the offset term (Q4_1's minimum, Q4_0's −8): per
-    /// block that leaves a broadcast where there were scalar loads, conversions and products.
+    /// product is made for sixteen blocks at once (their 16-bit scales fetched together by
+    /// [`block_heads`] and converted in one instruction), and so is the offset term (Q4_1's
+    /// minimum, Q4_0's −8): per block that leaves a broadcast where there were scalar loads,
+    /// conversions and products.
     /// Even and odd blocks sum apart, so consecutive blocks do not wait on each other's
     /// addition. Measured alone on a 2-core Zen 5 (60,000 rows, one thread), a Q4_1 row of 48
     /// blocks took 0.92–1.15 ns a block against 1.8–1.9 a block at a time; a row of 18
@@ -134,12 +135,7 @@ pub(super) mod avx512 {
                 } else {
                     (1u16 << count) - 1
                 };
-                let heads = _mm512_mask_i32gather_epi32::<1>(
-                    _mm512_setzero_si512(),
-                    lanes,
-                    starts,
-                    row.as_ptr().add(first * size) as *const i32,
-                );
+                let heads = block_heads(format, row.as_ptr().add(first * size), lanes, starts);
                 let d = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(heads));
                 let x_scale = _mm512_maskz_loadu_ps(lanes, x.scale.as_ptr().add(first));
                 let x_sum = _mm512_maskz_loadu_ps(lanes, x.sum.as_ptr().add(first));
@@ -170,6 +166,58 @@ pub(super) mod avx512 {
                 first += count;
             }
             _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(even, odd), offsets))
+        }
+    }
+
+    /// The first four bytes of up to sixteen consecutive blocks from `at` (the scale, and
+    /// Q4_1's minimum), one block per lane; `lanes` says which of the sixteen exist, and the
+    /// others are 0. Q4_1's blocks are five 32-bit words apart, so its heads come from five
+    /// (masked) loads and three permutes; Q4_0's (18 bytes apart) are gathered. On Zen 5,
+    /// alternating in one run, Q4_1's rows of 18 blocks took 1.25 ns a block with the permutes
+    /// against 1.4 gathered, rows of 48 blocks 1.02 against 1.07.
+    #[inline(always)]
+    unsafe fn block_heads(
+        format: BlockFormat,
+        at: *const u8,
+        lanes: __mmask16,
+        starts: __m512i,
+    ) -> __m512i {
+        // SAFETY: the caller keeps the `lanes` blocks from `at` inside the row; the masked
+        // loads read no word past the last of them.
+        unsafe {
+            if format != BlockFormat::Q4_1 {
+                return _mm512_mask_i32gather_epi32::<1>(
+                    _mm512_setzero_si512(),
+                    lanes,
+                    starts,
+                    at as *const i32,
+                );
+            }
+            let word = at as *const i32;
+            let v: [__m512i; 5] = if lanes == !0 {
+                std::array::from_fn(|i| _mm512_loadu_si512(word.add(16 * i) as *const __m512i))
+            } else {
+                let words = 5 * lanes.count_ones() as usize;
+                std::array::from_fn(|i| {
+                    let valid = words.saturating_sub(16 * i).min(16);
+                    _mm512_maskz_loadu_epi32(((1u32 << valid) - 1) as __mmask16, word.add(16 * i))
+                })
+            };
+            // Word 5·p holds block p's head: words 0..32 are in v0 and v1, 32..64 in v2 and
+            // v3, 64..80 in v4.
+            let index =
+                _mm512_set_epi32(75, 70, 65, 60, 55, 50, 45, 40, 35, 30, 25, 20, 15, 10, 5, 0);
+            let low = _mm512_permutex2var_epi32(v[0], index, v[1]);
+            let middle = _mm512_permutex2var_epi32(
+                v[2],
+                _mm512_sub_epi32(index, _mm512_set1_epi32(32)),
+                v[3],
+            );
+            let high =
+                _mm512_permutexvar_epi32(_mm512_sub_epi32(index, _mm512_set1_epi32(64)), v[4]);
+            // Blocks 0..7 lie in words below 32, 7..13 below 64, 13..16 above.
+            let heads = _mm512_mask_blend_epi32(0b0001_1111_1000_0000, low, middle);
+            _mm512_mask_blend_epi32(0b1110_0000_0000_0000, heads, high)
         }
     }
 
