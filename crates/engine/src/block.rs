@@ -142,7 +142,7 @@ impl Attention {
             && q.dtype() == DType::F32
             && t <= crate::qmatmul::GEMV_MAX_ROWS
         {
-            // Decoding on the CPU: one loop per head over the cache instead of two small GEMMs.
+            // Decoding on the CPU: one pass per query over the cache instead of two small GEMMs.
             let out = crate::decode_attention::decode_attention(&q, &k, &v, scale)?;
             return self.o_proj.forward_mode(&out, pass.mode);
         }

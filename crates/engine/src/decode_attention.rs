@@ -2,7 +2,7 @@
 //!
 //! Decoding a token attends one query per head to every cached key. Through tensor ops that is
 //! two matrix products of a `(heads, 1, d)` by `(d, t)` shape plus a scale, a softmax and
-//! reshapes around them: a dozen dispatches into gemm and candle per block, each paying its
+//! reshapes around them: several dispatches into gemm and candle per block, each paying its
 //! set-up for a few thousand multiply-adds. Measured on SmolLM2-135M at 200–600 cached tokens,
 //! those products took 16–19% of a decoded token's time on the thread that runs the pass; this
 //! op takes 11–12%, most of it reading the f32 cache (about 15 MB a token at 330 tokens). Each
@@ -17,7 +17,7 @@
 use candle_core::{CpuStorage, CustomOp3, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
-/// Above this many multiply-adds in a call, query heads run on every core; below it the
+/// Above this many multiply-adds in a call, the key/value groups run on every core; below it the
 /// hand-off to the thread pool costs more than it saves.
 const PARALLEL_WORK: usize = 1 << 20;
 
@@ -517,16 +517,7 @@ mod tests {
     }
 
     fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
-        (a - b)
-            .unwrap()
-            .abs()
-            .unwrap()
-            .flatten_all()
-            .unwrap()
-            .max(0)
-            .unwrap()
-            .to_scalar()
-            .unwrap()
+        crate::layers::max_abs_diff(a, b).unwrap()
     }
 
     #[test]

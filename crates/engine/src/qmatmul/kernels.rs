@@ -137,11 +137,10 @@ pub(super) mod avx512 {
     /// product is made for sixteen blocks at once (their 16-bit scales fetched together by
     /// [`block_heads`] and converted in one instruction), and so is the offset term (Q4_1's
     /// minimum, Q4_0's −8): per block that leaves a broadcast where there were scalar loads,
-    /// conversions and products.
-    /// Even and odd blocks sum apart, so consecutive blocks do not wait on each other's
-    /// addition. Measured alone on a 2-core Zen 5 (60,000 rows, one thread), a Q4_1 row of 48
-    /// blocks took 0.92–1.15 ns a block against 1.8–1.9 a block at a time; a row of 18
-    /// blocks, 1.25–1.5 against 1.6–1.75.
+    /// conversions and products. Even and odd blocks sum apart, so consecutive blocks do not
+    /// wait on each other's addition. Measured alone on a 2-core Zen 5 (60,000 rows, one
+    /// thread), a Q4_1 row of 48 blocks takes about 1.0 ns a block against 1.8–1.9 a block at
+    /// a time; a row of 18 blocks, 1.25 against 1.6–1.75.
     #[target_feature(enable = "avx512f,avx512bw,avx2,fma,f16c")]
     #[inline(never)]
     unsafe fn grouped<const FORMAT: u8>(row: &[u8], x: &RowActivations) -> f32 {
