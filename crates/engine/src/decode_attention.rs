@@ -126,74 +126,69 @@ impl Views<'_> {
         let rows = self.rep * t;
         // Row `r` is query `r % t` of the group's head `r / t`; it sees `total - t + r % t + 1`
         // keys.
-        let queries: Vec<(&[f32], usize)> = (0..rows)
-            .map(|r| {
-                let query = &q[qr.at(b, kv * self.rep + r / t, r % t)..][..d];
-                (query, total - t + r % t + 1)
-            })
-            .collect();
-        probs.clear();
-        probs.resize(rows * total, 0.0);
+        let query = |r: usize| {
+            let at = qr.at(b, kv * self.rep + r / t, r % t);
+            (&q[at..at + d], total - t + r % t + 1)
+        };
         let (keys, values) = (&k[kr.at(b, kv, 0)..], &v[vr.at(b, kv, 0)..]);
         // Every row of the view lies inside its storage (candle checks views when it makes
-        // them); the wide kernels below rely on it.
+        // them); the wide kernels rely on it.
         assert!(
             (total - 1) * kr.time + d <= keys.len() && (total - 1) * vr.time + d <= values.len(),
             "decode attention: cache view runs past its storage"
         );
-        let wide = self.wide;
-        match wide {
-            #[cfg(target_arch = "x86_64")]
-            Some(chunks) => {
-                for (r, &(query, seen)) in queries.iter().enumerate() {
-                    let row = &mut probs[r * total..][..seen];
-                    // SAFETY: AVX-512 F was detected (`wide` is set only then); `query` holds
-                    // d = 16 · chunks values and rows 0..seen of `keys` lie inside it (above).
-                    unsafe { avx512::scores(chunks, query, keys, kr.time, scale, row) };
-                }
+        #[cfg(target_arch = "x86_64")]
+        if let Some(chunks) = self.wide {
+            probs.resize(total, 0.0);
+            for (r, out) in out.chunks_exact_mut(d).enumerate() {
+                let (query, seen) = query(r);
+                let cache = avx512::Cache {
+                    keys,
+                    key_stride: kr.time,
+                    values,
+                    value_stride: vr.time,
+                };
+                // SAFETY: AVX-512 F was detected (`wide` is set only then); `query` and `out`
+                // hold d = 16 · chunks values, and rows 0..seen of the cache lie inside it
+                // (above).
+                unsafe { avx512::attend(chunks, query, &cache, scale, &mut probs[..seen], out) };
             }
-            _ => {
-                for j in 0..total {
-                    let key = &keys[j * kr.time..][..d];
-                    for (r, &(query, seen)) in queries.iter().enumerate() {
-                        if j < seen {
-                            probs[r * total + j] = dot(query, key) * scale;
-                        }
-                    }
+            return;
+        }
+        probs.clear();
+        probs.resize(rows * total, 0.0);
+        for j in 0..total {
+            let key = &keys[j * kr.time..][..d];
+            for r in 0..rows {
+                let (query, seen) = query(r);
+                if j < seen {
+                    probs[r * total + j] = dot(query, key) * scale;
                 }
             }
         }
-        for (r, &(_, seen)) in queries.iter().enumerate() {
-            let row = &mut probs[r * total..][..seen];
-            let max = row.iter().fold(f32::NEG_INFINITY, |m, &s| m.max(s));
-            row.iter_mut()
-                .for_each(|s| *s = crate::bert_cpu::exp_nonpositive(*s - max));
-            let inv = 1.0 / crate::bert_cpu::sum_lanes(row, |s| s);
-            row.iter_mut().for_each(|s| *s *= inv);
+        for r in 0..rows {
+            softmax(&mut probs[r * total..][..query(r).1]);
         }
-        match wide {
-            #[cfg(target_arch = "x86_64")]
-            Some(chunks) => {
-                for ((r, out), &(_, seen)) in out.chunks_exact_mut(d).enumerate().zip(&queries) {
-                    let row = &probs[r * total..][..seen];
-                    // SAFETY: as for the scores; `out` holds d values.
-                    unsafe { avx512::weighted_sum(chunks, row, values, vr.time, out) };
-                }
-            }
-            _ => {
-                out.fill(0.0);
-                for j in 0..total {
-                    let value = &values[j * vr.time..][..d];
-                    for (r, out) in out.chunks_exact_mut(d).enumerate() {
-                        let p = probs[r * total + j];
-                        for (o, &x) in out.iter_mut().zip(value) {
-                            *o = p.mul_add(x, *o);
-                        }
-                    }
+        out.fill(0.0);
+        for j in 0..total {
+            let value = &values[j * vr.time..][..d];
+            for (r, out) in out.chunks_exact_mut(d).enumerate() {
+                let p = probs[r * total + j];
+                for (o, &x) in out.iter_mut().zip(value) {
+                    *o = p.mul_add(x, *o);
                 }
             }
         }
     }
+}
+
+/// Scores to probabilities, in place.
+fn softmax(row: &mut [f32]) {
+    let max = row.iter().fold(f32::NEG_INFINITY, |m, &s| m.max(s));
+    row.iter_mut()
+        .for_each(|s| *s = crate::bert_cpu::exp_nonpositive(*s - max));
+    let inv = 1.0 / crate::bert_cpu::sum_lanes(row, |s| s);
+    row.iter_mut().for_each(|s| *s *= inv);
 }
 
 /// Registers per head for the AVX-512 kernels, where they run here: the CPU has AVX-512 (as the
@@ -219,28 +214,55 @@ mod avx512 {
         matches!(d, 64 | 128).then_some(d / 16)
     }
 
-    /// `out[j] = query · keys[j · stride..] · scale` for every `j < out.len()`.
+    /// One head's cached keys and values, `*_stride` floats from one row to the next.
+    pub(super) struct Cache<'a> {
+        pub keys: &'a [f32],
+        pub key_stride: usize,
+        pub values: &'a [f32],
+        pub value_stride: usize,
+    }
+
+    /// One query's attention over the first `probs.len()` cached rows into `out`: scores,
+    /// softmax (`probs` is its scratch), weighted sum of the values.
     ///
     /// # Safety
-    /// AVX-512 F; `query` holds `16 · chunks` values and so does each key row read.
+    /// AVX-512 F; `query` and `out` hold `16 · chunks` values, and so does each cached row
+    /// read.
     #[target_feature(enable = "avx512f")]
-    pub(super) unsafe fn scores(
+    pub(super) unsafe fn attend(
         chunks: usize,
         query: &[f32],
-        keys: &[f32],
-        stride: usize,
+        cache: &Cache,
         scale: f32,
+        probs: &mut [f32],
         out: &mut [f32],
     ) {
         // SAFETY: passed on from the caller.
         unsafe {
             match chunks {
-                4 => scores_of::<4>(query, keys, stride, scale, out),
-                _ => scores_of::<8>(query, keys, stride, scale, out),
+                4 => attend_of::<4>(query, cache, scale, probs, out),
+                _ => attend_of::<8>(query, cache, scale, probs, out),
             }
         }
     }
 
+    #[target_feature(enable = "avx512f")]
+    unsafe fn attend_of<const CHUNKS: usize>(
+        query: &[f32],
+        cache: &Cache,
+        scale: f32,
+        probs: &mut [f32],
+        out: &mut [f32],
+    ) {
+        // SAFETY: the caller guarantees the lengths read and written.
+        unsafe {
+            scores_of::<CHUNKS>(query, cache.keys, cache.key_stride, scale, probs);
+            super::softmax(probs);
+            weighted_sum_of::<CHUNKS>(probs, cache.values, cache.value_stride, out);
+        }
+    }
+
+    /// `out[j] = query · keys[j · stride..] · scale` for every `j < out.len()`.
     #[target_feature(enable = "avx512f")]
     unsafe fn scores_of<const CHUNKS: usize>(
         query: &[f32],
@@ -316,26 +338,6 @@ mod avx512 {
     }
 
     /// `out = Σ_j probs[j] · values[j · stride..]` over `j < probs.len()`.
-    ///
-    /// # Safety
-    /// AVX-512 F; `out` holds `16 · chunks` values and so does each value row read.
-    #[target_feature(enable = "avx512f")]
-    pub(super) unsafe fn weighted_sum(
-        chunks: usize,
-        probs: &[f32],
-        values: &[f32],
-        stride: usize,
-        out: &mut [f32],
-    ) {
-        // SAFETY: passed on from the caller.
-        unsafe {
-            match chunks {
-                4 => weighted_sum_of::<4>(probs, values, stride, out),
-                _ => weighted_sum_of::<8>(probs, values, stride, out),
-            }
-        }
-    }
-
     #[target_feature(enable = "avx512f")]
     unsafe fn weighted_sum_of<const CHUNKS: usize>(
         probs: &[f32],

@@ -150,7 +150,7 @@ pub(super) mod avx512 {
             BlockFormat::Q4_1
         };
         // SAFETY: the caller guarantees AVX-512 F/BW; every pointer stays inside `row` and `x`
-        // (the gathers and loads of a last, partial group are masked to its blocks).
+        // (the reads of a last, partial group are masked to its blocks).
         unsafe {
             let size = format.bytes();
             let nblocks = x.q.len() / BLOCK;
@@ -158,12 +158,6 @@ pub(super) mod avx512 {
             let (mut even, mut odd) = (_mm512_setzero_ps(), _mm512_setzero_ps());
             let mut offsets = _mm512_setzero_ps();
             let mut scales = [0f32; GROUP];
-            // Byte offsets of sixteen consecutive blocks: each gathers the four bytes at the
-            // block's start, its 16-bit scale and (Q4_1) its 16-bit minimum.
-            let starts = _mm512_mullo_epi32(
-                _mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0),
-                _mm512_set1_epi32(size as i32),
-            );
             let mut first = 0;
             while first < nblocks {
                 let count = (nblocks - first).min(GROUP);
@@ -172,7 +166,7 @@ pub(super) mod avx512 {
                 } else {
                     (1u16 << count) - 1
                 };
-                let heads = block_heads(format, row.as_ptr().add(first * size), lanes, starts);
+                let heads = block_heads(format, row.as_ptr().add(first * size), lanes);
                 let d = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(heads));
                 let x_scale = _mm512_maskz_loadu_ps(lanes, x.scale.as_ptr().add(first));
                 let x_sum = _mm512_maskz_loadu_ps(lanes, x.sum.as_ptr().add(first));
@@ -213,16 +207,16 @@ pub(super) mod avx512 {
     /// alternating in one run, Q4_1's rows of 18 blocks took 1.25 ns a block with the permutes
     /// against 1.4 gathered, rows of 48 blocks 1.02 against 1.07.
     #[inline(always)]
-    unsafe fn block_heads(
-        format: BlockFormat,
-        at: *const u8,
-        lanes: __mmask16,
-        starts: __m512i,
-    ) -> __m512i {
+    unsafe fn block_heads(format: BlockFormat, at: *const u8, lanes: __mmask16) -> __m512i {
         // SAFETY: the caller keeps the `lanes` blocks from `at` inside the row; the masked
-        // loads read no word past the last of them.
+        // loads and the gather read no word past the last of them.
         unsafe {
             if format != BlockFormat::Q4_1 {
+                // The byte offsets of the sixteen blocks' starts.
+                let starts = _mm512_mullo_epi32(
+                    _mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0),
+                    _mm512_set1_epi32(format.bytes() as i32),
+                );
                 return _mm512_mask_i32gather_epi32::<1>(
                     _mm512_setzero_si512(),
                     lanes,
