@@ -63,16 +63,7 @@ pub(super) mod avx2 {
                 (sum, offsets)
             };
             let zero = (_mm256_setzero_ps(), _mm256_setzero_ps());
-            let (mut even, mut odd) = (zero, zero);
-            let mut b = 0;
-            while b + 1 < nblocks {
-                even = block(b, even);
-                odd = block(b + 1, odd);
-                b += 2;
-            }
-            if b < nblocks {
-                even = block(b, even);
-            }
+            let (even, odd) = super::even_odd(nblocks, (zero, zero), block);
             hsum(_mm256_add_ps(even.0, odd.0)) + _mm256_cvtss_f32(_mm256_add_ps(even.1, odd.1))
         }
     }
@@ -103,6 +94,23 @@ pub(super) mod avx2 {
             hsum(acc)
         }
     }
+}
+
+/// `block(i, sum)` for `i` in `0..n`, even `i` into the first sum and odd `i` into the second,
+/// so that consecutive blocks do not wait on each other's addition.
+#[inline(always)]
+fn even_odd<T: Copy>(n: usize, sums: (T, T), block: impl Fn(usize, T) -> T) -> (T, T) {
+    let (mut even, mut odd) = sums;
+    let mut i = 0;
+    while i + 1 < n {
+        even = block(i, even);
+        odd = block(i + 1, odd);
+        i += 2;
+    }
+    if i < n {
+        even = block(i, even);
+    }
+    (even, odd)
 }
 
 /// AVX-512 (F and BW): one block of 32 per 512-bit multiply-add, and the blocks' scales handled
@@ -185,15 +193,7 @@ pub(super) mod avx512 {
                     );
                     _mm512_fmadd_ps(_mm512_cvtepi32_ps(ints), _mm512_set1_ps(scales[lane]), sum)
                 };
-                let mut lane = 0;
-                while lane + 1 < count {
-                    even = block(lane, even);
-                    odd = block(lane + 1, odd);
-                    lane += 2;
-                }
-                if lane < count {
-                    even = block(lane, even);
-                }
+                (even, odd) = super::even_odd(count, (even, odd), block);
                 first += count;
             }
             _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(even, odd), offsets))
