@@ -5,12 +5,18 @@
 # first alternating between rounds; the summary is the ratio Tunelab / reference per benchmark,
 # its median and its spread over the rounds.
 #
-#   scripts/bench-vs-reference.sh [--rounds N] [--only LIST] [--threads N] [--steps N] [--out DIR]
+#   scripts/bench-vs-reference.sh [--rounds N] [--only LIST] [--threads N] [--steps N] [--avx2]
+#                                 [--out DIR]
 #
 # LIST is a comma-separated choice of lora, lora-nockpt, soft-prompt, soft-prompt-nockpt, full,
 # full-nockpt, decode and embed (default: all). The PyTorch reference keeps every activation, so
 # `lora-nockpt` (Tunelab with activation checkpointing off) is the equal-settings comparison and
 # `lora` (checkpointing on, Tunelab's default) the memory-saving one.
+#
+# --avx2 measures what a CPU without AVX-512 runs, on one that has it: Tunelab built without
+# gemm's AVX-512 kernels (scripts/build-without-avx512-gemm.sh, unless TUNELAB_BIN names such a
+# build) and with its own kernels held to AVX2, against PyTorch held to AVX2 (ATen, oneDNN and
+# MKL). llama.cpp runs as it was built, which is for the machine's own CPU.
 #
 # Needs the reference environment: the scripts in shared/reference (TUNELAB_REFERENCE, else
 # ../shared/reference beside the project) and the Python venv their setup-refenv.sh makes.
@@ -23,6 +29,7 @@ rounds=3
 only="lora,lora-nockpt,soft-prompt,soft-prompt-nockpt,full,full-nockpt,decode,embed"
 threads=2
 steps=6
+avx2=""
 out=""
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -30,8 +37,9 @@ while [ $# -gt 0 ]; do
     --only) only="$2"; shift 2 ;;
     --threads) threads="$2"; shift 2 ;;
     --steps) steps="$2"; shift 2 ;;
+    --avx2) avx2=1; shift ;;
     --out) out="$2"; shift 2 ;;
-    -h|--help) sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,24p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "bench-vs-reference: unknown argument '$1' (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -49,13 +57,27 @@ if [ ! -x "$REFENV/bin/python" ]; then
 fi
 
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/tunelab/target}"
+out="${out:-$root/target/bench-vs-reference/$(date -u +%Y%m%dT%H%M%SZ)}"
+mkdir -p "$out"
 bin="${TUNELAB_BIN:-}"
-if [ -z "$bin" ]; then
+if [ -z "$bin" ] && [ -n "$avx2" ]; then
+  bin=$("$root/scripts/build-without-avx512-gemm.sh" "$out/tunelab-avx2")
+elif [ -z "$bin" ]; then
   cargo build -q -p tunelab-cli --locked
   bin="$CARGO_TARGET_DIR/debug/tunelab"
 fi
-out="${out:-$root/target/bench-vs-reference/$(date -u +%Y%m%dT%H%M%SZ)}"
-mkdir -p "$out"
+machine_paths="each side's widest vector code"
+if [ -n "$avx2" ]; then
+  export TUNELAB_ASSUME_CPU_LACKS=avx512f
+  export ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2 MKL_ENABLE_INSTRUCTIONS=AVX2
+  kernels=$("$bin" doctor --json | python3 -c 'import json, sys; print(json.load(sys.stdin)["cpu_kernels"])')
+  case "$kernels" in
+    *"matrix products AVX2"*"dot products AVX2"*) ;;
+    *) echo "bench-vs-reference: --avx2, but $bin runs \"$kernels\"; build it with scripts/build-without-avx512-gemm.sh" >&2
+       exit 1 ;;
+  esac
+  machine_paths="AVX2 paths for Tunelab and PyTorch, llama.cpp as built"
+fi
 results="$out/results.jsonl"
 : > "$results"
 
@@ -109,7 +131,8 @@ tunelab_cmd() {
 
 echo "results: $results"
 "$bin" --version | sed 's/^/tunelab: /'
-"$py" -c 'import torch, peft; print("reference: torch", torch.__version__, "peft", peft.__version__)'
+"$bin" doctor --json | python3 -c 'import json, sys; print("tunelab kernels:", json.load(sys.stdin)["cpu_kernels"])'
+"$py" -c 'import torch, peft; print("reference: torch", torch.__version__, "peft", peft.__version__, "vector code", torch.backends.cpu.get_cpu_capability())'
 for round in $(seq 1 "$rounds"); do
   echo "round $round of $rounds"
   for name in ${only//,/ }; do
@@ -126,4 +149,4 @@ for round in $(seq 1 "$rounds"); do
 done
 
 machine=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')
-python3 "$root/scripts/bench_ratios.py" "$results" --machine "$machine, $(nproc) cores, $threads threads" | tee "$out/summary.md"
+python3 "$root/scripts/bench_ratios.py" "$results" --machine "$machine, $(nproc) cores, $threads threads, $machine_paths" | tee "$out/summary.md"

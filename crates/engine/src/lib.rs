@@ -96,7 +96,10 @@ impl LoadedModel {
 pub fn cpu_kernels() -> String {
     #[cfg(target_arch = "x86_64")]
     {
-        let matmul = if std::arch::is_x86_feature_detected!("avx512f") {
+        // Set by scripts/build-without-avx512-gemm.sh, whose build leaves gemm's AVX-512 kernels
+        // out to measure the AVX2 path on an AVX-512 machine.
+        let gemm_has_avx512 = option_env!("TUNELAB_GEMM_WITHOUT_AVX512").is_none();
+        let matmul = if gemm_has_avx512 && std::arch::is_x86_feature_detected!("avx512f") {
             "AVX-512"
         } else if std::arch::is_x86_feature_detected!("avx2")
             && std::arch::is_x86_feature_detected!("fma")
