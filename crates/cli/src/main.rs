@@ -82,6 +82,15 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    // Rust ignores SIGPIPE, so a reader that closes the pipe early (`tunelab doctor | head`)
+    // makes the next print panic with a backtrace. Take the default back, as Unix tools have it:
+    // the process ends quietly. Everything a run writes to disk is written atomically and runs
+    // resume, so ending between two prints loses nothing.
+    #[cfg(unix)]
+    // SAFETY: sets the disposition of one signal to its default, before any thread starts.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     let cli = Cli::parse();
     tunelab_api::configure_process(cli.threads);
     let result = Workspace::open(cli.home).and_then(|ws| match cli.command {

@@ -121,6 +121,29 @@ fn doctor_and_models_work_on_a_fresh_workspace() {
     assert_eq!(list.as_array().unwrap().len(), 1);
 }
 
+/// `tunelab doctor | head -1`: a reader that leaves early ends the program quietly, as with
+/// any Unix tool, instead of a panic and its backtrace on the terminal.
+#[cfg(unix)]
+#[test]
+fn a_reader_that_closes_the_pipe_early_ends_the_program_quietly() {
+    use std::os::unix::process::ExitStatusExt;
+    let home = tempfile::tempdir().unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_tunelab"))
+        .arg("--home")
+        .arg(home.path())
+        .args(["doctor", "--json"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Closed before the program has looked at the hardware, let alone printed.
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.is_empty(), "nothing on stderr: {stderr}");
+    assert_eq!(out.status.signal(), Some(libc::SIGPIPE), "{:?}", out.status);
+}
+
 #[test]
 fn errors_are_one_clear_line_and_a_failure_exit_code() {
     let home = tempfile::tempdir().unwrap();
