@@ -29,26 +29,20 @@ trait Real:
     + std::ops::Mul<Output = Self>
     + std::ops::Div<Output = Self>
     + From<f32>
+    + crate::fast_exp::Exp
 {
-    fn exp(self) -> Self;
     const ZERO: Self;
     const ONE: Self;
     const NEG_INF: Self;
 }
 
 impl Real for f32 {
-    fn exp(self) -> Self {
-        f32::exp(self)
-    }
     const ZERO: Self = 0.0;
     const ONE: Self = 1.0;
     const NEG_INF: Self = f32::NEG_INFINITY;
 }
 
 impl Real for f64 {
-    fn exp(self) -> Self {
-        f64::exp(self)
-    }
     const ZERO: Self = 0.0;
     const ONE: Self = 1.0;
     const NEG_INF: Self = f64::NEG_INFINITY;
@@ -64,7 +58,7 @@ fn causal_softmax_rows<T: Real>(scores: &mut [T], t: usize) {
             .fold(T::NEG_INF, |a, b| if b > a { b } else { a });
         let mut total = T::ZERO;
         for v in seen.iter_mut() {
-            *v = (*v - max).exp();
+            *v = (*v - max).exp_nonpositive();
             total = total + *v;
         }
         for v in seen.iter_mut() {

@@ -6,6 +6,8 @@
 use candle_core::{CpuStorage, CustomOp2, CustomOp3, Layout, Result, Shape};
 use rayon::prelude::*;
 
+use crate::fast_exp::Exp;
+
 use crate::grad_ops::slice;
 
 /// Which gradient of RMSNorm a [`RmsNormBackward`] computes.
@@ -185,7 +187,7 @@ impl CustomOp3 for SiluMulBackward {
                 out.par_iter_mut()
                     .zip(g.par_iter().zip(u.par_iter().zip(dy.par_iter())))
                     .for_each(|(o, (&g, (&u, &dy)))| {
-                        let sig = 1.0 / (1.0 + (-g).exp());
+                        let sig = g.sigmoid();
                         *o = if gate {
                             dy * u * sig * (1.0 + g * (1.0 - sig))
                         } else {

@@ -186,7 +186,7 @@ impl Views<'_> {
 fn softmax(row: &mut [f32]) {
     let max = row.iter().fold(f32::NEG_INFINITY, |m, &s| m.max(s));
     row.iter_mut()
-        .for_each(|s| *s = crate::bert_cpu::exp_nonpositive(*s - max));
+        .for_each(|s| *s = crate::fast_exp::exp_nonpositive(*s - max));
     let inv = 1.0 / crate::bert_cpu::sum_lanes(row, |s| s);
     row.iter_mut().for_each(|s| *s *= inv);
 }

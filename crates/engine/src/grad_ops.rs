@@ -14,6 +14,7 @@ use candle_core::{
 use rayon::prelude::*;
 
 use crate::backward_kernels::{RmsNormBackward, RmsPart, SiluMulBackward, SoftmaxBackward};
+use crate::fast_exp::Exp;
 
 /// The contiguous slice behind a CPU tensor argument.
 pub(crate) fn slice<'a, T: candle_core::WithDType>(
@@ -179,7 +180,9 @@ impl CustomOp1 for Softmax {
             let max = row.iter().copied().fold(T::NEG_INFINITY, T::max);
             let mut total = 0.0;
             for (o, v) in out.iter_mut().zip(row) {
-                *o = (v - max).exp();
+                *o = (v - max).exp_nonpositive();
+            }
+            for o in out.iter() {
                 total += *o;
             }
             out.iter_mut().for_each(|o| *o /= total);
@@ -294,7 +297,7 @@ impl CustomOp2 for SiluMul {
                 let mut out = vec![Default::default(); g.len()];
                 out.par_iter_mut()
                     .zip(g.par_iter().zip(u.par_iter()))
-                    .for_each(|(o, (g, u))| *o = g / (1.0 + (-g).exp()) * u);
+                    .for_each(|(o, (&g, &u))| *o = g * g.sigmoid() * u);
                 CpuStorage::$variant(out)
             }};
         }

@@ -272,18 +272,28 @@ fn by_vocab_slices(
     Ok(crate::grad_ops::seeded_scalar(hidden, &grad, mean as f32)?)
 }
 
-/// `logsumexp(row) − row[target]`; with `grad`, overwrites `row` with
-/// `scale · (softmax(row) − onehot(target))`.
+/// `logsumexp(row) − row[target]`; with `grad`, leaves in `row`
+/// `scale · (softmax(row) − onehot(target))`. `row` is scratch either way.
 fn row_loss_and_grad(row: &mut [f32], target: usize, scale: f32, grad: bool) -> f64 {
     let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-    let sum: f64 = row.iter().map(|&v| ((v - max) as f64).exp()).sum();
-    let lse = max as f64 + sum.ln();
-    let loss = lse - row[target] as f64;
-    if grad {
-        let lse = lse as f32;
-        for v in row.iter_mut() {
-            *v = (*v - lse).exp() * scale;
+    let target_logit = row[target];
+    // The exponentials in place (a loop that vectorizes), then their sum in f64 over four
+    // running sums.
+    row.iter_mut()
+        .for_each(|v| *v = crate::fast_exp::exp_nonpositive(*v - max));
+    let mut sums = [0f64; 4];
+    let mut quads = row.chunks_exact(4);
+    for quad in &mut quads {
+        for (sum, &e) in sums.iter_mut().zip(quad) {
+            *sum += e as f64;
         }
+    }
+    let sum = sums.iter().sum::<f64>() + quads.remainder().iter().map(|&e| e as f64).sum::<f64>();
+    let loss = max as f64 + sum.ln() - target_logit as f64;
+    if grad {
+        // softmax = e^(v − max) / Σ.
+        let factor = (scale as f64 / sum) as f32;
+        row.iter_mut().for_each(|e| *e *= factor);
         row[target] -= scale;
     }
     loss
