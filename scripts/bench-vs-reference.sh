@@ -16,7 +16,9 @@
 # --avx2 measures what a CPU without AVX-512 runs, on one that has it: Tunelab built without
 # gemm's AVX-512 kernels (scripts/build-without-avx512-gemm.sh, unless TUNELAB_BIN names such a
 # build) and with its own kernels held to AVX2, against PyTorch held to AVX2 (ATen, oneDNN and
-# MKL). llama.cpp runs as it was built, which is for the machine's own CPU.
+# MKL). llama.cpp runs as it was built, which is for the machine's own CPU, unless
+# TUNELAB_REFERENCE_LLAMA_LIB names its libraries built for AVX2
+# (scripts/build-reference-llama-avx2.sh).
 #
 # Needs the reference environment: the scripts in shared/reference (TUNELAB_REFERENCE, else
 # ../shared/reference beside the project) and the Python venv their setup-refenv.sh makes.
@@ -39,7 +41,7 @@ while [ $# -gt 0 ]; do
     --steps) steps="$2"; shift 2 ;;
     --avx2) avx2=1; shift ;;
     --out) out="$2"; shift 2 ;;
-    -h|--help) sed -n '2,24p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,26p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "bench-vs-reference: unknown argument '$1' (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -77,6 +79,10 @@ if [ -n "$avx2" ]; then
        exit 1 ;;
   esac
   machine_paths="AVX2 paths for Tunelab and PyTorch, llama.cpp as built"
+  if [ -n "${TUNELAB_REFERENCE_LLAMA_LIB:-}" ]; then
+    export LLAMA_CPP_LIB_PATH="$TUNELAB_REFERENCE_LLAMA_LIB"
+    machine_paths="AVX2 paths for Tunelab, PyTorch and llama.cpp"
+  fi
 fi
 results="$out/results.jsonl"
 : > "$results"
