@@ -7,7 +7,6 @@ use candle_core::{CpuStorage, CustomOp2, CustomOp3, Layout, Result, Shape};
 use rayon::prelude::*;
 
 use crate::fast_exp::Exp;
-
 use crate::grad_ops::slice;
 
 /// Which gradient of RMSNorm a [`RmsNormBackward`] computes.

@@ -14,7 +14,7 @@ mod cpu_gemm;
 mod decode_attention;
 pub mod device;
 pub mod error;
-pub(crate) mod fast_exp;
+mod fast_exp;
 mod frozen_chain;
 pub mod generate;
 pub mod gguf;
