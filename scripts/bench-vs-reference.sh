@@ -72,7 +72,9 @@ machine_paths="each side's widest vector code"
 if [ -n "$avx2" ]; then
   export TUNELAB_ASSUME_CPU_LACKS=avx512f
   export ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2 MKL_ENABLE_INSTRUCTIONS=AVX2
-  kernels=$("$bin" doctor --json | python3 -c 'import json, sys; print(json.load(sys.stdin)["cpu_kernels"])')
+fi
+kernels=$("$bin" doctor --json | python3 -c 'import json, sys; print(json.load(sys.stdin)["cpu_kernels"])')
+if [ -n "$avx2" ]; then
   case "$kernels" in
     *"matrix products AVX2"*"dot products AVX2"*) ;;
     *) echo "bench-vs-reference: --avx2, but $bin runs \"$kernels\"; build it with scripts/build-without-avx512-gemm.sh" >&2
@@ -137,7 +139,7 @@ tunelab_cmd() {
 
 echo "results: $results"
 "$bin" --version | sed 's/^/tunelab: /'
-"$bin" doctor --json | python3 -c 'import json, sys; print("tunelab kernels:", json.load(sys.stdin)["cpu_kernels"])'
+echo "tunelab kernels: $kernels"
 "$py" -c 'import torch, peft; print("reference: torch", torch.__version__, "peft", peft.__version__, "vector code", torch.backends.cpu.get_cpu_capability())'
 for round in $(seq 1 "$rounds"); do
   echo "round $round of $rounds"

@@ -57,8 +57,11 @@ fn causal_softmax_rows<T: Real>(scores: &mut [T], t: usize) {
             .copied()
             .fold(T::NEG_INF, |a, b| if b > a { b } else { a });
         let mut total = T::ZERO;
+        // The exponentials in a loop of their own, which vectorizes; the sum after, in order.
         for v in seen.iter_mut() {
             *v = (*v - max).exp_nonpositive();
+        }
+        for v in seen.iter() {
             total = total + *v;
         }
         for v in seen.iter_mut() {

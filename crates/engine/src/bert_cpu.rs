@@ -59,8 +59,11 @@ pub(crate) fn cpu_attention(qkv: &Tensor, lengths: &[usize], heads: usize) -> Re
                         max = max.max(*s);
                     }
                     let mut total = 0f32;
+                    // Exponentials in a loop of their own, which vectorizes; the sum after.
                     for s in scores.iter_mut() {
                         *s = crate::fast_exp::exp_nonpositive(*s - max);
+                    }
+                    for s in scores.iter() {
                         total += *s;
                     }
                     let o = &mut out[r * hidden + h * hd..r * hidden + (h + 1) * hd];
